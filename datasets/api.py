@@ -1,0 +1,120 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.urls import reverse
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from datasets import selectors, services
+from datasets.ingest.pipeline import IngestOptions
+from datasets.models import Dataset
+from datasets.options import (
+    MAX_SPLIT_PERCENT, MIN_SIDE, RESIZE_MODE_LABELS, max_side, per_class_problems, source_problems,
+    split_problems,
+)
+from workbench.api import error_response
+
+
+class DatasetOutput(serializers.ModelSerializer):
+    image_shape = serializers.ListField(child=serializers.IntegerField(), read_only=True)
+    url = serializers.SerializerMethodField()
+    mean_image_url = serializers.SerializerMethodField()
+    thumbnails = serializers.SerializerMethodField()
+    owner = serializers.CharField(source="owner.get_username", read_only=True)
+
+    class Meta:
+        model = Dataset
+        fields = ["id", "name", "owner", "status", "progress", "error", "created_at", "updated_at", "source",
+                  "source_name", "image_width", "image_height", "channels", "resize_mode", "val_percent",
+                  "test_percent", "seed", "min_per_class", "max_per_class", "classes", "split_counts",
+                  "class_counts", "image_shape", "skipped", "warnings", "url", "mean_image_url", "thumbnails"]
+
+    def get_url(self, dataset: Dataset) -> str:
+        return reverse("dataset-detail", args=[dataset.pk])
+
+    def get_mean_image_url(self, dataset: Dataset) -> str | None:
+        return reverse("dataset-mean", args=[dataset.pk]) if dataset.status == Dataset.Status.READY else None
+
+    def get_thumbnails(self, dataset: Dataset) -> dict[str, list[str]]:
+        thumbs = selectors.dataset_thumbnails(dataset=dataset)
+        return {name: [reverse("dataset-thumb", args=[dataset.pk, c, k]) for k in ks]
+                for c, (name, ks) in enumerate(thumbs.items())}
+
+
+class DatasetInput(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    archive = serializers.FileField(required=False)
+    server_path = serializers.CharField(required=False, allow_blank=True, default="", max_length=1000)
+    image_width = serializers.IntegerField(min_value=MIN_SIDE, default=32)
+    image_height = serializers.IntegerField(min_value=MIN_SIDE, default=32)
+    channels = serializers.ChoiceField(choices=[1, 3], default=3)
+    resize_mode = serializers.ChoiceField(choices=[m for m, _ in RESIZE_MODE_LABELS], default="squash")
+    val_percent = serializers.IntegerField(min_value=0, max_value=MAX_SPLIT_PERCENT, default=20)
+    test_percent = serializers.IntegerField(min_value=0, max_value=MAX_SPLIT_PERCENT, default=0)
+    seed = serializers.IntegerField(min_value=0, max_value=2**32 - 1, default=0)
+    min_per_class = serializers.IntegerField(min_value=1, default=1)
+    max_per_class = serializers.IntegerField(min_value=1, required=False, allow_null=True, default=None)
+
+    def validate(self, data: dict[str, Any]) -> dict[str, Any]:
+        problems = source_problems("archive" in data, data["server_path"].strip())
+        problems |= split_problems(data["val_percent"], data["test_percent"])
+        problems |= per_class_problems(data["min_per_class"], data["max_per_class"])
+        for side in ("image_width", "image_height"):
+            if data[side] > max_side():
+                problems[side] = f"Ensure this value is less than or equal to {max_side()}."
+        if problems:
+            raise serializers.ValidationError(problems)
+        return data
+
+    def options(self) -> IngestOptions:
+        d = self.validated_data
+        return IngestOptions(width=d["image_width"], height=d["image_height"], channels=int(d["channels"]),
+                             resize_mode=d["resize_mode"], val_percent=d["val_percent"],
+                             test_percent=d["test_percent"], seed=d["seed"], min_per_class=d["min_per_class"],
+                             max_per_class=d["max_per_class"])
+
+
+class DatasetListApi(APIView):
+    @extend_schema(responses=DatasetOutput(many=True))
+    def get(self, request: Request) -> Response:
+        return Response(DatasetOutput(selectors.dataset_list(user=request.user), many=True).data)
+
+    @extend_schema(request={"multipart/form-data": DatasetInput}, responses={201: DatasetOutput})
+    def post(self, request: Request) -> Response:
+        if getattr(request._request, "upload_too_large", False):
+            return error_response("The upload is larger than the configured limit.", status_code=413)
+        given = DatasetInput(data=request.data)
+        given.is_valid(raise_exception=True)
+        try:
+            dataset = services.dataset_create(owner=request.user, name=given.validated_data["name"],
+                                              options=given.options(), archive=given.validated_data.get("archive"),
+                                              server_path=given.validated_data["server_path"].strip())
+        except services.DatasetInputError as exc:
+            return error_response(str(exc), {exc.field or "non_field_errors": [str(exc)]})
+        return Response(DatasetOutput(dataset).data, status=status.HTTP_201_CREATED)
+
+
+class DatasetExampleApi(APIView):
+    @extend_schema(request=None, responses={201: DatasetOutput})
+    def post(self, request: Request) -> Response:
+        dataset = services.dataset_create_example(owner=request.user)
+        return Response(DatasetOutput(dataset).data, status=status.HTTP_201_CREATED)
+
+
+class DatasetDetailApi(APIView):
+    @extend_schema(responses=DatasetOutput)
+    def get(self, request: Request, pk: int) -> Response:
+        return Response(DatasetOutput(selectors.dataset_get(user=request.user, pk=pk)).data)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, pk: int) -> Response:
+        dataset = selectors.dataset_get(user=request.user, pk=pk)
+        try:
+            services.dataset_delete(dataset=dataset)
+        except services.DatasetBusy as exc:
+            return error_response(str(exc), status_code=status.HTTP_409_CONFLICT)
+        return Response(status=status.HTTP_204_NO_CONTENT)

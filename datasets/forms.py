@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.core.validators import MaxValueValidator
+
+from datasets.ingest.pipeline import IngestOptions
+from datasets.options import (
+    MAX_SPLIT_PERCENT, MIN_SIDE, RESIZE_MODE_LABELS, max_side, per_class_problems, source_problems,
+    split_problems,
+)
+
+
+class DatasetForm(forms.Form):
+    name = forms.CharField(max_length=200)
+    archive = forms.FileField(required=False, help_text="zip, tar or tar.gz of one folder per class.")
+    server_path = forms.CharField(required=False, max_length=1000,
+                                  help_text="Or a folder of class folders under an allowed server root.")
+    image_width = forms.IntegerField(min_value=MIN_SIDE, initial=32)
+    image_height = forms.IntegerField(min_value=MIN_SIDE, initial=32)
+    channels = forms.TypedChoiceField(choices=[(1, "Grayscale (1)"), (3, "Colour (3)")], coerce=int, initial=3)
+    resize_mode = forms.ChoiceField(choices=RESIZE_MODE_LABELS, initial="squash")
+    val_percent = forms.IntegerField(min_value=0, max_value=MAX_SPLIT_PERCENT, initial=20, label="Validation %")
+    test_percent = forms.IntegerField(min_value=0, max_value=MAX_SPLIT_PERCENT, initial=0, label="Test %")
+    seed = forms.IntegerField(min_value=0, max_value=2**32 - 1, initial=0)
+    min_per_class = forms.IntegerField(min_value=1, initial=1, label="Min images per class")
+    max_per_class = forms.IntegerField(min_value=1, required=False, label="Max images per class")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for side in ("image_width", "image_height"):
+            field = self.fields[side]
+            # The cap is a setting, read per form so a changed environment takes effect.
+            field.validators.append(MaxValueValidator(max_side()))
+            field.widget.attrs["max"] = max_side()
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        problems = source_problems(bool(data.get("archive")), (data.get("server_path") or "").strip())
+        if "val_percent" in data and "test_percent" in data:
+            problems |= split_problems(data["val_percent"], data["test_percent"])
+        if "min_per_class" in data:
+            problems |= per_class_problems(data["min_per_class"], data.get("max_per_class"))
+        for field, message in problems.items():
+            self.add_error(field, message)
+        return data
+
+    def options(self) -> IngestOptions:
+        data = self.cleaned_data
+        return IngestOptions(width=data["image_width"], height=data["image_height"], channels=data["channels"],
+                             resize_mode=data["resize_mode"], val_percent=data["val_percent"],
+                             test_percent=data["test_percent"], seed=data["seed"],
+                             min_per_class=data["min_per_class"], max_per_class=data.get("max_per_class"))

@@ -1,0 +1,202 @@
+"""Safe extraction of zip and tar archives, member by member.
+
+Rejected outright: absolute paths, `..`, links, devices, and archives over the member-count,
+size or compression-ratio caps. Only image files are written, and only under `dest`.
+"""
+from __future__ import annotations
+
+import os
+import re
+import stat
+import tarfile
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import IO
+
+from datasets.ingest import IngestError
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"})
+_DRIVE = re.compile(r"^[A-Za-z]:")
+_CHUNK = 1024 * 1024
+# Ratios are only meaningful once enough bytes are in play; tiny files compress wildly.
+_RATIO_FLOOR_BYTES = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ExtractLimits:
+    max_members: int
+    max_bytes: int
+    max_ratio: int
+
+
+@dataclass
+class ExtractReport:
+    images: int = 0
+    ignored: int = 0
+    bytes_written: int = 0
+
+
+def archive_kind(path: Path) -> str | None:
+    """'zip', 'tar' or None, judged by content, not by the file name."""
+    if zipfile.is_zipfile(path):
+        return "zip"
+    try:
+        with tarfile.open(path, "r:*") as archive:
+            archive.next()
+        return "tar"
+    except (tarfile.TarError, OSError, EOFError):
+        return None
+
+
+def is_image_name(name: str) -> bool:
+    return PurePosixPath(name).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def safe_parts(name: str) -> tuple[str, ...]:
+    """The member's path components, or IngestError if it could land outside the folder."""
+    unified = name.replace("\\", "/")
+    if unified.startswith("/") or _DRIVE.match(unified) or "\x00" in unified:
+        raise IngestError(f"The archive member '{name}' has an absolute path; archives must hold relative paths only.")
+    parts = tuple(p for p in unified.split("/") if p not in ("", "."))
+    if ".." in parts:
+        raise IngestError(f"The archive member '{name}' points outside its folder ('..'); the archive was rejected.")
+    return parts
+
+
+def _is_hidden(parts: tuple[str, ...]) -> bool:
+    return any(p.startswith(".") or p == "__MACOSX" for p in parts)
+
+
+class _Extractor:
+    def __init__(self, dest: Path, archive_bytes: int, limits: ExtractLimits) -> None:
+        self.dest = dest.resolve()
+        self.archive_bytes = max(archive_bytes, 1)
+        self.limits = limits
+        self.report = ExtractReport()
+        self.members = 0
+
+    def count_member(self) -> None:
+        self.members += 1
+        if self.members > self.limits.max_members:
+            raise IngestError(
+                f"The archive has more than {self.limits.max_members:,} members, over the limit."
+            )
+
+    def wants(self, name: str) -> tuple[str, ...] | None:
+        parts = safe_parts(name)
+        if not parts or _is_hidden(parts) or not is_image_name(parts[-1]):
+            self.report.ignored += bool(parts)
+            return None
+        return parts
+
+    def write(self, parts: tuple[str, ...], source: IO[bytes], declared: int) -> None:
+        target = self.dest.joinpath(*parts)
+        if not target.resolve().is_relative_to(self.dest):
+            raise IngestError(f"The archive member '{'/'.join(parts)}' points outside its folder.")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+        with os.fdopen(fd, "wb") as out:
+            while chunk := source.read(_CHUNK):
+                self._account(len(chunk))
+                out.write(chunk)
+        self.report.images += 1
+
+    def _account(self, n: int) -> None:
+        self.report.bytes_written += n
+        written = self.report.bytes_written
+        if written > self.limits.max_bytes:
+            raise IngestError(
+                f"The archive expands to more than {self.limits.max_bytes / 1024**2:,.0f} MiB, over the limit."
+            )
+        if written > _RATIO_FLOOR_BYTES and written / self.archive_bytes > self.limits.max_ratio:
+            raise IngestError(
+                f"The archive expands more than {self.limits.max_ratio}x its size; "
+                "it looks like a compression bomb and was rejected."
+            )
+
+
+def extract_archive(
+    path: Path, dest: Path, limits: ExtractLimits, progress: Callable[[float], None] = lambda f: None
+) -> ExtractReport:
+    kind = archive_kind(path)
+    if kind is None:
+        raise IngestError("The file is not a zip or tar archive (tar, tar.gz, tgz, tar.bz2, tar.xz).")
+    dest.mkdir(parents=True, exist_ok=True)
+    extractor = _Extractor(dest, path.stat().st_size, limits)
+    if kind == "zip":
+        _extract_zip(path, extractor, progress)
+    else:
+        _extract_tar(path, extractor, progress)
+    return extractor.report
+
+
+def _zip_is_link(info: zipfile.ZipInfo) -> bool:
+    mode = info.external_attr >> 16
+    return stat.S_ISLNK(mode)
+
+
+def _extract_zip(path: Path, ex: _Extractor, progress: Callable[[float], None]) -> None:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            infos = archive.infolist()
+            for done, info in enumerate(infos, 1):
+                _extract_zip_member(archive, info, ex)
+                if done % 200 == 0:
+                    progress(done / len(infos))
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError) as exc:
+        raise IngestError(f"The zip archive could not be read: {exc}") from None
+
+
+def _extract_zip_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, ex: _Extractor) -> None:
+    ex.count_member()
+    if _zip_is_link(info):
+        raise IngestError(f"The archive member '{info.filename}' is a link; links are not allowed.")
+    if info.is_dir():
+        safe_parts(info.filename)
+        return
+    parts = ex.wants(info.filename)
+    if parts is None:
+        return
+    if info.file_size > _RATIO_FLOOR_BYTES and info.file_size / max(info.compress_size, 1) > ex.limits.max_ratio:
+        raise IngestError(
+            f"The archive member '{info.filename}' expands more than {ex.limits.max_ratio}x; "
+            "it looks like a compression bomb and was rejected."
+        )
+    with archive.open(info) as source:
+        ex.write(parts, source, info.file_size)
+
+
+def _tar_members(archive: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
+    while (member := archive.next()) is not None:
+        yield member
+
+
+def _extract_tar(path: Path, ex: _Extractor, progress: Callable[[float], None]) -> None:
+    try:
+        with open(path, "rb") as raw, tarfile.open(fileobj=raw, mode="r:*") as archive:
+            for member in _tar_members(archive):
+                _extract_tar_member(archive, member, ex)
+                if ex.members % 200 == 0:
+                    # The compressed file's read position is the honest measure of work done.
+                    progress(min(raw.tell() / ex.archive_bytes, 1.0))
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        raise IngestError(f"The tar archive could not be read: {exc}") from None
+
+
+def _extract_tar_member(archive: tarfile.TarFile, member: tarfile.TarInfo, ex: _Extractor) -> None:
+    ex.count_member()
+    if member.issym() or member.islnk():
+        raise IngestError(f"The archive member '{member.name}' is a link; links are not allowed.")
+    if member.isdir():
+        safe_parts(member.name)
+        return
+    if not member.isfile():
+        raise IngestError(f"The archive member '{member.name}' is a device or pipe; only files are allowed.")
+    parts = ex.wants(member.name)
+    if parts is None:
+        return
+    source = archive.extractfile(member)
+    if source is not None:
+        ex.write(parts, source, member.size)

@@ -1,0 +1,84 @@
+"""The on-disk layout of an ingested dataset, written once and memory-mapped by training.
+
+    <dataset>/train_images.npy  uint8 (N, C, H, W)    <dataset>/train_labels.npy  int64 (N,)
+    <dataset>/val_*.npy, test_*.npy                    <dataset>/classes.json
+    <dataset>/mean.npy float32 (C, H, W), mean.png     <dataset>/thumbs/<class>_<k>.png
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+STAGING = "staging.npy"
+THUMBS_PER_CLASS = 8
+_COPY_ROWS = 2048
+
+
+def images_path(folder: Path, split: str) -> Path:
+    return folder / f"{split}_images.npy"
+
+
+def labels_path(folder: Path, split: str) -> Path:
+    return folder / f"{split}_labels.npy"
+
+
+def open_split(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """The split's images memory-mapped read-only, and its labels."""
+    return np.load(images_path(folder, split), mmap_mode="r"), np.load(labels_path(folder, split))
+
+
+def thumb_path(folder: Path, class_index: int, k: int) -> Path:
+    return folder / "thumbs" / f"{class_index}_{k}.png"
+
+
+def to_pil(chw: np.ndarray) -> Image.Image:
+    return Image.fromarray(chw[0] if chw.shape[0] == 1 else chw.transpose(1, 2, 0))
+
+
+def write_outputs(folder: Path, staging: Path, labels: np.ndarray, splits: dict[str, np.ndarray],
+                  classes: list[str]) -> dict[str, dict[str, int]]:
+    source = np.load(staging, mmap_mode="r")
+    for split, index in splits.items():
+        _copy_rows(source, index, images_path(folder, split))
+        np.save(labels_path(folder, split), labels[index])
+    (folder / "classes.json").write_text(json.dumps(classes))
+    _write_mean(folder, source, splits["train"])
+    _write_thumbs(folder, source, labels, splits, len(classes))
+    del source
+    staging.unlink()
+    return {split: {name: int((labels[index] == i).sum()) for i, name in enumerate(classes)}
+            for split, index in splits.items()}
+
+
+def _copy_rows(source: np.ndarray, index: np.ndarray, target: Path) -> None:
+    out = np.lib.format.open_memmap(target, mode="w+", dtype=np.uint8, shape=(len(index),) + source.shape[1:])
+    for start in range(0, len(index), _COPY_ROWS):
+        rows = index[start : start + _COPY_ROWS]
+        out[start : start + len(rows)] = source[np.sort(rows)][np.argsort(np.argsort(rows))]
+    out.flush()
+
+
+def _write_mean(folder: Path, source: np.ndarray, index: np.ndarray) -> None:
+    total = np.zeros(source.shape[1:], dtype=np.float64)
+    for start in range(0, len(index), _COPY_ROWS):
+        total += source[np.sort(index[start : start + _COPY_ROWS])].sum(axis=0, dtype=np.float64)
+    mean = (total / max(len(index), 1)).astype(np.float32)
+    np.save(folder / "mean.npy", mean)
+    to_pil(np.clip(mean + 0.5, 0, 255).astype(np.uint8)).save(folder / "mean.png")
+
+
+def _write_thumbs(folder: Path, source: np.ndarray, labels: np.ndarray, splits: dict[str, np.ndarray],
+                  n_classes: int) -> None:
+    (folder / "thumbs").mkdir(exist_ok=True)
+    order = np.concatenate([splits["train"], splits["val"], splits["test"]])
+    for class_index in range(n_classes):
+        picks = order[labels[order] == class_index][:THUMBS_PER_CLASS]
+        for k, row in enumerate(picks):
+            to_pil(np.asarray(source[row])).save(thumb_path(folder, class_index, k))
+
+
+def thumb_counts(folder: Path, n_classes: int) -> list[int]:
+    return [sum(1 for k in range(THUMBS_PER_CLASS) if thumb_path(folder, c, k).exists()) for c in range(n_classes)]

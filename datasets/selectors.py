@@ -1,0 +1,37 @@
+"""Reads for datasets. Everything a user sees goes through `dataset_list`, so ownership holds."""
+from __future__ import annotations
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import QuerySet
+from django.shortcuts import get_object_or_404
+
+from datasets.ingest.store import thumb_counts
+from datasets.models import Dataset
+
+
+def dataset_list(*, user: AbstractBaseUser) -> QuerySet[Dataset]:
+    datasets = Dataset.objects.select_related("owner")
+    return datasets if user.is_staff else datasets.filter(owner=user)
+
+
+def dataset_get(*, user: AbstractBaseUser, pk: int) -> Dataset:
+    """The dataset if the user may see it; anyone else's is a 404, never a 403."""
+    return get_object_or_404(dataset_list(user=user), pk=pk)
+
+
+def dataset_thumbnails(*, dataset: Dataset) -> dict[str, list[int]]:
+    """For each class, the thumbnail numbers on disk (empty until the dataset is ready)."""
+    if dataset.status != Dataset.Status.READY:
+        return {name: [] for name in dataset.classes}
+    counts = thumb_counts(dataset.folder, len(dataset.classes))
+    return {name: list(range(n)) for name, n in zip(dataset.classes, counts)}
+
+
+def dataset_count_rows(*, dataset: Dataset) -> list[dict[str, object]]:
+    """One row per class: its count in each split and in all."""
+    counts = dataset.class_counts or {}
+    rows: list[dict[str, object]] = []
+    for name in dataset.classes:
+        row = {split: counts.get(split, {}).get(name, 0) for split in ("train", "val", "test")}
+        rows.append({"name": name, **row, "total": sum(row.values())})
+    return rows

@@ -1,0 +1,244 @@
+"""Writes for datasets: create, ingest, delete. Views and tasks call these and nothing else."""
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+import uuid
+from dataclasses import asdict
+from datetime import timedelta
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.files.uploadedfile import UploadedFile
+from django.db import transaction
+from django.utils import timezone
+
+from datasets.ingest import IngestError
+from datasets.ingest.archive import ExtractLimits, archive_kind, extract_archive
+from datasets.ingest.pipeline import IngestOptions, IngestResult, ingest_workers, run_ingest
+from datasets.models import Dataset
+
+log = logging.getLogger(__name__)
+
+EXTRACTED = "extracted"
+# A running ingest updates its row at least this often; older than this, its worker is gone.
+STALE_AFTER = timedelta(minutes=10)
+
+
+class DatasetInputError(Exception):
+    """Bad input from the user, with the form field it belongs to."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class DatasetBusy(Exception):
+    pass
+
+
+# --- create ---------------------------------------------------------------------------------
+
+def dataset_create(*, owner: AbstractBaseUser, name: str, options: IngestOptions,
+                   archive: UploadedFile | None = None, server_path: str = "") -> Dataset:
+    """Store the upload (or check the folder), add a queued row, and queue the ingest."""
+    if archive is not None:
+        staged = _stage_upload(archive)
+        source, source_name = Dataset.Source.ARCHIVE, Path(archive.name or "upload").name
+    else:
+        staged = None
+        source, source_name = Dataset.Source.SERVER_PATH, str(resolve_server_path(server_path))
+    try:
+        dataset = _dataset_insert(owner, name, options, source, source_name)
+        if staged is not None:
+            staged.replace(dataset.folder / f"upload{_suffix(source_name)}")
+    finally:
+        if staged is not None:
+            staged.unlink(missing_ok=True)
+    return dataset
+
+
+def dataset_create_example(*, owner: AbstractBaseUser) -> Dataset:
+    """The handwritten digits bundled with scikit-learn, through the same ingest as uploads."""
+    options = IngestOptions(width=28, height=28, channels=1, resize_mode="squash",
+                            val_percent=20, test_percent=10, seed=42)
+    return _dataset_insert(owner, "Handwritten digits (example)", options,
+                           Dataset.Source.EXAMPLE, "scikit-learn load_digits (1,797 images, 8x8)")
+
+
+def _dataset_insert(owner: AbstractBaseUser, name: str, options: IngestOptions, source: str,
+                    source_name: str) -> Dataset:
+    from datasets.tasks import ingest_dataset
+
+    with transaction.atomic():
+        dataset = Dataset.objects.create(owner=owner, name=name, source=source, source_name=source_name,
+                                         **_option_fields(options))
+        dataset.folder.mkdir(parents=True, exist_ok=True)
+        transaction.on_commit(lambda: ingest_dataset.delay(dataset.pk))
+    return dataset
+
+
+def _option_fields(options: IngestOptions) -> dict[str, object]:
+    fields = asdict(options)
+    fields["image_width"], fields["image_height"] = fields.pop("width"), fields.pop("height")
+    return fields
+
+
+def _suffix(name: str) -> str:
+    lowered = name.lower()
+    for suffix in (".tar.gz", ".tar.bz2", ".tar.xz", ".tgz", ".tar", ".zip"):
+        if lowered.endswith(suffix):
+            return suffix
+    return ".archive"
+
+
+def _stage_upload(archive: UploadedFile) -> Path:
+    """Move (or stream) the upload to the data folder and check that it is an archive."""
+    staged = Path(settings.FILE_UPLOAD_TEMP_DIR) / f"staged-{uuid.uuid4().hex}"
+    temporary_path = getattr(archive, "temporary_file_path", None)
+    if temporary_path is not None:
+        shutil.move(temporary_path(), staged)
+    else:
+        with staged.open("wb") as out:
+            for chunk in archive.chunks():
+                out.write(chunk)
+    if archive_kind(staged) is None:
+        staged.unlink(missing_ok=True)
+        raise DatasetInputError("The file is not a zip or tar archive (zip, tar, tar.gz, tgz, tar.bz2, tar.xz).",
+                                "archive")
+    return staged
+
+
+def resolve_server_path(raw: str) -> Path:
+    """The real folder for a server path, only if it lies under an allowed root."""
+    roots = [Path(r) for r in settings.WORKBENCH["SERVER_ROOTS"]]
+    if not roots:
+        raise DatasetInputError("Server folders are turned off; set WORKBENCH_SERVER_ROOTS to allow them.",
+                                "server_path")
+    candidate = Path(raw).expanduser()
+    if not candidate.is_absolute():
+        candidate = roots[0] / candidate
+    real = candidate.resolve()
+    if not any(real.is_relative_to(root.resolve()) for root in roots):
+        allowed = ", ".join(str(r) for r in roots)
+        raise DatasetInputError(f"'{raw}' is outside the allowed server folders ({allowed}).", "server_path")
+    if not real.is_dir():
+        raise DatasetInputError(f"'{raw}' is not a folder on the server.", "server_path")
+    return real
+
+
+# --- ingest (runs on the worker) ------------------------------------------------------------
+
+class _ProgressWriter:
+    """Writes progress to the row at most every half second, so the page moves without flooding."""
+
+    def __init__(self, dataset_id: int) -> None:
+        self.dataset_id = dataset_id
+        self.last = 0.0
+
+    def __call__(self, fraction: float) -> None:
+        now = time.monotonic()
+        if now - self.last >= 0.5 or fraction >= 1.0:
+            self.last = now
+            Dataset.objects.filter(pk=self.dataset_id).update(progress=min(max(fraction, 0.0), 1.0),
+                                                              updated_at=timezone.now())
+
+    def span(self, start: float, end: float):  # type: ignore[no-untyped-def]
+        return lambda f: self(start + (end - start) * f)
+
+
+def dataset_ingest(*, dataset_id: int) -> None:
+    """Claim a queued dataset and ingest it; a second delivery of the same task does nothing."""
+    claimed = Dataset.objects.filter(pk=dataset_id, status=Dataset.Status.QUEUED).update(
+        status=Dataset.Status.RUNNING, progress=0.0, updated_at=timezone.now())
+    if not claimed:
+        return
+    dataset = Dataset.objects.get(pk=dataset_id)
+    progress = _ProgressWriter(dataset_id)
+    try:
+        result = _ingest(dataset, progress)
+    except IngestError as exc:
+        _finish_with_error(dataset, str(exc))
+    except Exception as exc:
+        log.exception("ingest of dataset %s failed", dataset_id)
+        _finish_with_error(dataset, f"The ingest failed unexpectedly ({type(exc).__name__}: {exc}).")
+    else:
+        _finish_ready(dataset, result)
+    finally:
+        _clean_sources(dataset.folder)
+
+
+def _ingest(dataset: Dataset, progress: _ProgressWriter) -> IngestResult:
+    source = _materialise_source(dataset, progress.span(0.0, 0.15))
+    options = IngestOptions(
+        width=dataset.image_width, height=dataset.image_height, channels=dataset.channels,
+        resize_mode=dataset.resize_mode, val_percent=dataset.val_percent, test_percent=dataset.test_percent,
+        seed=dataset.seed, min_per_class=dataset.min_per_class, max_per_class=dataset.max_per_class)
+    return run_ingest(source, dataset.folder, options, max_pixels=settings.WORKBENCH["MAX_IMAGE_PIXELS"],
+                      workers=ingest_workers(settings.WORKBENCH["INGEST_WORKERS"]),
+                      progress=progress.span(0.15, 1.0))
+
+
+def _materialise_source(dataset: Dataset, progress) -> Path:  # type: ignore[no-untyped-def]
+    """A folder of class folders for the dataset: extracted, generated, or the server's own."""
+    if dataset.source == Dataset.Source.SERVER_PATH:
+        # Checked again here: the allowed roots may have changed since the dataset was queued.
+        return resolve_server_path(dataset.source_name)
+    extracted = dataset.folder / EXTRACTED
+    if dataset.source == Dataset.Source.EXAMPLE:
+        from datasets.example import write_digits
+
+        write_digits(extracted)
+        return extracted
+    uploads = list(dataset.folder.glob("upload*"))
+    if not uploads:
+        raise IngestError("The uploaded archive is missing from the data folder.")
+    limits = ExtractLimits(settings.WORKBENCH["MAX_ARCHIVE_MEMBERS"], settings.WORKBENCH["MAX_EXTRACTED_BYTES"],
+                           settings.WORKBENCH["MAX_COMPRESSION_RATIO"])
+    report = extract_archive(uploads[0], extracted, limits, progress)
+    if report.images == 0:
+        raise IngestError("The archive holds no image files (JPEG, PNG, BMP, GIF or WebP).")
+    return extracted
+
+
+def _finish_ready(dataset: Dataset, result: IngestResult) -> None:
+    Dataset.objects.filter(pk=dataset.pk).update(
+        status=Dataset.Status.READY, progress=1.0, error="", classes=result.classes,
+        split_counts=result.split_counts, class_counts=result.class_counts, skipped=result.skipped,
+        warnings=result.warnings, updated_at=timezone.now())
+
+
+def _finish_with_error(dataset: Dataset, message: str) -> None:
+    for path in dataset.folder.glob("*.npy"):
+        path.unlink(missing_ok=True)
+    Dataset.objects.filter(pk=dataset.pk).update(status=Dataset.Status.ERROR, error=message,
+                                                 updated_at=timezone.now())
+
+
+def _clean_sources(folder: Path) -> None:
+    shutil.rmtree(folder / EXTRACTED, ignore_errors=True)
+    for upload in folder.glob("upload*"):
+        upload.unlink(missing_ok=True)
+
+
+# --- delete ---------------------------------------------------------------------------------
+
+def dataset_delete(*, dataset: Dataset) -> None:
+    """Remove the row and the dataset's folder; refuse while an ingest is still working on it."""
+    fresh = timezone.now() - dataset.updated_at < STALE_AFTER
+    if dataset.status == Dataset.Status.RUNNING and fresh:
+        raise DatasetBusy("The dataset is still being ingested; delete it when the ingest has finished.")
+    in_use = _jobs_using(dataset)
+    if in_use:
+        raise DatasetBusy(f"The dataset is used by {in_use} training job(s); delete those first.")
+    folder = dataset.folder
+    with transaction.atomic():
+        dataset.delete()
+        transaction.on_commit(lambda: shutil.rmtree(folder, ignore_errors=True))
+
+
+def _jobs_using(dataset: Dataset) -> int:
+    related = getattr(dataset, "training_jobs", None)
+    return related.count() if related is not None else 0

@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+from django.contrib import messages
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from datasets import selectors, services
+from datasets.forms import DatasetForm
+from datasets.ingest.store import thumb_path
+
+
+def dataset_list(request: HttpRequest) -> HttpResponse:
+    datasets = selectors.dataset_list(user=request.user)
+    return render(request, "datasets/list.html", {"datasets": datasets})
+
+
+def dataset_create(request: HttpRequest) -> HttpResponse:
+    form = DatasetForm(request.POST or None, request.FILES or None)
+    if getattr(request, "upload_too_large", False):
+        form.add_error("archive", "The upload is larger than the configured limit (WORKBENCH_MAX_UPLOAD_BYTES).")
+    elif request.method == "POST" and form.is_valid():
+        try:
+            dataset = services.dataset_create(owner=request.user, name=form.cleaned_data["name"],
+                                              options=form.options(), archive=form.cleaned_data.get("archive"),
+                                              server_path=form.cleaned_data["server_path"].strip())
+        except services.DatasetInputError as exc:
+            form.add_error(exc.field, str(exc))
+        else:
+            return redirect("dataset-detail", pk=dataset.pk)
+    status = 400 if request.method == "POST" else 200
+    return render(request, "datasets/create.html", {"form": form}, status=status)
+
+
+@require_POST
+def dataset_create_example(request: HttpRequest) -> HttpResponse:
+    dataset = services.dataset_create_example(owner=request.user)
+    return redirect("dataset-detail", pk=dataset.pk)
+
+
+def dataset_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    dataset = selectors.dataset_get(user=request.user, pk=pk)
+    context = {"dataset": dataset, "thumbnails": selectors.dataset_thumbnails(dataset=dataset),
+               "count_rows": selectors.dataset_count_rows(dataset=dataset)}
+    return render(request, "datasets/detail.html", context)
+
+
+@require_POST
+def dataset_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    dataset = selectors.dataset_get(user=request.user, pk=pk)
+    try:
+        services.dataset_delete(dataset=dataset)
+    except services.DatasetBusy as exc:
+        messages.error(request, str(exc))
+        return redirect("dataset-detail", pk=pk)
+    messages.success(request, f"Deleted dataset '{dataset.name}'.")
+    return redirect("dataset-list")
+
+
+def dataset_mean_image(request: HttpRequest, pk: int) -> HttpResponse:
+    dataset = selectors.dataset_get(user=request.user, pk=pk)
+    return _png(dataset.folder / "mean.png")
+
+
+def dataset_thumbnail(request: HttpRequest, pk: int, class_index: int, k: int) -> HttpResponse:
+    dataset = selectors.dataset_get(user=request.user, pk=pk)
+    return _png(thumb_path(dataset.folder, class_index, k))
+
+
+def _png(path) -> HttpResponse:  # type: ignore[no-untyped-def]
+    if not path.is_file():
+        raise Http404("No such image.")
+    response = FileResponse(path.open("rb"), content_type="image/png")
+    response["Cache-Control"] = "private, max-age=3600"
+    return response

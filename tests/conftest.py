@@ -1,0 +1,190 @@
+"""Shared fixtures: named users, a real Celery worker and a real ASGI server as subprocesses."""
+from __future__ import annotations
+
+import io
+import os
+import socket
+import subprocess
+import sys
+import time
+import zipfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from django.conf import settings
+from django.db import connection
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# --- users ----------------------------------------------------------------------------------
+
+@pytest.fixture
+def alice(django_user_model):  # type: ignore[no-untyped-def]
+    return django_user_model.objects.create_user("alice", password="alice-password")
+
+
+@pytest.fixture
+def bob(django_user_model):  # type: ignore[no-untyped-def]
+    return django_user_model.objects.create_user("bob", password="bob-password")
+
+
+@pytest.fixture
+def staff(django_user_model):  # type: ignore[no-untyped-def]
+    return django_user_model.objects.create_user("carol", password="carol-password", is_staff=True)
+
+
+@pytest.fixture
+def alice_api(alice):  # type: ignore[no-untyped-def]
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=alice).key}")
+    return client
+
+
+@pytest.fixture
+def bob_api(bob):  # type: ignore[no-untyped-def]
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=bob).key}")
+    return client
+
+
+# --- image archives -------------------------------------------------------------------------
+
+def make_image(color: tuple[int, int, int], size: tuple[int, int] = (20, 16), fmt: str = "PNG",
+               noise_seed: int = 0) -> bytes:
+    rng = np.random.default_rng(noise_seed)
+    pixels = np.clip(np.array(color) + rng.integers(-20, 21, size=(size[1], size[0], 3)), 0, 255).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+COLORS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220)}
+
+
+def class_images(per_class: int = 10, classes: tuple[str, ...] = ("red", "green", "blue"),
+                 fmt: str = "PNG") -> dict[str, bytes]:
+    """{'red/0.png': bytes, ...}: small noisy solid-colour images, easy to tell apart."""
+    ext = {"PNG": "png", "JPEG": "jpg", "BMP": "bmp", "GIF": "gif", "WEBP": "webp"}[fmt]
+    return {f"{name}/{i}.{ext}": make_image(COLORS.get(name, (128, 128, 128)), fmt=fmt, noise_seed=i)
+            for name in classes for i in range(per_class)}
+
+
+def zip_bytes(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buf.getvalue()
+
+
+@pytest.fixture
+def colour_zip() -> bytes:
+    return zip_bytes(class_images())
+
+
+# --- waiting --------------------------------------------------------------------------------
+
+def wait_for(predicate: Callable[[], object], timeout: float = 60.0, what: str = "condition") -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def wait_dataset(pk: int, timeout: float = 90.0):  # type: ignore[no-untyped-def]
+    from datasets.models import Dataset
+
+    def finished():  # type: ignore[no-untyped-def]
+        dataset = Dataset.objects.get(pk=pk)
+        return dataset if dataset.is_finished else None
+
+    return wait_for(finished, timeout, f"dataset {pk} to finish ingesting")
+
+
+# --- subprocesses: the real worker and the real ASGI server ---------------------------------
+
+def _test_database_url() -> str:
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
+    return f"postgres://{auth}@{db['HOST'] or 'localhost'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+def _subprocess_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(DJANGO_SETTINGS_MODULE="tests.settings", DATABASE_URL=_test_database_url(),
+               WORKBENCH_DATA_DIR=str(settings.DATA_DIR), PYTHONUNBUFFERED="1")
+    return env
+
+
+def _start(args: list[str], log: Path, ready: Callable[[], bool], what: str) -> subprocess.Popen[bytes]:
+    handle = log.open("wb")
+    proc = subprocess.Popen(args, cwd=ROOT, env=_subprocess_env(), stdout=handle, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited at start:\n{log.read_text()[-3000:]}")
+        if ready():
+            return proc
+        time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError(f"{what} did not start in 60s:\n{log.read_text()[-3000:]}")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture(scope="session")
+def celery_worker(django_db_setup, django_db_blocker) -> Iterator[subprocess.Popen[bytes]]:  # type: ignore[no-untyped-def]
+    """A real `celery worker` process on the test database and broker (never eager mode)."""
+    log = Path(settings.DATA_DIR) / "worker.log"
+    purge = [sys.executable, "-m", "celery", "-A", "workbench", "purge", "-f", "-Q", "ingest,train"]
+    subprocess.run(purge, cwd=ROOT, env=_subprocess_env(), capture_output=True, timeout=60)
+    args = [sys.executable, "-m", "celery", "-A", "workbench", "worker", "-Q", "ingest,train", "--pool", "threads",
+            "-c", "2", "--without-gossip", "--without-mingle", "-l", "INFO", "-n", f"test-{os.getpid()}@%h"]
+    proc = _start(args, log, lambda: "ready." in log.read_text(errors="replace"), "celery worker")
+    yield proc
+    _stop(proc)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.fixture(scope="session")
+def web_server(django_db_setup, django_db_blocker) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    """The real ASGI app under uvicorn, as `make run` serves it; yields its base URL."""
+    port = free_port()
+    log = Path(settings.DATA_DIR) / "web.log"
+    args = [sys.executable, "-m", "uvicorn", "workbench.asgi:application", "--host", "127.0.0.1",
+            "--port", str(port), "--no-access-log"]
+    proc = _start(args, log, lambda: _listening(port), "uvicorn")
+    yield f"http://127.0.0.1:{port}"
+    _stop(proc)

@@ -1,0 +1,73 @@
+"""API plumbing shared by every app: the error shape, health and token endpoints."""
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth import authenticate
+from django.http import Http404
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import exceptions, serializers, status
+from rest_framework.authtoken.models import Token
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+from rest_framework.views import exception_handler as drf_exception_handler
+
+
+def error_response(message: str, detail: dict[str, Any] | None = None, *, status_code: int = 400) -> Response:
+    return Response({"error": message, "detail": detail or {}}, status=status_code)
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """Every API error as `{"error": "...", "detail": {...}}` with a 4xx status."""
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound("Not found.")
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    data = response.data
+    if isinstance(exc, exceptions.ValidationError):
+        detail = data if isinstance(data, dict) else {"non_field_errors": data}
+        response.data = {"error": _first_message(detail), "detail": detail}
+    else:
+        message = data.get("detail", str(exc)) if isinstance(data, dict) else str(exc)
+        response.data = {"error": str(message), "detail": {}}
+    return response
+
+
+def _first_message(detail: dict[str, Any]) -> str:
+    for field, problems in detail.items():
+        problem = problems[0] if isinstance(problems, list) and problems else problems
+        prefix = "" if field in ("non_field_errors", "error") else f"{field}: "
+        return f"{prefix}{problem}"
+    return "Invalid input."
+
+
+class HealthApi(APIView):
+    authentication_classes: list[type] = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(responses=inline_serializer("Health", {"status": serializers.CharField()}))
+    def get(self, request: Request) -> Response:
+        return Response({"status": "ok"})
+
+
+class TokenApi(APIView):
+    authentication_classes: list[type] = []
+    permission_classes = [AllowAny]
+
+    class InputSerializer(serializers.Serializer):
+        username = serializers.CharField()
+        password = serializers.CharField(style={"input_type": "password"}, trim_whitespace=False)
+
+    @extend_schema(request=InputSerializer, responses=inline_serializer("TokenOut", {"token": serializers.CharField()}))
+    def post(self, request: Request) -> Response:
+        given = self.InputSerializer(data=request.data)
+        given.is_valid(raise_exception=True)
+        user = authenticate(request._request, **given.validated_data)
+        if user is None:
+            return error_response("Unable to log in with the given username and password.",
+                                  status_code=status.HTTP_400_BAD_REQUEST)
+        token, _ = Token.objects.get_or_create(user=user)
+        return Response({"token": token.key})

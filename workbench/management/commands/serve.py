@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+from django.core.management.base import BaseCommand
+
+
+class Command(BaseCommand):
+    help = "Start the ASGI web server and a Celery worker together; stop both on Ctrl-C or SIGTERM."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+        parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+        parser.add_argument("--concurrency", type=int, default=int(os.environ.get("WORKER_CONCURRENCY", "2")))
+
+    def handle(self, *args: Any, host: str, port: int, concurrency: int, **options: Any) -> None:
+        python = sys.executable
+        web = [python, "-m", "uvicorn", "workbench.asgi:application", "--host", host, "--port", str(port),
+               "--no-access-log", "--timeout-graceful-shutdown", "5"]
+        worker = [python, "-m", "celery", "-A", "workbench", "worker", "--queues", "ingest,train",
+                  "--pool", "threads", "--concurrency", str(concurrency), "--loglevel", "INFO",
+                  "--without-gossip", "--without-mingle", "--hostname", f"worker-{os.getpid()}@%h"]
+        procs = [subprocess.Popen(web), subprocess.Popen(worker)]
+        self.stdout.write(self.style.SUCCESS(f"Workbench running at http://{host}:{port}/  (Ctrl-C stops it)"))
+        stopping = False
+
+        def stop(signum: int, frame: object) -> None:
+            nonlocal stopping
+            stopping = True
+
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
+        while not stopping and all(p.poll() is None for p in procs):
+            time.sleep(0.2)
+        self._shutdown(procs)
+
+    def _shutdown(self, procs: list[subprocess.Popen[bytes]]) -> None:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for proc in procs:
+            try:
+                proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        self.stdout.write("Workbench stopped.")

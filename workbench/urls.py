@@ -1,0 +1,25 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from datasets.urls import api_urlpatterns as dataset_api
+from workbench import views
+from workbench.api import HealthApi, TokenApi
+
+api_v1 = [
+    path("health/", HealthApi.as_view(), name="api-health"),
+    path("auth/token/", TokenApi.as_view(), name="api-token"),
+    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    *dataset_api,
+]
+
+urlpatterns = [
+    path("", views.dashboard, name="dashboard"),
+    path("accounts/", include("django.contrib.auth.urls")),
+    path("admin/", admin.site.urls),
+    path("datasets/", include("datasets.urls")),
+    path("api/v1/", include(api_v1)),
+]

@@ -1,0 +1,11 @@
+from __future__ import annotations
+
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+
+from datasets.selectors import dataset_list
+
+
+def dashboard(request: HttpRequest) -> HttpResponse:
+    datasets = dataset_list(user=request.user)[:20]
+    return render(request, "workbench/dashboard.html", {"datasets": datasets})
