@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from django.contrib import messages
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
@@ -70,6 +70,7 @@ def dataset_thumbnail(request: HttpRequest, pk: int, class_index: int, k: int) -
 def _png(path) -> HttpResponse:  # type: ignore[no-untyped-def]
     if not path.is_file():
         raise Http404("No such image.")
-    response = FileResponse(path.open("rb"), content_type="image/png")
+    # Small files: a plain response avoids a sync file iterator under the ASGI server.
+    response = HttpResponse(path.read_bytes(), content_type="image/png")
     response["Cache-Control"] = "private, max-age=3600"
     return response

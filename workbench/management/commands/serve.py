@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import signal
 import subprocess
@@ -8,6 +10,15 @@ import time
 from typing import Any
 
 from django.core.management.base import BaseCommand
+
+
+def _die_with_parent() -> None:
+    """Ask Linux for SIGTERM when our parent dies, so `kill <make>` leaves no orphans behind."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: Ctrl-C still reaches the whole process group
 
 
 class Command(BaseCommand):
@@ -25,7 +36,8 @@ class Command(BaseCommand):
         worker = [python, "-m", "celery", "-A", "workbench", "worker", "--queues", "ingest,train",
                   "--pool", "threads", "--concurrency", str(concurrency), "--loglevel", "INFO",
                   "--without-gossip", "--without-mingle", "--hostname", f"worker-{os.getpid()}@%h"]
-        procs = [subprocess.Popen(web), subprocess.Popen(worker)]
+        _die_with_parent()
+        procs = [subprocess.Popen(web, preexec_fn=_die_with_parent), subprocess.Popen(worker, preexec_fn=_die_with_parent)]
         self.stdout.write(self.style.SUCCESS(f"Workbench running at http://{host}:{port}/  (Ctrl-C stops it)"))
         stopping = False
 
