@@ -1,1 +1,117 @@
-# Training jobs arrive with the training issue; the app is here so the layout is complete.
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.conf import settings
+from django.db import models
+
+
+class Network(models.Model):
+    """A custom network: a declarative layer spec, validated before any job uses it."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="networks")
+    name = models.CharField(max_length=100)
+    description = models.TextField(blank=True)
+    spec = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["owner", "name"], name="network_name_unique_per_owner")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class TrainingJob(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        DONE = "done"
+        ERROR = "error"
+        ABORTED = "aborted"
+        INTERRUPTED = "interrupted"
+
+    ACTIVE = (Status.QUEUED, Status.RUNNING)
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="training_jobs")
+    name = models.CharField(max_length=200)
+    dataset = models.ForeignKey("datasets.Dataset", on_delete=models.PROTECT, related_name="training_jobs")
+    network = models.CharField(max_length=100, help_text="Built-in name or custom network name.")
+    custom_network = models.ForeignKey(Network, null=True, blank=True, on_delete=models.SET_NULL,
+                                       related_name="training_jobs")
+    # The spec as it was when the job was queued: later edits to a custom network never change a job.
+    network_spec = models.JSONField()
+    backend = models.CharField(max_length=50, default="torch")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    epochs = models.PositiveIntegerField(default=10)
+    batch_size = models.PositiveIntegerField(default=64)
+    optimizer = models.CharField(max_length=16, default="sgd")
+    learning_rate = models.FloatField(default=0.01)
+    momentum = models.FloatField(default=0.9)
+    weight_decay = models.FloatField(default=0.0)
+    lr_policy = models.CharField(max_length=16, default="fixed")
+    lr_step_size = models.FloatField(default=5.0, help_text="Epochs between steps (step policy).")
+    lr_gamma = models.FloatField(default=0.1)
+    lr_milestones = models.JSONField(default=list, blank=True)
+    seed = models.BigIntegerField(default=0)
+    device = models.CharField(max_length=16, default="auto")
+    val_interval = models.FloatField(default=1.0, help_text="Validate every this many epochs.")
+    snapshot_interval = models.FloatField(default=1.0, help_text="Snapshot every this many epochs.")
+    resume_from_epoch = models.FloatField(null=True, blank=True)
+
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    progress = models.FloatField(default=0.0)
+    epoch = models.FloatField(default=0.0)
+    eta_seconds = models.FloatField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    abort_requested = models.BooleanField(default=False)
+    error = models.TextField(blank=True)
+    device_used = models.CharField(max_length=32, blank=True)
+    latest = models.JSONField(default=dict)
+    best = models.JSONField(default=dict)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["owner", "-created_at"]), models.Index(fields=["status"])]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def folder(self) -> Path:
+        return Path(settings.DATA_DIR) / "jobs" / str(self.pk)
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in self.ACTIVE
+
+
+class MetricPoint(models.Model):
+    """One reported value. The id is the stream cursor; (job, split, name, step) makes reports idempotent."""
+
+    job = models.ForeignKey(TrainingJob, on_delete=models.CASCADE, related_name="metrics")
+    split = models.CharField(max_length=8)
+    name = models.CharField(max_length=32)
+    epoch = models.FloatField()
+    step = models.PositiveIntegerField()
+    value = models.FloatField()
+    time = models.FloatField(help_text="When the worker reported it, in epoch seconds.")
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [models.UniqueConstraint(fields=["job", "split", "name", "step"], name="metric_point_unique")]
+
+
+class Snapshot(models.Model):
+    job = models.ForeignKey(TrainingJob, on_delete=models.CASCADE, related_name="snapshots")
+    epoch = models.FloatField()
+    path = models.CharField(max_length=500, help_text="Weights file, relative to the job folder.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["epoch"]
+        constraints = [models.UniqueConstraint(fields=["job", "epoch"], name="snapshot_unique_epoch")]

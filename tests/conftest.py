@@ -158,9 +158,9 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 def celery_worker(django_db_setup, django_db_blocker) -> Iterator[subprocess.Popen[bytes]]:  # type: ignore[no-untyped-def]
     """A real `celery worker` process on the test database and broker (never eager mode)."""
     log = Path(settings.DATA_DIR) / "worker.log"
-    purge = [sys.executable, "-m", "celery", "-A", "workbench", "purge", "-f", "-Q", "ingest,train"]
+    purge = [sys.executable, "-m", "celery", "-A", "workbench", "purge", "-f", "-Q", settings.WORKER_QUEUES]
     subprocess.run(purge, cwd=ROOT, env=_subprocess_env(), capture_output=True, timeout=60)
-    args = [sys.executable, "-m", "celery", "-A", "workbench", "worker", "-Q", "ingest,train", "--pool", "threads",
+    args = [sys.executable, "-m", "celery", "-A", "workbench", "worker", "-Q", settings.WORKER_QUEUES, "--pool", "threads",
             "-c", "2", "--without-gossip", "--without-mingle", "-l", "INFO", "-n", f"test-{os.getpid()}@%h"]
     proc = _start(args, log, lambda: "ready." in log.read_text(errors="replace"), "celery worker")
     yield proc

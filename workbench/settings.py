@@ -166,6 +166,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "SCHEMA_PATH_PREFIX": "/api/v1",
+    # drf-spectacular serves the schema and docs to anyone by default; login is required here.
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
 }
 
 # --- Celery ---------------------------------------------------------------------------------
@@ -186,14 +188,46 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
 else:
     # Redis re-delivers an unacked message after this long: keep it above any job's run time.
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIME_LIMIT + 3600}
+# Results are kept only for request/response tasks (classify); training reports through the database.
+CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", "")
+if not CELERY_RESULT_BACKEND:
+    if CELERY_BROKER_URL.startswith("filesystem://"):
+        (DATA_DIR / "results").mkdir(parents=True, exist_ok=True)
+        CELERY_RESULT_BACKEND = f"file://{DATA_DIR / 'results'}"
+    else:
+        CELERY_RESULT_BACKEND = CELERY_BROKER_URL
+CELERY_RESULT_EXPIRES = 3600
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "ingest"
-CELERY_TASK_ROUTES = {"datasets.*": {"queue": "ingest"}, "jobs.*": {"queue": "train"}}
+CELERY_TASK_ROUTES = {
+    "datasets.*": {"queue": "ingest"},
+    "jobs.train": {"queue": "train"},
+    "jobs.classify": {"queue": "infer"},
+    "jobs.*": {"queue": "ingest"},
+}
+WORKER_QUEUES = "ingest,train,infer"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+
+# --- training --------------------------------------------------------------------------------
+# Alias → backend class and options, as STORAGES and DATABASES map theirs.
+TRAINING_BACKENDS = {
+    "torch": {
+        "BACKEND": "jobs.backends.pytorch.TorchBackend",
+        "OPTIONS": {"threads": env_int("WORKBENCH_TORCH_THREADS", 0)},
+    },
+}
+DEFAULT_TRAINING_BACKEND = "torch"
+# A running job writes a heartbeat this often; silent for HEARTBEAT_TIMEOUT, it is interrupted.
+HEARTBEAT_SECONDS = env_int("WORKBENCH_HEARTBEAT_SECONDS", 2, minimum=1)
+HEARTBEAT_TIMEOUT = env_int("WORKBENCH_HEARTBEAT_TIMEOUT", 60, minimum=2)
+# Live updates: Redis pub/sub wakes the event stream when the broker is Redis; else it polls.
+WORKBENCH_LIVE_REDIS_URL = env_str(
+    "WORKBENCH_LIVE_REDIS_URL", CELERY_BROKER_URL if CELERY_BROKER_URL.startswith("redis") else "")
+WORKBENCH_LIVE_POLL_SECONDS = 0.1
 
 # --- production hardening (manage.py check --deploy) ----------------------------------------
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

@@ -5,6 +5,8 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from datasets.urls import api_urlpatterns as dataset_api
+from jobs.urls import api_urlpatterns as job_api
+from jobs.urls import network_urlpatterns
 from workbench import views
 from workbench.api import HealthApi, TokenApi
 
@@ -14,6 +16,7 @@ api_v1 = [
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     *dataset_api,
+    *job_api,
 ]
 
 urlpatterns = [
@@ -21,5 +24,7 @@ urlpatterns = [
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
     path("datasets/", include("datasets.urls")),
+    path("jobs/", include("jobs.urls")),
+    path("networks/", include(network_urlpatterns)),
     path("api/v1/", include(api_v1)),
 ]

@@ -9,6 +9,7 @@ import sys
 import time
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand
 
 
@@ -33,7 +34,7 @@ class Command(BaseCommand):
         python = sys.executable
         web = [python, "-m", "uvicorn", "workbench.asgi:application", "--host", host, "--port", str(port),
                "--no-access-log", "--timeout-graceful-shutdown", "5"]
-        worker = [python, "-m", "celery", "-A", "workbench", "worker", "--queues", "ingest,train",
+        worker = [python, "-m", "celery", "-A", "workbench", "worker", "--queues", settings.WORKER_QUEUES,
                   "--pool", "threads", "--concurrency", str(concurrency), "--loglevel", "INFO",
                   "--without-gossip", "--without-mingle", "--hostname", f"worker-{os.getpid()}@%h"]
         _die_with_parent()

@@ -1,0 +1,256 @@
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from django.urls import reverse
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from datasets import selectors as dataset_selectors
+from jobs import selectors, services
+from jobs.inference import job_classify
+from jobs.models import TrainingJob
+from jobs.networks.spec import SpecError
+from jobs.schedules import LR_POLICIES, OPTIMIZERS
+from workbench.api import error_response
+
+DEFAULTS = services.JobSettings()
+
+
+class JobOutput(serializers.ModelSerializer):
+    owner = serializers.CharField(source="owner.get_username", read_only=True)
+    snapshots = serializers.SerializerMethodField()
+    elapsed_seconds = serializers.SerializerMethodField()
+    url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = TrainingJob
+        fields = ["id", "name", "owner", "status", "progress", "epoch", "eta_seconds", "elapsed_seconds", "latest",
+                  "best", "error", "snapshots", "dataset", "network", "backend", "epochs", "batch_size",
+                  "optimizer", "learning_rate", "momentum", "weight_decay", "lr_policy", "lr_step_size", "lr_gamma",
+                  "lr_milestones", "seed", "device", "device_used", "val_interval", "snapshot_interval",
+                  "resume_from_epoch", "created_at", "started_at", "finished_at", "url"]
+
+    def get_snapshots(self, job: TrainingJob) -> list[float]:
+        return selectors.job_snapshot_epochs(job=job)
+
+    def get_elapsed_seconds(self, job: TrainingJob) -> float | None:
+        return selectors.job_elapsed_seconds(job=job)
+
+    def get_url(self, job: TrainingJob) -> str:
+        return reverse("job-detail", args=[job.pk])
+
+
+class JobDetailOutput(JobOutput):
+    log_tail = serializers.SerializerMethodField()
+    network_spec = serializers.JSONField()
+
+    class Meta(JobOutput.Meta):
+        fields = JobOutput.Meta.fields + ["log_tail", "network_spec"]
+
+    def get_log_tail(self, job: TrainingJob) -> list[str]:
+        return selectors.job_log_tail(job=job)
+
+
+class JobInput(serializers.Serializer):
+    name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    dataset = serializers.IntegerField()
+    network = serializers.CharField(max_length=100)
+    epochs = serializers.IntegerField(min_value=1, max_value=10_000, default=DEFAULTS.epochs)
+    batch_size = serializers.IntegerField(min_value=1, max_value=65_536, default=DEFAULTS.batch_size)
+    optimizer = serializers.ChoiceField(choices=OPTIMIZERS, default=DEFAULTS.optimizer)
+    learning_rate = serializers.FloatField(min_value=1e-8, max_value=10, default=DEFAULTS.learning_rate)
+    momentum = serializers.FloatField(min_value=0, max_value=0.999, default=DEFAULTS.momentum)
+    weight_decay = serializers.FloatField(min_value=0, max_value=1, default=DEFAULTS.weight_decay)
+    lr_policy = serializers.ChoiceField(choices=LR_POLICIES, default=DEFAULTS.lr_policy)
+    lr_step_size = serializers.FloatField(min_value=0.01, default=DEFAULTS.lr_step_size)
+    lr_gamma = serializers.FloatField(min_value=1e-6, max_value=10, default=DEFAULTS.lr_gamma)
+    lr_milestones = serializers.ListField(child=serializers.FloatField(min_value=0.01), default=list)
+    seed = serializers.IntegerField(min_value=0, max_value=2**32 - 1, default=DEFAULTS.seed)
+    device = serializers.RegexField(services.DEVICE_PATTERN, default=DEFAULTS.device,
+                                    error_messages={"invalid": "Use auto, cpu or cuda:N."})
+    val_interval = serializers.FloatField(min_value=0.01, max_value=1000, default=DEFAULTS.val_interval)
+    snapshot_interval = serializers.FloatField(min_value=0.01, max_value=1000, default=DEFAULTS.snapshot_interval)
+    backend = serializers.CharField(required=False, allow_blank=True, default="")
+
+    def job_settings(self) -> services.JobSettings:
+        data = {k: v for k, v in self.validated_data.items() if k not in ("dataset", "network")}
+        return services.JobSettings(**data)
+
+
+def _job_create(request: Request) -> Response:
+    given = JobInput(data=request.data)
+    given.is_valid(raise_exception=True)
+    dataset = dataset_selectors.dataset_list(user=request.user).filter(pk=given.validated_data["dataset"]).first()
+    if dataset is None:
+        return error_response("No such dataset.", {"dataset": ["No such dataset."]})
+    try:
+        job = services.job_create(owner=request.user, dataset=dataset, network=given.validated_data["network"],
+                                  options=given.job_settings())
+    except services.JobInputError as exc:
+        return error_response(str(exc), {exc.field or "non_field_errors": [str(exc)]})
+    return Response(JobOutput(job).data, status=status.HTTP_201_CREATED)
+
+
+class JobListApi(APIView):
+    @extend_schema(responses=JobOutput(many=True))
+    def get(self, request: Request) -> Response:
+        services.jobs_reap_stale()
+        return Response(JobOutput(selectors.job_list(user=request.user), many=True).data)
+
+    @extend_schema(request=JobInput, responses={201: JobOutput})
+    def post(self, request: Request) -> Response:
+        return _job_create(request)
+
+
+class JobDetailApi(APIView):
+    @extend_schema(responses=JobDetailOutput)
+    def get(self, request: Request, pk: int) -> Response:
+        services.jobs_reap_stale()
+        return Response(JobDetailOutput(selectors.job_get(user=request.user, pk=pk)).data)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, pk: int) -> Response:
+        try:
+            services.job_delete(job=selectors.job_get(user=request.user, pk=pk))
+        except services.JobStateError as exc:
+            return error_response(str(exc), status_code=status.HTTP_409_CONFLICT)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class _JobActionApi(APIView):
+    created = False
+
+    @extend_schema(request=None, responses=JobOutput)
+    def post(self, request: Request, pk: int) -> Response:
+        job = selectors.job_get(user=request.user, pk=pk)
+        try:
+            result = self.act(job, request)
+        except services.JobStateError as exc:
+            return error_response(str(exc), status_code=status.HTTP_409_CONFLICT)
+        except services.JobInputError as exc:
+            return error_response(str(exc), {exc.field or "non_field_errors": [str(exc)]})
+        return Response(JobOutput(result).data, status=status.HTTP_201_CREATED if self.created else 200)
+
+    def act(self, job: TrainingJob, request: Request) -> TrainingJob:
+        raise NotImplementedError
+
+
+class JobAbortApi(_JobActionApi):
+    def act(self, job: TrainingJob, request: Request) -> TrainingJob:
+        return services.job_abort(job=job)
+
+
+class JobResumeApi(_JobActionApi):
+    def act(self, job: TrainingJob, request: Request) -> TrainingJob:
+        return services.job_resume(job=job)
+
+
+class JobCloneApi(_JobActionApi):
+    created = True
+
+    def act(self, job: TrainingJob, request: Request) -> TrainingJob:
+        return services.job_clone(job=job, owner=request.user)
+
+
+class MetricsOutput(serializers.Serializer):
+    points = serializers.ListField(child=serializers.DictField())
+    cursor = serializers.IntegerField()
+    status = serializers.CharField()
+
+
+class JobMetricsApi(APIView):
+    @extend_schema(parameters=[OpenApiParameter("after", int, description="Cursor from the previous answer")],
+                   responses=MetricsOutput)
+    def get(self, request: Request, pk: int) -> Response:
+        job = selectors.job_get(user=request.user, pk=pk)
+        after = request.query_params.get("after", "0")
+        if not after.isdigit():
+            return error_response("after must be a non-negative integer cursor.", {"after": ["Not a cursor."]})
+        points = [selectors.metric_dict(p) for p in selectors.job_metrics(job=job, after=int(after))]
+        cursor = points[-1]["id"] if points else int(after)
+        return Response({"points": points, "cursor": cursor, "status": job.status})
+
+
+class ClassifyInput(serializers.Serializer):
+    image = serializers.FileField()
+    epoch = serializers.FloatField(required=False, allow_null=True, default=None)
+
+
+class JobClassifyApi(APIView):
+    @extend_schema(request={"multipart/form-data": ClassifyInput},
+                   responses=serializers.DictField())
+    def post(self, request: Request, pk: int) -> Response:
+        job = selectors.job_get(user=request.user, pk=pk)
+        given = ClassifyInput(data=request.data)
+        given.is_valid(raise_exception=True)
+        try:
+            result = job_classify(job=job, image=given.validated_data["image"], epoch=given.validated_data["epoch"])
+        except services.JobStateError as exc:
+            return error_response(str(exc), status_code=status.HTTP_409_CONFLICT)
+        except services.JobInputError as exc:
+            return error_response(str(exc), {exc.field or "non_field_errors": [str(exc)]})
+        return Response({"predictions": [asdict(p) for p in result.predictions], "epoch": result.snapshot_epoch,
+                         "preprocessed": result.preprocessed_png})
+
+
+# --- networks -------------------------------------------------------------------------------
+
+class NetworkInput(serializers.Serializer):
+    name = serializers.RegexField(r"^[\w][\w .-]{0,99}$", error_messages={
+        "invalid": "Use letters, digits, spaces, '.', '-' or '_' (at most 100)."})
+    description = serializers.CharField(required=False, allow_blank=True, default="")
+    spec = serializers.JSONField()
+
+
+class NetworkListApi(APIView):
+    @extend_schema(responses=serializers.ListField(child=serializers.DictField()))
+    def get(self, request: Request) -> Response:
+        return Response([{"id": e.id, "name": e.name, "builtin": e.builtin, "title": e.title}
+                         for e in selectors.network_list(user=request.user)])
+
+    @extend_schema(request=NetworkInput, responses={201: serializers.DictField()})
+    def post(self, request: Request) -> Response:
+        given = NetworkInput(data=request.data)
+        given.is_valid(raise_exception=True)
+        try:
+            network = services.network_create(owner=request.user, **given.validated_data)
+        except services.JobInputError as exc:
+            return error_response(str(exc), {exc.field or "non_field_errors": [str(exc)]})
+        return Response({"id": str(network.pk), "name": network.name, "builtin": False, "spec": network.spec},
+                        status=status.HTTP_201_CREATED)
+
+
+class NetworkDetailApi(APIView):
+    @extend_schema(parameters=[OpenApiParameter("dataset", int, description="Summarise for this dataset's input")],
+                   responses=serializers.DictField())
+    def get(self, request: Request, key: str) -> Response:
+        entry = selectors.network_get(user=request.user, key=key)
+        dataset = _dataset_param(request)
+        try:
+            summary, shape, classes = selectors.network_summary(entry=entry, dataset=dataset)
+        except SpecError as exc:
+            return error_response(f"The network does not fit this input: {exc}", {"network": [str(exc)]})
+        return Response({"id": entry.id, "name": entry.name, "builtin": entry.builtin, "input_shape": shape,
+                         "num_classes": classes, "total_params": summary.total_params,
+                         "layers": [{"path": r.path, "type": r.type, "output_shape": r.output_shape,
+                                     "params": r.params, "depth": r.depth} for r in summary.rows]})
+
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, key: str) -> Response:
+        entry = selectors.network_get(user=request.user, key=key)
+        if entry.builtin:
+            return error_response("Built-in networks cannot be deleted.", status_code=status.HTTP_409_CONFLICT)
+        services.network_delete(network=entry.network)  # type: ignore[arg-type]
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+def _dataset_param(request: Request) -> Any:
+    raw = request.query_params.get("dataset", "")
+    if not raw.isdigit():
+        return None
+    return dataset_selectors.dataset_list(user=request.user).filter(pk=int(raw)).first()

@@ -1,0 +1,42 @@
+"""Training backends by alias, as Django does for caches and storages.
+
+`backends["torch"]` imports the configured class on first use and keeps the instance; the web
+process never asks for one, so it never imports a framework.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.module_loading import import_string
+
+from jobs.backends.base import TrainingBackend
+
+
+class BackendHandler:
+    def __init__(self) -> None:
+        self._instances: dict[str, TrainingBackend] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def aliases(self) -> list[str]:
+        return list(settings.TRAINING_BACKENDS)
+
+    def config(self, alias: str) -> dict[str, Any]:
+        try:
+            return settings.TRAINING_BACKENDS[alias]
+        except KeyError:
+            raise ImproperlyConfigured(f"No training backend '{alias}' in TRAINING_BACKENDS.") from None
+
+    def __getitem__(self, alias: str) -> TrainingBackend:
+        with self._lock:
+            if alias not in self._instances:
+                config = self.config(alias)
+                backend_class = import_string(config["BACKEND"])
+                self._instances[alias] = backend_class(alias, dict(config.get("OPTIONS", {})))
+            return self._instances[alias]
+
+
+backends = BackendHandler()

@@ -1,0 +1,82 @@
+"""The contract every training backend fulfils. Nothing here imports a framework."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+
+class Reporter(Protocol):
+    """How a backend tells the world what it is doing. Every call is cheap and never blocks on I/O."""
+
+    def metric(self, *, split: str, name: str, value: float, epoch: float, step: int) -> None: ...
+
+    def progress(self, *, epoch: float, step: int, total_steps: int) -> None: ...
+
+    def snapshot(self, *, epoch: float, path: str) -> None: ...
+
+    def log(self, message: str) -> None: ...
+
+    def should_stop(self) -> bool: ...
+
+
+class TrainingFailed(Exception):
+    """A failure worded for the user (diverged loss, device missing, bad data)."""
+
+
+@dataclass(frozen=True)
+class TrainingPlan:
+    """Everything a backend needs to train one job; built by the service, never by a backend."""
+
+    job_id: int
+    output_folder: Path
+    dataset_folder: Path
+    input_shape: tuple[int, int, int]
+    classes: list[str]
+    network_spec: dict[str, Any]
+    epochs: int
+    batch_size: int
+    optimizer: str
+    learning_rate: float
+    momentum: float
+    weight_decay: float
+    lr_policy: str
+    lr_params: dict[str, Any]
+    seed: int
+    device: str
+    val_interval: float
+    snapshot_interval: float
+    resume_from_epoch: float | None = None
+    preprocessing: dict[str, Any] = field(default_factory=dict)
+
+
+class TrainingBackend(ABC):
+    """A way to train and run networks. Configured in settings.TRAINING_BACKENDS by alias.
+
+    Capability flags say what the backend can do, so the product only offers what works.
+    """
+
+    supports_resume: bool = False
+    export_formats: tuple[str, ...] = ()
+
+    def __init__(self, alias: str, options: dict[str, Any]) -> None:
+        self.alias = alias
+        self.options = options
+
+    @abstractmethod
+    def devices(self) -> list[str]:
+        """Devices this worker can train on, e.g. ["cpu", "cuda:0"]."""
+
+    @abstractmethod
+    def train(self, plan: TrainingPlan, reporter: Reporter) -> str:
+        """Train until done or told to stop; return "done" or "aborted"; raise TrainingFailed."""
+
+    @abstractmethod
+    def infer(self, snapshot: Path, images: np.ndarray) -> np.ndarray:
+        """Class probabilities (N, classes) for uint8 images (N, C, H, W) preprocessed like the dataset."""
+
+    def export(self, snapshot: Path, fmt: str, target: Path) -> Path:
+        raise NotImplementedError(f"The {self.alias} backend cannot export {fmt}.")

@@ -1,0 +1,283 @@
+"""The PyTorch backend: trains from the dataset's memory-mapped arrays, snapshots as safetensors.
+
+Imported only on workers (through `jobs.backends.backends`); the web process never loads torch.
+"""
+from __future__ import annotations
+
+import json
+import math
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from datasets.ingest.store import open_split
+from jobs.backends.base import Reporter, TrainingBackend, TrainingFailed, TrainingPlan
+from jobs.networks.torch_build import build_model
+from jobs.schedules import learning_rate
+
+# Splits up to this size are copied into memory once; larger ones are read from the memory map.
+_PRELOAD_BYTES = 2 * 1024**3
+_MODEL_CACHE = 8
+
+
+class TorchBackend(TrainingBackend):
+    supports_resume = True
+    export_formats = ("safetensors",)
+
+    def __init__(self, alias: str, options: dict[str, Any]) -> None:
+        super().__init__(alias, options)
+        self._models: OrderedDict[tuple[str, float], tuple[torch.nn.Module, torch.Tensor]] = OrderedDict()
+        self._models_lock = threading.Lock()
+
+    def devices(self) -> list[str]:
+        return ["cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+
+    def train(self, plan: TrainingPlan, reporter: Reporter) -> str:
+        threads = int(self.options.get("threads") or 0)
+        if threads:
+            torch.set_num_threads(threads)
+        return _Run(plan, reporter, resolve_device(plan.device)).train()
+
+    def infer(self, snapshot: Path, images: np.ndarray) -> np.ndarray:
+        model, mean = self._load(snapshot)
+        with torch.inference_mode():
+            x = (torch.from_numpy(np.ascontiguousarray(images)).float() - mean) / 255.0
+            return torch.softmax(model(x), dim=1).numpy()
+
+    def _load(self, snapshot: Path) -> tuple[torch.nn.Module, torch.Tensor]:
+        key = (str(snapshot), snapshot.stat().st_mtime)
+        with self._models_lock:
+            if key in self._models:
+                self._models.move_to_end(key)
+                return self._models[key]
+            loaded = load_snapshot(snapshot)
+            self._models[key] = loaded
+            while len(self._models) > _MODEL_CACHE:
+                self._models.popitem(last=False)
+            return loaded
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and (not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()):
+        raise TrainingFailed(f"Device {name} was asked for, but this worker has "
+                             f"{torch.cuda.device_count()} CUDA device(s). Choose 'auto' or 'cpu'.")
+    return device
+
+
+def model_metadata(plan: TrainingPlan) -> dict[str, Any]:
+    return {"network_spec": plan.network_spec, "input_shape": list(plan.input_shape), "classes": plan.classes,
+            "preprocessing": {**plan.preprocessing, "mean_file": "mean.safetensors", "scale": 1 / 255}}
+
+
+def load_snapshot(weights: Path) -> tuple[torch.nn.Module, torch.Tensor]:
+    """A model in eval mode and its mean image, from a snapshot's files alone (no pickle)."""
+    folder = weights.parent.parent
+    meta = json.loads((folder / "model.json").read_text())
+    model = build_model(meta["network_spec"], tuple(meta["input_shape"]), len(meta["classes"]))
+    model.load_state_dict(load_file(weights))
+    mean = load_file(folder / "mean.safetensors")["mean"]
+    return model.eval(), mean
+
+
+# --- one training run -----------------------------------------------------------------------
+
+@dataclass
+class _Split:
+    images: Any  # a uint8 tensor in memory, or the numpy memory map
+    labels: torch.Tensor
+
+    @classmethod
+    def open(cls, folder: Path, split: str) -> _Split:
+        images, labels = open_split(folder, split)
+        if images.nbytes <= _PRELOAD_BYTES:
+            images = torch.from_numpy(np.ascontiguousarray(images))
+        return cls(images, torch.from_numpy(labels.astype(np.int64)))
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def batch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if isinstance(self.images, torch.Tensor):
+            return self.images[index], self.labels[index]
+        # Sorted reads are sequential on disk; the order inside a batch does not change its gradient.
+        index = index.sort().values
+        return torch.from_numpy(self.images[index.numpy()]), self.labels[index]
+
+
+class _Run:
+    def __init__(self, plan: TrainingPlan, reporter: Reporter, device: torch.device) -> None:
+        self.plan, self.reporter, self.device = plan, reporter, device
+        torch.manual_seed(plan.seed)
+        np.random.seed(plan.seed % 2**32)
+        self.train_split = _Split.open(plan.dataset_folder, "train")
+        self.val_split = _Split.open(plan.dataset_folder, "val")
+        self.mean = torch.from_numpy(np.load(plan.dataset_folder / "mean.npy")).to(device)
+        self.model = build_model(plan.network_spec, plan.input_shape, len(plan.classes)).to(device)
+        self.optimizer = make_optimizer(plan, self.model.parameters())
+        self.loss_fn = torch.nn.CrossEntropyLoss()
+        self.steps_per_epoch = max(1, math.ceil(len(self.train_split) / plan.batch_size))
+        self.total_steps = plan.epochs * self.steps_per_epoch
+        self.log_every = max(1, self.steps_per_epoch // 20)
+        self.val_every = max(1, round(plan.val_interval * self.steps_per_epoch))
+        self.snapshot_every = max(1, round(plan.snapshot_interval * self.steps_per_epoch))
+
+    def train(self) -> str:
+        self._write_model_files()
+        start = self._resume()
+        self.reporter.log(f"Training {len(self.train_split)} images, {self.steps_per_epoch} steps per epoch, "
+                          f"{self.plan.epochs} epochs on {self.device}.")
+        for epoch in range(start // self.steps_per_epoch, self.plan.epochs):
+            if not self._train_epoch(epoch, start):
+                self.reporter.log("Aborted.")
+                return "aborted"
+        self.reporter.log("Done.")
+        return "done"
+
+    def _train_epoch(self, epoch: int, start: int) -> bool:
+        self.model.train()
+        order = torch.randperm(len(self.train_split), generator=torch.Generator().manual_seed(self.plan.seed + epoch))
+        first = epoch * self.steps_per_epoch
+        running, count = torch.zeros((), device=self.device), 0
+        for i in range(max(start - first, 0), self.steps_per_epoch):
+            if self.reporter.should_stop():
+                return False
+            step = first + i + 1
+            lr = self._set_lr((step - 1) / self.steps_per_epoch)
+            running += self._step(order[i * self.plan.batch_size : (i + 1) * self.plan.batch_size])
+            count += 1
+            if step % self.log_every == 0 or i == self.steps_per_epoch - 1:
+                self._report_train(running.item() / count, lr, step)
+                running, count = torch.zeros((), device=self.device), 0
+            if step % self.val_every == 0 or step == self.total_steps:
+                self._validate(step)
+            if step % self.snapshot_every == 0 or step == self.total_steps:
+                self._snapshot(step)
+        return True
+
+    def _step(self, index: torch.Tensor) -> torch.Tensor:
+        x, y = self.train_split.batch(index)
+        x = (x.to(self.device, non_blocking=True).float() - self.mean) / 255.0
+        y = y.to(self.device, non_blocking=True)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self.loss_fn(self.model(x), y)
+        loss.backward()
+        self.optimizer.step()
+        return loss.detach()
+
+    def _set_lr(self, epoch: float) -> float:
+        p = self.plan
+        lr = learning_rate(p.lr_policy, p.learning_rate, epoch, p.epochs, p.lr_params)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        return lr
+
+    def _report_train(self, loss: float, lr: float, step: int) -> None:
+        epoch = step / self.steps_per_epoch
+        if not math.isfinite(loss):
+            raise TrainingFailed(
+                f"The loss diverged ({loss}) at epoch {epoch:.2f}, step {step}. The learning rate "
+                f"{self.plan.learning_rate:g} is probably too high: try {self.plan.learning_rate / 10:g} or lower.")
+        self.reporter.metric(split="train", name="loss", value=loss, epoch=epoch, step=step)
+        self.reporter.metric(split="train", name="lr", value=lr, epoch=epoch, step=step)
+        self.reporter.progress(epoch=epoch, step=step, total_steps=self.total_steps)
+
+    def _validate(self, step: int) -> None:
+        if len(self.val_split) == 0:
+            return
+        loss, accuracy = evaluate(self.model, self.val_split, self.mean, self.device, self.plan.batch_size * 2)
+        epoch = step / self.steps_per_epoch
+        self.reporter.metric(split="val", name="loss", value=loss, epoch=epoch, step=step)
+        self.reporter.metric(split="val", name="accuracy", value=accuracy, epoch=epoch, step=step)
+        self.reporter.log(f"epoch {epoch:.2f}: val loss {loss:.4f}, val accuracy {accuracy:.2%}")
+        self.model.train()
+
+    # --- snapshots and resume ---------------------------------------------------------------
+    def _write_model_files(self) -> None:
+        folder = self.plan.output_folder
+        (folder / "snapshots").mkdir(parents=True, exist_ok=True)
+        (folder / "model.json").write_text(json.dumps(model_metadata(self.plan), indent=2))
+        save_file({"mean": self.mean.cpu().contiguous()}, folder / "mean.safetensors")
+
+    def _snapshot(self, step: int) -> None:
+        epoch = round(step / self.steps_per_epoch, 4)
+        name = f"snapshots/epoch_{epoch:g}"
+        folder = self.plan.output_folder
+        weights = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
+        save_file(weights, folder / f"{name}.safetensors")
+        tensors, state = flatten_optimizer(self.optimizer.state_dict())
+        save_file(tensors, folder / f"{name}.optim.safetensors")
+        (folder / f"{name}.json").write_text(json.dumps({"epoch": epoch, "step": step, "optimizer": state}))
+        self.reporter.snapshot(epoch=epoch, path=f"{name}.safetensors")
+        self.reporter.log(f"Snapshot at epoch {epoch:g}.")
+
+    def _resume(self) -> int:
+        epoch = self.plan.resume_from_epoch
+        if epoch is None:
+            return 0
+        name = self.plan.output_folder / f"snapshots/epoch_{round(epoch, 4):g}"
+        self.model.load_state_dict(load_file(f"{name}.safetensors"))
+        meta = json.loads(Path(f"{name}.json").read_text())
+        tensors = load_file(f"{name}.optim.safetensors", device=str(self.device))
+        self.optimizer.load_state_dict(unflatten_optimizer(tensors, meta["optimizer"]))
+        self.reporter.log(f"Resumed from the snapshot at epoch {epoch:g}.")
+        return int(meta["step"])
+
+
+def evaluate(model: torch.nn.Module, split: _Split, mean: torch.Tensor, device: torch.device,
+             batch_size: int) -> tuple[float, float]:
+    model.eval()
+    total_loss, correct = 0.0, 0
+    with torch.inference_mode():
+        for start in range(0, len(split), batch_size):
+            x, y = split.batch(torch.arange(start, min(start + batch_size, len(split))))
+            logits = model((x.to(device).float() - mean) / 255.0)
+            y = y.to(device)
+            total_loss += torch.nn.functional.cross_entropy(logits, y, reduction="sum").item()
+            correct += int((logits.argmax(1) == y).sum())
+    return total_loss / len(split), correct / len(split)
+
+
+def make_optimizer(plan: TrainingPlan, params: Any) -> torch.optim.Optimizer:
+    lr, wd = plan.learning_rate, plan.weight_decay
+    if plan.optimizer in ("sgd", "nesterov"):
+        return torch.optim.SGD(params, lr=lr, momentum=plan.momentum, weight_decay=wd,
+                               nesterov=plan.optimizer == "nesterov" and plan.momentum > 0)
+    if plan.optimizer == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=wd)
+    if plan.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
+    if plan.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr, momentum=plan.momentum, weight_decay=wd)
+    raise TrainingFailed(f"Unknown optimizer '{plan.optimizer}'.")
+
+
+def flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Split an optimizer state dict into tensors (for safetensors) and plain JSON, never pickle."""
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for index, values in state["state"].items():
+        for key, value in values.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{index}.{key}"] = value.detach().cpu().contiguous()
+            else:
+                scalars.setdefault(str(index), {})[key] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {}
+    for name, tensor in tensors.items():
+        index, key = name.split(".", 1)
+        state.setdefault(int(index), {})[key] = tensor
+    for index, values in meta["scalars"].items():
+        state.setdefault(int(index), {}).update(values)
+    return {"state": state, "param_groups": meta["param_groups"]}

@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib.auth.models import AbstractBaseUser
+
+from datasets.models import Dataset
+from datasets.selectors import dataset_list
+from jobs import services
+from jobs.networks.spec import SpecError, parse_spec_text
+from jobs.schedules import LR_POLICIES, OPTIMIZERS
+from jobs.selectors import network_list
+
+DEFAULTS = services.JobSettings()
+OPTIMIZER_LABELS = {"sgd": "SGD with momentum", "nesterov": "SGD, Nesterov momentum", "adam": "Adam",
+                    "adamw": "AdamW", "rmsprop": "RMSprop"}
+POLICY_LABELS = {"fixed": "Fixed", "step": "Step down every N epochs", "multistep": "Step down at milestones",
+                 "exp": "Exponential decay", "cosine": "Cosine annealing"}
+
+
+class JobForm(forms.Form):
+    dataset = forms.ModelChoiceField(queryset=Dataset.objects.none(), empty_label=None)
+    network = forms.ChoiceField()
+    name = forms.CharField(max_length=200, required=False, help_text="Blank: '<network> on <dataset>'.")
+    epochs = forms.IntegerField(min_value=1, max_value=10_000, initial=DEFAULTS.epochs)
+    batch_size = forms.IntegerField(min_value=1, max_value=65_536, initial=DEFAULTS.batch_size)
+    optimizer = forms.ChoiceField(choices=[(o, OPTIMIZER_LABELS[o]) for o in OPTIMIZERS], initial=DEFAULTS.optimizer)
+    learning_rate = forms.FloatField(min_value=1e-8, max_value=10, initial=DEFAULTS.learning_rate)
+    momentum = forms.FloatField(min_value=0, max_value=0.999, initial=DEFAULTS.momentum)
+    weight_decay = forms.FloatField(min_value=0, max_value=1, initial=DEFAULTS.weight_decay)
+    lr_policy = forms.ChoiceField(choices=[(p, POLICY_LABELS[p]) for p in LR_POLICIES], initial=DEFAULTS.lr_policy,
+                                  label="Learning-rate policy")
+    lr_step_size = forms.FloatField(min_value=0.01, initial=DEFAULTS.lr_step_size, label="Step size (epochs)")
+    lr_gamma = forms.FloatField(min_value=1e-6, max_value=10, initial=DEFAULTS.lr_gamma, label="Gamma")
+    lr_milestones = forms.CharField(required=False, label="Milestones (epochs)", help_text="e.g. 5, 8")
+    seed = forms.IntegerField(min_value=0, max_value=2**32 - 1, initial=DEFAULTS.seed)
+    device = forms.RegexField(services.DEVICE_PATTERN, initial=DEFAULTS.device,
+                              error_messages={"invalid": "Use auto, cpu or cuda:N."})
+    val_interval = forms.FloatField(min_value=0.01, max_value=1000, initial=DEFAULTS.val_interval,
+                                    label="Validate every (epochs)")
+    snapshot_interval = forms.FloatField(min_value=0.01, max_value=1000, initial=DEFAULTS.snapshot_interval,
+                                         label="Snapshot every (epochs)")
+
+    def __init__(self, *args: Any, user: AbstractBaseUser, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["dataset"].queryset = dataset_list(user=user).filter(status=Dataset.Status.READY)
+        self.fields["network"].choices = [
+            ("Built-in", [(e.name, e.title) for e in network_list(user=user) if e.builtin]),
+            ("Custom", [(e.name, e.name) for e in network_list(user=user) if not e.builtin]),
+        ]
+
+    def clean_lr_milestones(self) -> list[float]:
+        raw = self.cleaned_data.get("lr_milestones") or ""
+        try:
+            return sorted(float(part) for part in raw.replace(";", ",").split(",") if part.strip())
+        except ValueError:
+            raise forms.ValidationError("Give epochs as numbers separated by commas, e.g. 5, 8.") from None
+
+    def job_settings(self) -> services.JobSettings:
+        data = {k: v for k, v in self.cleaned_data.items() if k not in ("dataset", "network")}
+        return services.JobSettings(**data)
+
+
+def initial_from_job(settings_: services.JobSettings, dataset_id: int, network: str) -> dict[str, Any]:
+    initial: dict[str, Any] = {k: getattr(settings_, k) for k in services.JobSettings.__dataclass_fields__}
+    initial.update(dataset=dataset_id, network=network, name=f"{settings_.name} (clone)",
+                   lr_milestones=", ".join(f"{m:g}" for m in settings_.lr_milestones))
+    return initial
+
+
+class NetworkForm(forms.Form):
+    name = forms.RegexField(r"^[\w][\w .-]{0,99}$", error_messages={
+        "invalid": "Use letters, digits, spaces, '.', '-' or '_' (at most 100)."})
+    description = forms.CharField(required=False, max_length=500)
+    spec = forms.CharField(widget=forms.Textarea(attrs={"rows": 18, "spellcheck": "false", "class": "code"}),
+                           label="Layer spec (JSON)")
+
+    def clean_spec(self) -> dict[str, Any]:
+        try:
+            return parse_spec_text(self.cleaned_data["spec"])
+        except SpecError as exc:
+            raise forms.ValidationError(str(exc)) from None

@@ -1,0 +1,92 @@
+"""Classifying images with a job's snapshot. The web side decodes; the worker runs the model."""
+from __future__ import annotations
+
+import base64
+import io
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from django.conf import settings
+from django.core.files.uploadedfile import UploadedFile
+
+from datasets.ingest.images import ImageRejected, ImageSpec, decode
+from datasets.ingest.store import to_pil
+from jobs.models import Snapshot, TrainingJob
+from jobs.services import JobInputError, JobStateError
+
+TOP_K = 5
+CLASSIFY_TIMEOUT = 120
+
+
+@dataclass(frozen=True)
+class Prediction:
+    label: str
+    probability: float
+
+
+@dataclass(frozen=True)
+class Classification:
+    predictions: list[Prediction]
+    snapshot_epoch: float
+    preprocessed_png: str  # a data: URL of the network's input, as the user should see it
+
+
+def pick_snapshot(*, job: TrainingJob, epoch: float | None) -> Snapshot:
+    snapshots = job.snapshots.order_by("-epoch")
+    if not snapshots.exists():
+        raise JobStateError("This job has no snapshot yet; classify once it has trained at least one epoch.")
+    if epoch is None:
+        return snapshots.first()  # type: ignore[return-value]
+    chosen = snapshots.filter(epoch=epoch).first()
+    if chosen is None:
+        epochs = ", ".join(f"{s.epoch:g}" for s in snapshots)
+        raise JobInputError(f"No snapshot at epoch {epoch:g}; snapshots exist at epochs {epochs}.", "epoch")
+    return chosen
+
+
+def preprocess(*, job: TrainingJob, image: UploadedFile) -> np.ndarray:
+    """The uploaded image as the network sees it: the dataset's size, channels and resize mode."""
+    dataset = job.dataset
+    spec = ImageSpec(dataset.image_width, dataset.image_height, dataset.channels, dataset.resize_mode,
+                     settings.WORKBENCH["MAX_IMAGE_PIXELS"])
+    try:
+        return decode(image, spec, np.random.default_rng(dataset.seed))
+    except ImageRejected as exc:
+        raise JobInputError(f"The file is not a usable image: {exc}", "image") from None
+
+
+def job_classify(*, job: TrainingJob, image: UploadedFile, epoch: float | None = None) -> Classification:
+    from jobs.tasks import classify_images
+
+    snapshot = pick_snapshot(job=job, epoch=epoch)
+    pixels = preprocess(job=job, image=image)
+    path = Path(settings.FILE_UPLOAD_TEMP_DIR) / f"classify-{uuid.uuid4().hex}.npy"
+    np.save(path, pixels[np.newaxis])
+    try:
+        result = classify_images.delay(job.pk, snapshot.pk, str(path))
+        probabilities = np.asarray(result.get(timeout=CLASSIFY_TIMEOUT)[0])
+    finally:
+        path.unlink(missing_ok=True)
+    return Classification(top_k(probabilities, job.dataset.classes), snapshot.epoch, png_data_url(pixels))
+
+
+def top_k(probabilities: np.ndarray, classes: list[str], k: int = TOP_K) -> list[Prediction]:
+    order = np.argsort(-probabilities, kind="stable")[:k]
+    return [Prediction(classes[i], float(probabilities[i])) for i in order]
+
+
+def png_data_url(chw: np.ndarray) -> str:
+    buf = io.BytesIO()
+    to_pil(chw).save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def classify_on_worker(*, job_id: int, snapshot_id: int, images_path: str) -> list[list[float]]:
+    from jobs.backends import backends
+
+    snapshot = Snapshot.objects.select_related("job").get(pk=snapshot_id, job_id=job_id)
+    images = np.load(images_path)
+    probabilities = backends[snapshot.job.backend].infer(snapshot.job.folder / snapshot.path, images)
+    return probabilities.tolist()

@@ -1,0 +1,98 @@
+"""Reads for jobs and networks. Everything a user sees goes through the *_list functions."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import QuerySet
+from django.http import Http404
+from django.shortcuts import get_object_or_404
+from django.utils import timezone
+
+from datasets.models import Dataset
+from jobs.models import MetricPoint, Network, TrainingJob
+from jobs.networks.builtin import BUILTIN_NETWORKS, builtin_spec
+from jobs.networks.spec import NetworkSummary, summarize
+
+LOG_TAIL_BYTES = 16 * 1024
+DEFAULT_SUMMARY_INPUT = ((1, 28, 28), 10)
+
+
+def job_list(*, user: AbstractBaseUser) -> QuerySet[TrainingJob]:
+    jobs = TrainingJob.objects.select_related("owner", "dataset")
+    return jobs if user.is_staff else jobs.filter(owner=user)
+
+
+def job_get(*, user: AbstractBaseUser, pk: int) -> TrainingJob:
+    """The job if the user may see it; anyone else's is a 404, never a 403."""
+    return get_object_or_404(job_list(user=user), pk=pk)
+
+
+def job_metrics(*, job: TrainingJob, after: int = 0, limit: int = 5000) -> list[MetricPoint]:
+    return list(MetricPoint.objects.filter(job=job, pk__gt=after).order_by("pk")[:limit])
+
+
+def metric_dict(point: MetricPoint) -> dict[str, Any]:
+    return {"id": point.pk, "name": point.name, "split": point.split, "epoch": point.epoch, "step": point.step,
+            "value": point.value, "time": point.time}
+
+
+def job_snapshot_epochs(*, job: TrainingJob) -> list[float]:
+    return list(job.snapshots.order_by("epoch").values_list("epoch", flat=True))
+
+
+def job_log_tail(*, job: TrainingJob, lines: int = 40) -> list[str]:
+    path = job.folder / "log.txt"
+    if not path.exists():
+        return []
+    with path.open("rb") as handle:
+        handle.seek(max(path.stat().st_size - LOG_TAIL_BYTES, 0))
+        return handle.read().decode(errors="replace").splitlines()[-lines:]
+
+
+def job_elapsed_seconds(*, job: TrainingJob) -> float | None:
+    if job.started_at is None:
+        return None
+    end = job.finished_at or timezone.now()
+    return max((end - job.started_at).total_seconds(), 0.0)
+
+
+def job_status_dict(*, job: TrainingJob) -> dict[str, Any]:
+    """What the live page needs on every status event."""
+    return {"status": job.status, "progress": job.progress, "epoch": job.epoch, "eta_seconds": job.eta_seconds,
+            "elapsed_seconds": job_elapsed_seconds(job=job), "error": job.error, "latest": job.latest,
+            "best": job.best, "snapshots": job_snapshot_epochs(job=job)}
+
+
+# --- networks -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class NetworkEntry:
+    id: str
+    name: str
+    builtin: bool
+    title: str
+    network: Network | None = None
+
+
+def network_list(*, user: AbstractBaseUser) -> list[NetworkEntry]:
+    builtins = [NetworkEntry(name, name, True, title) for name, title in BUILTIN_NETWORKS.items()]
+    custom = Network.objects.all() if user.is_staff else Network.objects.filter(owner=user)
+    return builtins + [NetworkEntry(str(n.pk), n.name, False, n.description or n.name, n) for n in custom]
+
+
+def network_get(*, user: AbstractBaseUser, key: str) -> NetworkEntry:
+    for entry in network_list(user=user):
+        if key in (entry.id, entry.name):
+            return entry
+    raise Http404("No such network.")
+
+
+def network_summary(*, entry: NetworkEntry, dataset: Dataset | None) -> tuple[NetworkSummary, tuple[int, int, int], int]:
+    """The summary for a dataset's input (or 1x28x28 with 10 classes); SpecError if it does not fit."""
+    shape, classes = DEFAULT_SUMMARY_INPUT
+    if dataset is not None and dataset.status == Dataset.Status.READY:
+        shape, classes = tuple(dataset.image_shape), len(dataset.classes)  # type: ignore[assignment]
+    spec = builtin_spec(entry.name, shape, classes) if entry.builtin else entry.network.spec  # type: ignore[union-attr]
+    return summarize(spec, shape, classes), shape, classes

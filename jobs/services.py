@@ -1,0 +1,260 @@
+"""Writes for training jobs and networks. Views and tasks call these and nothing else."""
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+from dataclasses import asdict, dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.utils import timezone
+
+from datasets.models import Dataset
+from jobs import live
+from jobs.models import Network, TrainingJob
+from jobs.networks.builtin import BUILTIN_NETWORKS, builtin_spec
+from jobs.networks.spec import SpecError, summarize, validate_spec
+from jobs.schedules import LR_POLICIES, OPTIMIZERS
+
+log = logging.getLogger(__name__)
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda:\d{1,2})$")
+
+
+class JobInputError(Exception):
+    """Bad input from the user, with the form field it belongs to."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class JobStateError(Exception):
+    """The action does not fit the job's state (abort a finished job, delete a running one)."""
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    """The knobs of a training job; defaults train LeNet well on the example digits."""
+
+    name: str = ""
+    epochs: int = 10
+    batch_size: int = 64
+    optimizer: str = "sgd"
+    learning_rate: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    lr_policy: str = "fixed"
+    lr_step_size: float = 5.0
+    lr_gamma: float = 0.1
+    lr_milestones: list[float] = field(default_factory=list)
+    seed: int = 0
+    device: str = "auto"
+    val_interval: float = 1.0
+    snapshot_interval: float = 1.0
+    backend: str = ""
+
+
+# --- networks ---------------------------------------------------------------------------------
+
+def network_resolve(*, user: AbstractBaseUser, network: str, dataset: Dataset) -> tuple[dict[str, Any], Network | None]:
+    """The spec for a built-in name or one of the user's custom networks (by id or name)."""
+    shape, classes = tuple(dataset.image_shape), len(dataset.classes)
+    if network in BUILTIN_NETWORKS:
+        return builtin_spec(network, shape, classes), None  # type: ignore[arg-type]
+    custom = _custom_network(user, network)
+    if custom is None:
+        names = ", ".join(BUILTIN_NETWORKS)
+        raise JobInputError(f"Unknown network '{network}': use a built-in ({names}) or one of your networks.",
+                            "network")
+    return custom.spec, custom
+
+
+def _custom_network(user: AbstractBaseUser, network: str) -> Network | None:
+    mine = Network.objects.all() if user.is_staff else Network.objects.filter(owner=user)
+    if network.isdigit():
+        return mine.filter(pk=int(network)).first()
+    return mine.filter(name=network).first()
+
+
+def network_create(*, owner: AbstractBaseUser, name: str, spec: object, description: str = "") -> Network:
+    try:
+        normalized = validate_spec(spec)
+    except SpecError as exc:
+        raise JobInputError(str(exc), "spec") from None
+    if name in BUILTIN_NETWORKS:
+        raise JobInputError(f"'{name}' is the name of a built-in network; choose another.", "name")
+    if Network.objects.filter(owner=owner, name=name).exists():
+        raise JobInputError(f"You already have a network named '{name}'.", "name")
+    return Network.objects.create(owner=owner, name=name, spec=normalized, description=description)
+
+
+def network_delete(*, network: Network) -> None:
+    network.delete()
+
+
+# --- create, clone ----------------------------------------------------------------------------
+
+def job_create(*, owner: AbstractBaseUser, dataset: Dataset, network: str, options: JobSettings) -> TrainingJob:
+    """Check everything that can be checked before a worker sees the job, then queue it."""
+    if dataset.status != Dataset.Status.READY:
+        raise JobInputError(f"The dataset '{dataset.name}' is not ready (status: {dataset.status}).", "dataset")
+    spec, custom = network_resolve(user=owner, network=network, dataset=dataset)
+    try:
+        summarize(spec, tuple(dataset.image_shape), len(dataset.classes))  # type: ignore[arg-type]
+    except SpecError as exc:
+        raise JobInputError(f"The network does not fit this dataset: {exc}", "network") from None
+    _check_options(options)
+    fields = asdict(options)
+    fields["backend"] = options.backend or settings.DEFAULT_TRAINING_BACKEND
+    fields["name"] = options.name or f"{network} on {dataset.name}"
+    with transaction.atomic():
+        job = TrainingJob.objects.create(owner=owner, dataset=dataset, network=network, custom_network=custom,
+                                         network_spec=spec, **fields)
+        _enqueue(job)
+    return job
+
+
+def _check_options(options: JobSettings) -> None:
+    checks = [
+        (options.optimizer in OPTIMIZERS, "optimizer", f"Choose one of: {', '.join(OPTIMIZERS)}."),
+        (options.lr_policy in LR_POLICIES, "lr_policy", f"Choose one of: {', '.join(LR_POLICIES)}."),
+        (bool(DEVICE_PATTERN.match(options.device)), "device", "Use auto, cpu or cuda:N."),
+        (not options.backend or options.backend in settings.TRAINING_BACKENDS, "backend",
+         f"Unknown backend; configured: {', '.join(settings.TRAINING_BACKENDS)}."),
+        (all(m > 0 for m in options.lr_milestones), "lr_milestones", "Milestones are epochs above 0."),
+    ]
+    for ok, name, message in checks:
+        if not ok:
+            raise JobInputError(message, name)
+
+
+def job_clone(*, job: TrainingJob, owner: AbstractBaseUser) -> TrainingJob:
+    settings_ = job_settings(job=job)
+    options = JobSettings(**{**asdict(settings_), "name": f"{job.name} (clone)"})
+    return job_create(owner=owner, dataset=job.dataset, network=job.network, options=options)
+
+
+def job_settings(*, job: TrainingJob) -> JobSettings:
+    names = JobSettings.__dataclass_fields__
+    return JobSettings(**{name: getattr(job, name) for name in names})
+
+
+def _enqueue(job: TrainingJob) -> None:
+    from jobs.tasks import train_job
+
+    job.folder.mkdir(parents=True, exist_ok=True)
+    transaction.on_commit(lambda: train_job.delay(job.pk))
+
+
+# --- lifecycle --------------------------------------------------------------------------------
+
+def job_abort(*, job: TrainingJob) -> TrainingJob:
+    """A queued job stops at once; a running one is flagged and stops at its next step."""
+    now = timezone.now()
+    if TrainingJob.objects.filter(pk=job.pk, status=TrainingJob.Status.QUEUED).update(
+            status=TrainingJob.Status.ABORTED, abort_requested=True, finished_at=now):
+        live.notify(job.pk)
+    elif not TrainingJob.objects.filter(pk=job.pk, status=TrainingJob.Status.RUNNING).update(abort_requested=True):
+        raise JobStateError(f"Only queued or running jobs can be aborted; this one is {job.status}.")
+    job.refresh_from_db()
+    return job
+
+
+def job_resume(*, job: TrainingJob) -> TrainingJob:
+    """Queue an interrupted, aborted or failed job again from its last snapshot."""
+    resumable = (TrainingJob.Status.INTERRUPTED, TrainingJob.Status.ABORTED, TrainingJob.Status.ERROR)
+    last = job.snapshots.order_by("-epoch").first()
+    if job.status not in resumable or last is None:
+        raise JobStateError("Only an interrupted, aborted or failed job with a snapshot can be resumed.")
+    with transaction.atomic():
+        TrainingJob.objects.filter(pk=job.pk).update(
+            status=TrainingJob.Status.QUEUED, resume_from_epoch=last.epoch, abort_requested=False, error="",
+            finished_at=None)
+        _enqueue(job)
+    job.refresh_from_db()
+    return job
+
+
+def job_delete(*, job: TrainingJob) -> None:
+    if job.is_active:
+        raise JobStateError("The job is still queued or running; abort it before deleting it.")
+    folder = job.folder
+    with transaction.atomic():
+        job.delete()
+        transaction.on_commit(lambda: shutil.rmtree(folder, ignore_errors=True))
+
+
+def jobs_reap_stale() -> int:
+    """Mark running jobs whose worker went silent as interrupted, never leaving them 'running'."""
+    cutoff = timezone.now() - timedelta(seconds=settings.HEARTBEAT_TIMEOUT)
+    stale = TrainingJob.objects.filter(status=TrainingJob.Status.RUNNING, heartbeat_at__lt=cutoff)
+    ids = list(stale.values_list("pk", flat=True))
+    if not ids:
+        return 0
+    count = TrainingJob.objects.filter(pk__in=ids, status=TrainingJob.Status.RUNNING, heartbeat_at__lt=cutoff).update(
+        status=TrainingJob.Status.INTERRUPTED, finished_at=timezone.now(),
+        error=f"The worker stopped sending heartbeats for over {settings.HEARTBEAT_TIMEOUT} s (was it stopped "
+              "or killed?). Resume the job to continue from its last snapshot.")
+    for pk in ids:
+        live.notify(pk)
+    return count
+
+
+# --- training (runs on the worker) ------------------------------------------------------------
+
+def job_train(*, job_id: int) -> None:
+    """Claim a queued job and train it; a second delivery of the same task finds it claimed."""
+    from jobs.backends import backends
+    from jobs.backends.base import TrainingFailed
+    from jobs.reporting import DatabaseReporter
+
+    now = timezone.now()
+    claimed = TrainingJob.objects.filter(pk=job_id, status=TrainingJob.Status.QUEUED,
+                                         abort_requested=False).update(
+        status=TrainingJob.Status.RUNNING, started_at=now, heartbeat_at=now, error="", progress=0.0)
+    if not claimed:
+        return
+    live.notify(job_id)
+    job = TrainingJob.objects.select_related("dataset").get(pk=job_id)
+    reporter = DatabaseReporter(job_id, job.folder, heartbeat_seconds=settings.HEARTBEAT_SECONDS)
+    reporter.start()
+    try:
+        outcome, error = backends[job.backend].train(training_plan(job), reporter), ""
+    except TrainingFailed as exc:
+        outcome, error = TrainingJob.Status.ERROR, str(exc)
+        reporter.log(f"Error: {exc}")
+    except Exception as exc:
+        log.exception("training job %s failed", job_id)
+        outcome, error = TrainingJob.Status.ERROR, f"Training failed unexpectedly ({type(exc).__name__}: {exc})."
+        reporter.log(f"Error: {error}")
+    finally:
+        reporter.close()
+    _finish(job_id, outcome, error)
+
+
+def _finish(job_id: int, outcome: str, error: str) -> None:
+    fields: dict[str, Any] = {"status": outcome, "error": error, "finished_at": timezone.now(), "eta_seconds": 0}
+    if outcome == TrainingJob.Status.DONE:
+        fields["progress"] = 1.0
+    TrainingJob.objects.filter(pk=job_id).exclude(status=TrainingJob.Status.QUEUED).update(**fields)
+    live.notify(job_id)
+
+
+def training_plan(job: TrainingJob):  # type: ignore[no-untyped-def]
+    from jobs.backends.base import TrainingPlan
+
+    dataset = job.dataset
+    return TrainingPlan(
+        job_id=job.pk, output_folder=job.folder, dataset_folder=dataset.folder,
+        input_shape=tuple(dataset.image_shape), classes=list(dataset.classes), network_spec=job.network_spec,
+        epochs=job.epochs, batch_size=job.batch_size, optimizer=job.optimizer, learning_rate=job.learning_rate,
+        momentum=job.momentum, weight_decay=job.weight_decay, lr_policy=job.lr_policy,
+        lr_params={"step_size": job.lr_step_size, "gamma": job.lr_gamma, "milestones": job.lr_milestones},
+        seed=job.seed, device=job.device, val_interval=job.val_interval, snapshot_interval=job.snapshot_interval,
+        resume_from_epoch=job.resume_from_epoch,
+        preprocessing={"width": dataset.image_width, "height": dataset.image_height, "channels": dataset.channels,
+                       "resize_mode": dataset.resize_mode})

@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+from celery import shared_task
+
+from jobs import services
+
+
+@shared_task(name="jobs.train", acks_late=True, reject_on_worker_lost=True)
+def train_job(job_id: int) -> None:
+    services.job_train(job_id=job_id)
+
+
+@shared_task(name="jobs.classify", ignore_result=False)
+def classify_images(job_id: int, snapshot_id: int, images_path: str) -> list[list[float]]:
+    from jobs.inference import classify_on_worker
+
+    return classify_on_worker(job_id=job_id, snapshot_id=snapshot_id, images_path=images_path)
+
+
+@shared_task(name="jobs.reap_stale")
+def reap_stale_jobs() -> int:
+    return services.jobs_reap_stale()

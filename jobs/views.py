@@ -1,0 +1,139 @@
+from __future__ import annotations
+
+from django import forms
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from datasets import selectors as dataset_selectors
+from jobs import selectors, services
+from jobs.forms import JobForm, NetworkForm, initial_from_job
+from jobs.inference import job_classify
+from jobs.networks.spec import SpecError
+
+
+def job_list(request: HttpRequest) -> HttpResponse:
+    services.jobs_reap_stale()
+    return render(request, "jobs/list.html", {"jobs": selectors.job_list(user=request.user)})
+
+
+def job_create(request: HttpRequest) -> HttpResponse:
+    initial = {}
+    clone = request.GET.get("clone", "")
+    if clone.isdigit():
+        source = selectors.job_get(user=request.user, pk=int(clone))
+        initial = initial_from_job(services.job_settings(job=source), source.dataset_id, source.network)
+    dataset = request.GET.get("dataset", "")
+    if dataset.isdigit():
+        initial["dataset"] = int(dataset)
+    form = JobForm(request.POST or None, initial=initial, user=request.user)
+    if request.method == "POST" and form.is_valid():
+        try:
+            job = services.job_create(owner=request.user, dataset=form.cleaned_data["dataset"],
+                                      network=form.cleaned_data["network"], options=form.job_settings())
+        except services.JobInputError as exc:
+            form.add_error(exc.field if exc.field in form.fields else None, str(exc))
+        else:
+            return redirect("job-detail", pk=job.pk)
+    status = 400 if request.method == "POST" else 200
+    return render(request, "jobs/create.html", {"form": form}, status=status)
+
+
+def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    services.jobs_reap_stale()
+    job = selectors.job_get(user=request.user, pk=pk)
+    context = {"job": job, "status": selectors.job_status_dict(job=job),
+               "log_tail": selectors.job_log_tail(job=job), "classify_form": ClassifyForm(job=job)}
+    return render(request, "jobs/detail.html", context)
+
+
+@require_POST
+def job_abort(request: HttpRequest, pk: int) -> HttpResponse:
+    return _lifecycle(request, pk, services.job_abort, "Abort requested: the job stops at its next step.")
+
+
+@require_POST
+def job_resume(request: HttpRequest, pk: int) -> HttpResponse:
+    return _lifecycle(request, pk, services.job_resume, "Resumed from the last snapshot.")
+
+
+def _lifecycle(request: HttpRequest, pk: int, action, done: str) -> HttpResponse:  # type: ignore[no-untyped-def]
+    job = selectors.job_get(user=request.user, pk=pk)
+    try:
+        action(job=job)
+    except services.JobStateError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, done)
+    return redirect("job-detail", pk=pk)
+
+
+@require_POST
+def job_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    job = selectors.job_get(user=request.user, pk=pk)
+    try:
+        services.job_delete(job=job)
+    except services.JobStateError as exc:
+        messages.error(request, str(exc))
+        return redirect("job-detail", pk=pk)
+    messages.success(request, f"Deleted job '{job.name}'.")
+    return redirect("job-list")
+
+
+class ClassifyForm(forms.Form):
+    image = forms.FileField()
+    epoch = forms.TypedChoiceField(coerce=float, required=False, empty_value=None, label="Snapshot")
+
+    def __init__(self, *args, job, **kwargs):  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        epochs = selectors.job_snapshot_epochs(job=job)
+        self.fields["epoch"].choices = [("", "Latest")] + [(f"{e:g}", f"Epoch {e:g}") for e in reversed(epochs)]
+
+
+def job_classify_view(request: HttpRequest, pk: int) -> HttpResponse:
+    job = selectors.job_get(user=request.user, pk=pk)
+    form = ClassifyForm(request.POST or None, request.FILES or None, job=job)
+    result = None
+    if request.method == "POST" and form.is_valid():
+        try:
+            result = job_classify(job=job, image=form.cleaned_data["image"], epoch=form.cleaned_data["epoch"])
+        except (services.JobInputError, services.JobStateError) as exc:
+            form.add_error("image" if getattr(exc, "field", None) != "epoch" else "epoch", str(exc))
+    status = 400 if request.method == "POST" and result is None else 200
+    return render(request, "jobs/classify.html", {"job": job, "form": form, "result": result}, status=status)
+
+
+# --- networks -------------------------------------------------------------------------------
+
+def network_list(request: HttpRequest) -> HttpResponse:
+    return render(request, "jobs/network_list.html", {"networks": selectors.network_list(user=request.user)})
+
+
+def network_create(request: HttpRequest) -> HttpResponse:
+    form = NetworkForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            network = services.network_create(owner=request.user, name=form.cleaned_data["name"],
+                                              spec=form.cleaned_data["spec"],
+                                              description=form.cleaned_data["description"])
+        except services.JobInputError as exc:
+            form.add_error(exc.field if exc.field in form.fields else None, str(exc))
+        else:
+            return redirect("network-detail", key=network.pk)
+    status = 400 if request.method == "POST" else 200
+    return render(request, "jobs/network_create.html", {"form": form}, status=status)
+
+
+def network_detail(request: HttpRequest, key: str) -> HttpResponse:
+    entry = selectors.network_get(user=request.user, key=key)
+    datasets = dataset_selectors.dataset_list(user=request.user).filter(status="ready")
+    raw = request.GET.get("dataset", "")
+    dataset = datasets.filter(pk=int(raw)).first() if raw.isdigit() else None
+    context = {"entry": entry, "datasets": datasets, "dataset": dataset}
+    try:
+        context["summary"], context["shape"], context["classes"] = selectors.network_summary(entry=entry,
+                                                                                            dataset=dataset)
+    except SpecError as exc:
+        context["error"] = str(exc)
+    return render(request, "jobs/network_detail.html", context)

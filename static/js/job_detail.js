@@ -1,0 +1,100 @@
+// Job page: curves grow as the server pushes points (server-sent events), no polling, no reload.
+(function () {
+  "use strict";
+  const panel = document.getElementById("job-status");
+  if (!panel || !window.Plotly) return;
+  const lossEl = document.getElementById("loss-chart");
+  const lrEl = document.getElementById("lr-chart");
+  const TRACES = { "train/loss": 0, "val/loss": 1, "val/accuracy": 2 };
+  const layout = { margin: { t: 10, r: 60, b: 45, l: 60 }, legend: { orientation: "h", y: 1.12 },
+    xaxis: { title: { text: "Epoch" } }, yaxis: { title: { text: "Loss" }, rangemode: "tozero" },
+    yaxis2: { title: { text: "Accuracy" }, overlaying: "y", side: "right", range: [0, 1], tickformat: ".0%" } };
+  const config = { displaylogo: false, responsive: true };
+  Plotly.newPlot(lossEl, [
+    { name: "train loss", x: [], y: [], mode: "lines", line: { color: "#2b59c3" } },
+    { name: "val loss", x: [], y: [], mode: "lines+markers", line: { color: "#e8590c" } },
+    { name: "val accuracy", x: [], y: [], mode: "lines+markers", yaxis: "y2", line: { color: "#16794c" } },
+  ], layout, config);
+  Plotly.newPlot(lrEl, [{ name: "learning rate", x: [], y: [], mode: "lines", line: { color: "#7048e8" } }],
+    { margin: { t: 10, r: 60, b: 45, l: 60 }, xaxis: { title: { text: "Epoch" } },
+      yaxis: { title: { text: "Learning rate" }, exponentformat: "e" } }, config);
+
+  let pending = [];
+  let scheduled = false;
+  function flush() {
+    scheduled = false;
+    const loss = { x: [[], [], []], y: [[], [], []] };
+    const lr = { x: [[]], y: [[]] };
+    for (const p of pending) {
+      if (p.name === "lr") { lr.x[0].push(p.epoch); lr.y[0].push(p.value); continue; }
+      const i = TRACES[p.split + "/" + p.name];
+      if (i === undefined) continue;
+      loss.x[i].push(p.epoch); loss.y[i].push(p.value);
+    }
+    pending = [];
+    Plotly.extendTraces(lossEl, loss, [0, 1, 2]);
+    Plotly.extendTraces(lrEl, lr, [0]);
+    window.jobPointsShown = (window.jobPointsShown || 0) + loss.x.flat().length + lr.x[0].length;
+  }
+  function addPoint(p) {
+    pending.push(p);
+    if (!scheduled) { scheduled = true; requestAnimationFrame(flush); }
+  }
+
+  const fmt = (s) => {
+    if (s === null || s === undefined) return "–";
+    s = Math.round(s);
+    const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), sec = s % 60;
+    return (h ? h + "h " : "") + (h || m ? m + "m " : "") + sec + "s";
+  };
+  const pct = (v) => (v === null || v === undefined ? "–" : (v * 100).toFixed(2) + "%");
+  const text = (id, value) => { const el = document.getElementById(id); if (el) el.textContent = value; };
+
+  let logTimer = null;
+  function refreshLog() {
+    if (logTimer) return;
+    logTimer = setTimeout(() => {
+      logTimer = null;
+      fetch(panel.dataset.events.replace(/events\/$/, ""), { credentials: "same-origin" })
+        .then((r) => r.json()).then((d) => text("log-tail", (d.log_tail || []).join("\n")));
+    }, 1000);
+  }
+
+  const epochs = JSON.parse(document.getElementById("job-epochs").textContent);
+  let initialStatus = panel.dataset.status;
+  function showStatus(s) {
+    const badge = document.getElementById("status-badge");
+    badge.textContent = s.status;
+    badge.className = "status status-" + s.status;
+    document.getElementById("progress-bar").style.width = Math.round(s.progress * 100) + "%";
+    text("progress-text", Math.round(s.progress * 100) + "%");
+    text("epoch", s.epoch.toFixed(2) + " / " + epochs);
+    text("elapsed", fmt(s.elapsed_seconds));
+    text("eta", s.status === "running" ? fmt(s.eta_seconds) : "–");
+    text("val-accuracy", pct(s.latest && s.latest.val_accuracy));
+    if (s.best && s.best.val_accuracy !== undefined) {
+      text("best", pct(s.best.val_accuracy) + " at epoch " + s.best.val_accuracy_epoch.toFixed(2));
+    }
+    const error = document.getElementById("job-error");
+    error.hidden = !s.error;
+    error.textContent = s.error || "";
+    const snaps = document.getElementById("snapshots");
+    if (s.snapshots && s.snapshots.length) {
+      snaps.innerHTML = s.snapshots.map((e) => "<li>epoch " + (+e.toFixed(2)) + "</li>").join("");
+    }
+    refreshLog();
+  }
+
+  const source = new EventSource(panel.dataset.events);
+  source.addEventListener("metric", (e) => addPoint(JSON.parse(e.data)));
+  source.addEventListener("status", (e) => showStatus(JSON.parse(e.data)));
+  source.addEventListener("end", (e) => {
+    source.close();
+    const status = JSON.parse(e.data).status;
+    // The buttons differ for a finished job: reload once so they match, the curves come back from the stream.
+    if (initialStatus === "queued" || initialStatus === "running") {
+      initialStatus = status;
+      setTimeout(() => window.location.reload(), 1500);
+    }
+  });
+})();

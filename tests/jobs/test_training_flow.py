@@ -1,0 +1,98 @@
+"""Training jobs end to end: API → real Celery worker → torch backend → curves, snapshots, classify."""
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+from safetensors import safe_open
+
+from jobs.models import MetricPoint, TrainingJob
+from tests.conftest import class_images, make_image, wait_dataset, wait_for, zip_bytes
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def ready_colours(client, per_class: int = 24):  # type: ignore[no-untyped-def]
+    archive = io.BytesIO(zip_bytes(class_images(per_class)))
+    archive.name = "colours.zip"
+    response = client.post("/api/v1/datasets/", {"name": "Colours", "archive": archive, "image_width": 8,
+                                                 "image_height": 8, "channels": 3, "val_percent": 25, "seed": 1},
+                           format="multipart")
+    dataset = wait_dataset(response.json()["id"])
+    assert dataset.status == "ready", dataset.error
+    return dataset
+
+
+def wait_job(pk: int, timeout: float = 120.0) -> TrainingJob:
+    def finished():  # type: ignore[no-untyped-def]
+        job = TrainingJob.objects.get(pk=pk)
+        return job if not job.is_active else None
+
+    return wait_for(finished, timeout, f"job {pk} to finish")  # type: ignore[return-value]
+
+
+def start(client, dataset, **fields):  # type: ignore[no-untyped-def]
+    body = {"dataset": dataset.pk, "network": "mlp", "epochs": 4, "batch_size": 8, "learning_rate": 0.05,
+            "seed": 3, **fields}
+    response = client.post("/api/v1/jobs/", body, format="json")
+    assert response.status_code == 201, response.json()
+    return response.json()
+
+
+def test_it_trains_to_high_accuracy_on_a_separable_dataset(celery_worker, alice_api):
+    dataset = ready_colours(alice_api)
+
+    job = wait_job(start(alice_api, dataset)["id"])
+
+    assert job.status == "done", job.error
+    assert job.latest["val_accuracy"] >= 0.95
+    assert job.progress == 1.0
+    losses = list(MetricPoint.objects.filter(job=job, split="train", name="loss").order_by("step")
+                  .values_list("value", flat=True))
+    assert losses[-1] < losses[0]
+    body = alice_api.get(f"/api/v1/jobs/{job.pk}/").json()
+    assert body["snapshots"] == [1.0, 2.0, 3.0, 4.0]
+    assert body["best"]["val_accuracy"] >= 0.95
+
+
+def test_it_writes_safetensors_snapshots_with_json_metadata(celery_worker, alice_api):
+    dataset = ready_colours(alice_api)
+    job = wait_job(start(alice_api, dataset, epochs=1)["id"])
+
+    weights = job.folder / "snapshots" / "epoch_1.safetensors"
+    with safe_open(weights, framework="pt") as handle:
+        assert len(list(handle.keys())) > 0
+    meta = json.loads((job.folder / "model.json").read_text())
+    assert meta["classes"] == ["blue", "green", "red"]
+    assert meta["input_shape"] == [3, 8, 8]
+    assert not list(job.folder.rglob("*.pt")) and not list(job.folder.rglob("*.pkl"))
+
+
+def test_it_classifies_an_image_with_the_trained_model(celery_worker, alice_api):
+    dataset = ready_colours(alice_api)
+    job = wait_job(start(alice_api, dataset)["id"])
+    image = io.BytesIO(make_image((30, 200, 40), size=(30, 30), noise_seed=99))
+    image.name = "green.png"
+
+    response = alice_api.post(f"/api/v1/jobs/{job.pk}/classify/", {"image": image}, format="multipart")
+
+    assert response.status_code == 200, response.json()
+    predictions = response.json()["predictions"]
+    assert predictions[0]["label"] == "green"
+    assert len(predictions) == 3  # top-5 of a 3-class model
+    assert predictions[0]["probability"] > 0.5
+    assert sum(p["probability"] for p in predictions) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_it_gives_the_same_curves_for_the_same_seed(celery_worker, alice_api):
+    dataset = ready_colours(alice_api)
+    first = wait_job(start(alice_api, dataset, epochs=2)["id"])
+    second = wait_job(start(alice_api, dataset, epochs=2)["id"])
+
+    def curve(job):  # type: ignore[no-untyped-def]
+        return list(MetricPoint.objects.filter(job=job).order_by("split", "name", "step")
+                    .values_list("split", "name", "step", "value"))
+
+    assert curve(first) == curve(second)
+    assert len(curve(first)) > 10
