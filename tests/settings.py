@@ -17,6 +17,9 @@ os.environ.setdefault("WORKBENCH_MAX_ARCHIVE_MEMBERS", "3000")
 os.environ.setdefault("WORKBENCH_MAX_EXTRACTED_BYTES", str(48 * 1024**2))
 os.environ.setdefault("WORKBENCH_MAX_IMAGE_PIXELS", str(4_000_000))
 os.environ.setdefault("WORKBENCH_INGEST_WORKERS", "2")
+os.environ.setdefault("WORKBENCH_HEARTBEAT_SECONDS", "1")
+os.environ.setdefault("WORKBENCH_HEARTBEAT_TIMEOUT", "6")
+os.environ.setdefault("WORKBENCH_TORCH_THREADS", "1")
 
 from workbench.settings import *  # noqa: E402,F403
 

@@ -7,8 +7,9 @@
   const lrEl = document.getElementById("lr-chart");
   const TRACES = { "train/loss": 0, "val/loss": 1, "val/accuracy": 2 };
   const layout = { margin: { t: 10, r: 60, b: 45, l: 60 }, legend: { orientation: "h", y: 1.12 },
-    xaxis: { title: { text: "Epoch" } }, yaxis: { title: { text: "Loss" }, rangemode: "tozero" },
-    yaxis2: { title: { text: "Accuracy" }, overlaying: "y", side: "right", range: [0, 1], tickformat: ".0%" } };
+    xaxis: { title: { text: "Epoch" }, rangemode: "tozero" }, yaxis: { title: { text: "Loss" }, rangemode: "tozero" },
+    yaxis2: { title: { text: "Accuracy" }, overlaying: "y", side: "right", autorange: false, range: [0, 1.02],
+      dtick: 0.2, tickformat: ".0%", showgrid: false } };
   const config = { displaylogo: false, responsive: true };
   Plotly.newPlot(lossEl, [
     { name: "train loss", x: [], y: [], mode: "lines", line: { color: "#2b59c3" } },
@@ -16,8 +17,8 @@
     { name: "val accuracy", x: [], y: [], mode: "lines+markers", yaxis: "y2", line: { color: "#16794c" } },
   ], layout, config);
   Plotly.newPlot(lrEl, [{ name: "learning rate", x: [], y: [], mode: "lines", line: { color: "#7048e8" } }],
-    { margin: { t: 10, r: 60, b: 45, l: 60 }, xaxis: { title: { text: "Epoch" } },
-      yaxis: { title: { text: "Learning rate" }, exponentformat: "e" } }, config);
+    { margin: { t: 10, r: 60, b: 45, l: 60 }, xaxis: { title: { text: "Epoch" }, rangemode: "tozero" },
+      yaxis: { title: { text: "Learning rate" }, type: "log", exponentformat: "power" } }, config);
 
   let pending = [];
   let scheduled = false;
