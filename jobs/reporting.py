@@ -71,6 +71,9 @@ class DatabaseReporter:
     def log(self, message: str) -> None:
         self._log.write(f"{time.strftime('%H:%M:%S')} {message}\n")
 
+    def using_device(self, name: str) -> None:
+        TrainingJob.objects.filter(pk=self.job_id).update(device_used=name)
+
     def should_stop(self) -> bool:
         return self._stop_seen.is_set()
 

@@ -132,6 +132,7 @@ class _Run:
 
     def train(self) -> str:
         self._write_model_files()
+        self.reporter.using_device(str(self.device))
         start = self._resume()
         self.reporter.log(f"Training {len(self.train_split)} images, {self.steps_per_epoch} steps per epoch, "
                           f"{self.plan.epochs} epochs on {self.device}.")
