@@ -178,13 +178,21 @@ def _listening(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
+class ServerURL(str):
+    """The base URL of a server subprocess, with its pid for tests that inspect the process."""
+
+    pid: int
+
+
 @pytest.fixture(scope="session")
-def web_server(django_db_setup, django_db_blocker) -> Iterator[str]:  # type: ignore[no-untyped-def]
+def web_server(django_db_setup, django_db_blocker) -> Iterator[ServerURL]:  # type: ignore[no-untyped-def]
     """The real ASGI app under uvicorn, as `make run` serves it; yields its base URL."""
     port = free_port()
     log = Path(settings.DATA_DIR) / "web.log"
     args = [sys.executable, "-m", "uvicorn", "workbench.asgi:application", "--host", "127.0.0.1",
             "--port", str(port), "--no-access-log"]
     proc = _start(args, log, lambda: _listening(port), "uvicorn")
-    yield f"http://127.0.0.1:{port}"
+    url = ServerURL(f"http://127.0.0.1:{port}")
+    url.pid = proc.pid
+    yield url
     _stop(proc)
