@@ -29,13 +29,19 @@
     const counts = JSON.parse(data.textContent);
     const classes = JSON.parse(document.getElementById("classes-data").textContent);
     const names = { train: "Train", val: "Validation", test: "Test" };
+    const colours = { train: "#2b59c3", val: "#e0a526", test: "#3aa981" };  // the accent first
     const traces = ["train", "val", "test"]
       .filter((s) => counts[s] && Object.values(counts[s]).some((n) => n > 0))
-      .map((s) => ({ type: "bar", name: names[s], x: classes, y: classes.map((c) => counts[s][c] || 0) }));
+      .map((s) => ({ type: "bar", name: names[s], x: classes, y: classes.map((c) => counts[s][c] || 0),
+                     marker: { color: colours[s] }, hovertemplate: "%{x}: %{y} " + names[s].toLowerCase() + "<extra></extra>" }));
+    const font = getComputedStyle(document.body).fontFamily;
     Plotly.newPlot(el, traces, {
-      barmode: "stack", margin: { t: 10, r: 10, b: 60, l: 50 }, height: 300,
-      xaxis: { title: { text: "Class" }, type: "category" }, yaxis: { title: { text: "Images" } },
-      legend: { orientation: "h", y: 1.12 },
+      barmode: "stack", bargap: 0.25, margin: { t: 30, r: 10, b: 50, l: 50 }, height: 300,
+      font: { family: font, size: 13, color: "#1d2330" },
+      xaxis: { title: { text: "Class" }, type: "category", automargin: true },
+      yaxis: { title: { text: "Images" }, gridcolor: "#e3e6ec", rangemode: "tozero" },
+      legend: { orientation: "h", x: 0, y: 1.02, yanchor: "bottom", traceorder: "normal" },
+      paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)",
     }, { displayModeBar: false, responsive: true });
   }
 
