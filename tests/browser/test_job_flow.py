@@ -1,0 +1,61 @@
+"""The issue's own story in Chromium: train LeNet on the example digits, watch, classify."""
+from __future__ import annotations
+
+import io
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from datasets.models import Dataset
+from tests.browser.conftest import log_in
+from tests.conftest import wait_dataset, wait_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def points_on_chart(page) -> int:  # type: ignore[no-untyped-def]
+    return page.evaluate("() => document.getElementById('loss-chart').data.reduce((n, t) => n + t.x.length, 0)")
+
+
+def test_it_trains_lenet_on_the_digits_with_live_curves_and_classifies(
+        page, celery_worker, alice, screenshot, tmp_path):  # type: ignore[no-untyped-def]
+    log_in(page, "alice", "alice-password")
+    page.click("text=Create the example digits dataset")
+    dataset = wait_dataset(Dataset.objects.get(owner=alice).pk)
+    assert dataset.status == "ready"
+
+    page.goto(f"/jobs/new/?dataset={dataset.pk}")
+    page.select_option("#id_network", "lenet")
+    page.click("text=Start training")
+    page.wait_for_url("**/jobs/*/")
+    job_url = page.url
+
+    # The curves grow while the job runs, with no reload: the same document keeps receiving points.
+    page.evaluate("() => { window.__sameDocument = true; }")
+    wait_for(lambda: points_on_chart(page) > 0, 120, "the first points on the chart")
+    first = points_on_chart(page)
+    wait_for(lambda: points_on_chart(page) > first + 20, 120, "the chart to gain points")
+    assert page.evaluate("() => window.__sameDocument === true"), "the page reloaded while running"
+    screenshot(page, "10-job-running")
+
+    page.wait_for_selector("#status-badge:text('done')", timeout=180_000)
+    page.wait_for_load_state("load")
+    accuracy = page.text_content("#val-accuracy")
+    assert float(accuracy.rstrip("%")) >= 95.0, accuracy
+    screenshot(page, "11-job-done")
+
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    image = tmp_path / "seven.png"
+    index = int(np.flatnonzero(digits.target == 7)[3])
+    Image.fromarray(np.round(digits.images[index] * 255 / 16).astype(np.uint8)).resize((64, 64)).save(image)
+    page.goto(job_url)
+    page.set_input_files("input[name=image]", str(image))
+    page.click("form[action$='/classify/'] button[type=submit]")
+    page.wait_for_selector("#classify-result")
+    assert page.text_content("table.predictions tbody tr:first-child td.label").strip() == "7"
+    assert page.locator("table.predictions tbody tr").count() == 5
+    screenshot(page, "12-classify")
