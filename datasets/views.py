@@ -74,3 +74,16 @@ def _png(path) -> HttpResponse:  # type: ignore[no-untyped-def]
     response = HttpResponse(path.read_bytes(), content_type="image/png")
     response["Cache-Control"] = "private, max-age=3600"
     return response
+
+
+def dataset_image(request: HttpRequest, pk: int, split: str, index: int) -> HttpResponse:
+    """One pre-decoded image of a split, as PNG: galleries of mistakes and top images use these."""
+    from datasets.ingest.store import image_png
+
+    dataset = selectors.dataset_get(user=request.user, pk=pk)
+    png = image_png(dataset.folder, split, index) if split in ("train", "val", "test") else None
+    if png is None:
+        raise Http404("No such image.")
+    response = HttpResponse(png, content_type="image/png")
+    response["Cache-Control"] = "private, max-age=3600"
+    return response

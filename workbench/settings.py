@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "workbench",
     "datasets",
     "jobs",
+    "results",
 ]
 
 MIDDLEWARE = [
@@ -192,8 +193,8 @@ else:
 CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", "")
 if not CELERY_RESULT_BACKEND:
     if CELERY_BROKER_URL.startswith("filesystem://"):
-        (DATA_DIR / "results").mkdir(parents=True, exist_ok=True)
-        CELERY_RESULT_BACKEND = f"file://{DATA_DIR / 'results'}"
+        (DATA_DIR / "task-results").mkdir(parents=True, exist_ok=True)
+        CELERY_RESULT_BACKEND = f"file://{DATA_DIR / 'task-results'}"
     else:
         CELERY_RESULT_BACKEND = CELERY_BROKER_URL
 CELERY_RESULT_EXPIRES = 3600
@@ -206,6 +207,7 @@ CELERY_TASK_ROUTES = {
     "datasets.*": {"queue": "ingest"},
     "jobs.train": {"queue": "train"},
     "jobs.classify": {"queue": "infer"},
+    "results.*": {"queue": "infer"},
     "jobs.*": {"queue": "ingest"},
 }
 WORKER_QUEUES = "ingest,train,infer"
@@ -239,6 +241,9 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_SECONDS > 0
 SECURE_HSTS_PRELOAD = SECURE_HSTS_SECONDS > 0
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+# The container image collects static files into itself, off the shared data volume, so that an
+# upgraded image serves its own files (see Dockerfile).
+STATIC_ROOT = env_path("WORKBENCH_STATIC_ROOT", STATIC_ROOT)
 
 LOGGING = {
     "version": 1,

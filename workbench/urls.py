@@ -7,6 +7,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from datasets.urls import api_urlpatterns as dataset_api
 from jobs.urls import api_urlpatterns as job_api
 from jobs.urls import network_urlpatterns
+from results.urls import api_urlpatterns as result_api
 from workbench import views
 from workbench.api import HealthApi, TokenApi
 
@@ -17,6 +18,7 @@ api_v1 = [
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     *dataset_api,
     *job_api,
+    *result_api,
 ]
 
 urlpatterns = [
@@ -25,6 +27,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("datasets/", include("datasets.urls")),
     path("jobs/", include("jobs.urls")),
+    path("jobs/", include("results.urls")),
     path("networks/", include(network_urlpatterns)),
     path("api/v1/", include(api_v1)),
 ]

@@ -6,6 +6,7 @@
 """
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -82,3 +83,16 @@ def _write_thumbs(folder: Path, source: np.ndarray, labels: np.ndarray, splits: 
 
 def thumb_counts(folder: Path, n_classes: int) -> list[int]:
     return [sum(1 for k in range(THUMBS_PER_CLASS) if thumb_path(folder, c, k).exists()) for c in range(n_classes)]
+
+
+def image_png(folder: Path, split: str, index: int) -> bytes | None:
+    """One image of a split encoded as PNG, or None if there is no such image."""
+    path = images_path(folder, split)
+    if not path.exists():
+        return None
+    images = np.load(path, mmap_mode="r")
+    if not 0 <= index < len(images):
+        return None
+    buffer = io.BytesIO()
+    to_pil(np.asarray(images[index])).save(buffer, format="PNG")
+    return buffer.getvalue()

@@ -1,0 +1,67 @@
+"""Evaluate a split of the job's dataset with a snapshot; the result is stored for next time."""
+from __future__ import annotations
+
+import numpy as np
+from django.db import IntegrityError, transaction
+
+from jobs.models import TrainingJob
+from jobs.services import JobInputError, JobStateError
+from results.metrics import evaluation_report
+from results.models import Evaluation
+from results.work import WorkFailed, claimed, enqueue, snapshot_for
+
+SPLITS = ("val", "test", "train")
+BATCH = 256
+
+
+def require_done(job: TrainingJob, action: str) -> None:
+    if job.status != TrainingJob.Status.DONE:
+        raise JobStateError(f"The job is {job.status}; {action} it once it is done.")
+
+
+def evaluation_start(*, job: TrainingJob, split: str, epoch: float | None = None) -> tuple[Evaluation, bool]:
+    """The stored evaluation of this snapshot and split, or a new queued one. (evaluation, created)"""
+    require_done(job, "evaluate")
+    if split not in SPLITS:
+        raise JobInputError(f"Choose a split: {', '.join(SPLITS)}.", "split")
+    if not job.dataset.split_counts.get(split):
+        raise JobInputError(f"The dataset's {split} split is empty; choose another split.", "split")
+    snapshot = snapshot_for(job=job, epoch=epoch)
+    existing = Evaluation.objects.filter(snapshot=snapshot, split=split).first()
+    if existing is not None and existing.status != "error":
+        return existing, False
+    from results.tasks import evaluate
+
+    try:
+        with transaction.atomic():
+            if existing is not None:
+                existing.delete()
+            evaluation = Evaluation.objects.create(job=job, snapshot=snapshot, split=split)
+            enqueue(evaluate, evaluation.pk)
+    except IntegrityError:  # a concurrent request created it first
+        return Evaluation.objects.get(snapshot=snapshot, split=split), False
+    return evaluation, True
+
+
+def evaluation_run(*, evaluation_id: int) -> None:
+    """On the worker: score every image of the split in batches, then compute the report."""
+    from datasets.ingest.store import open_split
+    from jobs.backends import backends
+
+    with claimed(Evaluation, evaluation_id) as claim:
+        if claim is None:
+            return
+        evaluation, progress, result = claim
+        job = evaluation.job
+        images, labels = open_split(job.dataset.folder, evaluation.split)
+        if len(labels) == 0:
+            raise WorkFailed(f"The {evaluation.split} split is empty.")
+        backend = backends[job.backend]
+        weights = job.folder / evaluation.snapshot.path
+        probabilities = np.empty((len(labels), len(job.dataset.classes)), dtype=np.float32)
+        for start in range(0, len(labels), BATCH):
+            end = min(start + BATCH, len(labels))
+            probabilities[start:end] = backend.infer(weights, np.asarray(images[start:end]))
+            progress(end / len(labels))
+        result.update(evaluation_report(probabilities, labels, job.dataset.classes))
+        result["epoch"] = evaluation.snapshot.epoch

@@ -1,0 +1,97 @@
+"""The life of one piece of result work (evaluate, classify many, export, compress).
+
+Same rules as training: the task claims the row with a conditional update, reports progress to
+it, and ends it as done with a result or as error with a message worded for the user.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.shortcuts import get_object_or_404
+from django.utils import timezone
+
+from jobs.backends.base import TrainingFailed
+from jobs.models import Snapshot, TrainingJob
+from jobs.selectors import job_get
+from jobs.services import JobInputError, JobStateError
+from results.models import Status, _Work
+
+log = logging.getLogger(__name__)
+W = TypeVar("W", bound=_Work)
+
+
+class WorkFailed(Exception):
+    """A failure worded for the user; the row ends in error with this message."""
+
+
+def snapshot_for(*, job: TrainingJob, epoch: float | None) -> Snapshot:
+    """The chosen snapshot (latest by default); clear errors when there is none or no such epoch."""
+    snapshots = job.snapshots.order_by("-epoch")
+    if not snapshots.exists():
+        raise JobStateError("This job has no snapshot yet; it needs at least one finished epoch.")
+    if epoch is None:
+        return snapshots.first()  # type: ignore[return-value]
+    chosen = snapshots.filter(epoch=epoch).first()
+    if chosen is None:
+        epochs = ", ".join(f"{s.epoch:g}" for s in snapshots)
+        raise JobInputError(f"No snapshot at epoch {epoch:g}; snapshots exist at epochs {epochs}.", "epoch")
+    return chosen
+
+
+def work_get(*, user: AbstractBaseUser, model: type[W], job_pk: int, pk: int) -> W:
+    """The work item if its job is the user's (or the user is staff); else a 404."""
+    job = job_get(user=user, pk=job_pk)
+    return get_object_or_404(model, pk=pk, job=job)
+
+
+class Progress:
+    """Writes progress to the row at most every half second."""
+
+    def __init__(self, model: type[_Work], pk: int) -> None:
+        self.model, self.pk, self.last = model, pk, 0.0
+
+    def __call__(self, fraction: float) -> None:
+        now = time.monotonic()
+        if now - self.last >= 0.5:
+            self.last = now
+            self.model.objects.filter(pk=self.pk).update(progress=min(max(fraction, 0.0), 1.0))
+
+
+@contextmanager
+def claimed(model: type[W], pk: int) -> Iterator[tuple[W, Progress, dict[str, Any]] | None]:
+    """Claim a queued row (None if another delivery has it), then end it as done or error.
+
+    The body fills the yielded dict with the result; exceptions end the row in error.
+    """
+    if not model.objects.filter(pk=pk, status=Status.QUEUED).update(status=Status.RUNNING):
+        yield None
+        return
+    work = model.objects.select_related("job", "snapshot").get(pk=pk)
+    result: dict[str, Any] = {}
+    try:
+        yield work, Progress(model, pk), result
+    except (WorkFailed, TrainingFailed, JobInputError) as exc:
+        _end(model, pk, Status.ERROR, error=str(exc))
+    except Exception as exc:
+        log.exception("%s %s failed", model.__name__, pk)
+        _end(model, pk, Status.ERROR, error=f"It failed unexpectedly ({type(exc).__name__}: {exc}).")
+    else:
+        _end(model, pk, Status.DONE, result=result)
+
+
+def _end(model: type[_Work], pk: int, status: str, *, error: str = "", result: dict[str, Any] | None = None) -> None:
+    fields: dict[str, Any] = {"status": status, "error": error, "finished_at": timezone.now()}
+    if result is not None:
+        fields.update(result=result, progress=1.0)
+    model.objects.filter(pk=pk).update(**fields)
+
+
+def enqueue(task: Callable[..., Any], pk: int) -> None:
+    from django.db import transaction
+
+    transaction.on_commit(lambda: task.delay(pk))
