@@ -63,6 +63,8 @@ class TrainingBackend(ABC):
 
     supports_resume: bool = False
     export_formats: tuple[str, ...] = ()
+    supports_inspect: bool = False
+    compress_methods: tuple[str, ...] = ()
 
     def __init__(self, alias: str, options: dict[str, Any]) -> None:
         self.alias = alias
@@ -80,5 +82,17 @@ class TrainingBackend(ABC):
     def infer(self, snapshot: Path, images: np.ndarray) -> np.ndarray:
         """Class probabilities (N, classes) for uint8 images (N, C, H, W) preprocessed like the dataset."""
 
-    def export(self, snapshot: Path, fmt: str, target: Path) -> Path:
+    def export(self, snapshot: Path, fmt: str, target: Path) -> dict[str, Any]:
+        """Write the snapshot as `fmt` (one of export_formats) to `target`; return facts worth showing,
+        such as the largest difference from the original model on sample inputs."""
         raise NotImplementedError(f"The {self.alias} backend cannot export {fmt}.")
+
+    def inspect(self, snapshot: Path, image: np.ndarray) -> dict[str, Any]:
+        """Per-layer activations for one preprocessed uint8 (C, H, W) image, and weight statistics."""
+        raise NotImplementedError(f"The {self.alias} backend cannot inspect models.")
+
+    def compress(self, snapshot: Path, method: str, params: dict[str, Any], target: Path,
+                 plan: TrainingPlan, reporter: Reporter) -> dict[str, Any]:
+        """Write a compressed copy of the snapshot (one of compress_methods) to `target`; return sizes and
+        validation accuracy before and after. `plan` describes the data for fine-tuning or calibration."""
+        raise NotImplementedError(f"The {self.alias} backend cannot compress with {method}.")

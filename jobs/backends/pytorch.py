@@ -28,7 +28,9 @@ _MODEL_CACHE = 8
 
 class TorchBackend(TrainingBackend):
     supports_resume = True
-    export_formats = ("safetensors",)
+    export_formats = ("archive", "torchscript", "onnx")
+    supports_inspect = True
+    compress_methods = ("prune", "quantize_dynamic", "quantize_static")
 
     def __init__(self, alias: str, options: dict[str, Any]) -> None:
         super().__init__(alias, options)
@@ -49,6 +51,22 @@ class TorchBackend(TrainingBackend):
         with torch.inference_mode():
             x = (torch.from_numpy(np.ascontiguousarray(images)).float() - mean) / 255.0
             return torch.softmax(model(x), dim=1).numpy()
+
+    def export(self, snapshot: Path, fmt: str, target: Path) -> dict[str, Any]:
+        from jobs.backends.torch_export import export_snapshot
+
+        return export_snapshot(snapshot, fmt, target)
+
+    def inspect(self, snapshot: Path, image: np.ndarray) -> dict[str, Any]:
+        from jobs.backends.torch_inspect import inspect_snapshot
+
+        return inspect_snapshot(snapshot, image)
+
+    def compress(self, snapshot: Path, method: str, params: dict[str, Any], target: Path,
+                 plan: TrainingPlan, reporter: Reporter) -> dict[str, Any]:
+        from jobs.backends.torch_compress import compress_snapshot
+
+        return compress_snapshot(snapshot, method, params, target, plan, reporter)
 
     def _load(self, snapshot: Path) -> tuple[torch.nn.Module, torch.Tensor]:
         key = (str(snapshot), snapshot.stat().st_mtime)
