@@ -26,9 +26,9 @@
     const text = z.map((row) => row.map((v) => (normalise ? (v * 100).toFixed(0) + "%" : String(v))));
     Plotly.react(el, [{
       type: "heatmap", z: z, x: classes, y: classes, text: text, texttemplate: classes.length <= 20 ? "%{text}" : "",
-      colorscale: "Blues", hovertemplate: "true %{y}<br>predicted %{x}<br>%{text}<extra></extra>",
+      colorscale: [[0, "#f5f8ff"], [0.5, "#7c9be0"], [1, "#1d3f91"]], zmin: 0, hovertemplate: "true %{y}<br>predicted %{x}<br>%{text}<extra></extra>",
     }], {
-      margin: { t: 10, r: 10, b: 60, l: 80 }, height: Math.min(720, 160 + 32 * classes.length),
+      margin: { t: 10, r: 10, b: 60, l: 80 }, height: Math.min(720, 200 + 36 * classes.length),
       xaxis: { title: { text: "Predicted" }, type: "category", side: "bottom" },
       yaxis: { title: { text: "True" }, type: "category", autorange: "reversed" },
     }, { displayModeBar: false, responsive: true });
