@@ -14,7 +14,8 @@ from django.core.files.uploadedfile import UploadedFile
 from datasets.ingest.images import ImageRejected, ImageSpec, decode
 from datasets.ingest.store import to_pil
 from jobs.models import Snapshot, TrainingJob
-from jobs.services import JobInputError, JobStateError
+from jobs.selectors import job_snapshot
+from jobs.services import JobInputError
 
 TOP_K = 5
 CLASSIFY_TIMEOUT = 120
@@ -33,19 +34,6 @@ class Classification:
     preprocessed_png: str  # a data: URL of the network's input, as the user should see it
 
 
-def pick_snapshot(*, job: TrainingJob, epoch: float | None) -> Snapshot:
-    snapshots = job.snapshots.order_by("-epoch")
-    if not snapshots.exists():
-        raise JobStateError("This job has no snapshot yet; classify once it has trained at least one epoch.")
-    if epoch is None:
-        return snapshots.first()  # type: ignore[return-value]
-    chosen = snapshots.filter(epoch=epoch).first()
-    if chosen is None:
-        epochs = ", ".join(f"{s.epoch:g}" for s in snapshots)
-        raise JobInputError(f"No snapshot at epoch {epoch:g}; snapshots exist at epochs {epochs}.", "epoch")
-    return chosen
-
-
 def preprocess(*, job: TrainingJob, image: UploadedFile) -> np.ndarray:
     """The uploaded image as the network sees it: the dataset's size, channels and resize mode."""
     dataset = job.dataset
@@ -60,7 +48,7 @@ def preprocess(*, job: TrainingJob, image: UploadedFile) -> np.ndarray:
 def job_classify(*, job: TrainingJob, image: UploadedFile, epoch: float | None = None) -> Classification:
     from jobs.tasks import classify_images
 
-    snapshot = pick_snapshot(job=job, epoch=epoch)
+    snapshot = job_snapshot(job=job, epoch=epoch)
     pixels = preprocess(job=job, image=image)
     path = Path(settings.FILE_UPLOAD_TEMP_DIR) / f"classify-{uuid.uuid4().hex}.npy"
     np.save(path, pixels[np.newaxis])

@@ -11,7 +11,7 @@ from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
 from datasets.models import Dataset
-from jobs.models import MetricPoint, Network, TrainingJob
+from jobs.models import MetricPoint, Network, Snapshot, TrainingJob
 from jobs.networks.builtin import BUILTIN_NETWORKS, builtin_spec
 from jobs.networks.spec import NetworkSummary, summarize
 
@@ -36,6 +36,22 @@ def job_metrics(*, job: TrainingJob, after: int = 0, limit: int = 5000) -> list[
 def metric_dict(point: MetricPoint) -> dict[str, Any]:
     return {"id": point.pk, "name": point.name, "split": point.split, "epoch": point.epoch, "step": point.step,
             "value": point.value, "time": point.time}
+
+
+def job_snapshot(*, job: TrainingJob, epoch: float | None = None) -> Snapshot:
+    """The chosen snapshot (latest by default), with clear errors when there is none or no such epoch."""
+    from jobs.services import JobInputError, JobStateError
+
+    snapshots = job.snapshots.order_by("-epoch")
+    if not snapshots.exists():
+        raise JobStateError("This job has no snapshot yet; it needs at least one finished epoch.")
+    if epoch is None:
+        return snapshots.first()  # type: ignore[return-value]
+    chosen = snapshots.filter(epoch=epoch).first()
+    if chosen is None:
+        epochs = ", ".join(f"{s.epoch:g}" for s in snapshots)
+        raise JobInputError(f"No snapshot at epoch {epoch:g}; snapshots exist at epochs {epochs}.", "epoch")
+    return chosen
 
 
 def job_snapshot_epochs(*, job: TrainingJob) -> list[float]:

@@ -17,8 +17,8 @@ from django.utils import timezone
 
 from jobs.backends.base import TrainingFailed
 from jobs.models import Snapshot, TrainingJob
-from jobs.selectors import job_get
-from jobs.services import JobInputError, JobStateError
+from jobs.selectors import job_get, job_snapshot
+from jobs.services import JobInputError
 from results.models import Status, _Work
 
 log = logging.getLogger(__name__)
@@ -30,17 +30,7 @@ class WorkFailed(Exception):
 
 
 def snapshot_for(*, job: TrainingJob, epoch: float | None) -> Snapshot:
-    """The chosen snapshot (latest by default); clear errors when there is none or no such epoch."""
-    snapshots = job.snapshots.order_by("-epoch")
-    if not snapshots.exists():
-        raise JobStateError("This job has no snapshot yet; it needs at least one finished epoch.")
-    if epoch is None:
-        return snapshots.first()  # type: ignore[return-value]
-    chosen = snapshots.filter(epoch=epoch).first()
-    if chosen is None:
-        epochs = ", ".join(f"{s.epoch:g}" for s in snapshots)
-        raise JobInputError(f"No snapshot at epoch {epoch:g}; snapshots exist at epochs {epochs}.", "epoch")
-    return chosen
+    return job_snapshot(job=job, epoch=epoch)
 
 
 def work_get(*, user: AbstractBaseUser, model: type[W], job_pk: int, pk: int) -> W:
