@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from celery import shared_task
 
 
@@ -8,3 +10,24 @@ def evaluate(evaluation_id: int) -> None:
     from results.evaluation import evaluation_run
 
     evaluation_run(evaluation_id=evaluation_id)
+
+
+@shared_task(name="results.inspect", ignore_result=False)
+def inspect(job_id: int, snapshot_id: int, image_path: str) -> dict[str, Any]:
+    from results.inspect import inspect_on_worker
+
+    return inspect_on_worker(job_id=job_id, snapshot_id=snapshot_id, image_path=image_path)
+
+
+@shared_task(name="results.compress", acks_late=True)
+def compress(compression_id: int) -> None:
+    from results.compress import compression_run
+
+    compression_run(compression_id=compression_id)
+
+
+@shared_task(name="results.classify_compressed", ignore_result=False)
+def classify_compressed(compression_id: int, images_path: str) -> list[list[float]]:
+    from results.compress import classify_compressed_on_worker
+
+    return classify_compressed_on_worker(compression_id=compression_id, images_path=images_path)

@@ -1,0 +1,148 @@
+"""Compress a snapshot: magnitude pruning with a short fine-tune, or int8 quantization.
+
+The result page shows the trade: size and validation accuracy before and after. The compressed
+model lives in the job folder under compressed/<id>/ and can still classify images.
+"""
+from __future__ import annotations
+
+import math
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from django.conf import settings
+from django.core.files.uploadedfile import UploadedFile
+from django.db import transaction
+
+from jobs.inference import CLASSIFY_TIMEOUT, Prediction, preprocess, top_k
+from jobs.models import TrainingJob
+from jobs.services import JobInputError, JobStateError, training_plan
+from results.evaluation import require_done
+from results.models import Compression
+from results.work import WorkFailed, claimed, enqueue, snapshot_for
+
+
+@dataclass(frozen=True)
+class Param:
+    default: float
+    low: float
+    high: float
+    integer: bool = False
+
+
+# The methods and their parameters as the product offers them. The web process cannot ask the
+# backend class (importing it loads torch); the worker checks the backend's compress_methods.
+METHODS: dict[str, dict[str, Param]] = {
+    "prune": {"amount": Param(0.5, 0.05, 0.95), "epochs": Param(1, 0, 20, integer=True)},
+    "quantize_dynamic": {},
+    "quantize_static": {},
+}
+METHOD_TITLES = {"prune": "Magnitude pruning + fine-tune", "quantize_dynamic": "int8 dynamic quantization",
+                 "quantize_static": "int8 static quantization"}
+
+
+def compression_start(*, job: TrainingJob, method: str, params: dict[str, Any] | None = None,
+                      epoch: float | None = None) -> Compression:
+    """A new queued compression of the chosen snapshot (latest by default)."""
+    require_done(job, "compress")
+    if method not in METHODS:
+        raise JobInputError(f"Unknown method '{method}'; choose one of {', '.join(METHODS)}.", "method")
+    checked = compression_params(method, params or {})
+    snapshot = snapshot_for(job=job, epoch=epoch)
+    from results.tasks import compress
+
+    with transaction.atomic():
+        compression = Compression.objects.create(job=job, snapshot=snapshot, method=method, params=checked)
+        enqueue(compress, compression.pk)
+    return compression
+
+
+def compression_params(method: str, given: dict[str, Any]) -> dict[str, Any]:
+    """The method's parameters with defaults filled in; an error names the field that is wrong."""
+    schema = METHODS[method]
+    unknown = sorted(set(given) - set(schema))
+    if unknown:
+        allowed = ", ".join(schema) or "none"
+        raise JobInputError(f"{unknown[0]}: not a parameter of {method} (allowed: {allowed}).", unknown[0])
+    return {name: _checked(name, param, given.get(name)) for name, param in schema.items()}
+
+
+def _checked(name: str, param: Param, value: Any) -> float | int:
+    if value is None or value == "":
+        return param.default
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise JobInputError(f"{name}: enter a number, not {str(value)[:40]!r}.", name) from None
+    if not math.isfinite(number) or not param.low <= number <= param.high or (param.integer and number % 1):
+        kind = "a whole number" if param.integer else "a number"
+        raise JobInputError(f"{name}: enter {kind} from {param.low:g} to {param.high:g}, not {value}.", name)
+    return int(number) if param.integer else number
+
+
+def compression_run(*, compression_id: int) -> None:
+    """On the worker: compress into job folder/compressed/<id>/ and store sizes and accuracies."""
+    from jobs.backends import backends
+
+    with claimed(Compression, compression_id) as claim:
+        if claim is None:
+            return
+        compression, progress, result = claim
+        job = compression.job
+        backend = backends[job.backend]
+        if compression.method not in backend.compress_methods:
+            raise WorkFailed(f"The {backend.alias} backend cannot compress with {compression.method}.")
+        target = job.folder / "compressed" / str(compression.pk)
+        facts = backend.compress(job.folder / compression.snapshot.path, compression.method, compression.params,
+                                 target, training_plan(job), _ProgressOnly(progress))
+        Compression.objects.filter(pk=compression.pk).update(path=str((target / facts["file"]).relative_to(job.folder)))
+        result.update(facts, epoch=compression.snapshot.epoch)
+
+
+class _ProgressOnly:
+    """The reporter a compression needs: progress goes to the row; nothing else is recorded."""
+
+    def __init__(self, progress: Any) -> None:
+        self.write = progress
+
+    def progress(self, *, epoch: float, step: int, total_steps: int) -> None:
+        self.write(step / max(total_steps, 1))
+
+    def metric(self, **kwargs: Any) -> None: ...
+
+    def snapshot(self, **kwargs: Any) -> None: ...
+
+    def log(self, message: str) -> None: ...
+
+    def using_device(self, name: str) -> None: ...
+
+    def should_stop(self) -> bool:
+        return False
+
+
+def compression_classify(*, compression: Compression, image: UploadedFile) -> dict[str, Any]:
+    """Top-5 for one image with the compressed model, run on the worker."""
+    from jobs.inference import png_data_url
+    from results.tasks import classify_compressed
+
+    if compression.status != "done":
+        raise JobStateError(f"The compression is {compression.status}; classify once it is done.")
+    pixels = preprocess(job=compression.job, image=image)
+    path = Path(settings.FILE_UPLOAD_TEMP_DIR) / f"classify-{uuid.uuid4().hex}.npy"
+    np.save(path, pixels[np.newaxis])
+    try:
+        probabilities = np.asarray(classify_compressed.delay(compression.pk, str(path)).get(timeout=CLASSIFY_TIMEOUT)[0])
+    finally:
+        path.unlink(missing_ok=True)
+    predictions: list[Prediction] = top_k(probabilities, compression.job.dataset.classes)
+    return {"predictions": [{"label": p.label, "probability": p.probability} for p in predictions],
+            "preprocessed": png_data_url(pixels)}
+
+
+def classify_compressed_on_worker(*, compression_id: int, images_path: str) -> list[list[float]]:
+    from jobs.backends.torch_compress import classify_compressed
+
+    compression = Compression.objects.select_related("job").get(pk=compression_id)
+    return classify_compressed(compression.job.folder / compression.path, np.load(images_path)).tolist()

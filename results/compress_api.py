@@ -1,0 +1,105 @@
+"""JSON API for inspecting a snapshot on one image and for compressing it (and using the result)."""
+from __future__ import annotations
+
+from django.urls import reverse
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from jobs import selectors as job_selectors
+from jobs.services import JobInputError, JobStateError
+from results.api import refused
+from results.compress import METHODS, compression_classify, compression_start
+from results.inspect import inspect_image
+from results.models import Compression
+from results.work import WorkFailed, work_get
+from workbench.api import error_response
+
+
+class ImageInput(serializers.Serializer):
+    image = serializers.FileField()
+    epoch = serializers.FloatField(required=False, allow_null=True, default=None)
+
+
+class InspectApi(APIView):
+    parser_classes = [MultiPartParser, FormParser]
+
+    @extend_schema(request=ImageInput, responses=serializers.DictField())
+    def post(self, request: Request, pk: int) -> Response:
+        job = job_selectors.job_get(user=request.user, pk=pk)
+        given = ImageInput(data=request.data)
+        given.is_valid(raise_exception=True)
+        try:
+            return Response(inspect_image(job=job, **given.validated_data))
+        except (JobStateError, JobInputError) as exc:
+            return refused(exc)
+        except WorkFailed as exc:
+            return error_response(str(exc), status_code=status.HTTP_409_CONFLICT)
+
+
+class CompressionOutput(serializers.ModelSerializer):
+    epoch = serializers.FloatField(source="snapshot.epoch", read_only=True)
+    url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Compression
+        fields = ["id", "job", "method", "params", "epoch", "status", "progress", "error", "result",
+                  "created_at", "finished_at", "url"]
+
+    def get_url(self, compression: Compression) -> str:
+        return reverse("api-compression-detail", args=[compression.job_id, compression.pk])
+
+
+class CompressInput(serializers.Serializer):
+    # Plain values: the service names the allowed methods and the parameter that is out of range.
+    method = serializers.CharField(help_text=f"One of {', '.join(METHODS)}.")
+    params = serializers.DictField(required=False, default=dict, help_text="prune: amount (0.05-0.95), epochs.")
+    epoch = serializers.FloatField(required=False, allow_null=True, default=None)
+
+
+class CompressApi(APIView):
+    @extend_schema(request=CompressInput, responses={201: CompressionOutput})
+    def post(self, request: Request, pk: int) -> Response:
+        job = job_selectors.job_get(user=request.user, pk=pk)
+        given = CompressInput(data=request.data)
+        given.is_valid(raise_exception=True)
+        try:
+            compression = compression_start(job=job, **given.validated_data)
+        except (JobStateError, JobInputError) as exc:
+            return refused(exc)
+        return Response(CompressionOutput(compression).data, status=status.HTTP_201_CREATED)
+
+
+class CompressionListApi(APIView):
+    @extend_schema(responses=CompressionOutput(many=True))
+    def get(self, request: Request, pk: int) -> Response:
+        job = job_selectors.job_get(user=request.user, pk=pk)
+        return Response(CompressionOutput(job.compressions.select_related("snapshot"), many=True).data)
+
+
+class CompressionDetailApi(APIView):
+    @extend_schema(responses=CompressionOutput)
+    def get(self, request: Request, pk: int, cid: int) -> Response:
+        compression = work_get(user=request.user, model=Compression, job_pk=pk, pk=cid)
+        return Response(CompressionOutput(compression).data)
+
+
+class CompressedImageInput(serializers.Serializer):
+    image = serializers.FileField()
+
+
+class CompressionClassifyApi(APIView):
+    parser_classes = [MultiPartParser, FormParser]
+
+    @extend_schema(request=CompressedImageInput, responses=serializers.DictField())
+    def post(self, request: Request, pk: int, cid: int) -> Response:
+        compression = work_get(user=request.user, model=Compression, job_pk=pk, pk=cid)
+        given = CompressedImageInput(data=request.data)
+        given.is_valid(raise_exception=True)
+        try:
+            return Response(compression_classify(compression=compression, image=given.validated_data["image"]))
+        except (JobStateError, JobInputError) as exc:
+            return refused(exc)

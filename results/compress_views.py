@@ -1,0 +1,73 @@
+"""Pages for inspecting a snapshot on one image and for compressing it."""
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from jobs import selectors as job_selectors
+from jobs.services import JobInputError, JobStateError
+from results.compress import METHOD_TITLES, compression_classify, compression_start
+from results.inspect import inspect_image
+from results.models import Compression
+from results.work import WorkFailed, work_get
+
+
+class InspectForm(forms.Form):
+    image = forms.FileField()
+    epoch = forms.TypedChoiceField(coerce=float, required=False, empty_value=None, label="Snapshot")
+
+    def __init__(self, *args: Any, job: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        epochs = job_selectors.job_snapshot_epochs(job=job)
+        self.fields["epoch"].choices = [("", "Latest")] + [(f"{e:g}", f"Epoch {e:g}") for e in reversed(epochs)]
+
+
+def inspect(request: HttpRequest, pk: int) -> HttpResponse:
+    job = job_selectors.job_get(user=request.user, pk=pk)
+    form = InspectForm(request.POST or None, request.FILES or None, job=job)
+    result = None
+    if request.method == "POST" and form.is_valid():
+        try:
+            result = inspect_image(job=job, image=form.cleaned_data["image"], epoch=form.cleaned_data["epoch"])
+        except (JobStateError, JobInputError, WorkFailed) as exc:
+            form.add_error("epoch" if getattr(exc, "field", None) == "epoch" else "image", str(exc))
+    status = 400 if request.method == "POST" and result is None else 200
+    return render(request, "results/inspect.html", {"job": job, "form": form, "result": result}, status=status)
+
+
+@require_POST
+def compress(request: HttpRequest, pk: int) -> HttpResponse:
+    job = job_selectors.job_get(user=request.user, pk=pk)
+    method = request.POST.get("method", "")
+    params = {k: request.POST[k] for k in ("amount", "epochs") if method == "prune" and request.POST.get(k)}
+    try:
+        epoch = float(request.POST["epoch"]) if request.POST.get("epoch") else None
+        compression = compression_start(job=job, method=method, params=params, epoch=epoch)
+    except (JobStateError, JobInputError, ValueError) as exc:
+        messages.error(request, str(exc))
+        return redirect("job-detail", pk=pk)
+    return redirect("compression-detail", pk=pk, cid=compression.pk)
+
+
+class CompressedImageForm(forms.Form):
+    image = forms.FileField()
+
+
+def compression_detail(request: HttpRequest, pk: int, cid: int) -> HttpResponse:
+    compression = work_get(user=request.user, model=Compression, job_pk=pk, pk=cid)
+    form = CompressedImageForm(request.POST or None, request.FILES or None)
+    classified = None
+    if request.method == "POST" and form.is_valid():
+        try:
+            classified = compression_classify(compression=compression, image=form.cleaned_data["image"])
+        except (JobStateError, JobInputError) as exc:
+            form.add_error("image", str(exc))
+    context = {"compression": compression, "job": compression.job, "form": form, "classified": classified,
+               "title": METHOD_TITLES.get(compression.method, compression.method)}
+    status = 400 if request.method == "POST" and classified is None else 200
+    return render(request, "results/compression.html", context, status=status)

@@ -1,0 +1,47 @@
+"""Inspect a snapshot on one image: per-layer activation maps and statistics, weight histograms.
+
+The web side decodes the upload like the dataset; the worker runs the model (the web process never
+loads torch) and answers through the task's result, as classify does.
+"""
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from django.conf import settings
+from django.core.files.uploadedfile import UploadedFile
+
+from jobs.inference import png_data_url, preprocess
+from jobs.models import Snapshot, TrainingJob
+from results.evaluation import require_done
+from results.work import WorkFailed, snapshot_for
+
+INSPECT_TIMEOUT = 120
+
+
+def inspect_image(*, job: TrainingJob, image: UploadedFile, epoch: float | None = None) -> dict[str, Any]:
+    """Every layer's activations for this image, its weight statistics and the top-5 predictions."""
+    from results.tasks import inspect
+
+    require_done(job, "inspect")
+    snapshot = snapshot_for(job=job, epoch=epoch)
+    pixels = preprocess(job=job, image=image)
+    path = Path(settings.FILE_UPLOAD_TEMP_DIR) / f"inspect-{uuid.uuid4().hex}.npy"
+    np.save(path, pixels)
+    try:
+        result = inspect.delay(job.pk, snapshot.pk, str(path)).get(timeout=INSPECT_TIMEOUT)
+    finally:
+        path.unlink(missing_ok=True)
+    return {**result, "epoch": snapshot.epoch, "input_png": png_data_url(pixels)}
+
+
+def inspect_on_worker(*, job_id: int, snapshot_id: int, image_path: str) -> dict[str, Any]:
+    from jobs.backends import backends
+
+    snapshot = Snapshot.objects.select_related("job").get(pk=snapshot_id, job_id=job_id)
+    backend = backends[snapshot.job.backend]
+    if not backend.supports_inspect:
+        raise WorkFailed(f"The {backend.alias} backend cannot inspect models.")
+    return backend.inspect(snapshot.job.folder / snapshot.path, np.load(image_path))
