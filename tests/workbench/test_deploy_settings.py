@@ -1,0 +1,111 @@
+"""Production settings pass `manage.py check --deploy`; the compose file describes the stack."""
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import string
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+COMPOSE = ROOT / "docker-compose.yml"
+
+
+def production_env(data_dir: Path, **overrides: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WORKBENCH_", "DJANGO_"))}
+    alphabet = string.ascii_letters + string.digits + "!@#%^&*(-_=+)"
+    env.update(
+        DJANGO_SETTINGS_MODULE="workbench.settings", WORKBENCH_DATA_DIR=str(data_dir),
+        DEBUG="0", SECRET_KEY="".join(secrets.choice(alphabet) for _ in range(50)),
+        WORKBENCH_REQUIRE_SECRET_KEY="1", SESSION_COOKIE_SECURE="1", CSRF_COOKIE_SECURE="1",
+        SECURE_SSL_REDIRECT="1", SECURE_HSTS_SECONDS="31536000", ALLOWED_HOSTS="example.org",
+    )
+    env.update(overrides)
+    return env
+
+
+def manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=120)
+
+
+# --- settings -------------------------------------------------------------------------------
+
+def test_it_passes_the_security_deploy_checks_with_production_settings(tmp_path):
+    result = manage(production_env(tmp_path), "check", "--deploy", "--tag", "security", "--fail-level", "WARNING")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_it_passes_every_deploy_check_with_production_settings(tmp_path):
+    """All of them, the OpenAPI schema check of drf-spectacular included."""
+    result = manage(production_env(tmp_path), "check", "--deploy", "--fail-level", "WARNING")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_it_refuses_to_start_in_production_without_a_secret_key(tmp_path):
+    env = production_env(tmp_path)
+    del env["SECRET_KEY"]
+
+    result = manage(env, "check")
+
+    assert result.returncode != 0
+    assert "SECRET_KEY must be set in production" in result.stderr
+    assert not (tmp_path / ".secret_key").exists(), "no key is made up in production"
+
+
+# --- docker-compose.yml ---------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def compose() -> dict:  # type: ignore[type-arg]
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+def test_it_describes_the_production_stack(compose):
+    services = compose["services"]
+
+    assert {"postgres", "redis", "web", "worker"} <= set(services)
+    assert services["postgres"]["image"].startswith("postgres:16")
+    assert services["redis"]["image"].startswith("redis:7")
+    assert "healthcheck" in services["postgres"] and "healthcheck" in services["redis"]
+    assert "8000:8000" in services["web"]["ports"]
+    assert "migrate" in " ".join(services["web"]["command"]) and "uvicorn" in " ".join(services["web"]["command"])
+
+
+def test_it_configures_web_and_worker_for_production(compose):
+    for name in ("web", "worker"):
+        env = compose["services"][name]["environment"]
+        assert env["DATABASE_URL"].startswith("postgres://"), name
+        assert env["CELERY_BROKER_URL"] == "redis://redis:6379/0", name
+        assert env["WORKBENCH_DATA_DIR"] == "/data", name
+        assert env["SECRET_KEY"] == "${SECRET_KEY:?set SECRET_KEY}", name
+        assert env["WORKBENCH_REQUIRE_SECRET_KEY"] == "1" and env["DEBUG"] == "0", name
+        assert "data:/data" in compose["services"][name]["volumes"], name
+    assert "data" in compose["volumes"]
+
+
+def test_it_reserves_a_gpu_for_the_worker(compose):
+    worker = compose["services"]["worker"]
+    devices = worker["deploy"]["resources"]["reservations"]["devices"]
+
+    assert devices == [{"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}]
+    command = " ".join(worker["command"])
+    assert command.startswith("celery -A workbench worker") and "-Q ingest,train" in command
+
+
+@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose is not installed")
+def test_it_is_a_valid_compose_file_that_demands_a_secret_key():
+    env = {k: v for k, v in os.environ.items() if k != "SECRET_KEY"}
+    config = ["docker-compose", "-f", str(COMPOSE), "config", "-q"]
+
+    valid = subprocess.run(config, env={**env, "SECRET_KEY": "x" * 50}, capture_output=True, text=True, timeout=60)
+    missing = subprocess.run(config, env=env, capture_output=True, text=True, timeout=60)
+
+    assert valid.returncode == 0, valid.stderr
+    assert missing.returncode != 0 and "set SECRET_KEY" in missing.stderr
