@@ -141,6 +141,7 @@ class _Run:
         self.mean = torch.from_numpy(np.load(plan.dataset_folder / "mean.npy")).to(device)
         self.model = build_model(plan.network_spec, plan.input_shape, len(plan.classes)).to(device)
         self.optimizer = make_optimizer(plan, self.model.parameters())
+        self.lr = plan.learning_rate
         self.loss_fn = torch.nn.CrossEntropyLoss()
         self.steps_per_epoch = max(1, math.ceil(len(self.train_split) / plan.batch_size))
         self.total_steps = plan.epochs * self.steps_per_epoch
@@ -175,7 +176,8 @@ class _Run:
             count += 1
             if step % self.log_every == 0 or i == self.steps_per_epoch - 1:
                 self._report_train(running.item() / count, lr, step)
-                running, count = torch.zeros((), device=self.device), 0
+                running.zero_()
+                count = 0
             if step % self.val_every == 0 or step == self.total_steps:
                 self._validate(step)
             if step % self.snapshot_every == 0 or step == self.total_steps:
@@ -195,8 +197,10 @@ class _Run:
     def _set_lr(self, epoch: float) -> float:
         p = self.plan
         lr = learning_rate(p.lr_policy, p.learning_rate, epoch, p.epochs, p.lr_params)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        if lr != self.lr:  # most policies hold the rate for many steps; skip the param-group writes
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            self.lr = lr
         return lr
 
     def _report_train(self, loss: float, lr: float, step: int) -> None:

@@ -1,0 +1,178 @@
+"""Training overhead benchmark: a job run through the torch backend against a bare PyTorch loop.
+
+    .venv/bin/python bench/train_overhead.py [--networks lenet,mlp] [--epochs 5] [--repeat 3]
+                                             [--size 28] [--threads 1] [--batch-size 64]
+
+Ingests scikit-learn's digits once (grayscale, --size square) into a temporary data folder, then
+for each network alternates, in this one process and with the same torch.set_num_threads:
+  bare     a hand-written loop: same model (build_model of the built-in spec), same data (the
+           ingested arrays in memory), batch size, SGD (momentum 0.9, lr 0.01), seed, shuffling
+           and normalisation ((x - mean) / 255); no validation, no snapshots
+  backend  TorchBackend.train on a TrainingJob with the job defaults (validate and snapshot every
+           epoch), reporting to a real DatabaseReporter on the SQLite database
+Both count training samples only: epochs * train size / wall time (set-up included for both).
+Prints the median of --repeat runs of each and the ratio backend / bare (of the medians, the
+median of the paired runs' ratios, and of the best runs).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+_TMP = tempfile.TemporaryDirectory(prefix="wb-bench-train-")
+os.environ["DJANGO_SETTINGS_MODULE"] = "workbench.settings"
+os.environ["WORKBENCH_DATA_DIR"] = _TMP.name
+os.environ.pop("DATABASE_URL", None)
+os.environ.pop("CELERY_BROKER_URL", None)
+os.environ.setdefault("LOG_LEVEL", "WARNING")
+
+import django  # noqa: E402
+
+django.setup()
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from django.contrib.auth import get_user_model  # noqa: E402
+from django.core.management import call_command  # noqa: E402
+
+from datasets.example import write_digits  # noqa: E402
+from datasets.ingest.pipeline import IngestOptions, run_ingest  # noqa: E402
+from datasets.ingest.store import open_split  # noqa: E402
+from datasets.models import Dataset  # noqa: E402
+from jobs.backends.pytorch import TorchBackend  # noqa: E402
+from jobs.models import TrainingJob  # noqa: E402
+from jobs.networks.builtin import builtin_spec  # noqa: E402
+from jobs.networks.torch_build import build_model  # noqa: E402
+from jobs.reporting import DatabaseReporter  # noqa: E402
+from jobs.services import training_plan  # noqa: E402
+
+SEED = 0
+LR, MOMENTUM = 0.01, 0.9
+
+
+def ingest_digits(owner, size: int) -> Dataset:  # type: ignore[no-untyped-def]
+    dataset = Dataset.objects.create(
+        owner=owner, name="digits", source=Dataset.Source.EXAMPLE, source_name="digits",
+        image_width=size, image_height=size, channels=1, resize_mode="squash",
+        val_percent=10, test_percent=10, seed=SEED)
+    source = Path(_TMP.name) / "digits-src"
+    write_digits(source)
+    dataset.folder.mkdir(parents=True, exist_ok=True)
+    options = IngestOptions(width=size, height=size, channels=1, resize_mode="squash",
+                            val_percent=10, test_percent=10, seed=SEED)
+    result = run_ingest(source, dataset.folder, options, max_pixels=40_000_000, workers=os.cpu_count() or 1)
+    Dataset.objects.filter(pk=dataset.pk).update(
+        status=Dataset.Status.READY, progress=1.0, classes=result.classes, split_counts=result.split_counts,
+        class_counts=result.class_counts)
+    dataset.refresh_from_db()
+    return dataset
+
+
+# --- the two contenders ---------------------------------------------------------------------
+
+def run_bare(dataset: Dataset, network: str, epochs: int, batch_size: int) -> float:
+    """A hand-written loop, as someone would write it without the workbench; returns seconds."""
+    started = time.perf_counter()
+    torch.manual_seed(SEED)
+    images, labels = open_split(dataset.folder, "train")
+    images = torch.from_numpy(np.array(images))  # in memory, as the backend holds a small split
+    labels = torch.from_numpy(labels.astype(np.int64))
+    mean = torch.from_numpy(np.load(dataset.folder / "mean.npy"))
+    shape = tuple(dataset.image_shape)
+    model = build_model(builtin_spec(network, shape, len(dataset.classes)), shape, len(dataset.classes))
+    optimizer = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    model.train()
+    for epoch in range(epochs):
+        order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(SEED + epoch))
+        for start in range(0, len(labels), batch_size):
+            index = order[start : start + batch_size]
+            x = (images[index].float() - mean) / 255.0
+            optimizer.zero_grad(set_to_none=True)
+            loss_fn(model(x), labels[index]).backward()
+            optimizer.step()
+    return time.perf_counter() - started
+
+
+def run_backend(dataset: Dataset, owner, network: str, epochs: int, batch_size: int) -> float:  # type: ignore[no-untyped-def]
+    """A job with the defaults (validate and snapshot every epoch), through the real reporter."""
+    shape = tuple(dataset.image_shape)
+    job = TrainingJob.objects.create(
+        owner=owner, dataset=dataset, name=f"{network} bench", network=network,
+        network_spec=builtin_spec(network, shape, len(dataset.classes)), epochs=epochs, batch_size=batch_size,
+        optimizer="sgd", learning_rate=LR, momentum=MOMENTUM, seed=SEED, device="cpu",
+        status=TrainingJob.Status.RUNNING)
+    job.folder.mkdir(parents=True, exist_ok=True)
+    backend = TorchBackend("torch", {"threads": 0})
+    started = time.perf_counter()
+    reporter = DatabaseReporter(job.pk, job.folder, heartbeat_seconds=2)
+    reporter.start()
+    try:
+        outcome = backend.train(training_plan(job), reporter)
+    finally:
+        reporter.close()
+    seconds = time.perf_counter() - started
+    if outcome != "done":
+        raise RuntimeError(f"the backend run ended {outcome}")
+    return seconds
+
+
+# --- the report -----------------------------------------------------------------------------
+
+def compare(dataset: Dataset, owner, network: str,  # type: ignore[no-untyped-def]
+            args: argparse.Namespace) -> tuple[list[float], list[float]]:
+    samples = args.epochs * dataset.split_counts["train"]
+    bare, backend = [], []
+    run_bare(dataset, network, 1, args.batch_size)  # warm-up: first-call costs of torch kernels
+    for rep in range(args.repeat):
+        bare.append(samples / run_bare(dataset, network, args.epochs, args.batch_size))
+        backend.append(samples / run_backend(dataset, owner, network, args.epochs, args.batch_size))
+        print(f"  {network} run {rep + 1}: bare {bare[-1]:8.0f} samples/s   backend {backend[-1]:8.0f} samples/s",
+              flush=True)
+    return bare, backend
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--networks", default="lenet,mlp")
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--size", type=int, default=28)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch.set_num_threads for both (1: steadiest on a shared machine)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    call_command("migrate", verbosity=0)
+    owner = get_user_model().objects.create_user("bench", password="bench-password")
+    dataset = ingest_digits(owner, args.size)
+    print(f"digits {args.size}x{args.size} grayscale: {dataset.split_counts}; batch {args.batch_size}, "
+          f"{args.epochs} epochs, {args.repeat} runs each, torch threads {torch.get_num_threads()}", flush=True)
+    results = {name: compare(dataset, owner, name, args) for name in args.networks.split(",")}
+    # On a shared machine one slow run can hit either side; the paired ratio (each backend run
+    # against the bare run just before it) and the best runs are steadier than the medians alone.
+    print("\nnetwork  bare samples/s  backend samples/s  backend/bare: medians  paired median  best/best")
+    for name, (bare, backend) in results.items():
+        paired = statistics.median(b / a for a, b in zip(bare, backend))
+        print(f"{name:8s} {statistics.median(bare):14.0f} {statistics.median(backend):18.0f} "
+              f"{statistics.median(backend) / statistics.median(bare):22.3f} {paired:14.3f} "
+              f"{max(backend) / max(bare):10.3f}")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    finally:
+        from django.db import connections
+
+        connections.close_all()
+        _TMP.cleanup()
