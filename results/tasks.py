@@ -31,3 +31,10 @@ def classify_compressed(compression_id: int, images_path: str) -> list[list[floa
     from results.compress import classify_compressed_on_worker
 
     return classify_compressed_on_worker(compression_id=compression_id, images_path=images_path)
+
+
+@shared_task(name="results.export", acks_late=True)
+def export(export_id: int) -> None:
+    from results.export import export_run
+
+    export_run(export_id=export_id)

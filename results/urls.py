@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from results import api, compress_api, compress_views, views
+from results import api, compress_api, compress_views, export_api, export_views, views
 
 # Mounted under /jobs/<pk>/ beside the job's own pages.
 urlpatterns = [
@@ -11,6 +11,9 @@ urlpatterns = [
     path("<int:pk>/inspect/", compress_views.inspect, name="job-inspect"),
     path("<int:pk>/compress/", compress_views.compress, name="job-compress"),
     path("<int:pk>/compressions/<int:cid>/", compress_views.compression_detail, name="compression-detail"),
+    path("<int:pk>/export/", export_views.export, name="job-export"),
+    path("<int:pk>/exports/<int:eid>/download/", export_views.export_download, name="export-download"),
+    path("<int:pk>/snapshots/<str:epoch>/download/", export_views.snapshot_download, name="snapshot-download"),
 ]
 
 api_urlpatterns = [
@@ -24,4 +27,11 @@ api_urlpatterns = [
          name="api-compression-detail"),
     path("jobs/<int:pk>/compressions/<int:cid>/classify/", compress_api.CompressionClassifyApi.as_view(),
          name="api-compression-classify"),
+    path("jobs/<int:pk>/export/", export_api.ExportApi.as_view(), name="api-job-export"),
+    path("jobs/<int:pk>/exports/", export_api.ExportListApi.as_view(), name="api-export-list"),
+    path("jobs/<int:pk>/exports/<int:eid>/", export_api.ExportDetailApi.as_view(), name="api-export-detail"),
+    path("jobs/<int:pk>/exports/<int:eid>/download/", export_api.ExportDownloadApi.as_view(),
+         name="api-export-download"),
+    path("jobs/<int:pk>/snapshots/<str:epoch>/download/", export_api.SnapshotDownloadApi.as_view(),
+         name="api-snapshot-download"),
 ]

@@ -1,0 +1,172 @@
+"""Classify images with an exported workbench model. Needs only torch, safetensors, Pillow and numpy.
+
+    python predict.py image.png [more.jpg ...] [--top 5] [--json]
+
+This file is copied as-is into every exported archive as predict.py, beside model.json,
+weights.safetensors and mean.safetensors. It must stay self-contained: it never imports the
+workbench, so the archive works on a machine that has never seen it. The network is rebuilt from
+model.json's "layers": the workbench's plan of the spec, with every layer's input size resolved.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+from safetensors.torch import load_file
+from torch import nn
+
+HERE = Path(__file__).resolve().parent
+FORMATS = ("JPEG", "PNG", "BMP", "GIF", "WEBP")
+
+
+# --- the network ----------------------------------------------------------------------------
+
+class ResidualBlock(nn.Module):
+    """activation(layers(x) + shortcut(x)); names match the workbench's, so the weights load."""
+
+    def __init__(self, layers: nn.Sequential, shortcut: nn.Module, activation: nn.Module) -> None:
+        super().__init__()
+        self.layers = layers
+        self.shortcut = shortcut
+        self.activation = activation
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.activation(self.layers(x) + self.shortcut(x))
+
+
+def build_network(layers: list[dict[str, Any]]) -> nn.Sequential:
+    return nn.Sequential(*(_module(layer) for layer in layers))
+
+
+def _size(value: int | list[int]) -> int | tuple[int, int]:
+    return value if isinstance(value, int) else (value[0], value[1])
+
+
+def _conv2d(a: dict[str, Any], channels: int) -> nn.Module:
+    padding = a["padding"] if a["padding"] == "same" else _size(a["padding"])
+    return nn.Conv2d(channels, a["out_channels"], _size(a["kernel_size"]), stride=_size(a["stride"]),
+                     padding=padding, bias=a["bias"], groups=a["groups"])
+
+
+def _residual(layer: dict[str, Any]) -> nn.Module:
+    shortcut: nn.Module = nn.Identity()
+    if layer["shortcut_stride"] is not None:
+        channels_in, channels_out = layer["input_shape"][0], layer["output_shape"][0]
+        shortcut = nn.Sequential(
+            nn.Conv2d(channels_in, channels_out, 1, stride=tuple(layer["shortcut_stride"]), bias=False),
+            nn.BatchNorm2d(channels_out),
+        )
+    activation = nn.ReLU() if layer["args"]["activation"] == "relu" else nn.Identity()
+    return ResidualBlock(build_network(layer["body"]), shortcut, activation)
+
+
+def _module(layer: dict[str, Any]) -> nn.Module:
+    t, a, c = layer["type"], layer["args"], layer["input_shape"][0]
+    if t == "residual":
+        return _residual(layer)
+    makers = {
+        "conv2d": lambda: _conv2d(a, c),
+        "linear": lambda: nn.Linear(c, a["out_features"], bias=a["bias"]),
+        "relu": nn.ReLU,
+        "leaky_relu": lambda: nn.LeakyReLU(a["negative_slope"]),
+        "gelu": nn.GELU,
+        "elu": lambda: nn.ELU(a["alpha"]),
+        "sigmoid": nn.Sigmoid,
+        "tanh": nn.Tanh,
+        "maxpool2d": lambda: nn.MaxPool2d(_size(a["kernel_size"]), _size(a["stride"]), _size(a["padding"])),
+        "avgpool2d": lambda: nn.AvgPool2d(_size(a["kernel_size"]), _size(a["stride"]), _size(a["padding"])),
+        "adaptive_avgpool2d": lambda: nn.AdaptiveAvgPool2d(_size(a["output_size"])),
+        "batchnorm2d": lambda: nn.BatchNorm2d(c),
+        "batchnorm1d": lambda: nn.BatchNorm1d(c),
+        "dropout": lambda: nn.Dropout(a["p"]),
+        "dropout2d": lambda: nn.Dropout2d(a["p"]),
+        "flatten": nn.Flatten,
+    }
+    if t not in makers:
+        raise ValueError(f"unknown layer type {t!r} in model.json")
+    return makers[t]()
+
+
+def load(folder: Path = HERE) -> tuple[nn.Module, torch.Tensor, dict[str, Any]]:
+    """The model in eval mode, its mean image and model.json, from the archive's files."""
+    meta = json.loads((folder / "model.json").read_text())
+    model = build_network(meta["layers"])
+    model.load_state_dict(load_file(folder / "weights.safetensors"))
+    mean = load_file(folder / meta["preprocessing"]["mean_file"])["mean"]
+    return model.eval(), mean, meta
+
+
+# --- preprocessing: exactly as the workbench prepared its dataset -----------------------------
+
+def load_image(path: Path | str, prep: dict[str, Any]) -> np.ndarray:
+    """One image file to (channels, height, width) uint8, resized by the dataset's resize mode."""
+    mode = "RGB" if prep["channels"] == 3 else "L"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        img = Image.open(path, formats=FORMATS)
+        if img.format == "JPEG":
+            img.draft(mode, (prep["width"] * 2, prep["height"] * 2))
+        img = (ImageOps.exif_transpose(img) or img).convert(mode)
+    arr = resize(img, prep["width"], prep["height"], prep["resize_mode"],
+                 np.random.default_rng(prep.get("seed", 0)))
+    return arr[np.newaxis] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+
+
+def resize(img: Image.Image, w: int, h: int, mode: str, rng: np.random.Generator) -> np.ndarray:
+    """DIGITS' modes: squash (stretch), crop (fill then centre-crop), fill (fit, pad with noise),
+    half_crop (halfway between the two)."""
+    if mode == "squash":
+        return np.asarray(img.resize((w, h), Image.Resampling.BILINEAR))
+    ratios = {"crop": min, "fill": max, "half_crop": lambda a, b: (a + b) / 2}
+    ratio = ratios[mode](img.width / w, img.height / h)
+    new_w, new_h = max(1, round(img.width / ratio)), max(1, round(img.height / ratio))
+    arr = np.asarray(img.resize((new_w, new_h), Image.Resampling.BILINEAR))
+    top, left = max(0, (arr.shape[0] - h) // 2), max(0, (arr.shape[1] - w) // 2)
+    arr = arr[top: top + h, left: left + w]
+    if arr.shape[0] == h and arr.shape[1] == w:
+        return arr
+    out = rng.integers(0, 256, size=(h, w) + arr.shape[2:], dtype=np.uint8)
+    top, left = (h - arr.shape[0]) // 2, (w - arr.shape[1]) // 2
+    out[top: top + arr.shape[0], left: left + arr.shape[1]] = arr
+    return out
+
+
+def classify(model: nn.Module, mean: torch.Tensor, images: np.ndarray) -> np.ndarray:
+    """Class probabilities (N, classes) for uint8 images (N, C, H, W): (pixels - mean) / 255, softmax."""
+    with torch.inference_mode():
+        x = (torch.from_numpy(np.ascontiguousarray(images)).float() - mean) / 255.0
+        return torch.softmax(model(x), dim=1).numpy()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Classify images with this exported model.")
+    parser.add_argument("images", nargs="+", type=Path)
+    parser.add_argument("--top", type=int, default=5, help="how many classes to show per image")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    args = parser.parse_args(argv)
+    model, mean, meta = load()
+    classes = meta["classes"]
+    results = []
+    for path in args.images:
+        probabilities = classify(model, mean, load_image(path, meta["preprocessing"])[np.newaxis])[0]
+        order = np.argsort(-probabilities, kind="stable")[: args.top]
+        results.append({"file": str(path), "predictions": [
+            {"label": classes[i], "probability": float(probabilities[i])} for i in order]})
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        for item in results:
+            shown = ", ".join(f"{p['label']} {p['probability']:.4f}" for p in item["predictions"])
+            print(f"{item['file']}: {shown}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""Download and export a snapshot: an archive (safetensors + spec + README + predict.py), TorchScript, ONNX.
+
+One export per (snapshot, format), stored under the job's folder and reused; a failed one is retried.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.db import IntegrityError, transaction
+from django.utils.text import slugify
+
+from jobs.models import Snapshot, TrainingJob
+from jobs.services import JobInputError
+from results.evaluation import require_done
+from results.models import Export
+from results.work import WorkFailed, claimed, enqueue, snapshot_for
+
+# The formats the product offers; the worker also checks that the job's backend supports the one asked.
+FORMATS = {"archive": "zip", "torchscript": "pt", "onnx": "onnx"}
+FORMAT_NAMES = {"archive": "Archive", "torchscript": "TorchScript", "onnx": "ONNX"}
+
+
+def export_start(*, job: TrainingJob, fmt: str, epoch: float | None = None) -> tuple[Export, bool]:
+    """The stored export of this snapshot in this format, or a new queued one. (export, created)"""
+    require_done(job, "export")
+    if fmt not in FORMATS:
+        raise JobInputError(f"Unknown export format '{fmt}'; choose one of {', '.join(FORMATS)}.", "format")
+    snapshot = snapshot_for(job=job, epoch=epoch)
+    existing = Export.objects.filter(snapshot=snapshot, format=fmt).first()
+    if existing is not None and existing.status != "error":
+        return existing, False
+    from results.tasks import export
+
+    try:
+        with transaction.atomic():
+            if existing is not None:
+                existing.delete()
+            new = Export.objects.create(job=job, snapshot=snapshot, format=fmt)
+            enqueue(export, new.pk)
+    except IntegrityError:  # a concurrent request created it first
+        return Export.objects.get(snapshot=snapshot, format=fmt), False
+    return new, True
+
+
+def export_run(*, export_id: int) -> None:
+    """On the worker: write the file with the job's backend and store its size and checks."""
+    from jobs.backends import backends
+
+    with claimed(Export, export_id) as claim:
+        if claim is None:
+            return
+        export, progress, result = claim
+        job = export.job
+        backend = backends[job.backend]
+        if export.format not in backend.export_formats:
+            raise WorkFailed(f"The {job.backend} backend cannot export {export.format}; "
+                             f"it exports {', '.join(backend.export_formats) or 'nothing'}.")
+        relative = export_path(export.snapshot, export.format)
+        progress(0.1)
+        facts = backend.export(job.folder / export.snapshot.path, export.format, job.folder / relative)
+        size = (job.folder / relative).stat().st_size
+        Export.objects.filter(pk=export.pk).update(path=str(relative), size_bytes=size)
+        result.update(facts, epoch=export.snapshot.epoch, size_bytes=size)
+
+
+def export_path(snapshot: Snapshot, fmt: str) -> Path:
+    """Where an export lives, relative to its job's folder."""
+    return Path("exports") / f"epoch_{snapshot.epoch:g}.{FORMATS[fmt]}"
+
+
+def export_file(export: Export) -> Path | None:
+    """The finished export's file, or None while it is not done (or its file is gone)."""
+    if export.status != "done" or not export.path:
+        return None
+    path = export.job.folder / export.path
+    return path if path.is_file() else None
+
+
+def download_name(export: Export) -> str:
+    """A file name that says what it is: job-name-epoch_3-onnx.onnx."""
+    stem = slugify(export.job.name) or f"job-{export.job_id}"
+    return f"{stem}-epoch_{export.snapshot.epoch:g}-{export.format}.{FORMATS[export.format]}"
+
+
+def snapshot_file(*, job: TrainingJob, epoch: float) -> tuple[Path, str]:
+    """The raw weights of one snapshot (safetensors) and a download name for them."""
+    snapshot = snapshot_for(job=job, epoch=epoch)
+    stem = slugify(job.name) or f"job-{job.pk}"
+    return job.folder / snapshot.path, f"{stem}-epoch_{snapshot.epoch:g}.safetensors"
