@@ -1,16 +1,20 @@
 from __future__ import annotations
 
+from django.http import FileResponse
 from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
+from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from jobs import selectors as job_selectors
 from jobs.services import JobInputError, JobStateError
+from results.batch import batch_start, listing_text
 from results.evaluation import SPLITS, evaluation_start
-from results.models import Evaluation
+from results.models import BatchClassification, Evaluation
 from results.work import work_get
 from workbench.api import error_response
 
@@ -68,3 +72,72 @@ class EvaluationDetailApi(APIView):
         return Response(EvaluationOutput(evaluation).data)
 
 
+# --- classify many -------------------------------------------------------------------------------
+
+class BatchOutput(serializers.ModelSerializer):
+    epoch = serializers.FloatField(source="snapshot.epoch", read_only=True)
+    url = serializers.SerializerMethodField()
+    csv_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = BatchClassification
+        fields = ["id", "job", "name", "source", "has_labels", "epoch", "status", "progress", "error", "result",
+                  "created_at", "finished_at", "url", "csv_url"]
+
+    def get_url(self, batch: BatchClassification) -> str:
+        return reverse("batch-detail", args=[batch.job_id, batch.pk])
+
+    def get_csv_url(self, batch: BatchClassification) -> str:
+        return reverse("api-batch-csv", args=[batch.job_id, batch.pk])
+
+
+class ClassifyManyInput(serializers.Serializer):
+    archive = serializers.FileField(required=False, allow_empty_file=False)
+    listing = serializers.CharField(required=False, help_text="A text file, or text: one path per line, "
+                                    "optionally followed by a tab, comma or space and the true label.")
+    name = serializers.CharField(required=False, allow_blank=True, max_length=300, default="")
+    epoch = serializers.FloatField(required=False, allow_null=True, default=None)
+
+
+class ClassifyManyApi(APIView):
+    @extend_schema(request={"multipart/form-data": ClassifyManyInput}, responses={201: BatchOutput})
+    def post(self, request: Request, pk: int) -> Response:
+        job = job_selectors.job_get(user=request.user, pk=pk)
+        data = {key: request.data[key] for key in ("archive", "name", "epoch") if key in request.data}
+        given = ClassifyManyInput(data=data)
+        given.is_valid(raise_exception=True)
+        try:
+            batch = batch_start(job=job, listing=listing_text(request.data.get("listing")), **given.validated_data)
+        except (JobStateError, JobInputError) as exc:
+            return refused(exc)
+        return Response(BatchOutput(batch).data, status=201)
+
+    @extend_schema(responses=BatchOutput(many=True))
+    def get(self, request: Request, pk: int) -> Response:
+        job = job_selectors.job_get(user=request.user, pk=pk)
+        return Response(BatchOutput(job.batchclassifications.select_related("snapshot"), many=True).data)
+
+
+class BatchDetailApi(APIView):
+    @extend_schema(responses=BatchOutput)
+    def get(self, request: Request, pk: int, bid: int) -> Response:
+        batch = work_get(user=request.user, model=BatchClassification, job_pk=pk, pk=bid)
+        return Response(BatchOutput(batch).data)
+
+
+class _CsvRenderer(BaseRenderer):
+    media_type, format = "text/csv", "csv"
+
+    def render(self, data: object, accepted_media_type: str | None = None,
+               renderer_context: dict[str, object] | None = None) -> bytes:
+        return data if isinstance(data, bytes) else str(data).encode()
+
+
+class BatchCsvApi(APIView):
+    renderer_classes = [_CsvRenderer, JSONRenderer]
+
+    @extend_schema(operation_id="jobs_classify_many_csv", responses={(200, "text/csv"): OpenApiTypes.BINARY})
+    def get(self, request: Request, pk: int, bid: int) -> FileResponse:
+        from results.batch_views import csv_response
+
+        return csv_response(work_get(user=request.user, model=BatchClassification, job_pk=pk, pk=bid))

@@ -38,3 +38,10 @@ def export(export_id: int) -> None:
     from results.export import export_run
 
     export_run(export_id=export_id)
+
+
+@shared_task(name="results.classify_many", acks_late=True)
+def classify_many(batch_id: int) -> None:
+    from results.batch import batch_run
+
+    batch_run(batch_id=batch_id)

@@ -2,12 +2,16 @@ from __future__ import annotations
 
 from django.urls import path
 
-from results import api, compress_api, compress_views, export_api, export_views, views
+from results import api, batch_views, compress_api, compress_views, export_api, export_views, views
 
 # Mounted under /jobs/<pk>/ beside the job's own pages.
 urlpatterns = [
     path("<int:pk>/evaluate/", views.evaluate, name="job-evaluate"),
     path("<int:pk>/evaluations/<int:eid>/", views.evaluation_detail, name="evaluation-detail"),
+    path("<int:pk>/classify-many/", batch_views.classify_many, name="job-classify-many"),
+    path("<int:pk>/classify-many/<int:bid>/", batch_views.batch_detail, name="batch-detail"),
+    path("<int:pk>/classify-many/<int:bid>/results.csv", batch_views.batch_csv, name="batch-csv"),
+    path("<int:pk>/classify-many/<int:bid>/thumbs/<int:index>.png", batch_views.batch_thumb, name="batch-thumb"),
     path("<int:pk>/inspect/", compress_views.inspect, name="job-inspect"),
     path("<int:pk>/compress/", compress_views.compress, name="job-compress"),
     path("<int:pk>/compressions/<int:cid>/", compress_views.compression_detail, name="compression-detail"),
@@ -20,6 +24,9 @@ api_urlpatterns = [
     path("jobs/<int:pk>/evaluate/", api.EvaluateApi.as_view(), name="api-job-evaluate"),
     path("jobs/<int:pk>/evaluations/", api.EvaluationListApi.as_view(), name="api-evaluation-list"),
     path("jobs/<int:pk>/evaluations/<int:eid>/", api.EvaluationDetailApi.as_view(), name="api-evaluation-detail"),
+    path("jobs/<int:pk>/classify-many/", api.ClassifyManyApi.as_view(), name="api-job-classify-many"),
+    path("jobs/<int:pk>/classify-many/<int:bid>/", api.BatchDetailApi.as_view(), name="api-batch-detail"),
+    path("jobs/<int:pk>/classify-many/<int:bid>/results.csv", api.BatchCsvApi.as_view(), name="api-batch-csv"),
     path("jobs/<int:pk>/inspect/", compress_api.InspectApi.as_view(), name="api-job-inspect"),
     path("jobs/<int:pk>/compress/", compress_api.CompressApi.as_view(), name="api-job-compress"),
     path("jobs/<int:pk>/compressions/", compress_api.CompressionListApi.as_view(), name="api-compression-list"),
