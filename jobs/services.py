@@ -257,4 +257,4 @@ def training_plan(job: TrainingJob):  # type: ignore[no-untyped-def]
         seed=job.seed, device=job.device, val_interval=job.val_interval, snapshot_interval=job.snapshot_interval,
         resume_from_epoch=job.resume_from_epoch,
         preprocessing={"width": dataset.image_width, "height": dataset.image_height, "channels": dataset.channels,
-                       "resize_mode": dataset.resize_mode})
+                       "resize_mode": dataset.resize_mode, "seed": dataset.seed})

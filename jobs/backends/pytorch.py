@@ -8,6 +8,7 @@ import json
 import math
 import threading
 from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,7 @@ class TorchBackend(TrainingBackend):
     def infer(self, snapshot: Path, images: np.ndarray) -> np.ndarray:
         model, mean = self._load(snapshot)
         with torch.inference_mode():
-            x = (torch.from_numpy(np.ascontiguousarray(images)).float() - mean) / 255.0
+            x = (torch.from_numpy(np.array(images)).float() - mean) / 255.0
             return torch.softmax(model(x), dim=1).numpy()
 
     def export(self, snapshot: Path, fmt: str, target: Path) -> dict[str, Any]:
@@ -117,7 +118,7 @@ class _Split:
     def open(cls, folder: Path, split: str) -> _Split:
         images, labels = open_split(folder, split)
         if images.nbytes <= _PRELOAD_BYTES:
-            images = torch.from_numpy(np.ascontiguousarray(images))
+            images = torch.from_numpy(np.array(images))  # a writable copy in memory
         return cls(images, torch.from_numpy(labels.astype(np.int64)))
 
     def __len__(self) -> int:
@@ -155,12 +156,15 @@ class _Run:
         start = self._resume()
         self.reporter.log(f"Training {len(self.train_split)} images, {self.steps_per_epoch} steps per epoch, "
                           f"{self.plan.epochs} epochs on {self.device}.")
-        for epoch in range(start // self.steps_per_epoch, self.plan.epochs):
-            if not self._train_epoch(epoch, start):
-                self.reporter.log("Aborted.")
-                return "aborted"
-        self.reporter.log("Done.")
-        return "done"
+        # Snapshot files are written by one background thread, in order, while training goes on.
+        self.writes: list[Future[None]] = []
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="snapshot") as self.snapshots:
+            finished = all(self._train_epoch(epoch, start)
+                           for epoch in range(start // self.steps_per_epoch, self.plan.epochs))
+        for write in self.writes:
+            write.result()  # a snapshot that could not be written fails the job
+        self.reporter.log("Done." if finished else "Aborted.")
+        return "done" if finished else "aborted"
 
     def _train_epoch(self, epoch: int, start: int) -> bool:
         self.model.train()
@@ -231,14 +235,20 @@ class _Run:
         save_file({"mean": self.mean.cpu().contiguous()}, folder / "mean.safetensors")
 
     def _snapshot(self, step: int) -> None:
+        """Copy the weights and optimizer state now; write them while the next steps run."""
         epoch = round(step / self.steps_per_epoch, 4)
+        weights = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in self.model.state_dict().items()}
+        tensors, state = flatten_optimizer(self.optimizer.state_dict(), copy=True)
+        self.writes.append(self.snapshots.submit(self._write_snapshot, epoch, step, weights, tensors, state))
+
+    def _write_snapshot(self, epoch: float, step: int, weights: dict[str, torch.Tensor],
+                        tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
         name = f"snapshots/epoch_{epoch:g}"
         folder = self.plan.output_folder
-        weights = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
         save_file(weights, folder / f"{name}.safetensors")
-        tensors, state = flatten_optimizer(self.optimizer.state_dict())
         save_file(tensors, folder / f"{name}.optim.safetensors")
         (folder / f"{name}.json").write_text(json.dumps({"epoch": epoch, "step": step, "optimizer": state}))
+        # Reported only once its files exist: resume trusts every snapshot row it finds.
         self.reporter.snapshot(epoch=epoch, path=f"{name}.safetensors")
         self.reporter.log(f"Snapshot at epoch {epoch:g}.")
 
@@ -283,14 +293,14 @@ def make_optimizer(plan: TrainingPlan, params: Any) -> torch.optim.Optimizer:
     raise TrainingFailed(f"Unknown optimizer '{plan.optimizer}'.")
 
 
-def flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def flatten_optimizer(state: dict[str, Any], copy: bool = False) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Split an optimizer state dict into tensors (for safetensors) and plain JSON, never pickle."""
     tensors: dict[str, torch.Tensor] = {}
     scalars: dict[str, dict[str, Any]] = {}
     for index, values in state["state"].items():
         for key, value in values.items():
             if isinstance(value, torch.Tensor):
-                tensors[f"{index}.{key}"] = value.detach().cpu().contiguous()
+                tensors[f"{index}.{key}"] = value.detach().to("cpu", copy=copy).contiguous()
             else:
                 scalars.setdefault(str(index), {})[key] = value
     return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
