@@ -176,14 +176,24 @@ class JobMetricsApi(APIView):
         return Response({"points": points, "cursor": cursor, "status": job.status})
 
 
+class PredictionOutput(serializers.Serializer):
+    label = serializers.CharField()
+    probability = serializers.FloatField()
+
+
+class ClassifyOutput(serializers.Serializer):
+    predictions = PredictionOutput(many=True, help_text="Top 5, best first.")
+    epoch = serializers.FloatField(help_text="Epoch of the snapshot used.")
+    preprocessed = serializers.CharField(help_text="The input as the network saw it, as a PNG data URL.")
+
+
 class ClassifyInput(serializers.Serializer):
     image = serializers.FileField()
     epoch = serializers.FloatField(required=False, allow_null=True, default=None)
 
 
 class JobClassifyApi(APIView):
-    @extend_schema(request={"multipart/form-data": ClassifyInput},
-                   responses=serializers.DictField())
+    @extend_schema(request={"multipart/form-data": ClassifyInput}, responses=ClassifyOutput)
     def post(self, request: Request, pk: int) -> Response:
         job = selectors.job_get(user=request.user, pk=pk)
         given = ClassifyInput(data=request.data)
@@ -200,6 +210,38 @@ class JobClassifyApi(APIView):
 
 # --- networks -------------------------------------------------------------------------------
 
+class NetworkEntryOutput(serializers.Serializer):
+    id = serializers.CharField()
+    name = serializers.CharField()
+    builtin = serializers.BooleanField()
+    title = serializers.CharField()
+
+
+class NetworkCreatedOutput(serializers.Serializer):
+    id = serializers.CharField()
+    name = serializers.CharField()
+    builtin = serializers.BooleanField()
+    spec = serializers.JSONField()
+
+
+class LayerRowOutput(serializers.Serializer):
+    path = serializers.CharField()
+    type = serializers.CharField()
+    output_shape = serializers.ListField(child=serializers.IntegerField())
+    params = serializers.IntegerField()
+    depth = serializers.IntegerField()
+
+
+class NetworkSummaryOutput(serializers.Serializer):
+    id = serializers.CharField()
+    name = serializers.CharField()
+    builtin = serializers.BooleanField()
+    input_shape = serializers.ListField(child=serializers.IntegerField())
+    num_classes = serializers.IntegerField()
+    total_params = serializers.IntegerField()
+    layers = LayerRowOutput(many=True)
+
+
 class NetworkInput(serializers.Serializer):
     name = serializers.RegexField(r"^[\w][\w .-]{0,99}$", error_messages={
         "invalid": "Use letters, digits, spaces, '.', '-' or '_' (at most 100)."})
@@ -208,12 +250,12 @@ class NetworkInput(serializers.Serializer):
 
 
 class NetworkListApi(APIView):
-    @extend_schema(responses=serializers.ListField(child=serializers.DictField()))
+    @extend_schema(responses=NetworkEntryOutput(many=True))
     def get(self, request: Request) -> Response:
         return Response([{"id": e.id, "name": e.name, "builtin": e.builtin, "title": e.title}
                          for e in selectors.network_list(user=request.user)])
 
-    @extend_schema(request=NetworkInput, responses={201: serializers.DictField()})
+    @extend_schema(request=NetworkInput, responses={201: NetworkCreatedOutput})
     def post(self, request: Request) -> Response:
         given = NetworkInput(data=request.data)
         given.is_valid(raise_exception=True)
@@ -227,7 +269,7 @@ class NetworkListApi(APIView):
 
 class NetworkDetailApi(APIView):
     @extend_schema(parameters=[OpenApiParameter("dataset", int, description="Summarise for this dataset's input")],
-                   responses=serializers.DictField())
+                   responses=NetworkSummaryOutput)
     def get(self, request: Request, key: str) -> Response:
         entry = selectors.network_get(user=request.user, key=key)
         dataset = _dataset_param(request)

@@ -16,6 +16,7 @@ from results.compress import METHODS, compression_classify, compression_start
 from results.inspect import inspect_image
 from results.models import Compression
 from results.work import WorkFailed, work_get
+from jobs.api import ClassifyOutput
 from workbench.api import error_response
 
 
@@ -24,10 +25,16 @@ class ImageInput(serializers.Serializer):
     epoch = serializers.FloatField(required=False, allow_null=True, default=None)
 
 
+class InspectOutput(serializers.Serializer):
+    layers = serializers.ListField(child=serializers.JSONField(), help_text="Per layer: shape, activation "
+                                   "statistics, channel maps (PNG data URLs) and weight statistics.")
+    predictions = serializers.ListField(child=serializers.JSONField())
+
+
 class InspectApi(APIView):
     parser_classes = [MultiPartParser, FormParser]
 
-    @extend_schema(request=ImageInput, responses=serializers.DictField())
+    @extend_schema(request=ImageInput, responses=InspectOutput)
     def post(self, request: Request, pk: int) -> Response:
         job = job_selectors.job_get(user=request.user, pk=pk)
         given = ImageInput(data=request.data)
@@ -94,7 +101,7 @@ class CompressedImageInput(serializers.Serializer):
 class CompressionClassifyApi(APIView):
     parser_classes = [MultiPartParser, FormParser]
 
-    @extend_schema(request=CompressedImageInput, responses=serializers.DictField())
+    @extend_schema(request=CompressedImageInput, responses=ClassifyOutput)
     def post(self, request: Request, pk: int, cid: int) -> Response:
         compression = work_get(user=request.user, model=Compression, job_pk=pk, pk=cid)
         given = CompressedImageInput(data=request.data)

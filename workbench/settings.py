@@ -167,6 +167,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "SCHEMA_PATH_PREFIX": "/api/v1",
+    "ENUM_NAME_OVERRIDES": {
+        "DatasetStatusEnum": "datasets.models.Dataset.Status",
+        "JobStatusEnum": "jobs.models.TrainingJob.Status",
+        "WorkStatusEnum": "results.models.Status",
+    },
     # drf-spectacular serves the schema and docs to anyone by default; login is required here.
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
 }
