@@ -15,6 +15,7 @@ def test_it_evaluates_from_the_job_page_and_draws_the_confusion_matrix(page, cel
     log_in(page, "alice", "alice-password")
 
     page.goto(f"/jobs/{job.pk}/")
+    screenshot(page, "14-job-use-result")
     page.click("#use-result button:text('Evaluate')")
     page.wait_for_selector("#status-badge:text('done')", timeout=120_000)
     page.wait_for_selector("#confusion-chart .main-svg")
