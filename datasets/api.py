@@ -85,9 +85,10 @@ class DatasetListApi(APIView):
 
     @extend_schema(request={"multipart/form-data": DatasetInput}, responses={201: DatasetOutput})
     def post(self, request: Request) -> Response:
+        given = DatasetInput(data=request.data)
+        # Only parsing the body (request.data, above) runs the upload handler that sets this flag.
         if getattr(request._request, "upload_too_large", False):
             return error_response("The upload is larger than the configured limit.", status_code=413)
-        given = DatasetInput(data=request.data)
         given.is_valid(raise_exception=True)
         try:
             dataset = services.dataset_create(owner=request.user, name=given.validated_data["name"],

@@ -35,6 +35,7 @@ class BodyLimit:
         if length is not None and length.isdigit() and int(length) > self.limit:
             return await self._too_large(send)
         seen = 0
+        started = False
 
         async def counted() -> dict[str, Any]:
             nonlocal seen
@@ -45,7 +46,15 @@ class BodyLimit:
                 return {"type": "http.disconnect"}
             return message
 
-        return await self.app(scope, counted, send)
+        async def watched(message: dict[str, Any]) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        await self.app(scope, counted, watched)
+        if seen > self.limit and not started:
+            # Django gives up on a dropped request without answering; the client still gets a 413.
+            await self._too_large(send)
 
     async def _too_large(self, send: Send) -> None:
         mib = self.limit / 1024**2

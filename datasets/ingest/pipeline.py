@@ -77,6 +77,9 @@ def scan_classes(folder: Path) -> dict[str, list[Path]]:
     classes = sorted(d for d in root.iterdir() if d.is_dir() and not d.is_symlink()
                      and not d.name.startswith(".") and d.name != "__MACOSX")
     if not classes:
+        if root != folder and _images_under(root, allowed):
+            # find_root took the only folder for a wrapper, but it holds the images: one class.
+            raise IngestError(f"Only one class folder was found ('{root.name}'); at least two are needed.")
         raise IngestError("No class folders found: the data must hold one folder per class, each with images.")
     if len(classes) == 1:
         raise IngestError(f"Only one class folder was found ('{classes[0].name}'); at least two are needed.")
