@@ -75,7 +75,9 @@ def _dataset_insert(owner: AbstractBaseUser, name: str, options: IngestOptions, 
     with transaction.atomic():
         dataset = Dataset.objects.create(owner=owner, name=name, source=source, source_name=source_name,
                                          **_option_fields(options))
-        dataset.folder.mkdir(parents=True, exist_ok=True)
+        # A rolled-back insert can hand the same id out again: never inherit its leftovers.
+        shutil.rmtree(dataset.folder, ignore_errors=True)
+        dataset.folder.mkdir(parents=True)
         transaction.on_commit(lambda: ingest_dataset.delay(dataset.pk))
     return dataset
 

@@ -114,6 +114,8 @@ def job_create(*, owner: AbstractBaseUser, dataset: Dataset, network: str, optio
     with transaction.atomic():
         job = TrainingJob.objects.create(owner=owner, dataset=dataset, network=network, custom_network=custom,
                                          network_spec=spec, **fields)
+        # A rolled-back insert can hand the same id out again: never inherit its snapshots.
+        shutil.rmtree(job.folder, ignore_errors=True)
         _enqueue(job)
     return job
 

@@ -24,9 +24,11 @@ class BodyLimit:
     so the cap has to be enforced here, on the declared length and on the bytes that arrive.
     """
 
-    def __init__(self, app: Callable[..., Awaitable[None]], limit: int) -> None:
+    def __init__(self, app: Callable[..., Awaitable[None]], cap: int, allowance: int) -> None:
         self.app = app
-        self.limit = limit
+        self.cap = cap
+        # The multipart framing around a file of exactly `cap` bytes is allowed for.
+        self.limit = cap + allowance
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -57,13 +59,13 @@ class BodyLimit:
             await self._too_large(send)
 
     async def _too_large(self, send: Send) -> None:
-        mib = self.limit / 1024**2
+        mib = self.cap / 1024**2
         body = json.dumps(
-            {"error": f"The upload is larger than the {mib:.0f} MiB limit.", "detail": {"limit_bytes": self.limit}}
+            {"error": f"The upload is larger than the {mib:.0f} MiB limit.", "detail": {"limit_bytes": self.cap}}
         ).encode()
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"), (b"connection", b"close")]})
         await send({"type": "http.response.body", "body": body})
 
 
-application = BodyLimit(django_application, settings.MAX_UPLOAD_BYTES + 1024**2)
+application = BodyLimit(django_application, settings.MAX_UPLOAD_BYTES, allowance=1024**2)

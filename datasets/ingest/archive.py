@@ -88,8 +88,17 @@ class _Extractor:
         parts = safe_parts(name)
         if not parts or _is_hidden(parts) or not is_image_name(parts[-1]):
             self.report.ignored += bool(parts)
+            if parts and not _is_hidden(parts):
+                self.keep_folder(parts[:-1])
             return None
         return parts
+
+    def keep_folder(self, parts: tuple[str, ...]) -> None:
+        """Recreate a folder even when none of its files are kept, so a class without images
+        is reported by name instead of vanishing from the dataset."""
+        folder = self.dest.joinpath(*parts)
+        if parts and folder.resolve().is_relative_to(self.dest):
+            folder.mkdir(parents=True, exist_ok=True)
 
     def write(self, parts: tuple[str, ...], source: IO[bytes], declared: int) -> None:
         target = self.dest.joinpath(*parts)
@@ -154,7 +163,9 @@ def _extract_zip_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, ex: _Ex
     if _zip_is_link(info):
         raise IngestError(f"The archive member '{info.filename}' is a link; links are not allowed.")
     if info.is_dir():
-        safe_parts(info.filename)
+        parts = safe_parts(info.filename)
+        if not _is_hidden(parts):
+            ex.keep_folder(parts)
         return
     parts = ex.wants(info.filename)
     if parts is None:
@@ -190,7 +201,9 @@ def _extract_tar_member(archive: tarfile.TarFile, member: tarfile.TarInfo, ex: _
     if member.issym() or member.islnk():
         raise IngestError(f"The archive member '{member.name}' is a link; links are not allowed.")
     if member.isdir():
-        safe_parts(member.name)
+        parts = safe_parts(member.name)
+        if not _is_hidden(parts):
+            ex.keep_folder(parts)
         return
     if not member.isfile():
         raise IngestError(f"The archive member '{member.name}' is a device or pipe; only files are allowed.")

@@ -602,3 +602,15 @@ def test_it_accepts_compressed_tar_uploads(celery_worker, alice_api, mode, name)
     assert dataset.source_name == name
     assert not (dataset.folder / "extracted").exists()
     assert not list(dataset.folder.glob("upload*"))
+
+
+@pytest.mark.parametrize("pack", ["zip", "tar"])
+def test_it_names_a_class_whose_archive_folder_holds_only_non_images(pack, tmp_path):
+    files = {**class_images(3, classes=("red", "green")), "blue/readme.txt": b"no images here",
+             "blue/notes.csv": b"a,b"}
+    archive = tmp_path / f"upload.{pack}"
+    archive.write_bytes(zip_bytes(files) if pack == "zip" else tar_of(files))
+    extract_archive(archive, tmp_path / "extracted", limits())
+
+    with pytest.raises(IngestError, match="Class 'blue' has no image files"):
+        scan_classes(tmp_path / "extracted")
