@@ -160,7 +160,7 @@ def compare(dataset: Dataset, owner, network: str,  # type: ignore[no-untyped-de
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--networks", default="lenet,mlp")
-    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--size", type=int, default=28)
     parser.add_argument("--batch-size", type=int, default=64)

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save, save_file
 
 from datasets.ingest.store import open_split
 from jobs.backends.base import Reporter, TrainingBackend, TrainingFailed, TrainingPlan
@@ -245,8 +245,10 @@ class _Run:
                         tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
         name = f"snapshots/epoch_{epoch:g}"
         folder = self.plan.output_folder
-        save_file(weights, folder / f"{name}.safetensors")
-        save_file(tensors, folder / f"{name}.optim.safetensors")
+        # save() then a plain write: safetensors' save_file keeps the GIL through its file I/O,
+        # which stalls the training thread; Python's write releases it.
+        (folder / f"{name}.safetensors").write_bytes(save(weights))
+        (folder / f"{name}.optim.safetensors").write_bytes(save(tensors))
         (folder / f"{name}.json").write_text(json.dumps({"epoch": epoch, "step": step, "optimizer": state}))
         # Reported only once its files exist: resume trusts every snapshot row it finds.
         self.reporter.snapshot(epoch=epoch, path=f"{name}.safetensors")
