@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: run test install install-test chromium migrate bench clean
+.PHONY: run test lint install install-test chromium migrate bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -37,7 +37,10 @@ chromium:
 	      || echo "chromium could not be installed: browser tests will be skipped"; \
 	  else echo "chromium is not installed: browser tests will be skipped"; fi; }
 
-test: install-test chromium
+lint: install-test
+	$(VENV)/bin/ruff check .
+
+test: install-test chromium lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: install

@@ -13,7 +13,12 @@ from datasets import selectors, services
 from datasets.ingest.pipeline import IngestOptions
 from datasets.models import Dataset
 from datasets.options import (
-    MAX_SPLIT_PERCENT, MIN_SIDE, RESIZE_MODE_LABELS, max_side, per_class_problems, source_problems,
+    MAX_SPLIT_PERCENT,
+    MIN_SIDE,
+    RESIZE_MODE_LABELS,
+    max_side,
+    per_class_problems,
+    source_problems,
     split_problems,
 )
 from workbench.api import error_response

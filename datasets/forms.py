@@ -7,7 +7,12 @@ from django.core.validators import MaxValueValidator
 
 from datasets.ingest.pipeline import IngestOptions
 from datasets.options import (
-    MAX_SPLIT_PERCENT, MIN_SIDE, RESIZE_MODE_LABELS, max_side, per_class_problems, source_problems,
+    MAX_SPLIT_PERCENT,
+    MIN_SIDE,
+    RESIZE_MODE_LABELS,
+    max_side,
+    per_class_problems,
+    source_problems,
     split_problems,
 )
 

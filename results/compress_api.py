@@ -10,13 +10,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from jobs import selectors as job_selectors
+from jobs.api import ClassifyOutput
 from jobs.services import JobInputError, JobStateError
 from results.api import refused
 from results.compress import METHODS, compression_classify, compression_start
 from results.inspect import inspect_image
 from results.models import Compression
 from results.work import WorkFailed, work_get
-from jobs.api import ClassifyOutput
 from workbench.api import error_response
 
 

@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import numpy as np
-from django.db import IntegrityError, transaction
 
 from jobs.models import TrainingJob
 from jobs.services import JobInputError, JobStateError
 from results.metrics import evaluation_report
 from results.models import Evaluation
-from results.work import WorkFailed, claimed, enqueue, snapshot_for
+from results.work import WorkFailed, claimed, snapshot_for, stored_or_new
 
 SPLITS = ("val", "test", "train")
 BATCH = 256
@@ -26,21 +25,9 @@ def evaluation_start(*, job: TrainingJob, split: str, epoch: float | None = None
         raise JobInputError(f"Choose a split: {', '.join(SPLITS)}.", "split")
     if not job.dataset.split_counts.get(split):
         raise JobInputError(f"The dataset's {split} split is empty; choose another split.", "split")
-    snapshot = snapshot_for(job=job, epoch=epoch)
-    existing = Evaluation.objects.filter(snapshot=snapshot, split=split).first()
-    if existing is not None and existing.status != "error":
-        return existing, False
     from results.tasks import evaluate
 
-    try:
-        with transaction.atomic():
-            if existing is not None:
-                existing.delete()
-            evaluation = Evaluation.objects.create(job=job, snapshot=snapshot, split=split)
-            enqueue(evaluate, evaluation.pk)
-    except IntegrityError:  # a concurrent request created it first
-        return Evaluation.objects.get(snapshot=snapshot, split=split), False
-    return evaluation, True
+    return stored_or_new(Evaluation, evaluate, job=job, snapshot=snapshot_for(job=job, epoch=epoch), split=split)
 
 
 def evaluation_run(*, evaluation_id: int) -> None:

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from django.db import IntegrityError, transaction
 from django.utils.text import slugify
 
 from jobs.models import Snapshot, TrainingJob
 from jobs.services import JobInputError
 from results.evaluation import require_done
 from results.models import Export
-from results.work import WorkFailed, claimed, enqueue, snapshot_for
+from results.work import WorkFailed, claimed, snapshot_for, stored_or_new
 
 # The formats the product offers; the worker also checks that the job's backend supports the one asked.
 FORMATS = {"archive": "zip", "torchscript": "pt", "onnx": "onnx"}
@@ -25,21 +24,9 @@ def export_start(*, job: TrainingJob, fmt: str, epoch: float | None = None) -> t
     require_done(job, "export")
     if fmt not in FORMATS:
         raise JobInputError(f"Unknown export format '{fmt}'; choose one of {', '.join(FORMATS)}.", "format")
-    snapshot = snapshot_for(job=job, epoch=epoch)
-    existing = Export.objects.filter(snapshot=snapshot, format=fmt).first()
-    if existing is not None and existing.status != "error":
-        return existing, False
     from results.tasks import export
 
-    try:
-        with transaction.atomic():
-            if existing is not None:
-                existing.delete()
-            new = Export.objects.create(job=job, snapshot=snapshot, format=fmt)
-            enqueue(export, new.pk)
-    except IntegrityError:  # a concurrent request created it first
-        return Export.objects.get(snapshot=snapshot, format=fmt), False
-    return new, True
+    return stored_or_new(Export, export, job=job, snapshot=snapshot_for(job=job, epoch=epoch), format=fmt)
 
 
 def export_run(*, export_id: int) -> None:

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
@@ -81,7 +82,24 @@ def _end(model: type[_Work], pk: int, status: str, *, error: str = "", result: d
     model.objects.filter(pk=pk).update(**fields)
 
 
-def enqueue(task: Callable[..., Any], pk: int) -> None:
-    from django.db import transaction
+def stored_or_new(model: type[W], task: Callable[..., Any], **unique: Any) -> tuple[W, bool]:
+    """The stored row for these unique fields (retried if it ended in error), or a new queued one.
 
+    Returns (row, created). Results are kept, so asking again is instant and costs no work.
+    """
+    existing = model.objects.filter(**unique).first()
+    if existing is not None and existing.status != Status.ERROR:
+        return existing, False
+    try:
+        with transaction.atomic():
+            if existing is not None:
+                existing.delete()
+            new = model.objects.create(**unique)
+            enqueue(task, new.pk)
+    except IntegrityError:  # a concurrent request created it first
+        return model.objects.get(**unique), False
+    return new, True
+
+
+def enqueue(task: Callable[..., Any], pk: int) -> None:
     transaction.on_commit(lambda: task.delay(pk))

@@ -1,9 +1,6 @@
 """The issue's own story in Chromium: train LeNet on the example digits, watch, classify."""
 from __future__ import annotations
 
-import io
-import time
-
 import numpy as np
 import pytest
 from PIL import Image

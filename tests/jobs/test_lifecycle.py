@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -12,7 +11,7 @@ from django.conf import settings
 
 from jobs.models import MetricPoint, TrainingJob
 from jobs.tasks import train_job
-from tests.conftest import ROOT, _start, _stop, _subprocess_env, wait_for
+from tests.conftest import _start, _stop, wait_for
 from tests.jobs.test_training_flow import ready_colours, start, wait_job
 
 pytestmark = pytest.mark.django_db(transaction=True)
