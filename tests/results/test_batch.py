@@ -243,5 +243,5 @@ def test_it_starts_from_the_job_page_form(client, alice, done_job):
     assert started.status_code == 302 and started.url == f"/jobs/{done_job.pk}/classify-many/{batch.pk}/"
     assert batch.has_labels is True and batch.name == "List of 1 image"
     page = client.get(started.url).content.decode()
-    assert 'data-status="queued"' in page and "js/batch.js" in page
+    assert 'data-status="queued"' in page and "js/result_page.js" in page
     assert "outside the allowed server folders" in refused.content.decode()

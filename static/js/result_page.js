@@ -1,10 +1,11 @@
-// Evaluation page: progress while it runs; the confusion matrix as a heatmap, counts or row-normalised.
+// Result pages (evaluation, classify many): progress while the work runs, then the confusion
+// matrix as a heatmap, in counts or row-normalised.
 (function () {
   "use strict";
-  const panel = document.getElementById("evaluation");
+  const panel = document.querySelector("[data-result-api]");
   if (!panel) return;
   if (panel.dataset.status === "queued" || panel.dataset.status === "running") {
-    const poll = () => fetch(panel.dataset.api, { credentials: "same-origin" }).then((r) => r.json()).then((d) => {
+    const poll = () => fetch(panel.dataset.resultApi, { credentials: "same-origin" }).then((r) => r.json()).then((d) => {
       const bar = document.getElementById("progress-bar");
       if (bar) bar.style.width = Math.round(d.progress * 100) + "%";
       if (d.status === "done" || d.status === "error") window.location.reload();
