@@ -16,7 +16,7 @@ from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 
-from jobs.inference import CLASSIFY_TIMEOUT, Prediction, preprocess, top_k
+from jobs.inference import CLASSIFY_TIMEOUT, RESULT_POLL, Prediction, preprocess, top_k
 from jobs.models import TrainingJob
 from jobs.services import JobInputError, JobStateError, training_plan
 from results.evaluation import require_done
@@ -133,7 +133,8 @@ def compression_classify(*, compression: Compression, image: UploadedFile) -> di
     path = Path(settings.FILE_UPLOAD_TEMP_DIR) / f"classify-{uuid.uuid4().hex}.npy"
     np.save(path, pixels[np.newaxis])
     try:
-        probabilities = np.asarray(classify_compressed.delay(compression.pk, str(path)).get(timeout=CLASSIFY_TIMEOUT)[0])
+        task = classify_compressed.delay(compression.pk, str(path))
+        probabilities = np.asarray(task.get(timeout=CLASSIFY_TIMEOUT, interval=RESULT_POLL)[0])
     finally:
         path.unlink(missing_ok=True)
     predictions: list[Prediction] = top_k(probabilities, compression.job.dataset.classes)

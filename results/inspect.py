@@ -13,7 +13,7 @@ import numpy as np
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 
-from jobs.inference import png_data_url, preprocess
+from jobs.inference import RESULT_POLL, png_data_url, preprocess
 from jobs.models import Snapshot, TrainingJob
 from results.evaluation import require_done
 from results.work import WorkFailed, snapshot_for
@@ -31,7 +31,7 @@ def inspect_image(*, job: TrainingJob, image: UploadedFile, epoch: float | None 
     path = Path(settings.FILE_UPLOAD_TEMP_DIR) / f"inspect-{uuid.uuid4().hex}.npy"
     np.save(path, pixels)
     try:
-        result = inspect.delay(job.pk, snapshot.pk, str(path)).get(timeout=INSPECT_TIMEOUT)
+        result = inspect.delay(job.pk, snapshot.pk, str(path)).get(timeout=INSPECT_TIMEOUT, interval=RESULT_POLL)
     finally:
         path.unlink(missing_ok=True)
     return {**result, "epoch": snapshot.epoch, "input_png": png_data_url(pixels)}

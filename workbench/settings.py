@@ -189,7 +189,9 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "processed_folder": str(BROKER_DIR / "processed"),
         "control_folder": str(BROKER_DIR / "control"),
         "store_processed": False,
-        "polling_interval": 0.2,
+        # A worker looks for new messages this often: a listing of one folder, cheap enough to do
+        # often, and it bounds how long a classify request waits to be picked up.
+        "polling_interval": 0.05,
     }
 else:
     # Redis re-delivers an unacked message after this long: keep it above any job's run time.
