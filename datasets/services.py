@@ -16,7 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from datasets.ingest import IngestError
-from datasets.ingest.archive import ExtractLimits, archive_kind, extract_archive
+from datasets.ingest.archive import ExtractLimits, ZipSource, archive_kind, extract_archive
 from datasets.ingest.pipeline import IngestOptions, IngestResult, ingest_workers, run_ingest
 from datasets.models import Dataset
 
@@ -178,13 +178,17 @@ def _ingest(dataset: Dataset, progress: _ProgressWriter) -> IngestResult:
         width=dataset.image_width, height=dataset.image_height, channels=dataset.channels,
         resize_mode=dataset.resize_mode, val_percent=dataset.val_percent, test_percent=dataset.test_percent,
         seed=dataset.seed, min_per_class=dataset.min_per_class, max_per_class=dataset.max_per_class)
-    return run_ingest(source, dataset.folder, options, max_pixels=settings.WORKBENCH["MAX_IMAGE_PIXELS"],
-                      workers=ingest_workers(settings.WORKBENCH["INGEST_WORKERS"]),
-                      progress=progress.span(0.15, 1.0))
+    try:
+        return run_ingest(source, dataset.folder, options, max_pixels=settings.WORKBENCH["MAX_IMAGE_PIXELS"],
+                          workers=ingest_workers(settings.WORKBENCH["INGEST_WORKERS"]),
+                          progress=progress.span(0.15, 1.0))
+    finally:
+        if isinstance(source, ZipSource):
+            source.close()
 
 
-def _materialise_source(dataset: Dataset, progress) -> Path:  # type: ignore[no-untyped-def]
-    """A folder of class folders for the dataset: extracted, generated, or the server's own."""
+def _materialise_source(dataset: Dataset, progress) -> Path | ZipSource:  # type: ignore[no-untyped-def]
+    """Class folders for the dataset: a zip read in place, or extracted, generated, or the server's own."""
     if dataset.source == Dataset.Source.SERVER_PATH:
         # Checked again here: the allowed roots may have changed since the dataset was queued.
         return resolve_server_path(dataset.source_name)
@@ -199,10 +203,16 @@ def _materialise_source(dataset: Dataset, progress) -> Path:  # type: ignore[no-
         raise IngestError("The uploaded archive is missing from the data folder.")
     limits = ExtractLimits(settings.WORKBENCH["MAX_ARCHIVE_MEMBERS"], settings.WORKBENCH["MAX_EXTRACTED_BYTES"],
                            settings.WORKBENCH["MAX_COMPRESSION_RATIO"])
-    report = extract_archive(uploads[0], extracted, limits, progress)
-    if report.images == 0:
+    if archive_kind(uploads[0]) == "zip":
+        # A zip is read where it lies: its members are checked up front and decoded straight
+        # from it, which saves writing every image to disk and reading it back.
+        source = ZipSource(uploads[0], limits)
+        images = source.images
+    else:
+        source, images = extracted, extract_archive(uploads[0], extracted, limits, progress).images
+    if images == 0:
         raise IngestError("The archive holds no image files (JPEG, PNG, BMP, GIF or WebP).")
-    return extracted
+    return source
 
 
 def _finish_ready(dataset: Dataset, result: IngestResult) -> None:

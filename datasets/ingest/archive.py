@@ -5,10 +5,12 @@ size or compression-ratio caps. Only image files are written, and only under `de
 """
 from __future__ import annotations
 
+import io
 import os
 import re
 import stat
 import tarfile
+import threading
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -16,6 +18,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO
 
 from datasets.ingest import IngestError
+from datasets.ingest.images import ImageRejected
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"})
 _DRIVE = re.compile(r"^[A-Za-z]:")
@@ -141,6 +144,69 @@ def extract_archive(
     return extractor.report
 
 
+class ZipSource:
+    """A zip read in place: every member is checked up front as extraction would check it, and
+    nothing is written to disk. Decode threads each get their own handle on the file."""
+
+    def __init__(self, path: Path, limits: ExtractLimits) -> None:
+        self.path = path
+        self.names, self.dirs, self.images = _check_zip(path, limits)
+        self._local = threading.local()
+        self._handles: list[zipfile.ZipFile] = []
+        self._lock = threading.Lock()
+
+    def open(self, name: str) -> IO[bytes]:
+        archive = getattr(self._local, "archive", None)
+        if archive is None:
+            archive = self._local.archive = zipfile.ZipFile(self.path)
+            with self._lock:
+                self._handles.append(archive)
+        try:
+            # zipfile stops at the declared size and checks the CRC: a lying header fails here.
+            return io.BytesIO(archive.read(name))
+        except (zipfile.BadZipFile, EOFError, OSError, NotImplementedError) as exc:
+            raise ImageRejected("unreadable", f"the archive member could not be read: {exc}") from None
+
+    def close(self) -> None:
+        with self._lock:
+            for handle in self._handles:
+                handle.close()
+            self._handles.clear()
+
+
+def _check_zip(path: Path, limits: ExtractLimits) -> tuple[list[str], list[str], int]:
+    """(file names, folder names, image count) of a zip whose every member passed the checks."""
+    if not zipfile.is_zipfile(path):
+        raise IngestError("The file is not a zip archive.")
+    checker = _Extractor(path.parent / ".never-written", path.stat().st_size, limits)
+    names, dirs = [], []
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                checker.count_member()
+                if _zip_is_link(info):
+                    raise IngestError(f"The archive member '{info.filename}' is a link; links are not allowed.")
+                parts = safe_parts(info.filename)
+                if not parts:
+                    continue
+                (dirs if info.is_dir() else names).append("/".join(parts))
+                if not info.is_dir() and not _is_hidden(parts) and is_image_name(parts[-1]):
+                    _check_ratio(info, limits)
+                    checker._account(info.file_size)
+                    checker.report.images += 1
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError) as exc:
+        raise IngestError(f"The zip archive could not be read: {exc}") from None
+    return names, dirs, checker.report.images
+
+
+def _check_ratio(info: zipfile.ZipInfo, limits: ExtractLimits) -> None:
+    if info.file_size > _RATIO_FLOOR_BYTES and info.file_size / max(info.compress_size, 1) > limits.max_ratio:
+        raise IngestError(
+            f"The archive member '{info.filename}' expands more than {limits.max_ratio}x; "
+            "it looks like a compression bomb and was rejected."
+        )
+
+
 def _zip_is_link(info: zipfile.ZipInfo) -> bool:
     mode = info.external_attr >> 16
     return stat.S_ISLNK(mode)
@@ -170,11 +236,7 @@ def _extract_zip_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, ex: _Ex
     parts = ex.wants(info.filename)
     if parts is None:
         return
-    if info.file_size > _RATIO_FLOOR_BYTES and info.file_size / max(info.compress_size, 1) > ex.limits.max_ratio:
-        raise IngestError(
-            f"The archive member '{info.filename}' expands more than {ex.limits.max_ratio}x; "
-            "it looks like a compression bomb and was rejected."
-        )
+    _check_ratio(info, ex.limits)
     with archive.open(info) as source:
         ex.write(parts, source, info.file_size)
 

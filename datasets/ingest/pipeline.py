@@ -7,17 +7,19 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
 from datasets.ingest import IngestError
-from datasets.ingest.archive import IMAGE_EXTENSIONS
+from datasets.ingest.archive import IMAGE_EXTENSIONS, ZipSource
 from datasets.ingest.images import ImageRejected, ImageSpec, decode
 from datasets.ingest.store import STAGING, write_outputs
 
 SPLITS = ("train", "val", "test")
 _CHUNK = 64
 Progress = Callable[[float], None]
+Opener = Callable[[str], "Path | BinaryIO"]
 
 
 @dataclass(frozen=True)
@@ -44,46 +46,48 @@ class IngestResult:
 
 # --- scanning -------------------------------------------------------------------------------
 
-def find_root(folder: Path) -> Path:
+def _visible(parts: tuple[str, ...]) -> bool:
+    return not any(p.startswith(".") or p == "__MACOSX" for p in parts)
+
+
+def find_root(files: list[tuple[str, ...]], dirs: set[tuple[str, ...]]) -> tuple[str, ...]:
     """Descend through single wrapping folders (`mydata/cats`, `mydata/dogs` → `mydata`)."""
+    root: tuple[str, ...] = ()
     while True:
-        entries = [e for e in folder.iterdir() if not e.name.startswith(".") and e.name != "__MACOSX"]
-        dirs = [e for e in entries if e.is_dir() and not e.is_symlink()]
-        if len(dirs) == 1 and not any(e.is_file() for e in entries):
-            folder = dirs[0]
-        else:
-            return folder
+        depth = len(root)
+        below = [f for f in files if f[:depth] == root]
+        if any(len(f) == depth + 1 for f in below):
+            return root  # files right here: this is the level of the class folders
+        children = {f[depth] for f in below} | {d[depth] for d in dirs if len(d) > depth and d[:depth] == root}
+        if len(children) != 1:
+            return root
+        root = root + (children.pop(),)
 
 
-def _images_under(folder: Path, allowed_root: Path) -> list[Path]:
-    found = []
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "__MACOSX")
-        for name in sorted(filenames):
-            path = Path(dirpath) / name
-            if name.startswith(".") or path.suffix.lower() not in IMAGE_EXTENSIONS:
-                continue
-            # A link that leads out of the allowed folder is skipped, never followed.
-            if path.is_symlink() and not path.resolve().is_relative_to(allowed_root):
-                continue
-            found.append(path)
-    return found
+def scan_names(names: list[str], dirs: list[str] = ()) -> dict[str, list[str]]:  # type: ignore[assignment]
+    """Classes and their image files from relative paths alone, for a folder and a zip alike.
 
-
-def scan_classes(folder: Path) -> dict[str, list[Path]]:
-    """Top-level folders are the classes; nested folders are flattened into their class."""
-    root = find_root(folder)
-    allowed = folder.resolve()
-    classes = sorted(d for d in root.iterdir() if d.is_dir() and not d.is_symlink()
-                     and not d.name.startswith(".") and d.name != "__MACOSX")
+    Top-level folders (under any single wrapping folder) are the classes; nested folders are
+    flattened into their class; hidden files and __MACOSX are ignored.
+    """
+    files = sorted(p for p in (tuple(n.split("/")) for n in names) if _visible(p))
+    folders = {p for p in (tuple(d.strip("/").split("/")) for d in dirs if d.strip("/")) if _visible(p)}
+    folders |= {f[:i] for f in files for i in range(1, len(f))}
+    root = find_root(files, folders)
+    depth = len(root)
+    classes = sorted({d[depth] for d in folders if len(d) > depth and d[:depth] == root})
+    images = [f for f in files if f[:depth] == root and Path(f[-1]).suffix.lower() in IMAGE_EXTENSIONS]
     if not classes:
-        if root != folder and _images_under(root, allowed):
-            # find_root took the only folder for a wrapper, but it holds the images: one class.
-            raise IngestError(f"Only one class folder was found ('{root.name}'); at least two are needed.")
+        if root and any(len(f) == depth + 1 for f in images):
+            # The only folder looked like a wrapper, but it holds the images: one class.
+            raise IngestError(f"Only one class folder was found ('{root[-1]}'); at least two are needed.")
         raise IngestError("No class folders found: the data must hold one folder per class, each with images.")
     if len(classes) == 1:
-        raise IngestError(f"Only one class folder was found ('{classes[0].name}'); at least two are needed.")
-    found = {d.name: _images_under(d, allowed) for d in classes}
+        raise IngestError(f"Only one class folder was found ('{classes[0]}'); at least two are needed.")
+    found: dict[str, list[str]] = {name: [] for name in classes}
+    for f in images:
+        if len(f) > depth + 1:
+            found[f[depth]].append("/".join(f))
     if not any(found.values()):
         raise IngestError("The class folders hold no image files (JPEG, PNG, BMP, GIF or WebP).")
     empty = [name for name, paths in found.items() if not paths]
@@ -92,19 +96,42 @@ def scan_classes(folder: Path) -> dict[str, list[Path]]:
     return found
 
 
+def _walk(folder: Path) -> tuple[list[str], list[str]]:
+    """Relative file and folder names under `folder`; links leading out of it are left out."""
+    allowed = folder.resolve()
+    names, dirs = [], []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        here = Path(dirpath)
+        dirnames[:] = sorted(d for d in dirnames if not (here / d).is_symlink())
+        dirs += [(here / d).relative_to(folder).as_posix() for d in dirnames]
+        for name in filenames:
+            path = here / name
+            if path.is_symlink() and not path.resolve().is_relative_to(allowed):
+                continue
+            names.append(path.relative_to(folder).as_posix())
+    return names, dirs
+
+
+def scan_classes(folder: Path) -> dict[str, list[Path]]:
+    """Classes and their image files in a folder of class folders."""
+    names, dirs = _walk(folder)
+    return {name: [folder / f for f in files] for name, files in scan_names(names, dirs).items()}
+
+
 # --- parallel decode ------------------------------------------------------------------------
 
-def _decode_chunk(out: np.ndarray, start: int, paths: list[Path], spec: ImageSpec,
+def _decode_chunk(out: np.ndarray, start: int, names: list[str], opener: Opener, spec: ImageSpec,
                   seed: int) -> list[tuple[int, str, str]]:
     """Decode into rows of `out`; return (index, kind, reason) for each image that failed."""
     failures = []
-    for offset, path in enumerate(paths):
+    for offset, name in enumerate(names):
         index = start + offset
         rng = np.random.default_rng([seed, index])
         try:
-            out[index] = decode(path, spec, rng)
+            opened = opener(name)
+            out[index] = decode(opened, spec, rng)
         except ImageRejected as exc:
-            failures.append((index, exc.kind, str(exc).replace(str(path), path.name)))
+            failures.append((index, exc.kind, str(exc).replace(str(opened), Path(name).name)))
     return failures
 
 
@@ -112,7 +139,7 @@ def ingest_workers(configured: int) -> int:
     return configured if configured > 0 else (os.cpu_count() or 1)
 
 
-def decode_all(paths: list[Path], spec: ImageSpec, staging: Path, *, seed: int, workers: int,
+def decode_all(names: list[str], opener: Opener, spec: ImageSpec, staging: Path, *, seed: int, workers: int,
                progress: Progress) -> list[tuple[int, str, str]]:
     """Decode every image into a staging array on disk, `workers` images at a time.
 
@@ -120,11 +147,11 @@ def decode_all(paths: list[Path], spec: ImageSpec, staging: Path, *, seed: int, 
     scale about as well as processes here, without spawn start-up or copying pixels around.
     """
     out = np.lib.format.open_memmap(staging, mode="w+", dtype=np.uint8,
-                                    shape=(len(paths), spec.channels, spec.height, spec.width))
-    starts = range(0, len(paths), _CHUNK)
+                                    shape=(len(names), spec.channels, spec.height, spec.width))
+    starts = range(0, len(names), _CHUNK)
     failures: list[tuple[int, str, str]] = []
     with ThreadPoolExecutor(max_workers=max(workers, 1), thread_name_prefix="ingest") as pool:
-        jobs = [pool.submit(_decode_chunk, out, i, paths[i : i + _CHUNK], spec, seed) for i in starts]
+        jobs = [pool.submit(_decode_chunk, out, i, names[i : i + _CHUNK], opener, spec, seed) for i in starts]
         for done, job in enumerate(jobs, 1):
             failures += job.result()
             progress(done / len(jobs))
@@ -151,7 +178,7 @@ def stratified_split(labels: np.ndarray, n_classes: int, options: IngestOptions)
 
 # --- the whole pipeline ---------------------------------------------------------------------
 
-def _select(found: dict[str, list[Path]], options: IngestOptions) -> tuple[list[str], list[Path], list[int], list[str]]:
+def _select(found: dict[str, list[str]], options: IngestOptions) -> tuple[list[str], list[str], list[int], list[str]]:
     rng = np.random.default_rng(options.seed)
     classes, paths, labels, warnings = [], [], [], []
     for name, files in found.items():
@@ -168,13 +195,19 @@ def _select(found: dict[str, list[Path]], options: IngestOptions) -> tuple[list[
     return classes, paths, labels, warnings
 
 
-def run_ingest(source: Path, out_dir: Path, options: IngestOptions, *, max_pixels: int, workers: int,
+def run_ingest(source: Path | ZipSource, out_dir: Path, options: IngestOptions, *, max_pixels: int, workers: int,
                progress: Progress = lambda f: None, fast_jpeg: bool = True) -> IngestResult:
-    """Decode `source` (a folder of class folders) into arrays under `out_dir`."""
-    classes, paths, labels, warnings = _select(scan_classes(source), options)
+    """Decode `source` (a folder of class folders, or a checked zip read in place) into arrays under `out_dir`."""
+    if isinstance(source, Path):
+        names, dirs = _walk(source)
+        opener: Opener = lambda name: source / name  # noqa: E731
+    else:
+        names, dirs, opener = source.names, source.dirs, source.open
+    classes, paths, labels, warnings = _select(scan_names(names, dirs), options)
     spec = ImageSpec(options.width, options.height, options.channels, options.resize_mode, max_pixels, fast_jpeg)
+    out_dir.mkdir(parents=True, exist_ok=True)
     staging = out_dir / STAGING
-    failures = decode_all(paths, spec, staging, seed=options.seed, workers=workers,
+    failures = decode_all(paths, opener, spec, staging, seed=options.seed, workers=workers,
                           progress=lambda f: progress(0.9 * f))
     ok = np.ones(len(paths), dtype=bool)
     ok[[i for i, _, _ in failures]] = False
@@ -186,7 +219,7 @@ def run_ingest(source: Path, out_dir: Path, options: IngestOptions, *, max_pixel
         raise IngestError("No images are left for training; lower the validation and test percentages.")
     counts = write_outputs(out_dir, staging, label_array, splits, classes)
     progress(1.0)
-    skipped = _skipped_report(failures, paths, source)
+    skipped = _skipped_report(failures, paths)
     return IngestResult(classes, {s: int(len(v)) for s, v in splits.items()}, counts, skipped, warnings)
 
 
@@ -196,12 +229,12 @@ def _check_classes_readable(classes: list[str], labels: np.ndarray, ok: np.ndarr
             raise IngestError(f"Class '{name}' has no readable images: every file in it failed to decode.")
 
 
-def _skipped_report(failures: list[tuple[int, str, str]], paths: list[Path], source: Path) -> dict[str, object]:
+def _skipped_report(failures: list[tuple[int, str, str]], names: list[str]) -> dict[str, object]:
     report: dict[str, object] = {"unreadable": 0, "too_large": 0}
     examples = []
     for index, kind, reason in failures:
         report[kind] = int(report[kind]) + 1  # type: ignore[call-overload]
         if len(examples) < 20:
-            examples.append({"file": str(paths[index].relative_to(source)), "kind": kind, "reason": reason[:200]})
+            examples.append({"file": names[index], "kind": kind, "reason": reason[:200]})
     report["examples"] = examples
     return report
