@@ -1,0 +1,83 @@
+"""The set-up commands `make run` uses: the admin user, and web + worker started and stopped together."""
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+
+from tests.conftest import ROOT, _subprocess_env, free_port, wait_for
+
+
+@pytest.mark.django_db
+def test_it_creates_the_admin_once_with_a_generated_password_shown_once(monkeypatch):
+    monkeypatch.delenv("WORKBENCH_ADMIN_PASSWORD", raising=False)
+    first, second = io.StringIO(), io.StringIO()
+
+    call_command("ensure_admin", stdout=first)
+    call_command("ensure_admin", stdout=second)
+
+    password = first.getvalue().split("password: ")[1].split()[0]
+    admin = get_user_model().objects.get(username="admin")
+    assert admin.is_superuser and admin.check_password(password)
+    assert second.getvalue() == ""
+
+
+@pytest.mark.django_db
+def test_it_takes_the_admin_password_from_the_environment(monkeypatch):
+    monkeypatch.setenv("WORKBENCH_ADMIN_USER", "boss")
+    monkeypatch.setenv("WORKBENCH_ADMIN_PASSWORD", "a-long-secret")
+
+    call_command("ensure_admin", stdout=io.StringIO())
+
+    assert get_user_model().objects.get(username="boss").check_password("a-long-secret")
+
+
+def _children(pid: int) -> list[int]:
+    path = f"/proc/{pid}/task/{pid}/children"
+    return [int(p) for p in open(path).read().split()] if os.path.exists(path) else []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_serves_web_and_worker_and_stops_both_on_sigterm():
+    if not os.path.exists("/proc/self/task"):
+        pytest.skip("needs /proc to find the child processes")
+    port = free_port()
+    env = {**_subprocess_env(), "PORT": str(port)}
+    serve = subprocess.Popen([sys.executable, "manage.py", "serve"], cwd=ROOT, env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        def healthy() -> bool:
+            try:
+                return urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/health/", timeout=2).status == 200
+            except OSError:
+                return False
+
+        wait_for(healthy, 60, "the web server to answer")
+        children = _children(serve.pid)
+        assert len(children) == 2, "web and worker"
+
+        serve.send_signal(signal.SIGTERM)
+        assert serve.wait(timeout=30) == 0
+        deadline = time.monotonic() + 10
+        while any(_alive(c) for c in children) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(_alive(c) for c in children), "a child outlived serve"
+    finally:
+        if serve.poll() is None:
+            serve.kill()
