@@ -95,8 +95,19 @@ def test_it_reserves_a_gpu_for_the_worker(compose):
     devices = worker["deploy"]["resources"]["reservations"]["devices"]
 
     assert devices == [{"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}]
-    command = " ".join(worker["command"])
-    assert command.startswith("celery -A workbench worker") and "-Q ingest,train" in command
+    command = worker["command"]
+    assert " ".join(command).startswith("celery -A workbench worker")
+
+
+def test_it_has_the_worker_consume_every_queue_tasks_are_routed_to(compose):
+    from django.conf import settings
+
+    command = compose["services"]["worker"]["command"]
+    queues = set(command[command.index("-Q") + 1].split(","))
+    routed = {route["queue"] for route in settings.CELERY_TASK_ROUTES.values()}
+
+    assert routed <= queues, f"no worker consumes {routed - queues}"
+    assert queues == set(settings.WORKER_QUEUES.split(","))
 
 
 @pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose is not installed")
