@@ -4,6 +4,10 @@ import os
 
 from celery import Celery
 
+from workbench import broker
+
+broker.register()
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "workbench.settings")
 
 app = Celery("workbench")

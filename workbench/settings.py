@@ -179,8 +179,10 @@ SPECTACULAR_SETTINGS = {
 # --- Celery ---------------------------------------------------------------------------------
 BROKER_DIR = DATA_DIR / "broker"
 CELERY_TASK_TIME_LIMIT = env_int("WORKBENCH_TASK_HARD_LIMIT", 7 * 24 * 3600, minimum=60)
-CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
-if CELERY_BROKER_URL.startswith("filesystem://"):
+# The embedded default is kombu's filesystem transport with atomic writes (workbench/broker.py).
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "wbfs://")
+EMBEDDED_BROKER = CELERY_BROKER_URL.startswith(("wbfs://", "filesystem://"))
+if EMBEDDED_BROKER:
     for _sub in ("queue", "processed", "control"):
         (BROKER_DIR / _sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {
@@ -199,9 +201,9 @@ else:
 # Results are kept only for request/response tasks (classify); training reports through the database.
 CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", "")
 if not CELERY_RESULT_BACKEND:
-    if CELERY_BROKER_URL.startswith("filesystem://"):
+    if EMBEDDED_BROKER:
         (DATA_DIR / "task-results").mkdir(parents=True, exist_ok=True)
-        CELERY_RESULT_BACKEND = f"file://{DATA_DIR / 'task-results'}"
+        CELERY_RESULT_BACKEND = f"workbench.broker:AtomicFilesystemBackend+file://{DATA_DIR / 'task-results'}"
     else:
         CELERY_RESULT_BACKEND = CELERY_BROKER_URL
 CELERY_RESULT_EXPIRES = 3600
