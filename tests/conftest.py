@@ -94,12 +94,20 @@ def colour_zip() -> bytes:
 
 # --- waiting --------------------------------------------------------------------------------
 
+_WORKERS: list[tuple[subprocess.Popen[bytes], Path]] = []
+
+
 def wait_for(predicate: Callable[[], object], timeout: float = 60.0, what: str = "condition") -> object:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
+        for proc, log in _WORKERS:
+            # Fail at once, with the reason, rather than time out waiting for a dead worker.
+            if proc.poll() is not None:
+                raise AssertionError(f"the Celery worker died while waiting for {what}:\n"
+                                     f"{log.read_text(errors='replace')[-2000:]}")
         time.sleep(0.1)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
@@ -163,7 +171,9 @@ def celery_worker(django_db_setup, django_db_blocker) -> Iterator[subprocess.Pop
     args = [sys.executable, "-m", "celery", "-A", "workbench", "worker", "-Q", settings.WORKER_QUEUES, "--pool", "threads",
             "-c", "2", "--without-gossip", "--without-mingle", "-l", "INFO", "-n", f"test-{os.getpid()}@%h"]
     proc = _start(args, log, lambda: "ready." in log.read_text(errors="replace"), "celery worker")
+    _WORKERS.append((proc, log))
     yield proc
+    _WORKERS.remove((proc, log))
     _stop(proc)
 
 
