@@ -24,7 +24,6 @@ log = logging.getLogger(__name__)
 
 _STOP = object()
 _ROW_EVERY = 0.25
-_ABORT_EVERY = 0.25
 # Writes are at least this far apart. Each one is ~1.5 ms of ORM work holding the GIL; writing
 # after every report took ~30% of a core from a fast training loop. Points wait at most this long.
 _WRITE_EVERY = 0.1
@@ -93,7 +92,7 @@ class DatabaseReporter:
 
     # --- the writer thread ----------------------------------------------------------------------
     def _run(self) -> None:
-        last_row = last_abort = last_write = 0.0
+        last_row = last_write = 0.0
         try:
             while True:
                 self._closing.wait(max(last_write + _WRITE_EVERY - time.monotonic(), 0.0))
@@ -110,9 +109,6 @@ class DatabaseReporter:
                     self._write_row()
                     last_row = now
                     wrote = True
-                if now - last_abort >= _ABORT_EVERY:
-                    self._check_abort()
-                    last_abort = now
                 if wrote:
                     live.notify(self.job_id)
                     last_write = now
@@ -170,7 +166,10 @@ class DatabaseReporter:
         if p is not None:
             fields.update(epoch=p.epoch, progress=min(p.step / max(p.total_steps, 1), 1.0),
                           eta_seconds=self._eta(p))
-        TrainingJob.objects.filter(pk=self.job_id).update(**fields)
+        # One query writes the row and reads the abort flag: no row updated means abort was asked.
+        if not TrainingJob.objects.filter(pk=self.job_id, abort_requested=False).update(**fields):
+            self._stop_seen.set()
+            TrainingJob.objects.filter(pk=self.job_id).update(**fields)
 
     def _eta(self, p: ProgressEvent) -> float | None:
         first = self._first
@@ -179,6 +178,3 @@ class DatabaseReporter:
         rate = (p.time - first.time) / (p.step - first.step)
         return max(rate * (p.total_steps - p.step), 0.0)
 
-    def _check_abort(self) -> None:
-        if TrainingJob.objects.filter(pk=self.job_id, abort_requested=True).exists():
-            self._stop_seen.set()

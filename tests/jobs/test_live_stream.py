@@ -44,7 +44,7 @@ def metric_ids(events: list[dict]) -> list[int]:
 def test_it_streams_every_point_in_order_while_the_job_runs(celery_worker, web_server, alice_api, alice):
     dataset = ready_colours(alice_api)
     token = Token.objects.get(user=alice).key
-    pk = start(alice_api, dataset, epochs=6)["id"]
+    pk = start(alice_api, dataset, epochs=40)["id"]  # long enough to still be running when we connect
 
     events = read_events(web_server, f"/api/v1/jobs/{pk}/events/", {"Authorization": f"Token {token}"})
 
