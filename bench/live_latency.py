@@ -20,18 +20,19 @@ import argparse
 import http.client
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from workbench.processes import free_port, listening, start, stop, web_command, worker_command, worker_ready  # noqa: E402
+
 REDIS_URL = "redis://127.0.0.1:6379/14"
 PG_DATABASE = "wb_bench"
 PG_URL = f"postgres://root@127.0.0.1:5432/{PG_DATABASE}"
@@ -171,55 +172,17 @@ def create_job(owner, dataset, epochs: int) -> int:  # type: ignore[no-untyped-d
 
 # --- subprocesses -----------------------------------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def listening(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
-def start(args: list[str], env: dict[str, str], log: Path, ready: Callable[[], bool],
-          what: str) -> subprocess.Popen[bytes]:
-    with log.open("wb") as handle:
-        proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited at start:\n{log.read_text()[-3000:]}")
-        if ready():
-            return proc
-        time.sleep(0.2)
-    stop(proc)
-    raise RuntimeError(f"{what} did not start in 60 s:\n{log.read_text()[-3000:]}")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
 def start_worker(env: dict[str, str], data_dir: Path) -> subprocess.Popen[bytes]:
+    from django.conf import settings
+
     log = data_dir / "worker.log"
-    args = [sys.executable, "-m", "celery", "-A", "workbench", "worker", "-Q", "ingest,train,infer", "--pool",
-            "threads", "-c", "2", "--without-gossip", "--without-mingle", "-l", "INFO",
-            "-n", f"bench-{os.getpid()}@%h"]
-    return start(args, env, log, lambda: "ready." in log.read_text(errors="replace"), "celery worker")
+    args = worker_command(queues=settings.WORKER_QUEUES, name=f"bench-{os.getpid()}")
+    return start(args, env=env, log=log, ready=worker_ready(log), what="celery worker")
 
 
 def start_web(env: dict[str, str], data_dir: Path, port: int) -> subprocess.Popen[bytes]:
-    args = [sys.executable, "-m", "uvicorn", "workbench.asgi:application", "--host", "127.0.0.1", "--port",
-            str(port), "--no-access-log"]
-    return start(args, env, data_dir / "web.log", lambda: listening(port), "uvicorn")
+    return start(web_command("127.0.0.1", port), env=env, log=data_dir / "web.log", ready=lambda: listening(port),
+                 what="uvicorn")
 
 
 # --- the client -------------------------------------------------------------------------------

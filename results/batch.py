@@ -25,9 +25,8 @@ from datasets.ingest import IngestError
 from datasets.ingest.archive import archive_kind, is_image_name, safe_parts
 from jobs.models import Snapshot, TrainingJob
 from jobs.services import JobInputError
-from results.evaluation import require_done
 from results.models import BatchClassification
-from results.work import WorkFailed, claimed, enqueue, snapshot_for
+from results.work import WorkFailed, claimed, done_snapshot, enqueue
 
 BATCH = 128
 TOP_K = 5
@@ -53,8 +52,7 @@ class Entry:
 def batch_start(*, job: TrainingJob, name: str = "", archive: UploadedFile | None = None,
                 listing: str | None = None, epoch: float | None = None) -> BatchClassification:
     """Check the input and queue the classification; refusals are JobStateError or JobInputError."""
-    require_done(job, "classify images with")
-    snapshot = snapshot_for(job=job, epoch=epoch)
+    snapshot = done_snapshot(job=job, epoch=epoch, action="classify images with")
     if archive is not None and listing:
         raise JobInputError("Give either an archive of images or a list of paths, not both.", "listing")
     if archive is not None:

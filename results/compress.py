@@ -19,9 +19,8 @@ from django.db import transaction
 from jobs.inference import CLASSIFY_TIMEOUT, RESULT_POLL, Prediction, preprocess, top_k
 from jobs.models import TrainingJob
 from jobs.services import JobInputError, JobStateError, training_plan
-from results.evaluation import require_done
 from results.models import Compression
-from results.work import WorkFailed, claimed, enqueue, snapshot_for
+from results.work import WorkFailed, claimed, done_snapshot, enqueue
 
 
 @dataclass(frozen=True)
@@ -46,11 +45,10 @@ METHOD_TITLES = {"prune": "Magnitude pruning + fine-tune", "quantize_dynamic": "
 def compression_start(*, job: TrainingJob, method: str, params: dict[str, Any] | None = None,
                       epoch: float | None = None) -> Compression:
     """A new queued compression of the chosen snapshot (latest by default)."""
-    require_done(job, "compress")
     if method not in METHODS:
         raise JobInputError(f"Unknown method '{method}'; choose one of {', '.join(METHODS)}.", "method")
     checked = compression_params(method, params or {})
-    snapshot = snapshot_for(job=job, epoch=epoch)
+    snapshot = done_snapshot(job=job, epoch=epoch, action="compress")
     from results.tasks import compress
 
     with transaction.atomic():
@@ -143,7 +141,8 @@ def compression_classify(*, compression: Compression, image: UploadedFile) -> di
 
 
 def classify_compressed_on_worker(*, compression_id: int, images_path: str) -> list[list[float]]:
-    from jobs.backends.torch_compress import classify_compressed
+    from jobs.backends import backends
 
     compression = Compression.objects.select_related("job").get(pk=compression_id)
-    return classify_compressed(compression.job.folder / compression.path, np.load(images_path)).tolist()
+    backend = backends[compression.job.backend]
+    return backend.infer(compression.job.folder / compression.path, np.load(images_path)).tolist()

@@ -4,30 +4,25 @@ from __future__ import annotations
 import numpy as np
 
 from jobs.models import TrainingJob
-from jobs.services import JobInputError, JobStateError
+from jobs.services import JobInputError
 from results.metrics import evaluation_report
 from results.models import Evaluation
-from results.work import WorkFailed, claimed, snapshot_for, stored_or_new
+from results.work import WorkFailed, claimed, done_snapshot, stored_or_new
 
 SPLITS = ("val", "test", "train")
 BATCH = 256
 
 
-def require_done(job: TrainingJob, action: str) -> None:
-    if job.status != TrainingJob.Status.DONE:
-        raise JobStateError(f"The job is {job.status}; {action} it once it is done.")
-
-
 def evaluation_start(*, job: TrainingJob, split: str, epoch: float | None = None) -> tuple[Evaluation, bool]:
     """The stored evaluation of this snapshot and split, or a new queued one. (evaluation, created)"""
-    require_done(job, "evaluate")
     if split not in SPLITS:
         raise JobInputError(f"Choose a split: {', '.join(SPLITS)}.", "split")
     if not job.dataset.split_counts.get(split):
         raise JobInputError(f"The dataset's {split} split is empty; choose another split.", "split")
+    snapshot = done_snapshot(job=job, epoch=epoch, action="evaluate")
     from results.tasks import evaluate
 
-    return stored_or_new(Evaluation, evaluate, job=job, snapshot=snapshot_for(job=job, epoch=epoch), split=split)
+    return stored_or_new(Evaluation, evaluate, job=job, snapshot=snapshot, split=split)
 
 
 def evaluation_run(*, evaluation_id: int) -> None:

@@ -9,10 +9,10 @@ from pathlib import Path
 from django.utils.text import slugify
 
 from jobs.models import Snapshot, TrainingJob
+from jobs.selectors import job_snapshot
 from jobs.services import JobInputError
-from results.evaluation import require_done
 from results.models import Export
-from results.work import WorkFailed, claimed, snapshot_for, stored_or_new
+from results.work import WorkFailed, claimed, done_snapshot, stored_or_new
 
 # The formats the product offers; the worker also checks that the job's backend supports the one asked.
 FORMATS = {"archive": "zip", "torchscript": "pt", "onnx": "onnx"}
@@ -21,12 +21,12 @@ FORMAT_NAMES = {"archive": "Archive", "torchscript": "TorchScript", "onnx": "ONN
 
 def export_start(*, job: TrainingJob, fmt: str, epoch: float | None = None) -> tuple[Export, bool]:
     """The stored export of this snapshot in this format, or a new queued one. (export, created)"""
-    require_done(job, "export")
+    snapshot = done_snapshot(job=job, epoch=epoch, action="export")
     if fmt not in FORMATS:
         raise JobInputError(f"Unknown export format '{fmt}'; choose one of {', '.join(FORMATS)}.", "format")
     from results.tasks import export
 
-    return stored_or_new(Export, export, job=job, snapshot=snapshot_for(job=job, epoch=epoch), format=fmt)
+    return stored_or_new(Export, export, job=job, snapshot=snapshot, format=fmt)
 
 
 def export_run(*, export_id: int) -> None:
@@ -71,6 +71,6 @@ def download_name(export: Export) -> str:
 
 def snapshot_file(*, job: TrainingJob, epoch: float) -> tuple[Path, str]:
     """The raw weights of one snapshot (safetensors) and a download name for them."""
-    snapshot = snapshot_for(job=job, epoch=epoch)
+    snapshot = job_snapshot(job=job, epoch=epoch)
     stem = slugify(job.name) or f"job-{job.pk}"
     return job.folder / snapshot.path, f"{stem}-epoch_{snapshot.epoch:g}.safetensors"

@@ -15,8 +15,7 @@ from django.core.files.uploadedfile import UploadedFile
 
 from jobs.inference import RESULT_POLL, png_data_url, preprocess
 from jobs.models import Snapshot, TrainingJob
-from results.evaluation import require_done
-from results.work import WorkFailed, snapshot_for
+from results.work import WorkFailed, done_snapshot
 
 INSPECT_TIMEOUT = 120
 
@@ -25,8 +24,7 @@ def inspect_image(*, job: TrainingJob, image: UploadedFile, epoch: float | None 
     """Every layer's activations for this image, its weight statistics and the top-5 predictions."""
     from results.tasks import inspect
 
-    require_done(job, "inspect")
-    snapshot = snapshot_for(job=job, epoch=epoch)
+    snapshot = done_snapshot(job=job, epoch=epoch, action="inspect")
     pixels = preprocess(job=job, image=image)
     path = Path(settings.FILE_UPLOAD_TEMP_DIR) / f"inspect-{uuid.uuid4().hex}.npy"
     np.save(path, pixels)

@@ -19,7 +19,7 @@ from django.utils import timezone
 from jobs.backends.base import TrainingFailed
 from jobs.models import Snapshot, TrainingJob
 from jobs.selectors import job_get, job_snapshot
-from jobs.services import JobInputError
+from jobs.services import JobInputError, JobStateError
 from results.models import Status, _Work
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,10 @@ class WorkFailed(Exception):
     """A failure worded for the user; the row ends in error with this message."""
 
 
-def snapshot_for(*, job: TrainingJob, epoch: float | None) -> Snapshot:
+def done_snapshot(*, job: TrainingJob, epoch: float | None, action: str) -> Snapshot:
+    """The snapshot to use the result of a done job with; `action` words the refusal otherwise."""
+    if job.status != TrainingJob.Status.DONE:
+        raise JobStateError(f"The job is {job.status}; {action} it once it is done.")
     return job_snapshot(job=job, epoch=epoch)
 
 

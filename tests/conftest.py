@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import io
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -17,7 +16,9 @@ from django.conf import settings
 from django.db import connection
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parent.parent
+from workbench import processes
+
+ROOT = processes.ROOT
 
 
 # --- users ----------------------------------------------------------------------------------
@@ -139,27 +140,8 @@ def _subprocess_env() -> dict[str, str]:
     return env
 
 
-def _start(args: list[str], log: Path, ready: Callable[[], bool], what: str) -> subprocess.Popen[bytes]:
-    handle = log.open("wb")
-    proc = subprocess.Popen(args, cwd=ROOT, env=_subprocess_env(), stdout=handle, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited at start:\n{log.read_text()[-3000:]}")
-        if ready():
-            return proc
-        time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError(f"{what} did not start in 60s:\n{log.read_text()[-3000:]}")
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+def start_process(args: list[str], log: Path, ready: Callable[[], bool], what: str) -> subprocess.Popen[bytes]:
+    return processes.start(args, log=log, ready=ready, what=what, env=_subprocess_env())
 
 
 @pytest.fixture(scope="session")
@@ -168,24 +150,12 @@ def celery_worker(django_db_setup, django_db_blocker) -> Iterator[subprocess.Pop
     log = Path(settings.DATA_DIR) / "worker.log"
     purge = [sys.executable, "-m", "celery", "-A", "workbench", "purge", "-f", "-Q", settings.WORKER_QUEUES]
     subprocess.run(purge, cwd=ROOT, env=_subprocess_env(), capture_output=True, timeout=60)
-    args = [sys.executable, "-m", "celery", "-A", "workbench", "worker", "-Q", settings.WORKER_QUEUES, "--pool", "threads",
-            "-c", "2", "--without-gossip", "--without-mingle", "-l", "INFO", "-n", f"test-{os.getpid()}@%h"]
-    proc = _start(args, log, lambda: "ready." in log.read_text(errors="replace"), "celery worker")
+    args = processes.worker_command(queues=settings.WORKER_QUEUES, name=f"test-{os.getpid()}")
+    proc = start_process(args, log, processes.worker_ready(log), "celery worker")
     _WORKERS.append((proc, log))
     yield proc
     _WORKERS.remove((proc, log))
-    _stop(proc)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _listening(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
+    processes.stop(proc)
 
 
 class ServerURL(str):
@@ -197,12 +167,10 @@ class ServerURL(str):
 @pytest.fixture(scope="session")
 def web_server(django_db_setup, django_db_blocker) -> Iterator[ServerURL]:  # type: ignore[no-untyped-def]
     """The real ASGI app under uvicorn, as `make run` serves it; yields its base URL."""
-    port = free_port()
+    port = processes.free_port()
     log = Path(settings.DATA_DIR) / "web.log"
-    args = [sys.executable, "-m", "uvicorn", "workbench.asgi:application", "--host", "127.0.0.1",
-            "--port", str(port), "--no-access-log"]
-    proc = _start(args, log, lambda: _listening(port), "uvicorn")
+    proc = start_process(processes.web_command("127.0.0.1", port), log, lambda: processes.listening(port), "uvicorn")
     url = ServerURL(f"http://127.0.0.1:{port}")
     url.pid = proc.pid
     yield url
-    _stop(proc)
+    processes.stop(proc)

@@ -80,7 +80,9 @@ class TrainingBackend(ABC):
 
     @abstractmethod
     def infer(self, snapshot: Path, images: np.ndarray) -> np.ndarray:
-        """Class probabilities (N, classes) for uint8 images (N, C, H, W) preprocessed like the dataset."""
+        """Class probabilities (N, classes) for uint8 images (N, C, H, W) preprocessed like the dataset.
+
+        `snapshot` is a snapshot's weights file or a compressed copy written by `compress`."""
 
     def export(self, snapshot: Path, fmt: str, target: Path) -> dict[str, Any]:
         """Write the snapshot as `fmt` (one of export_formats) to `target`; return facts worth showing,

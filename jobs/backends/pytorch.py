@@ -35,7 +35,7 @@ class TorchBackend(TrainingBackend):
 
     def __init__(self, alias: str, options: dict[str, Any]) -> None:
         super().__init__(alias, options)
-        self._models: OrderedDict[tuple[str, float], tuple[torch.nn.Module, torch.Tensor]] = OrderedDict()
+        self._models: OrderedDict[tuple[str, float], tuple[Any, torch.Tensor]] = OrderedDict()
         self._models_lock = threading.Lock()
 
     def devices(self) -> list[str]:
@@ -48,7 +48,7 @@ class TorchBackend(TrainingBackend):
         return _Run(plan, reporter, resolve_device(plan.device)).train()
 
     def infer(self, snapshot: Path, images: np.ndarray) -> np.ndarray:
-        model, mean = self._load(snapshot)
+        model, mean = self._load(snapshot)  # a snapshot or a compressed copy: see load_snapshot
         with torch.inference_mode():
             x = (torch.from_numpy(np.array(images)).float() - mean) / 255.0
             return torch.softmax(model(x), dim=1).numpy()
@@ -69,7 +69,7 @@ class TorchBackend(TrainingBackend):
 
         return compress_snapshot(snapshot, method, params, target, plan, reporter)
 
-    def _load(self, snapshot: Path) -> tuple[torch.nn.Module, torch.Tensor]:
+    def _load(self, snapshot: Path) -> tuple[Any, torch.Tensor]:
         key = (str(snapshot), snapshot.stat().st_mtime)
         with self._models_lock:
             if key in self._models:
@@ -97,13 +97,21 @@ def model_metadata(plan: TrainingPlan) -> dict[str, Any]:
             "preprocessing": {**plan.preprocessing, "mean_file": "mean.safetensors", "scale": 1 / 255}}
 
 
-def load_snapshot(weights: Path) -> tuple[torch.nn.Module, torch.Tensor]:
-    """A model in eval mode and its mean image, from a snapshot's files alone (no pickle)."""
-    folder = weights.parent.parent
+def load_snapshot(weights: Path) -> tuple[Any, torch.Tensor]:
+    """A model in eval mode and its mean image, from its own files alone (no pickle).
+
+    `weights` is a snapshot (model.json and mean.safetensors one folder up) or a compressed
+    copy (its own model.json and mean.safetensors beside it; quantized ones are TorchScript).
+    """
+    folder = weights.parent if (weights.parent / "model.json").exists() else weights.parent.parent
+    mean = load_file(folder / "mean.safetensors")["mean"]
+    if weights.suffix == ".pt":
+        from jobs.backends.torch_compress import load_quantized
+
+        return load_quantized(weights), mean
     meta = json.loads((folder / "model.json").read_text())
     model = build_model(meta["network_spec"], tuple(meta["input_shape"]), len(meta["classes"]))
     model.load_state_dict(load_file(weights))
-    mean = load_file(folder / "mean.safetensors")["mean"]
     return model.eval(), mean
 
 

@@ -2,7 +2,7 @@
 
 Imported by workers only. `target` is a folder that ends up self-contained: the compressed
 model (model.safetensors for a pruned one, TorchScript model.pt for a quantized one) beside a
-copy of model.json and mean.safetensors, so `load_compressed()` needs nothing else. Nothing is
+copy of model.json and mean.safetensors, so `load_snapshot()` needs nothing else. Nothing is
 pickled: safetensors holds plain tensors, TorchScript holds code and tensors.
 
 Sizes: `size_*` are the bytes of the model file deflated (as in a zip: what a download costs,
@@ -10,7 +10,6 @@ and the only way a dense file with pruned zeros gets smaller); `file_size_*` are
 """
 from __future__ import annotations
 
-import json
 import shutil
 import time
 import warnings
@@ -21,15 +20,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 from torch.nn.utils import prune
 
 from jobs.backends.base import Reporter, TrainingFailed, TrainingPlan
 from jobs.backends.pytorch import _Split, evaluate, load_snapshot, make_optimizer
-from jobs.networks.torch_build import ResidualBlock, build_model
+from jobs.networks.torch_build import ResidualBlock
 
 CALIBRATION_IMAGES = 256
 LATENCY_BATCH = 64
@@ -46,7 +44,7 @@ def compress_snapshot(snapshot: Path, method: str, params: dict[str, Any], targe
         shutil.copyfile(snapshot.parent.parent / name, target / name)
     with _quiet():
         facts, file = _METHODS[method](model, mean, params, target, plan, reporter)
-        after = _measure(load_compressed(target / file)[0], val, mean, plan.batch_size)
+        after = _measure(load_snapshot(target / file)[0], val, mean, plan.batch_size)
     size_before, size_after = deflated_size(snapshot), deflated_size(target / file)
     return {"method": method, "params": params, "file": file,
             "size_before": size_before, "size_after": size_after, "ratio": size_before / max(size_after, 1),
@@ -56,24 +54,11 @@ def compress_snapshot(snapshot: Path, method: str, params: dict[str, Any], targe
             "latency_batch": before["batch"], "val_count": len(val), **facts}
 
 
-def load_compressed(file: Path) -> tuple[Any, torch.Tensor]:
-    """A compressed model (callable on float (N, C, H, W) input) and its mean image."""
-    mean = load_file(file.parent / "mean.safetensors")["mean"]
-    if file.suffix == ".pt":
-        _use_quantized_engine()
-        return torch.jit.load(str(file), map_location="cpu").eval(), mean
-    meta = json.loads((file.parent / "model.json").read_text())
-    model = build_model(meta["network_spec"], tuple(meta["input_shape"]), len(meta["classes"]))
-    model.load_state_dict(load_file(file))
-    return model.eval(), mean
-
-
-def classify_compressed(file: Path, images: np.ndarray) -> np.ndarray:
-    """Class probabilities (N, classes) for uint8 images (N, C, H, W) preprocessed like the dataset."""
-    model, mean = load_compressed(file)
-    with torch.inference_mode(), _quiet():
-        x = (torch.from_numpy(np.ascontiguousarray(images)).float() - mean) / 255.0
-        return torch.softmax(model(x), dim=1).numpy()
+def load_quantized(file: Path) -> Any:
+    """A quantized model saved as TorchScript, on the engine its int8 kernels need."""
+    _use_quantized_engine()
+    with _quiet():
+        return torch.jit.load(str(file), map_location="cpu").eval()
 
 
 def deflated_size(file: Path) -> int:

@@ -1,4 +1,4 @@
-// Result pages (evaluation, classify many): progress while the work runs, then the confusion
+// Result pages (evaluation, classify many, compression): progress while the work runs, then the confusion
 // matrix as a heatmap, in counts or row-normalised.
 (function () {
   "use strict";

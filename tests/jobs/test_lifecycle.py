@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,8 +10,9 @@ from django.conf import settings
 
 from jobs.models import MetricPoint, TrainingJob
 from jobs.tasks import train_job
-from tests.conftest import _start, _stop, wait_for
+from tests.conftest import start_process, wait_for
 from tests.jobs.test_training_flow import ready_colours, start, wait_job
+from workbench import processes
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -63,12 +63,10 @@ def test_it_fails_a_diverging_run_with_a_message_that_says_so(celery_worker, ali
 def doomed_worker():  # type: ignore[no-untyped-def]
     """A second worker on a private queue, there to be killed with SIGKILL."""
     log = Path(settings.DATA_DIR) / "doomed-worker.log"
-    args = [sys.executable, "-m", "celery", "-A", "workbench", "worker", "-Q", "doomed", "--pool", "threads",
-            "-c", "1", "--without-gossip", "--without-mingle", "-l", "INFO", "-n", f"doomed-{os.getpid()}@%h"]
-    proc = _start(args, log, lambda: "ready." in log.read_text(errors="replace"), "doomed worker")
+    args = processes.worker_command(queues="doomed", name=f"doomed-{os.getpid()}", concurrency=1)
+    proc = start_process(args, log, processes.worker_ready(log), "doomed worker")
     yield proc
-    if proc.poll() is None:
-        _stop(proc)
+    processes.stop(proc)
 
 
 def test_it_marks_a_job_interrupted_when_its_worker_is_killed(celery_worker, doomed_worker, alice_api, alice):

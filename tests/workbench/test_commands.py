@@ -13,7 +13,8 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 
-from tests.conftest import ROOT, _subprocess_env, free_port, wait_for
+from tests.conftest import ROOT, _subprocess_env, wait_for
+from workbench.processes import free_port
 
 
 @pytest.mark.django_db

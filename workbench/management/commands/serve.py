@@ -5,12 +5,13 @@ import ctypes.util
 import os
 import signal
 import subprocess
-import sys
 import time
 from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
+
+from workbench.processes import web_command, worker_command
 
 
 def _die_with_parent() -> None:
@@ -31,12 +32,8 @@ class Command(BaseCommand):
         parser.add_argument("--concurrency", type=int, default=int(os.environ.get("WORKER_CONCURRENCY", "2")))
 
     def handle(self, *args: Any, host: str, port: int, concurrency: int, **options: Any) -> None:
-        python = sys.executable
-        web = [python, "-m", "uvicorn", "workbench.asgi:application", "--host", host, "--port", str(port),
-               "--no-access-log", "--timeout-graceful-shutdown", "5"]
-        worker = [python, "-m", "celery", "-A", "workbench", "worker", "--queues", settings.WORKER_QUEUES,
-                  "--pool", "threads", "--concurrency", str(concurrency), "--loglevel", "INFO",
-                  "--without-gossip", "--without-mingle", "--hostname", f"worker-{os.getpid()}@%h"]
+        web = web_command(host, port)
+        worker = worker_command(queues=settings.WORKER_QUEUES, name=f"worker-{os.getpid()}", concurrency=concurrency)
         _die_with_parent()
         procs = [subprocess.Popen(web, preexec_fn=_die_with_parent), subprocess.Popen(worker, preexec_fn=_die_with_parent)]
         self.stdout.write(self.style.SUCCESS(f"Workbench running at http://{host}:{port}/  (Ctrl-C stops it)"))
