@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import time
 import uuid
 from dataclasses import asdict
 from datetime import timedelta
@@ -19,6 +18,7 @@ from datasets.ingest import IngestError
 from datasets.ingest.archive import ExtractLimits, ZipSource, archive_kind, extract_archive
 from datasets.ingest.pipeline import IngestOptions, IngestResult, ingest_workers, run_ingest
 from datasets.models import Dataset
+from workbench.progress import RowProgress
 
 log = logging.getLogger(__name__)
 
@@ -133,24 +133,6 @@ def resolve_server_path(raw: str) -> Path:
 
 # --- ingest (runs on the worker) ------------------------------------------------------------
 
-class _ProgressWriter:
-    """Writes progress to the row at most every half second, so the page moves without flooding."""
-
-    def __init__(self, dataset_id: int) -> None:
-        self.dataset_id = dataset_id
-        self.last = 0.0
-
-    def __call__(self, fraction: float) -> None:
-        now = time.monotonic()
-        if now - self.last >= 0.5 or fraction >= 1.0:
-            self.last = now
-            Dataset.objects.filter(pk=self.dataset_id).update(progress=min(max(fraction, 0.0), 1.0),
-                                                              updated_at=timezone.now())
-
-    def span(self, start: float, end: float):  # type: ignore[no-untyped-def]
-        return lambda f: self(start + (end - start) * f)
-
-
 def dataset_ingest(*, dataset_id: int) -> None:
     """Claim a queued dataset and ingest it; a second delivery of the same task does nothing."""
     claimed = Dataset.objects.filter(pk=dataset_id, status=Dataset.Status.QUEUED).update(
@@ -158,7 +140,7 @@ def dataset_ingest(*, dataset_id: int) -> None:
     if not claimed:
         return
     dataset = Dataset.objects.get(pk=dataset_id)
-    progress = _ProgressWriter(dataset_id)
+    progress = RowProgress(Dataset, dataset_id, updated_at=timezone.now)
     try:
         result = _ingest(dataset, progress)
     except IngestError as exc:
@@ -172,7 +154,7 @@ def dataset_ingest(*, dataset_id: int) -> None:
         _clean_sources(dataset.folder)
 
 
-def _ingest(dataset: Dataset, progress: _ProgressWriter) -> IngestResult:
+def _ingest(dataset: Dataset, progress: RowProgress) -> IngestResult:
     source = _materialise_source(dataset, progress.span(0.0, 0.15))
     options = IngestOptions(
         width=dataset.image_width, height=dataset.image_height, channels=dataset.channels,

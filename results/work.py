@@ -6,7 +6,6 @@ it, and ends it as done with a result or as error with a message worded for the 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -21,6 +20,7 @@ from jobs.models import Snapshot, TrainingJob
 from jobs.selectors import job_get, job_snapshot
 from jobs.services import JobInputError, JobStateError
 from results.models import Status, _Work
+from workbench.progress import RowProgress
 
 log = logging.getLogger(__name__)
 W = TypeVar("W", bound=_Work)
@@ -43,21 +43,8 @@ def work_get(*, user: AbstractBaseUser, model: type[W], job_pk: int, pk: int) ->
     return get_object_or_404(model, pk=pk, job=job)
 
 
-class Progress:
-    """Writes progress to the row at most every half second."""
-
-    def __init__(self, model: type[_Work], pk: int) -> None:
-        self.model, self.pk, self.last = model, pk, 0.0
-
-    def __call__(self, fraction: float) -> None:
-        now = time.monotonic()
-        if now - self.last >= 0.5:
-            self.last = now
-            self.model.objects.filter(pk=self.pk).update(progress=min(max(fraction, 0.0), 1.0))
-
-
 @contextmanager
-def claimed(model: type[W], pk: int) -> Iterator[tuple[W, Progress, dict[str, Any]] | None]:
+def claimed(model: type[W], pk: int) -> Iterator[tuple[W, RowProgress, dict[str, Any]] | None]:
     """Claim a queued row (None if another delivery has it), then end it as done or error.
 
     The body fills the yielded dict with the result; exceptions end the row in error.
@@ -68,7 +55,7 @@ def claimed(model: type[W], pk: int) -> Iterator[tuple[W, Progress, dict[str, An
     work = model.objects.select_related("job", "snapshot").get(pk=pk)
     result: dict[str, Any] = {}
     try:
-        yield work, Progress(model, pk), result
+        yield work, RowProgress(model, pk), result
     except (WorkFailed, TrainingFailed, JobInputError) as exc:
         _end(model, pk, Status.ERROR, error=str(exc))
     except Exception as exc:
