@@ -81,16 +81,10 @@ def test_it_returns_the_stored_evaluation_the_second_time(celery_worker, alice_a
 
 
 @pytest.mark.django_db
-def test_it_refuses_to_evaluate_a_job_that_is_not_done(alice_api, alice):
-    from datasets.models import Dataset
+def test_it_refuses_to_evaluate_a_job_that_is_not_done(alice_api, running_job):
     from jobs.models import TrainingJob
 
-    dataset = Dataset.objects.create(owner=alice, name="d", source="example", source_name="x", image_width=8,
-                                     image_height=8, channels=3, resize_mode="squash", val_percent=10,
-                                     test_percent=0, seed=0, status="ready", classes=["a", "b"],
-                                     split_counts={"train": 9, "val": 1, "test": 0})
-    job = TrainingJob.objects.create(owner=alice, dataset=dataset, name="j", network="mlp", network_spec={},
-                                     status="running")
+    job = running_job
 
     response = alice_api.post(f"/api/v1/jobs/{job.pk}/evaluate/", {"split": "val"}, format="json")
 

@@ -119,16 +119,10 @@ def test_it_compresses_and_the_compressed_models_still_classify(celery_worker, a
 
 
 @pytest.mark.django_db
-def test_it_refuses_jobs_not_done_and_bad_compression_input(alice_api, alice):
-    from datasets.models import Dataset
+def test_it_refuses_jobs_not_done_and_bad_compression_input(alice_api, running_job):
     from jobs.models import TrainingJob
 
-    dataset = Dataset.objects.create(owner=alice, name="d", source="example", source_name="x", image_width=8,
-                                     image_height=8, channels=3, resize_mode="squash", val_percent=10,
-                                     test_percent=0, seed=0, status="ready", classes=["a", "b"],
-                                     split_counts={"train": 9, "val": 1, "test": 0})
-    job = TrainingJob.objects.create(owner=alice, dataset=dataset, name="j", network="mlp", network_spec={},
-                                     status="running")
+    job = running_job
 
     inspect = alice_api.post(f"/api/v1/jobs/{job.pk}/inspect/", {"image": image_file()}, format="multipart")
     assert inspect.status_code == 409 and "once it is done" in inspect.json()["error"]
