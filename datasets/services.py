@@ -45,7 +45,7 @@ def dataset_create(*, owner: AbstractBaseUser, name: str, options: IngestOptions
                    archive: UploadedFile | None = None, server_path: str = "") -> Dataset:
     """Store the upload (or check the folder), add a queued row, and queue the ingest."""
     if archive is not None:
-        staged = _stage_upload(archive)
+        staged = stage_upload(archive)
         source, source_name = Dataset.Source.ARCHIVE, Path(archive.name or "upload").name
     else:
         staged = None
@@ -96,7 +96,7 @@ def _suffix(name: str) -> str:
     return ".archive"
 
 
-def _stage_upload(archive: UploadedFile) -> Path:
+def stage_upload(archive: UploadedFile) -> Path:
     """Move (or stream) the upload to the data folder and check that it is an archive."""
     staged = Path(settings.FILE_UPLOAD_TEMP_DIR) / f"staged-{uuid.uuid4().hex}"
     temporary_path = getattr(archive, "temporary_file_path", None)
@@ -113,8 +113,12 @@ def _stage_upload(archive: UploadedFile) -> Path:
     return staged
 
 
-def resolve_server_path(raw: str) -> Path:
-    """The real folder for a server path, only if it lies under an allowed root."""
+def allowed_server_path(raw: str) -> Path:
+    """The real path (links resolved) for a server path, only if it lies under an allowed root.
+
+    Relative paths are taken from the first root. Datasets and classify-many lists both go
+    through here, so the rule is the same wherever a user names a file on the server.
+    """
     roots = [Path(r) for r in settings.WORKBENCH["SERVER_ROOTS"]]
     if not roots:
         raise DatasetInputError("Server folders are turned off; set WORKBENCH_SERVER_ROOTS to allow them.",
@@ -126,6 +130,12 @@ def resolve_server_path(raw: str) -> Path:
     if not any(real.is_relative_to(root.resolve()) for root in roots):
         allowed = ", ".join(str(r) for r in roots)
         raise DatasetInputError(f"'{raw}' is outside the allowed server folders ({allowed}).", "server_path")
+    return real
+
+
+def resolve_server_path(raw: str) -> Path:
+    """The real folder for a server path, only if it lies under an allowed root."""
+    real = allowed_server_path(raw)
     if not real.is_dir():
         raise DatasetInputError(f"'{raw}' is not a folder on the server.", "server_path")
     return real

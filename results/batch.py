@@ -76,10 +76,10 @@ def listing_text(value: object) -> str | None:
 
 
 def _start_archive(job: TrainingJob, snapshot: Snapshot, name: str, archive: UploadedFile) -> BatchClassification:
-    from datasets.services import DatasetInputError, _stage_upload
+    from datasets.services import DatasetInputError, stage_upload
 
     try:
-        staged = _stage_upload(archive)
+        staged = stage_upload(archive)
     except DatasetInputError as exc:
         raise JobInputError(str(exc), "archive") from None
     try:
@@ -144,17 +144,17 @@ def folder_labels(images: list[tuple[str, ...]], classes: list[str]) -> list[str
 
 def parse_listing(text: str, classes: list[str]) -> list[Entry]:
     """`path` or `path<tab, comma or space>label` per line; blank lines and `# comments` skipped."""
-    roots = _server_roots()
+    _server_path("")  # refuses at once, with the reason, when server paths are turned off
     entries: list[tuple[int, Entry]] = []
     for number, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
-        written, label = _split_line(line, roots)
+        written, label = _split_line(line)
         if label is not None and label not in classes:
             raise JobInputError(f"Line {number}: unknown label '{label}'; the dataset's classes are "
                                 f"{_names(classes)}.", "listing")
-        entries.append((number, Entry(written, str(_listed_file(written, number, roots)), label)))
+        entries.append((number, Entry(written, str(_listed_file(written, number)), label)))
         if len(entries) > settings.WORKBENCH["MAX_ARCHIVE_MEMBERS"]:
             raise JobInputError(f"The list names more than {settings.WORKBENCH['MAX_ARCHIVE_MEMBERS']:,} images, "
                                 "over the limit.", "listing")
@@ -164,37 +164,39 @@ def parse_listing(text: str, classes: list[str]) -> list[Entry]:
     return [entry for _, entry in entries]
 
 
-def _server_roots() -> list[Path]:
-    roots = [Path(r).resolve() for r in settings.WORKBENCH["SERVER_ROOTS"]]
-    if not roots:
-        raise JobInputError("Server paths are turned off; set WORKBENCH_SERVER_ROOTS to allow them, "
-                            "or upload a zip of the images.", "listing")
-    return roots
+def _server_path(written: str) -> Path:
+    from datasets.services import DatasetInputError, allowed_server_path
+
+    try:
+        return allowed_server_path(written)
+    except DatasetInputError as exc:
+        raise JobInputError(str(exc), "listing") from None
 
 
-def _candidate(written: str, roots: list[Path]) -> Path:
-    path = Path(written).expanduser()
-    return (path if path.is_absolute() else roots[0] / path).resolve()
-
-
-def _split_line(line: str, roots: list[Path]) -> tuple[str, str | None]:
+def _split_line(line: str) -> tuple[str, str | None]:
     for separator in ("\t", ","):
         if separator in line:
             path, label = line.rsplit(separator, 1)
             return path.strip(), label.strip() or None
     parts = line.rsplit(None, 1)
     # A path with a space in it and no label is still a path.
-    if len(parts) == 2 and not _candidate(line, roots).is_file():
+    if len(parts) == 2 and not _is_allowed_file(line):
         return parts[0], parts[1]
     return line, None
 
 
-def _listed_file(written: str, number: int, roots: list[Path]) -> Path:
-    real = _candidate(written, roots)
-    if not any(real.is_relative_to(root) for root in roots):
-        allowed = ", ".join(str(r) for r in roots)
-        raise JobInputError(f"Line {number}: '{written}' is outside the allowed server folders ({allowed}).",
-                            "listing")
+def _is_allowed_file(written: str) -> bool:
+    try:
+        return _server_path(written).is_file()
+    except JobInputError:
+        return False
+
+
+def _listed_file(written: str, number: int) -> Path:
+    try:
+        real = _server_path(written)
+    except JobInputError as exc:
+        raise JobInputError(f"Line {number}: {exc}", "listing") from None
     if not real.is_file():
         raise JobInputError(f"Line {number}: '{written}' is not a file on the server.", "listing")
     return real
@@ -307,7 +309,7 @@ class _Reader:
         from datasets.ingest.images import ImageRejected, decode
         from datasets.ingest.store import to_pil
 
-        if self.check_roots and not _still_allowed(entry.path):
+        if self.check_roots and not _is_allowed_file(entry.path):
             return None, "The file is no longer under an allowed server folder."
         try:
             pixels = decode(entry.path, self.spec, np.random.default_rng(self.seed))
@@ -319,11 +321,6 @@ class _Reader:
         thumb.thumbnail((THUMB_SIDE, THUMB_SIDE))
         thumb.save(thumb_path(self.folder, index), format="PNG")
         return pixels, ""
-
-
-def _still_allowed(path: str) -> bool:
-    real = Path(path).resolve()
-    return any(real.is_relative_to(Path(r).resolve()) for r in settings.WORKBENCH["SERVER_ROOTS"])
 
 
 def thumb_path(folder: Path, index: int) -> Path:
