@@ -50,6 +50,12 @@ def page(browser, web_server: str) -> Iterator[object]:  # type: ignore[no-untyp
     context.set_default_timeout(15_000)
     tab = context.new_page()
     yield tab
+    # Let requests the page still has in flight (a self-reload, a poll) finish before the test's
+    # database is flushed: on PostgreSQL a flush racing a request's query can deadlock.
+    try:
+        tab.wait_for_load_state("networkidle", timeout=5_000)
+    except Exception:  # a page that never goes idle still gets closed
+        pass
     context.close()
 
 
