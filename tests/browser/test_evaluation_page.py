@@ -27,6 +27,10 @@ def test_it_evaluates_from_the_job_page_and_draws_the_confusion_matrix(page, cel
     page.check("#normalise")
     rows = page.evaluate("() => document.getElementById('confusion-chart').data[0].z")
     assert all(abs(sum(row) - 1) < 1e-9 for row in rows if sum(row))
-    loaded = page.evaluate("() => [...document.querySelectorAll('.topn img')].every(i => i.naturalWidth > 0)")
-    assert loaded
+    # The gallery images are loading="lazy": bring them into view and let them finish before judging them.
+    page.locator(".topn").scroll_into_view_if_needed()
+    page.wait_for_function("() => [...document.querySelectorAll('.topn img')].every(i => i.complete)")
+    broken = page.evaluate("() => [...document.querySelectorAll('.topn img')].filter(i => !i.naturalWidth).map(i => i.alt)")
+    assert page.locator(".topn img").count() > 0
+    assert broken == []
     screenshot(page, "13-evaluation")
