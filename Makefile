@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: run test lint install install-test chromium migrate bench clean
+.PHONY: run test lint install install-test system-tools chromium migrate bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -29,18 +29,24 @@ run: migrate
 	$(PY) manage.py ensure_admin
 	$(PY) manage.py serve
 
-# Browser tests need Debian's chromium; installed here when we may, skipped with a reason when not.
-chromium:
-	@command -v chromium >/dev/null 2>&1 || { \
+# Test-only system tools from Debian: chromium for the browser tests, docker-compose to validate
+# docker-compose.yml. Installed here when we may (root with apt-get); their tests skip with a reason when not.
+SYSTEM_TOOLS := chromium docker-compose
+
+system-tools:
+	@missing=""; for tool in $(SYSTEM_TOOLS); do command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    (apt-get install -y -q chromium >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null)) \
-	      || echo "chromium could not be installed: browser tests will be skipped"; \
-	  else echo "chromium is not installed: browser tests will be skipped"; fi; }
+	    (apt-get install -y -q $$missing >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q $$missing >/dev/null)) \
+	      || echo "could not install$$missing: the tests that need them will be skipped"; \
+	  else echo "not installed:$$missing (needs root and apt-get): the tests that need them will be skipped"; fi; fi
+
+chromium: system-tools
 
 lint: install-test
 	$(VENV)/bin/ruff check .
 
-test: install-test chromium lint
+test: install-test system-tools lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: install

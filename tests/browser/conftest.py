@@ -36,7 +36,7 @@ def _chromium() -> str | None:
 def browser() -> Iterator[object]:
     executable = _chromium()
     if executable is None:
-        pytest.skip("Chromium is not installed (/usr/bin/chromium); `make chromium` installs it")
+        pytest.skip("Chromium is not installed (/usr/bin/chromium); `make system-tools` installs it")
     sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
     with sync_api.sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)

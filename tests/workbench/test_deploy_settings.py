@@ -110,7 +110,7 @@ def test_it_has_the_worker_consume_every_queue_tasks_are_routed_to(compose):
     assert queues == set(settings.WORKER_QUEUES.split(","))
 
 
-@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose is not installed")
+@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose is not installed; `make system-tools` installs it")
 def test_it_is_a_valid_compose_file_that_demands_a_secret_key():
     env = {k: v for k, v in os.environ.items() if k != "SECRET_KEY"}
     config = ["docker-compose", "-f", str(COMPOSE), "config", "-q"]
