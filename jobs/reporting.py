@@ -156,9 +156,12 @@ class DatabaseReporter:
             self.best[f"{key}_epoch"] = point.epoch
 
     def _write_snapshots(self, snapshots: list[tuple[Any, ...]]) -> bool:
-        for _, epoch, path in snapshots:
-            Snapshot.objects.get_or_create(job_id=self.job_id, epoch=epoch, defaults={"path": path})
-        return bool(snapshots)
+        if not snapshots:
+            return False
+        # One query for all of them; a snapshot already recorded (a resumed run) is left as it is.
+        Snapshot.objects.bulk_create([Snapshot(job_id=self.job_id, epoch=epoch, path=path) for _, epoch, path in snapshots],
+                                     ignore_conflicts=True)
+        return True
 
     def _write_row(self) -> None:
         fields: dict[str, Any] = {"heartbeat_at": timezone.now(), "latest": self.latest, "best": self.best}

@@ -11,14 +11,15 @@ from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save, save_file
+from safetensors.torch import load_file, save_file
 
 from datasets.ingest.store import open_split
 from jobs.backends.base import Reporter, TrainingBackend, TrainingFailed, TrainingPlan
+from jobs.backends.tensorfile import write_safetensors
 from jobs.networks.torch_build import build_model
 from jobs.schedules import learning_rate
 
@@ -164,13 +165,9 @@ class _Run:
         start = self._resume()
         self.reporter.log(f"Training {len(self.train_split)} images, {self.steps_per_epoch} steps per epoch, "
                           f"{self.plan.epochs} epochs on {self.device}.")
-        # Snapshot files are written by one background thread, in order, while training goes on.
-        self.writes: list[Future[None]] = []
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="snapshot") as self.snapshots:
+        with _SnapshotWriter(self._write_snapshot) as self.snapshots:
             finished = all(self._train_epoch(epoch, start)
                            for epoch in range(start // self.steps_per_epoch, self.plan.epochs))
-        for write in self.writes:
-            write.result()  # a snapshot that could not be written fails the job
         self.reporter.log("Done." if finished else "Aborted.")
         return "done" if finished else "aborted"
 
@@ -244,19 +241,16 @@ class _Run:
 
     def _snapshot(self, step: int) -> None:
         """Copy the weights and optimizer state now; write them while the next steps run."""
-        epoch = round(step / self.steps_per_epoch, 4)
-        weights = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in self.model.state_dict().items()}
-        tensors, state = flatten_optimizer(self.optimizer.state_dict(), copy=True)
-        self.writes.append(self.snapshots.submit(self._write_snapshot, epoch, step, weights, tensors, state))
+        tensors, state = flatten_optimizer(self.optimizer.state_dict())
+        self.snapshots.submit(round(step / self.steps_per_epoch, 4), step, self.model.state_dict(), tensors, state)
 
     def _write_snapshot(self, epoch: float, step: int, weights: dict[str, torch.Tensor],
                         tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
         name = f"snapshots/epoch_{epoch:g}"
         folder = self.plan.output_folder
-        # save() then a plain write: safetensors' save_file keeps the GIL through its file I/O,
-        # which stalls the training thread; Python's write releases it.
-        (folder / f"{name}.safetensors").write_bytes(save(weights))
-        (folder / f"{name}.optim.safetensors").write_bytes(save(tensors))
+        # Not safetensors' save(): it holds the GIL through its copies and stalls the training thread.
+        write_safetensors(folder / f"{name}.safetensors", weights)
+        write_safetensors(folder / f"{name}.optim.safetensors", tensors)
         (folder / f"{name}.json").write_text(json.dumps({"epoch": epoch, "step": step, "optimizer": state}))
         # Reported only once its files exist: resume trusts every snapshot row it finds.
         self.reporter.snapshot(epoch=epoch, path=f"{name}.safetensors")
@@ -273,6 +267,53 @@ class _Run:
         self.optimizer.load_state_dict(unflatten_optimizer(tensors, meta["optimizer"]))
         self.reporter.log(f"Resumed from the snapshot at epoch {epoch:g}.")
         return int(meta["step"])
+
+
+class _SnapshotWriter:
+    """Writes snapshots on one background thread, in order, while training goes on.
+
+    The tensors are copied into one of two sets of CPU buffers that are kept and reused: a fresh
+    allocation per snapshot costs ten times the copy itself (page faults), all on the training
+    thread. A set is reused once the snapshot before it is on disk, so training waits only when
+    snapshots come faster than the disk takes them. A snapshot that could not be written fails the job.
+    """
+
+    def __init__(self, write: Callable[..., None]) -> None:
+        self._write = write
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="snapshot")
+        self._buffers: tuple[dict[str, torch.Tensor], ...] = ({}, {})
+        self._writes: list[Future[None] | None] = [None, None]
+        self._turn = 0
+
+    def __enter__(self) -> _SnapshotWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._pool.shutdown(wait=True)
+        if exc[0] is None:
+            for write in self._writes:
+                if write is not None:
+                    write.result()
+
+    def submit(self, epoch: float, step: int, weights: dict[str, torch.Tensor],
+               optimizer: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
+        turn, self._turn = self._turn, 1 - self._turn
+        previous = self._writes[turn]
+        if previous is not None:
+            previous.result()
+        buffers = self._buffers[turn]
+        self._writes[turn] = self._pool.submit(
+            self._write, epoch, step, _hold(buffers, "weights.", weights), _hold(buffers, "optimizer.", optimizer), state)
+
+
+def _hold(buffers: dict[str, torch.Tensor], prefix: str, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    held = {}
+    for name, value in tensors.items():
+        buffer = buffers.get(prefix + name)
+        if buffer is None or buffer.shape != value.shape or buffer.dtype != value.dtype:
+            buffer = buffers[prefix + name] = torch.empty(value.shape, dtype=value.dtype)
+        held[name] = buffer.copy_(value.detach())
+    return held
 
 
 def evaluate(model: torch.nn.Module, split: _Split, mean: torch.Tensor, device: torch.device,
@@ -303,14 +344,14 @@ def make_optimizer(plan: TrainingPlan, params: Any) -> torch.optim.Optimizer:
     raise TrainingFailed(f"Unknown optimizer '{plan.optimizer}'.")
 
 
-def flatten_optimizer(state: dict[str, Any], copy: bool = False) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Split an optimizer state dict into tensors (for safetensors) and plain JSON, never pickle."""
+def flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Split an optimizer state dict into tensors (the live ones, for safetensors) and plain JSON, never pickle."""
     tensors: dict[str, torch.Tensor] = {}
     scalars: dict[str, dict[str, Any]] = {}
     for index, values in state["state"].items():
         for key, value in values.items():
             if isinstance(value, torch.Tensor):
-                tensors[f"{index}.{key}"] = value.detach().to("cpu", copy=copy).contiguous()
+                tensors[f"{index}.{key}"] = value.detach()
             else:
                 scalars.setdefault(str(index), {})[key] = value
     return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
