@@ -1,6 +1,6 @@
 """Training overhead benchmark: a job run through the torch backend against a bare PyTorch loop.
 
-    .venv/bin/python bench/train_overhead.py [--networks lenet,mlp] [--epochs 20] [--repeat 5]
+    .venv/bin/python bench/train_overhead.py [--networks lenet,mlp] [--epochs 20] [--repeat 7]
                                              [--size 28] [--threads 1] [--batch-size 64]
 
 Ingests scikit-learn's digits once (grayscale, --size square) into a temporary data folder, then
@@ -163,7 +163,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--networks", default="lenet,mlp")
     parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--size", type=int, default=28)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1,
