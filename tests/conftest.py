@@ -8,6 +8,7 @@ import sys
 import time
 import zipfile
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -121,6 +122,33 @@ def wait_dataset(pk: int, timeout: float = 90.0):  # type: ignore[no-untyped-def
         return dataset if dataset.is_finished else None
 
     return wait_for(finished, timeout, f"dataset {pk} to finish ingesting")
+
+
+@pytest.fixture(autouse=True)
+def _worker_idle_after_test(request):  # type: ignore[no-untyped-def]
+    """A test that used the worker ends when none of its jobs trains any more.
+
+    A job left training would write its points while the next test's database flush runs: on
+    PostgreSQL that TRUNCATE and the job's inserts can deadlock, and the job would also steal the
+    worker from the next test. Queued jobs are called off (their task finds them no longer queued);
+    training ones are asked to abort and waited for. A job row with no live heartbeat (a test's
+    hand-made "running" job) has no task behind it and is not waited for.
+    """
+    yield
+    if "celery_worker" not in request.fixturenames:
+        return
+    from django.utils import timezone
+
+    from jobs.models import TrainingJob
+
+    TrainingJob.objects.filter(status=TrainingJob.Status.QUEUED).update(status=TrainingJob.Status.ABORTED)
+    TrainingJob.objects.filter(status=TrainingJob.Status.RUNNING).update(abort_requested=True)
+
+    def idle() -> bool:
+        live_since = timezone.now() - timedelta(seconds=settings.HEARTBEAT_SECONDS * 3)
+        return not TrainingJob.objects.filter(status=TrainingJob.Status.RUNNING, heartbeat_at__gte=live_since).exists()
+
+    wait_for(idle, 60, "the worker to stop this test's jobs")
 
 
 # --- subprocesses: the real worker and the real ASGI server ---------------------------------

@@ -6,6 +6,7 @@ import http.client
 import io
 import json
 import os
+import select
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -412,7 +413,14 @@ def raw_post(base_url: str, headers: dict[str, str], body_chunks: list[bytes] = 
             connection.putheader(name, value)
         connection.endheaders()
         for chunk in body_chunks:
-            connection.send(chunk)
+            # Stop sending once the server has answered, as curl does: it refuses a body over the cap
+            # early and closes, and more data sent after that close draws a reset that loses the answer.
+            if select.select([connection.sock], [], [], 0.05)[0]:
+                break
+            try:
+                connection.send(chunk)
+            except (BrokenPipeError, ConnectionResetError):
+                break
         response = connection.getresponse()
         return response.status, response.getheader("Content-Type", ""), response.read()
     finally:
