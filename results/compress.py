@@ -15,6 +15,7 @@ import numpy as np
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
+from django.utils.text import slugify
 
 from jobs.inference import CLASSIFY_TIMEOUT, RESULT_POLL, Prediction, preprocess, top_k
 from jobs.models import TrainingJob
@@ -138,6 +139,18 @@ def compression_classify(*, compression: Compression, image: UploadedFile) -> di
     predictions: list[Prediction] = top_k(probabilities, compression.job.dataset.classes)
     return {"predictions": [{"label": p.label, "probability": p.probability} for p in predictions],
             "preprocessed": png_data_url(pixels)}
+
+
+def compression_package(compression: Compression) -> tuple[Path, str] | None:
+    """The compressed model's download (an export archive with predict.py) and a file name for it;
+    None while the compression is not done or made no package."""
+    package = (compression.result or {}).get("package")
+    if compression.status != "done" or not package or not compression.path:
+        return None
+    path = compression.job.folder / Path(compression.path).parent / package
+    stem = slugify(compression.job.name) or f"job-{compression.job_id}"
+    name = f"{stem}-epoch_{compression.snapshot.epoch:g}-{compression.method.replace('_', '-')}.zip"
+    return (path, name) if path.is_file() else None
 
 
 def classify_compressed_on_worker(*, compression_id: int, images_path: str) -> list[list[float]]:

@@ -1,7 +1,9 @@
 """JSON API for inspecting a snapshot on one image and for compressing it (and using the result)."""
 from __future__ import annotations
 
+from django.http import FileResponse, Http404
 from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.parsers import FormParser, MultiPartParser
@@ -13,7 +15,7 @@ from jobs import selectors as job_selectors
 from jobs.api import ClassifyOutput
 from jobs.services import JobInputError, JobStateError
 from results.api import refused
-from results.compress import METHODS, compression_classify, compression_start
+from results.compress import METHODS, compression_classify, compression_package, compression_start
 from results.inspect import inspect_image
 from results.models import Compression
 from results.work import WorkFailed, work_get
@@ -50,14 +52,21 @@ class InspectApi(APIView):
 class CompressionOutput(serializers.ModelSerializer):
     epoch = serializers.FloatField(source="snapshot.epoch", read_only=True)
     url = serializers.SerializerMethodField()
+    download_url = serializers.SerializerMethodField(
+        help_text="The compressed model as an archive with predict.py, once done; null before.")
 
     class Meta:
         model = Compression
         fields = ["id", "job", "method", "params", "epoch", "status", "progress", "error", "result",
-                  "created_at", "finished_at", "url"]
+                  "created_at", "finished_at", "url", "download_url"]
 
     def get_url(self, compression: Compression) -> str:
         return reverse("api-compression-detail", args=[compression.job_id, compression.pk])
+
+    def get_download_url(self, compression: Compression) -> str | None:
+        if compression_package(compression) is None:
+            return None
+        return reverse("api-compression-download", args=[compression.job_id, compression.pk])
 
 
 class CompressInput(serializers.Serializer):
@@ -110,3 +119,18 @@ class CompressionClassifyApi(APIView):
             return Response(compression_classify(compression=compression, image=given.validated_data["image"]))
         except (JobStateError, JobInputError) as exc:
             return refused(exc)
+
+
+def compression_response(compression: Compression) -> FileResponse:
+    """The compressed model's archive as an attachment; 404 until it is done."""
+    package = compression_package(compression)
+    if package is None:
+        raise Http404("This compression has no download yet.")
+    path, name = package
+    return FileResponse(path.open("rb"), as_attachment=True, filename=name, content_type="application/zip")
+
+
+class CompressionDownloadApi(APIView):
+    @extend_schema(responses={(200, "application/zip"): OpenApiTypes.BINARY})
+    def get(self, request: Request, pk: int, cid: int) -> FileResponse:
+        return compression_response(work_get(user=request.user, model=Compression, job_pk=pk, pk=cid))

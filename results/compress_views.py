@@ -5,13 +5,14 @@ from typing import Any
 
 from django import forms
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse
+from django.http import FileResponse, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from jobs import selectors as job_selectors
 from jobs.services import JobInputError, JobStateError
-from results.compress import METHOD_TITLES, compression_classify, compression_start
+from results.compress import METHOD_TITLES, compression_classify, compression_package, compression_start
+from results.compress_api import compression_response
 from results.inspect import inspect_image
 from results.models import Compression
 from results.work import WorkFailed, work_get
@@ -68,6 +69,11 @@ def compression_detail(request: HttpRequest, pk: int, cid: int) -> HttpResponse:
         except (JobStateError, JobInputError) as exc:
             form.add_error("image", str(exc))
     context = {"compression": compression, "job": compression.job, "form": form, "classified": classified,
-               "title": METHOD_TITLES.get(compression.method, compression.method)}
+               "title": METHOD_TITLES.get(compression.method, compression.method),
+               "package": compression_package(compression)}
     status = 400 if request.method == "POST" and classified is None else 200
     return render(request, "results/compression.html", context, status=status)
+
+
+def compression_download(request: HttpRequest, pk: int, cid: int) -> FileResponse:
+    return compression_response(work_get(user=request.user, model=Compression, job_pk=pk, pk=cid))

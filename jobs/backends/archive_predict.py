@@ -3,9 +3,10 @@
     python predict.py image.png [more.jpg ...] [--top 5] [--json]
 
 This file is copied as-is into every exported archive as predict.py, beside model.json,
-weights.safetensors and mean.safetensors. It must stay self-contained: it never imports the
-workbench, so the archive works on a machine that has never seen it. The network is rebuilt from
-model.json's "layers": the workbench's plan of the spec, with every layer's input size resolved.
+mean.safetensors and weights.safetensors (or model.pt, an int8 TorchScript model). It must stay
+self-contained: it never imports the workbench, so the archive works on a machine that has never
+seen it. The network is rebuilt from model.json's "layers": the workbench's plan of the spec, with
+every layer's input size resolved.
 """
 from __future__ import annotations
 
@@ -94,11 +95,20 @@ def _module(layer: dict[str, Any]) -> nn.Module:
     return makers[t]()
 
 
+WEIGHTS = "weights.safetensors"  # a state dict for the network model.json describes
+SCRIPTED = "model.pt"  # or an int8-quantized model, as TorchScript (from the workbench's Compress)
+
+
 def load(folder: Path = HERE) -> tuple[nn.Module, torch.Tensor, dict[str, Any]]:
     """The model in eval mode, its mean image and model.json, from the archive's files."""
     meta = json.loads((folder / "model.json").read_text())
-    model = build_network(meta["layers"])
-    model.load_state_dict(load_file(folder / "weights.safetensors"))
+    if (folder / SCRIPTED).exists():
+        engines = torch.backends.quantized.supported_engines  # int8 kernels: x86 or fbgemm on PCs, qnnpack on ARM
+        torch.backends.quantized.engine = next(e for e in ("x86", "fbgemm", "qnnpack", *engines) if e in engines)
+        model = torch.jit.load(str(folder / SCRIPTED), map_location="cpu")
+    else:
+        model = build_network(meta["layers"])
+        model.load_state_dict(load_file(folder / WEIGHTS))
     mean = load_file(folder / meta["preprocessing"]["mean_file"])["mean"]
     return model.eval(), mean, meta
 

@@ -98,13 +98,18 @@ def model_metadata(plan: TrainingPlan) -> dict[str, Any]:
             "preprocessing": {**plan.preprocessing, "mean_file": "mean.safetensors", "scale": 1 / 255}}
 
 
+def model_folder(weights: Path) -> Path:
+    """Where model.json and mean.safetensors are: beside a compressed model, one folder above a snapshot."""
+    return weights.parent if (weights.parent / "model.json").exists() else weights.parent.parent
+
+
 def load_snapshot(weights: Path) -> tuple[Any, torch.Tensor]:
     """A model in eval mode and its mean image, from its own files alone (no pickle).
 
     `weights` is a snapshot (model.json and mean.safetensors one folder up) or a compressed
     copy (its own model.json and mean.safetensors beside it; quantized ones are TorchScript).
     """
-    folder = weights.parent if (weights.parent / "model.json").exists() else weights.parent.parent
+    folder = model_folder(weights)
     mean = load_file(folder / "mean.safetensors")["mean"]
     if weights.suffix == ".pt":
         from jobs.backends.torch_compress import load_quantized

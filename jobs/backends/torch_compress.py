@@ -10,6 +10,7 @@ and the only way a dense file with pruned zeros gets smaller); `file_size_*` are
 """
 from __future__ import annotations
 
+import json
 import shutil
 import time
 import warnings
@@ -26,11 +27,12 @@ from torch import nn
 from torch.nn.utils import prune
 
 from jobs.backends.base import Reporter, TrainingFailed, TrainingPlan
-from jobs.backends.pytorch import _Split, evaluate, load_snapshot, make_optimizer
+from jobs.backends.pytorch import _Split, evaluate, load_snapshot, make_optimizer, model_folder
 from jobs.networks.torch_build import ResidualBlock
 
 CALIBRATION_IMAGES = 256
 LATENCY_BATCH = 64
+PACKAGE = "download.zip"
 
 
 def compress_snapshot(snapshot: Path, method: str, params: dict[str, Any], target: Path,
@@ -41,17 +43,31 @@ def compress_snapshot(snapshot: Path, method: str, params: dict[str, Any], targe
     before = _measure(model, val, mean, plan.batch_size)
     target.mkdir(parents=True, exist_ok=True)
     for name in ("model.json", "mean.safetensors"):
-        shutil.copyfile(snapshot.parent.parent / name, target / name)
+        shutil.copyfile(model_folder(snapshot) / name, target / name)
     with _quiet():
         facts, file = _METHODS[method](model, mean, params, target, plan, reporter)
         after = _measure(load_snapshot(target / file)[0], val, mean, plan.batch_size)
     size_before, size_after = deflated_size(snapshot), deflated_size(target / file)
-    return {"method": method, "params": params, "file": file,
-            "size_before": size_before, "size_after": size_after, "ratio": size_before / max(size_after, 1),
-            "file_size_before": snapshot.stat().st_size, "file_size_after": (target / file).stat().st_size,
-            "val_accuracy_before": before["accuracy"], "val_accuracy_after": after["accuracy"],
-            "latency_ms_before": before["latency_ms"], "latency_ms_after": after["latency_ms"],
-            "latency_batch": before["batch"], "val_count": len(val), **facts}
+    result = {"method": method, "params": params, "file": file,
+              "size_before": size_before, "size_after": size_after, "ratio": size_before / max(size_after, 1),
+              "file_size_before": snapshot.stat().st_size, "file_size_after": (target / file).stat().st_size,
+              "val_accuracy_before": before["accuracy"], "val_accuracy_after": after["accuracy"],
+              "latency_ms_before": before["latency_ms"], "latency_ms_after": after["latency_ms"],
+              "latency_batch": before["batch"], "val_count": len(val), **facts}
+    return {**result, **_package(snapshot, target, file, result)}
+
+
+def _package(snapshot: Path, target: Path, file: str, result: dict[str, Any]) -> dict[str, Any]:
+    """The download: an export archive of the compressed model (predict.py included), checked like any export."""
+    from jobs.backends.torch_export import export_snapshot, snapshot_epoch
+
+    meta = json.loads((target / "model.json").read_text())
+    meta["epoch"] = snapshot_epoch(snapshot)
+    meta["compression"] = {key: result.get(key) for key in
+                           ("method", "params", "sparsity", "val_accuracy_before", "val_accuracy_after")}
+    (target / "model.json").write_text(json.dumps(meta, indent=2))
+    checked = export_snapshot(target / file, "archive", target / PACKAGE)
+    return {"package": PACKAGE, "package_size": checked["size_bytes"], "package_max_abs_diff": checked["max_abs_diff"]}
 
 
 def load_quantized(file: Path) -> Any:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import tempfile
 import warnings
 import zipfile
 from collections.abc import Callable, Iterator
@@ -22,7 +23,7 @@ from torch import nn
 
 from jobs.backends import archive_predict
 from jobs.backends.base import TrainingFailed
-from jobs.backends.pytorch import load_snapshot
+from jobs.backends.pytorch import load_snapshot, model_folder
 from jobs.networks.shapes import PlannedLayer
 from jobs.networks.spec import plan_network
 
@@ -85,13 +86,18 @@ def _atomic(target: Path) -> Iterator[Path]:
 
 
 def _metadata(snapshot: Path) -> dict[str, Any]:
-    folder = snapshot.parent.parent
-    meta = json.loads((folder / "model.json").read_text())
+    meta = json.loads((model_folder(snapshot) / "model.json").read_text())
     plan = plan_network(meta["network_spec"], tuple(meta["input_shape"]), len(meta["classes"]))
-    epoch_file = snapshot.with_name(snapshot.name.removesuffix(".safetensors") + ".json")
-    epoch = json.loads(epoch_file.read_text()).get("epoch") if epoch_file.exists() else None
-    return {**meta, "layers": [_planned(layer) for layer in plan], "epoch": epoch,
+    return {**meta, "layers": [_planned(layer) for layer in plan], "epoch": snapshot_epoch(snapshot, meta),
             "preprocessing": {**meta["preprocessing"], "mean_file": "mean.safetensors"}}
+
+
+def snapshot_epoch(snapshot: Path, meta: dict[str, Any] | None = None) -> float | None:
+    """The epoch of a snapshot (from the JSON beside it), or the one a compressed model's model.json records."""
+    epoch_file = snapshot.with_name(snapshot.name.removesuffix(".safetensors") + ".json")
+    if epoch_file.exists():
+        return json.loads(epoch_file.read_text()).get("epoch")
+    return (meta or {}).get("epoch")
 
 
 def _planned(layer: PlannedLayer) -> dict[str, Any]:
@@ -109,22 +115,28 @@ Runner = Callable[[torch.Tensor], np.ndarray]
 
 def _archive(snapshot: Path, meta: dict[str, Any], reference: nn.Module, samples: torch.Tensor,
              path: Path) -> Runner:
-    folder = snapshot.parent.parent
-    # Weights are stored, not deflated: float32 barely compresses, and deflating is slow.
+    # A snapshot or pruned model is a state dict (weights.safetensors); an int8 one is TorchScript (model.pt).
+    weights = archive_predict.SCRIPTED if snapshot.suffix == ".pt" else archive_predict.WEIGHTS
+    # Dense float32 barely deflates and deflating is slow, so it is stored; pruned weights deflate
+    # well (their zeros are the saving), so they are deflated.
+    squeeze = zipfile.ZIP_DEFLATED if _zero_fraction(reference) > 0.1 else zipfile.ZIP_STORED
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        archive.write(snapshot, "weights.safetensors", compress_type=zipfile.ZIP_STORED)
-        archive.write(folder / "mean.safetensors", "mean.safetensors", compress_type=zipfile.ZIP_STORED)
+        archive.write(snapshot, weights, compress_type=squeeze)
+        archive.write(model_folder(snapshot) / "mean.safetensors", "mean.safetensors", compress_type=zipfile.ZIP_STORED)
         archive.writestr("model.json", json.dumps(meta, indent=2))
-        archive.writestr("README.md", readme(meta))
+        archive.writestr("README.md", readme(meta, weights))
         archive.writestr("predict.py", Path(archive_predict.__file__).read_text())
-    # The check rebuilds the network with predict.py's own builder, from the files just written.
-    model = archive_predict.build_network(meta["layers"])
-    with zipfile.ZipFile(path) as archive:
-        from safetensors.torch import load as load_bytes
-
-        model.load_state_dict(load_bytes(archive.read("weights.safetensors")))
-        mean = load_bytes(archive.read("mean.safetensors"))["mean"]
+    # The check loads the model with predict.py's own loader, from the files just written.
+    with tempfile.TemporaryDirectory(prefix="archive-check-") as scratch:
+        with zipfile.ZipFile(path) as archive:
+            archive.extractall(scratch)
+        model, mean, _ = archive_predict.load(Path(scratch))
     return _torch_runner(Preprocessed(model, mean).eval())
+
+
+def _zero_fraction(model: nn.Module) -> float:
+    counts = [(int((p == 0).sum()), p.numel()) for p in model.parameters()]
+    return sum(z for z, _ in counts) / max(sum(n for _, n in counts), 1)
 
 
 def _torchscript(snapshot: Path, meta: dict[str, Any], reference: nn.Module, samples: torch.Tensor,
@@ -212,21 +224,26 @@ def _facts(meta: dict[str, Any]) -> dict[str, Any]:
 _WRITERS: dict[str, Callable[..., Runner]] = {"archive": _archive, "torchscript": _torchscript, "onnx": _onnx}
 
 
-def readme(meta: dict[str, Any]) -> str:
+def readme(meta: dict[str, Any], weights: str = archive_predict.WEIGHTS) -> str:
     p = meta["preprocessing"]
     channels, height, width = meta["input_shape"]
     colour = "RGB" if channels == 3 else "grayscale (L)"
     epoch = f" at epoch {meta['epoch']:g}" if meta.get("epoch") is not None else ""
+    if weights == archive_predict.SCRIPTED:
+        weights_doc = ("- `model.pt`: the network, int8-quantized, as TorchScript (`torch.jit.load`); its int8 kernels "
+                       "run on CPU\n  (x86/fbgemm engines on PCs, qnnpack on ARM). It takes step 4's normalised input.")
+    else:
+        weights_doc = "- `weights.safetensors`: the network's weights (a PyTorch state dict, safetensors: no pickle)."
     return f"""# Exported model{epoch}
 
 {len(meta['classes'])} classes: {', '.join(meta['classes'])}.
-
+{_compression_doc(meta.get("compression"))}
 ## Files
-- `weights.safetensors`: the network's weights (a PyTorch state dict, safetensors: no pickle).
+{weights_doc}
 - `model.json`: the network spec (`network_spec`), its resolved layers (`layers`), the input shape
   `{meta['input_shape']}` (channels, height, width), the class names in output order, and the preprocessing.
 - `mean.safetensors`: the mean image (tensor `mean`, float32, shape {meta['input_shape']}).
-- `predict.py`: rebuilds the network from `model.json` and classifies image files. It needs only
+- `predict.py`: loads the model from these files and classifies image files. It needs only
   torch, safetensors, Pillow and numpy: `python predict.py image.png [more.jpg ...] [--json]`.
 
 ## Preprocessing (do exactly this, or predictions will be off)
@@ -239,6 +256,19 @@ def readme(meta: dict[str, Any]) -> str:
 4. Subtract the mean image (`mean.safetensors`), then divide by 255.
 5. The network returns logits (N, {len(meta['classes'])}); softmax gives probabilities in the class order above.
 
-The TorchScript and ONNX exports of this model include steps 4 and 5's normalisation: they take
+The TorchScript and ONNX exports of a snapshot include step 4's normalisation: they take
 the float32 pixels of step 3 and return logits.
 """
+
+
+def _compression_doc(compression: dict[str, Any] | None) -> str:
+    if not compression:
+        return ""
+    params = ", ".join(f"{k} {v:g}" for k, v in compression.get("params", {}).items())
+    facts = [f"{compression['method']}{f' ({params})' if params else ''}"]
+    if compression.get("sparsity") is not None:
+        facts.append(f"{compression['sparsity']:.0%} of the conv and linear weights are zero")
+    if compression.get("val_accuracy_after") is not None:
+        facts.append(f"validation accuracy {compression['val_accuracy_before']:.4f} before, "
+                     f"{compression['val_accuracy_after']:.4f} after")
+    return f"\nCompressed: {'; '.join(facts)}.\n"

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import io
+import json
+import zipfile
 
 import pytest
 from safetensors.numpy import load_file
@@ -10,6 +12,7 @@ from jobs.networks.spec import summarize
 from results.models import Compression
 from tests.conftest import COLORS, make_image, wait_for
 from tests.jobs.test_training_flow import ready_colours, start, wait_job
+from tests.results.test_export import fresh_python
 
 
 def image_file(colour: str = "red", name: str = "probe.png") -> io.BytesIO:
@@ -78,8 +81,36 @@ def classify(api, compression: Compression, colour: str) -> list[dict]:  # type:
     return response.json()["predictions"]
 
 
+def assert_download_predicts_like_the_api(api, compression: Compression, folder) -> None:  # type: ignore[no-untyped-def]
+    """The compressed model's download classifies in a fresh process, with only torch and safetensors,
+    as the workbench classifies with the same compressed model."""
+    detail = api.get(f"/api/v1/jobs/{compression.job_id}/compressions/{compression.pk}/").json()
+    download = api.get(detail["download_url"])
+    assert download.status_code == 200, detail
+    assert download["Content-Disposition"].endswith(f'-{compression.method.replace("_", "-")}.zip"')
+    weights = "weights.safetensors" if compression.method == "prune" else "model.pt"
+    with zipfile.ZipFile(io.BytesIO(b"".join(download.streaming_content))) as archive:
+        assert set(archive.namelist()) == {weights, "model.json", "mean.safetensors", "README.md", "predict.py"}
+        archive.extractall(folder)
+    meta = json.loads((folder / "model.json").read_text())
+    assert meta["compression"]["method"] == compression.method and meta["epoch"] == compression.snapshot.epoch
+    assert compression.method in (folder / "README.md").read_text()
+    for colour in ("red", "green", "blue"):
+        (folder / f"{colour}.png").write_bytes(make_image(COLORS[colour], noise_seed=99))
+
+    ran = fresh_python(["predict.py", "--json", "red.png", "green.png", "blue.png"], folder)
+
+    assert ran.returncode == 0, ran.stderr
+    for colour, item in zip(("red", "green", "blue"), json.loads(ran.stdout)):
+        expected = classify(api, compression, colour)
+        assert [p["label"] for p in item["predictions"]] == [p["label"] for p in expected], colour
+        assert [p["probability"] for p in item["predictions"]] == pytest.approx(
+            [p["probability"] for p in expected], abs=1e-4)
+
+
 @pytest.mark.django_db(transaction=True)
-def test_it_compresses_and_the_compressed_models_still_classify(celery_worker, alice_api, client, alice):
+def test_it_compresses_and_the_compressed_models_still_classify(celery_worker, alice_api, client, alice, bob_api,
+                                                                 tmp_path):
     import torch
 
     job = trained(alice_api, "lenet")
@@ -112,9 +143,13 @@ def test_it_compresses_and_the_compressed_models_still_classify(celery_worker, a
 
     detail = alice_api.get(f"/api/v1/jobs/{job.pk}/compressions/{ids['quantize_static']}/").json()
     assert detail["status"] == "done" and detail["result"]["ratio"] > 2
+    for method in ("prune", "quantize_static"):
+        assert_download_predicts_like_the_api(alice_api, done[method], tmp_path / method)
+    assert bob_api.get(f"/api/v1/jobs/{job.pk}/compressions/{ids['prune']}/download/").status_code == 404
     client.force_login(alice)
     page = client.get(f"/jobs/{job.pk}/compressions/{ids['prune']}/").content.decode()
     assert "Validation accuracy" in page and "Classify with the compressed model" in page
+    assert f'href="/jobs/{job.pk}/compressions/{ids["prune"]}/download/"' in page
     assert "Compress" in client.get(f"/jobs/{job.pk}/").content.decode()
 
 
