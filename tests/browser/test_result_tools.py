@@ -1,6 +1,8 @@
 """Every tool in a done job's "Use the result" card, clicked through in Chromium."""
 from __future__ import annotations
 
+import zipfile
+
 import pytest
 
 from tests.browser.conftest import log_in
@@ -31,6 +33,11 @@ def test_it_runs_every_result_tool_from_the_job_page(page, celery_worker, alice_
     page.wait_for_selector("#status-badge:text('done')", timeout=120_000)
     assert "smaller" in page.text_content("main")
     screenshot(page, "15-compression")
+    with page.expect_download() as download:
+        page.click("#download")
+    assert download.value.suggested_filename.endswith("-prune.zip")
+    with zipfile.ZipFile(download.value.path()) as archive:
+        assert "predict.py" in archive.namelist()
 
     page.goto(job_page)
     page.click("text=Inspect layers")
