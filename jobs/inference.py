@@ -6,6 +6,7 @@ import io
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from django.conf import settings
@@ -48,18 +49,30 @@ def preprocess(*, job: TrainingJob, image: UploadedFile) -> np.ndarray:
         raise JobInputError(f"The file is not a usable image: {exc}", "image") from None
 
 
+def run_on_worker(task: Any, pixels: np.ndarray, *args: Any, timeout: float) -> Any:
+    """Hand `pixels` to a request/response task on the worker and wait for its answer.
+
+    The pixels travel as a temporary .npy file (web and workers share the data folder), its path
+    the task's last argument. The stored answer is forgotten once read, so these tasks leave
+    nothing in the result store; one whose asker timed out expires (see workbench.celery).
+    """
+    path = Path(settings.FILE_UPLOAD_TEMP_DIR) / f"{task.name}-{uuid.uuid4().hex}.npy"
+    np.save(path, pixels)
+    result = task.delay(*args, str(path))
+    try:
+        return result.get(timeout=timeout, interval=RESULT_POLL)
+    finally:
+        result.forget()
+        path.unlink(missing_ok=True)
+
+
 def job_classify(*, job: TrainingJob, image: UploadedFile, epoch: float | None = None) -> Classification:
     from jobs.tasks import classify_images
 
     snapshot = job_snapshot(job=job, epoch=epoch)
     pixels = preprocess(job=job, image=image)
-    path = Path(settings.FILE_UPLOAD_TEMP_DIR) / f"classify-{uuid.uuid4().hex}.npy"
-    np.save(path, pixels[np.newaxis])
-    try:
-        result = classify_images.delay(job.pk, snapshot.pk, str(path))
-        probabilities = np.asarray(result.get(timeout=CLASSIFY_TIMEOUT, interval=RESULT_POLL)[0])
-    finally:
-        path.unlink(missing_ok=True)
+    answer = run_on_worker(classify_images, pixels[np.newaxis], job.pk, snapshot.pk, timeout=CLASSIFY_TIMEOUT)
+    probabilities = np.asarray(answer[0])
     return Classification(top_k(probabilities, job.dataset.classes), snapshot.epoch, png_data_url(pixels))
 
 

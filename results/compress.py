@@ -6,18 +6,16 @@ model lives in the job folder under compressed/<id>/ and can still classify imag
 from __future__ import annotations
 
 import math
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 from django.utils.text import slugify
 
-from jobs.inference import CLASSIFY_TIMEOUT, RESULT_POLL, Prediction, preprocess, top_k
+from jobs.inference import CLASSIFY_TIMEOUT, Prediction, preprocess, run_on_worker, top_k
 from jobs.models import TrainingJob
 from jobs.services import JobInputError, JobStateError, training_plan
 from results.models import Compression
@@ -129,13 +127,8 @@ def compression_classify(*, compression: Compression, image: UploadedFile) -> di
     if compression.status != "done":
         raise JobStateError(f"The compression is {compression.status}; classify once it is done.")
     pixels = preprocess(job=compression.job, image=image)
-    path = Path(settings.FILE_UPLOAD_TEMP_DIR) / f"classify-{uuid.uuid4().hex}.npy"
-    np.save(path, pixels[np.newaxis])
-    try:
-        task = classify_compressed.delay(compression.pk, str(path))
-        probabilities = np.asarray(task.get(timeout=CLASSIFY_TIMEOUT, interval=RESULT_POLL)[0])
-    finally:
-        path.unlink(missing_ok=True)
+    answer = run_on_worker(classify_compressed, pixels[np.newaxis], compression.pk, timeout=CLASSIFY_TIMEOUT)
+    probabilities = np.asarray(answer[0])
     predictions: list[Prediction] = top_k(probabilities, compression.job.dataset.classes)
     return {"predictions": [{"label": p.label, "probability": p.probability} for p in predictions],
             "preprocessed": png_data_url(pixels)}

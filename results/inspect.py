@@ -5,15 +5,12 @@ loads torch) and answers through the task's result, as classify does.
 """
 from __future__ import annotations
 
-import uuid
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 
-from jobs.inference import RESULT_POLL, png_data_url, preprocess
+from jobs.inference import png_data_url, preprocess, run_on_worker
 from jobs.models import Snapshot, TrainingJob
 from results.work import WorkFailed, done_snapshot
 
@@ -26,12 +23,7 @@ def inspect_image(*, job: TrainingJob, image: UploadedFile, epoch: float | None 
 
     snapshot = done_snapshot(job=job, epoch=epoch, action="inspect")
     pixels = preprocess(job=job, image=image)
-    path = Path(settings.FILE_UPLOAD_TEMP_DIR) / f"inspect-{uuid.uuid4().hex}.npy"
-    np.save(path, pixels)
-    try:
-        result = inspect.delay(job.pk, snapshot.pk, str(path)).get(timeout=INSPECT_TIMEOUT, interval=RESULT_POLL)
-    finally:
-        path.unlink(missing_ok=True)
+    result = run_on_worker(inspect, pixels, job.pk, snapshot.pk, timeout=INSPECT_TIMEOUT)
     return {**result, "epoch": snapshot.epoch, "input_png": png_data_url(pixels)}
 
 

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from celery import Celery
+from celery.signals import worker_ready
 
 from workbench import broker
 
@@ -13,3 +15,11 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "workbench.settings")
 app = Celery("workbench")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@worker_ready.connect
+def drop_expired_results(**kwargs: Any) -> None:
+    """Request/response answers (classify, inspect) are forgotten as soon as they are read; one whose
+    asker timed out stays. There is no beat to run Celery's daily cleanup, so each worker start
+    drops those older than CELERY_RESULT_EXPIRES (Redis expires its keys by itself)."""
+    app.backend.cleanup()

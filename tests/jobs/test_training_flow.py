@@ -3,12 +3,18 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import time
+from pathlib import Path
 
 import pytest
+from celery.backends.filesystem import FilesystemBackend
 from safetensors import safe_open
 
 from jobs.models import MetricPoint, TrainingJob
 from tests.conftest import class_images, make_image, wait_dataset, wait_for, zip_bytes
+from workbench.celery import app as celery_app
+from workbench.celery import drop_expired_results
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -75,6 +81,8 @@ def test_it_classifies_an_image_with_the_trained_model(celery_worker, alice_api)
     image = io.BytesIO(make_image((30, 200, 40), size=(30, 30), noise_seed=99))
     image.name = "green.png"
 
+    results_before = stored_results()
+
     response = alice_api.post(f"/api/v1/jobs/{job.pk}/classify/", {"image": image}, format="multipart")
 
     assert response.status_code == 200, response.json()
@@ -83,6 +91,32 @@ def test_it_classifies_an_image_with_the_trained_model(celery_worker, alice_api)
     assert len(predictions) == 3  # top-5 of a 3-class model
     assert predictions[0]["probability"] > 0.5
     assert sum(p["probability"] for p in predictions) == pytest.approx(1.0, abs=1e-4)
+    assert stored_results() == results_before, "the answer is forgotten once read"
+
+
+def stored_results() -> set[str]:
+    """The task results the result store holds now: files in the embedded store, keys in Redis."""
+    backend = celery_app.backend
+    if isinstance(backend, FilesystemBackend):
+        return set(os.listdir(os.fsdecode(backend.path)))
+    return {key.decode() for key in backend.client.scan_iter("celery-task-meta-*")}
+
+
+def test_the_embedded_result_store_drops_answers_nobody_read(settings):
+    backend = celery_app.backend
+    if not isinstance(backend, FilesystemBackend):
+        pytest.skip("Redis expires results by itself")
+    folder = Path(os.fsdecode(backend.path))
+    stale, fresh = folder / "celery-task-meta-stale", folder / "celery-task-meta-fresh"
+    stale.write_text("{}")
+    fresh.write_text("{}")
+    old = time.time() - settings.CELERY_RESULT_EXPIRES - 60
+    os.utime(stale, (old, old))
+
+    drop_expired_results()
+
+    assert not stale.exists() and fresh.exists()
+    fresh.unlink()
 
 
 def test_it_gives_the_same_curves_for_the_same_seed(celery_worker, alice_api):
