@@ -50,7 +50,7 @@ from datasets.example import write_digits  # noqa: E402
 from datasets.ingest.pipeline import IngestOptions, run_ingest  # noqa: E402
 from datasets.ingest.store import open_split  # noqa: E402
 from datasets.models import Dataset  # noqa: E402
-from jobs.backends.pytorch import TorchBackend  # noqa: E402
+from jobs.backends.torch_backend import TorchBackend  # noqa: E402
 from jobs.models import TrainingJob  # noqa: E402
 from jobs.networks.builtin import builtin_spec  # noqa: E402
 from jobs.networks.torch_build import build_model  # noqa: E402

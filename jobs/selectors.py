@@ -54,6 +54,24 @@ def job_snapshot(*, job: TrainingJob, epoch: float | None = None) -> Snapshot:
     return chosen
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What a job's backend can do, read from its class's flags (no framework is imported)."""
+
+    resume: bool
+    inspect: bool
+    export_formats: tuple[str, ...]
+    compress_methods: tuple[str, ...]
+
+
+def job_capabilities(*, job: TrainingJob) -> Capabilities:
+    from jobs.backends import backends
+
+    backend = backends.backend_class(job.backend)
+    return Capabilities(resume=backend.supports_resume, inspect=backend.supports_inspect,
+                        export_formats=tuple(backend.export_formats), compress_methods=tuple(backend.compress_methods))
+
+
 def job_snapshot_epochs(*, job: TrainingJob) -> list[float]:
     return list(job.snapshots.order_by("epoch").values_list("epoch", flat=True))
 

@@ -19,6 +19,7 @@ from jobs.models import Network, TrainingJob
 from jobs.networks.builtin import BUILTIN_NETWORKS, builtin_spec
 from jobs.networks.spec import SpecError, summarize, validate_spec
 from jobs.schedules import LR_POLICIES, OPTIMIZERS
+from jobs.selectors import job_capabilities
 
 log = logging.getLogger(__name__)
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda:\d{1,2})$")
@@ -168,6 +169,8 @@ def job_abort(*, job: TrainingJob) -> TrainingJob:
 
 def job_resume(*, job: TrainingJob) -> TrainingJob:
     """Queue an interrupted, aborted or failed job again from its last snapshot."""
+    if not job_capabilities(job=job).resume:
+        raise JobStateError(f"The {job.backend} backend cannot resume a job; clone it to train again from the start.")
     resumable = (TrainingJob.Status.INTERRUPTED, TrainingJob.Status.ABORTED, TrainingJob.Status.ERROR)
     last = job.snapshots.order_by("-epoch").first()
     if job.status not in resumable or last is None:

@@ -44,7 +44,8 @@ def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
     services.jobs_reap_stale()
     job = selectors.job_get(user=request.user, pk=pk)
     context = {"job": job, "status": selectors.job_status_dict(job=job),
-               "log_tail": selectors.job_log_tail(job=job), "classify_form": ClassifyForm(job=job)}
+               "log_tail": selectors.job_log_tail(job=job), "classify_form": ClassifyForm(job=job),
+               "can": selectors.job_capabilities(job=job)}
     return render(request, "jobs/detail.html", context)
 
 

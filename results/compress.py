@@ -17,6 +17,7 @@ from django.utils.text import slugify
 
 from jobs.inference import CLASSIFY_TIMEOUT, Prediction, preprocess, run_on_worker, top_k
 from jobs.models import TrainingJob
+from jobs.selectors import job_capabilities
 from jobs.services import JobInputError, JobStateError, training_plan
 from results.models import Compression
 from results.work import WorkFailed, claimed, done_snapshot, enqueue
@@ -30,8 +31,7 @@ class Param:
     integer: bool = False
 
 
-# The methods and their parameters as the product offers them. The web process cannot ask the
-# backend class (importing it loads torch); the worker checks the backend's compress_methods.
+# The methods the product knows, with their parameters; a job is offered those its backend declares.
 METHODS: dict[str, dict[str, Param]] = {
     "prune": {"amount": Param(0.5, 0.05, 0.95), "epochs": Param(1, 0, 20, integer=True)},
     "quantize_dynamic": {},
@@ -41,11 +41,18 @@ METHOD_TITLES = {"prune": "Magnitude pruning + fine-tune", "quantize_dynamic": "
                  "quantize_static": "int8 static quantization"}
 
 
+def offered_methods(*, job: TrainingJob) -> list[tuple[str, str]]:
+    """(method, title) for each compression method the job's backend can run."""
+    return [(m, METHOD_TITLES[m]) for m in job_capabilities(job=job).compress_methods if m in METHODS]
+
+
 def compression_start(*, job: TrainingJob, method: str, params: dict[str, Any] | None = None,
                       epoch: float | None = None) -> Compression:
     """A new queued compression of the chosen snapshot (latest by default)."""
-    if method not in METHODS:
-        raise JobInputError(f"Unknown method '{method}'; choose one of {', '.join(METHODS)}.", "method")
+    offered = [name for name, _ in offered_methods(job=job)]
+    if method not in offered:
+        known = "Unknown method" if method not in METHODS else f"The {job.backend} backend cannot compress with"
+        raise JobInputError(f"{known} '{method}'; choose one of {', '.join(offered) or 'none'}.", "method")
     checked = compression_params(method, params or {})
     snapshot = done_snapshot(job=job, epoch=epoch, action="compress")
     from results.tasks import compress

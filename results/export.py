@@ -9,21 +9,28 @@ from pathlib import Path
 from django.utils.text import slugify
 
 from jobs.models import Snapshot, TrainingJob
-from jobs.selectors import job_snapshot
+from jobs.selectors import job_capabilities, job_snapshot
 from jobs.services import JobInputError
 from results.models import Export
 from results.work import WorkFailed, claimed, done_snapshot, stored_or_new
 
-# The formats the product offers; the worker also checks that the job's backend supports the one asked.
+# The formats the product knows (file extension, name); a job is offered those its backend declares.
 FORMATS = {"archive": "zip", "torchscript": "pt", "onnx": "onnx"}
 FORMAT_NAMES = {"archive": "Archive", "torchscript": "TorchScript", "onnx": "ONNX"}
+
+
+def offered_formats(*, job: TrainingJob) -> list[tuple[str, str]]:
+    """(format, name) for each export format the job's backend can write."""
+    return [(fmt, FORMAT_NAMES[fmt]) for fmt in job_capabilities(job=job).export_formats if fmt in FORMATS]
 
 
 def export_start(*, job: TrainingJob, fmt: str, epoch: float | None = None) -> tuple[Export, bool]:
     """The stored export of this snapshot in this format, or a new queued one. (export, created)"""
     snapshot = done_snapshot(job=job, epoch=epoch, action="export")
-    if fmt not in FORMATS:
-        raise JobInputError(f"Unknown export format '{fmt}'; choose one of {', '.join(FORMATS)}.", "format")
+    offered = [name for name, _ in offered_formats(job=job)]
+    if fmt not in offered:
+        known = "Unknown export format" if fmt not in FORMATS else f"The {job.backend} backend cannot export"
+        raise JobInputError(f"{known} '{fmt}'; choose one of {', '.join(offered) or 'none'}.", "format")
     from results.tasks import export
 
     return stored_or_new(Export, export, job=job, snapshot=snapshot, format=fmt)

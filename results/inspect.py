@@ -12,6 +12,8 @@ from django.core.files.uploadedfile import UploadedFile
 
 from jobs.inference import png_data_url, preprocess, run_on_worker
 from jobs.models import Snapshot, TrainingJob
+from jobs.selectors import job_capabilities
+from jobs.services import JobStateError
 from results.work import WorkFailed, done_snapshot
 
 INSPECT_TIMEOUT = 120
@@ -22,6 +24,8 @@ def inspect_image(*, job: TrainingJob, image: UploadedFile, epoch: float | None 
     from results.tasks import inspect
 
     snapshot = done_snapshot(job=job, epoch=epoch, action="inspect")
+    if not job_capabilities(job=job).inspect:
+        raise JobStateError(f"The {job.backend} backend cannot inspect models.")
     pixels = preprocess(job=job, image=image)
     result = run_on_worker(inspect, pixels, job.pk, snapshot.pk, timeout=INSPECT_TIMEOUT)
     return {**result, "epoch": snapshot.epoch, "input_png": png_data_url(pixels)}

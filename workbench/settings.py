@@ -227,7 +227,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Alias → backend class and options, as STORAGES and DATABASES map theirs.
 TRAINING_BACKENDS = {
     "torch": {
-        "BACKEND": "jobs.backends.pytorch.TorchBackend",
+        "BACKEND": "jobs.backends.torch_backend.TorchBackend",
         "OPTIONS": {"threads": env_int("WORKBENCH_TORCH_THREADS", 0)},
     },
 }

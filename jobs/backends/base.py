@@ -58,7 +58,9 @@ class TrainingPlan:
 class TrainingBackend(ABC):
     """A way to train and run networks. Configured in settings.TRAINING_BACKENDS by alias.
 
-    Capability flags say what the backend can do, so the product only offers what works.
+    Capability flags say what the backend can do, so the product only offers what works. The web
+    reads them from the class, so the class's module must not import its framework at import time
+    (see torch_backend.py: each call imports the modules that do the work).
     """
 
     supports_resume: bool = False

@@ -1,6 +1,6 @@
-"""The PyTorch backend: trains from the dataset's memory-mapped arrays, snapshots as safetensors.
+"""The PyTorch backend's work: trains from the dataset's memory-mapped arrays, snapshots as safetensors.
 
-Imported only on workers (through `jobs.backends.backends`); the web process never loads torch.
+Imported only on workers, by `jobs.backends.torch_backend.TorchBackend`'s calls; the web process never loads torch.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from datasets.ingest.store import open_split
-from jobs.backends.base import Reporter, TrainingBackend, TrainingFailed, TrainingPlan
+from jobs.backends.base import Reporter, TrainingFailed, TrainingPlan
 from jobs.backends.tensorfile import write_safetensors
 from jobs.networks.torch_build import build_model
 from jobs.schedules import learning_rate
@@ -28,57 +28,36 @@ _PRELOAD_BYTES = 2 * 1024**3
 _MODEL_CACHE = 8
 
 
-class TorchBackend(TrainingBackend):
-    supports_resume = True
-    export_formats = ("archive", "torchscript", "onnx")
-    supports_inspect = True
-    compress_methods = ("prune", "quantize_dynamic", "quantize_static")
+def train(plan: TrainingPlan, reporter: Reporter, threads: int = 0) -> str:
+    """Train one job; "done" or "aborted". `threads` > 0 sets torch's intra-op threads."""
+    if threads:
+        torch.set_num_threads(threads)
+    return _Run(plan, reporter, resolve_device(plan.device)).train()
 
-    def __init__(self, alias: str, options: dict[str, Any]) -> None:
-        super().__init__(alias, options)
+
+class ModelCache:
+    """The last few models a worker classified with, kept loaded: a warm classify skips the load."""
+
+    def __init__(self, size: int = _MODEL_CACHE) -> None:
+        self.size = size
         self._models: OrderedDict[tuple[str, float], tuple[Any, torch.Tensor]] = OrderedDict()
-        self._models_lock = threading.Lock()
+        self._lock = threading.Lock()
 
-    def devices(self) -> list[str]:
-        return ["cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
-
-    def train(self, plan: TrainingPlan, reporter: Reporter) -> str:
-        threads = int(self.options.get("threads") or 0)
-        if threads:
-            torch.set_num_threads(threads)
-        return _Run(plan, reporter, resolve_device(plan.device)).train()
-
-    def infer(self, snapshot: Path, images: np.ndarray) -> np.ndarray:
-        model, mean = self._load(snapshot)  # a snapshot or a compressed copy: see load_snapshot
+    def infer(self, weights: Path, images: np.ndarray) -> np.ndarray:
+        model, mean = self.get(weights)
         with torch.inference_mode():
             x = (torch.from_numpy(np.array(images)).float() - mean) / 255.0
             return torch.softmax(model(x), dim=1).numpy()
 
-    def export(self, snapshot: Path, fmt: str, target: Path) -> dict[str, Any]:
-        from jobs.backends.torch_export import export_snapshot
-
-        return export_snapshot(snapshot, fmt, target)
-
-    def inspect(self, snapshot: Path, image: np.ndarray) -> dict[str, Any]:
-        from jobs.backends.torch_inspect import inspect_snapshot
-
-        return inspect_snapshot(snapshot, image)
-
-    def compress(self, snapshot: Path, method: str, params: dict[str, Any], target: Path,
-                 plan: TrainingPlan, reporter: Reporter) -> dict[str, Any]:
-        from jobs.backends.torch_compress import compress_snapshot
-
-        return compress_snapshot(snapshot, method, params, target, plan, reporter)
-
-    def _load(self, snapshot: Path) -> tuple[Any, torch.Tensor]:
-        key = (str(snapshot), snapshot.stat().st_mtime)
-        with self._models_lock:
+    def get(self, weights: Path) -> tuple[Any, torch.Tensor]:
+        key = (str(weights), weights.stat().st_mtime)
+        with self._lock:
             if key in self._models:
                 self._models.move_to_end(key)
                 return self._models[key]
-            loaded = load_snapshot(snapshot)
+            loaded = load_snapshot(weights)
             self._models[key] = loaded
-            while len(self._models) > _MODEL_CACHE:
+            while len(self._models) > self.size:
                 self._models.popitem(last=False)
             return loaded
 
