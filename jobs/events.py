@@ -22,6 +22,7 @@ from jobs.models import TrainingJob
 BATCH = 1000
 KEEPALIVE_SECONDS = 15.0
 REAP_EVERY_SECONDS = 5.0
+STATUS_EVERY = 0.5
 
 
 def sse(data: dict[str, Any], event: str, event_id: int | None = None) -> str:
@@ -60,19 +61,30 @@ def _cursor(request: HttpRequest) -> int:
     return int(raw) if raw.isdigit() else 0
 
 
-def _poll(job_id: int, cursor: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    job = TrainingJob.objects.get(pk=job_id)
-    points = [selectors.metric_dict(p) for p in selectors.job_metrics(job=job, after=cursor, limit=BATCH)]
-    return points, selectors.job_status_dict(job=job)
+def _poll(job_id: int, cursor: int, with_status: bool) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """New points after the cursor; the job's status (two more queries) only when asked."""
+    known = TrainingJob(pk=job_id)  # the stream checked access once; the points need only the key
+    points = [selectors.metric_dict(p) for p in selectors.job_metrics(job=known, after=cursor, limit=BATCH)]
+    if not (with_status or points):
+        return points, None
+    return points, selectors.job_status_dict(job=TrainingJob.objects.get(pk=job_id))
 
 
 async def _stream(job_id: int, cursor: int) -> AsyncIterator[str]:
     last_status: dict[str, Any] | None = None
     last_sent = last_reap = time.monotonic()
+    status_checked = float("-inf")
     yield "retry: 1000\n\n"
     async with Waiter(job_id) as waiter:
         while True:
-            points, status = await sync_to_async(_poll)(job_id, cursor)
+            # Status changes without new points (done, aborted, failed) are rare: look for them at
+            # most every STATUS_EVERY seconds, and whenever points arrive.
+            points, status = await sync_to_async(_poll)(
+                job_id, cursor, time.monotonic() - status_checked >= STATUS_EVERY)
+            if status is None:
+                await waiter.wait(timeout=KEEPALIVE_SECONDS)
+                continue
+            status_checked = time.monotonic()
             sent = bool(points)
             for point in points:
                 cursor = point["id"]
