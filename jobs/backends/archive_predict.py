@@ -151,7 +151,7 @@ def resize(img: Image.Image, w: int, h: int, mode: str, rng: np.random.Generator
 def classify(model: nn.Module, mean: torch.Tensor, images: np.ndarray) -> np.ndarray:
     """Class probabilities (N, classes) for uint8 images (N, C, H, W): (pixels - mean) / 255, softmax."""
     with torch.inference_mode():
-        x = (torch.from_numpy(np.ascontiguousarray(images)).float() - mean) / 255.0
+        x = (torch.from_numpy(np.array(images)).float() - mean) / 255.0  # a writable copy: torch warns on read-only arrays
         return torch.softmax(model(x), dim=1).numpy()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import warnings
@@ -12,6 +13,7 @@ import zipfile
 import numpy as np
 import pytest
 
+from jobs.backends import archive_predict
 from results.models import Export
 from tests.conftest import make_image, wait_for
 from tests.jobs.test_training_flow import ready_colours, start, wait_job
@@ -66,6 +68,7 @@ def test_it_exports_an_archive_that_predicts_in_a_fresh_process_like_the_api(cel
     ran = fresh_python(["predict.py", "--json", "image.png"], tmp_path)
 
     assert ran.returncode == 0, ran.stderr
+    assert "UserWarning" not in ran.stderr, ran.stderr
     predicted = json.loads(ran.stdout)[0]["predictions"]
     upload = io.BytesIO(image)
     upload.name = "image.png"
@@ -182,3 +185,18 @@ def test_it_pools_to_any_size_as_adaptive_pooling_does():
     for size in [(3, 3), (3, 2), (1, 1), (7, 5)]:
         expected = torch.nn.AdaptiveAvgPool2d(size)(x)
         assert torch.allclose(FixedAdaptiveAvgPool((7, 5), size)(x), expected, atol=1e-6)
+
+
+def test_predict_py_takes_read_only_grayscale_pixels_without_a_warning(tmp_path):
+    # Pillow hands out read-only arrays; a grayscale image stays one all the way to torch, which
+    # warns (once per process, hence a fresh one) unless predict.py copies it.
+    shutil.copyfile(archive_predict.__file__, tmp_path / "predict.py")
+    code = ("import sys; sys.path.insert(0, '.'); import numpy as np, torch, predict; "
+            "images = np.zeros((1, 1, 2, 2), np.uint8); images.setflags(write=False); "
+            "model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2)); "
+            "print(predict.classify(model, torch.zeros(1, 2, 2), images).shape)")
+
+    ran = fresh_python(["-W", "error", "-c", code], tmp_path)
+
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.strip() == "(1, 2)"

@@ -101,6 +101,7 @@ def assert_download_predicts_like_the_api(api, compression: Compression, folder)
     ran = fresh_python(["predict.py", "--json", "red.png", "green.png", "blue.png"], folder)
 
     assert ran.returncode == 0, ran.stderr
+    assert "UserWarning" not in ran.stderr, ran.stderr
     for colour, item in zip(("red", "green", "blue"), json.loads(ran.stdout)):
         expected = classify(api, compression, colour)
         assert [p["label"] for p in item["predictions"]] == [p["label"] for p in expected], colour
