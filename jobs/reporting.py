@@ -59,6 +59,7 @@ class DatabaseReporter:
         self.latest: dict[str, Any] = {}
         self.best: dict[str, Any] = {}
         self._progress: ProgressEvent | None = None
+        self._device: str | None = None
         self._first: ProgressEvent | None = None
 
     # --- the training thread's side: cheap, never blocks -------------------------------------
@@ -75,7 +76,7 @@ class DatabaseReporter:
         self._log.write(f"{time.strftime('%H:%M:%S')} {message}\n")
 
     def using_device(self, name: str) -> None:
-        TrainingJob.objects.filter(pk=self.job_id).update(device_used=name)
+        self._device = name  # written with the next row update, by the writer thread
 
     def should_stop(self) -> bool:
         return self._stop_seen.is_set()
@@ -165,6 +166,8 @@ class DatabaseReporter:
 
     def _write_row(self) -> None:
         fields: dict[str, Any] = {"heartbeat_at": timezone.now(), "latest": self.latest, "best": self.best}
+        if self._device is not None:
+            fields["device_used"] = self._device
         p = self._progress
         if p is not None:
             fields.update(epoch=p.epoch, progress=min(p.step / max(p.total_steps, 1), 1.0),

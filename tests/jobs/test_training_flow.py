@@ -60,6 +60,9 @@ def test_it_trains_to_high_accuracy_on_a_separable_dataset(celery_worker, alice_
     body = alice_api.get(f"/api/v1/jobs/{job.pk}/").json()
     assert body["snapshots"] == [1.0, 2.0, 3.0, 4.0]
     assert body["best"]["val_accuracy"] >= 0.95
+    import torch
+
+    assert body["device"] == "auto" and body["device_used"] == ("cuda:0" if torch.cuda.is_available() else "cpu")
 
 
 def test_it_writes_safetensors_snapshots_with_json_metadata(celery_worker, alice_api):
