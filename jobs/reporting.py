@@ -47,6 +47,25 @@ class ProgressEvent:
     time: float
 
 
+_INSERT_ROWS = 1000  # 7 parameters a row: well under SQLite's and PostgreSQL's limits
+
+
+def _insert_points(job_id: int, points: list[MetricEvent]) -> None:
+    """One INSERT for many points; a point already stored (a re-delivered task) is skipped.
+
+    Not bulk_create: building model instances and compiling the query took 1.25 ms of GIL-held
+    time per 50 points against 0.28 ms for this statement, and every GIL-held millisecond here is
+    one the training thread may wait for. SQLite (3.24+) and PostgreSQL both take ON CONFLICT.
+    """
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(c) for c in ("job_id", "split", "name", "epoch", "step", "value", "time"))
+    rows = ", ".join(["(%s, %s, %s, %s, %s, %s, %s)"] * len(points))
+    params = [v for p in points for v in (job_id, p.split, p.name, p.epoch, p.step, p.value, p.time)]
+    with connection.cursor() as cursor:
+        cursor.execute(f"INSERT INTO {quote(MetricPoint._meta.db_table)} ({columns}) VALUES {rows} "
+                       "ON CONFLICT DO NOTHING", params)
+
+
 class DatabaseReporter:
     def __init__(self, job_id: int, folder: Path, *, heartbeat_seconds: float) -> None:
         self.job_id = job_id
@@ -135,10 +154,8 @@ class DatabaseReporter:
         if not points:
             return False
         close_old_connections()
-        MetricPoint.objects.bulk_create(
-            [MetricPoint(job_id=self.job_id, split=p.split, name=p.name, epoch=p.epoch, step=p.step,
-                         value=p.value, time=p.time) for p in points],
-            ignore_conflicts=True)
+        for start in range(0, len(points), _INSERT_ROWS):
+            _insert_points(self.job_id, points[start:start + _INSERT_ROWS])
         for point in points:
             self._track(point)
         return True
