@@ -19,6 +19,7 @@ from safetensors.torch import load_file, save_file
 
 from datasets.ingest.store import open_split
 from jobs.backends.base import Reporter, TrainingFailed, TrainingPlan
+from jobs.backends.devices import DeviceLeases
 from jobs.backends.tensorfile import write_safetensors
 from jobs.networks.torch_build import build_model
 from jobs.schedules import learning_rate
@@ -26,13 +27,15 @@ from jobs.schedules import learning_rate
 # Splits up to this size are copied into memory once; larger ones are read from the memory map.
 _PRELOAD_BYTES = 2 * 1024**3
 _MODEL_CACHE = 8
+_DEVICES = DeviceLeases()  # this worker's training jobs and the devices they hold
 
 
 def train(plan: TrainingPlan, reporter: Reporter, threads: int = 0) -> str:
     """Train one job; "done" or "aborted". `threads` > 0 sets torch's intra-op threads."""
     if threads:
         torch.set_num_threads(threads)
-    return _Run(plan, reporter, resolve_device(plan.device)).train()
+    with _DEVICES.lease(plan.device, torch.cuda.device_count()) as device:
+        return _Run(plan, reporter, torch.device(device)).train()
 
 
 class ModelCache:
@@ -60,16 +63,6 @@ class ModelCache:
             while len(self._models) > self.size:
                 self._models.popitem(last=False)
             return loaded
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and (not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()):
-        raise TrainingFailed(f"Device {name} was asked for, but this worker has "
-                             f"{torch.cuda.device_count()} CUDA device(s). Choose 'auto' or 'cpu'.")
-    return device
 
 
 def model_metadata(plan: TrainingPlan) -> dict[str, Any]:

@@ -133,3 +133,16 @@ def test_it_gives_the_same_curves_for_the_same_seed(celery_worker, alice_api):
 
     assert curve(first) == curve(second)
     assert len(curve(first)) > 10
+
+
+def test_a_job_on_a_gpu_the_worker_lacks_ends_in_error_saying_so(celery_worker, alice_api):
+    import torch
+
+    dataset = ready_colours(alice_api)
+    missing = torch.cuda.device_count()  # one past the last GPU this machine has
+
+    job = wait_job(start(alice_api, dataset, device=f"cuda:{missing}")["id"])
+
+    assert job.status == "error"
+    assert job.error == (f"Device cuda:{missing} was asked for, but this worker has {missing} CUDA device(s). "
+                         "Choose 'auto' or 'cpu'.")
