@@ -34,12 +34,13 @@ run: migrate
 SYSTEM_TOOLS := chromium docker-compose
 
 system-tools:
-	@missing=""; for tool in $(SYSTEM_TOOLS); do command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
-	if [ -n "$$missing" ]; then \
+	@for tool in $(SYSTEM_TOOLS); do \
+	  command -v $$tool >/dev/null 2>&1 && continue; \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    (apt-get install -y -q $$missing >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q $$missing >/dev/null)) \
-	      || echo "could not install$$missing: the tests that need them will be skipped"; \
-	  else echo "not installed:$$missing (needs root and apt-get): the tests that need them will be skipped"; fi; fi
+	    (apt-get install -y -q $$tool >/dev/null 2>&1 || (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q $$tool >/dev/null 2>&1)) \
+	      || echo "could not install $$tool: the tests that need it will be skipped"; \
+	  else echo "$$tool is not installed (needs root and apt-get): the tests that need it will be skipped"; fi; \
+	done
 
 chromium: system-tools
 
