@@ -171,7 +171,7 @@ class JobMetricsApi(APIView):
         after = request.query_params.get("after", "0")
         if not after.isdigit():
             return error_response("after must be a non-negative integer cursor.", {"after": ["Not a cursor."]})
-        points = [selectors.metric_dict(p) for p in selectors.job_metrics(job=job, after=int(after))]
+        points = [selectors.metric_dict(p) for p in selectors.job_metrics(job_id=job.pk, after=int(after))]
         cursor = points[-1]["id"] if points else int(after)
         return Response({"points": points, "cursor": cursor, "status": job.status})
 

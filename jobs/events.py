@@ -63,8 +63,7 @@ def _cursor(request: HttpRequest) -> int:
 
 def _poll(job_id: int, cursor: int, with_status: bool) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
     """New points after the cursor; the job's status (two more queries) only when asked."""
-    known = TrainingJob(pk=job_id)  # the stream checked access once; the points need only the key
-    points = [selectors.metric_dict(p) for p in selectors.job_metrics(job=known, after=cursor, limit=BATCH)]
+    points = [selectors.metric_dict(p) for p in selectors.job_metrics(job_id=job_id, after=cursor, limit=BATCH)]
     if not (with_status or points):
         return points, None
     return points, selectors.job_status_dict(job=TrainingJob.objects.get(pk=job_id))

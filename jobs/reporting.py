@@ -47,6 +47,7 @@ class ProgressEvent:
     time: float
 
 
+_POINT_FIELDS = ("job", "split", "name", "epoch", "step", "value", "time")
 _INSERT_ROWS = 1000  # 7 parameters a row: well under SQLite's and PostgreSQL's limits
 
 
@@ -58,7 +59,7 @@ def _insert_points(job_id: int, points: list[MetricEvent]) -> None:
     one the training thread may wait for. SQLite (3.24+) and PostgreSQL both take ON CONFLICT.
     """
     quote = connection.ops.quote_name
-    columns = ", ".join(quote(c) for c in ("job_id", "split", "name", "epoch", "step", "value", "time"))
+    columns = ", ".join(quote(MetricPoint._meta.get_field(f).column) for f in _POINT_FIELDS)
     rows = ", ".join(["(%s, %s, %s, %s, %s, %s, %s)"] * len(points))
     params = [v for p in points for v in (job_id, p.split, p.name, p.epoch, p.step, p.value, p.time)]
     with connection.cursor() as cursor:

@@ -29,8 +29,9 @@ def job_get(*, user: AbstractBaseUser, pk: int) -> TrainingJob:
     return get_object_or_404(job_list(user=user), pk=pk)
 
 
-def job_metrics(*, job: TrainingJob, after: int = 0, limit: int = 5000) -> list[MetricPoint]:
-    return list(MetricPoint.objects.filter(job=job, pk__gt=after).order_by("pk")[:limit])
+def job_metrics(*, job_id: int, after: int = 0, limit: int = 5000) -> list[MetricPoint]:
+    """A job's points after the cursor, oldest first. By key: callers have checked access (job_get)."""
+    return list(MetricPoint.objects.filter(job_id=job_id, pk__gt=after).order_by("pk")[:limit])
 
 
 def metric_dict(point: MetricPoint) -> dict[str, Any]:

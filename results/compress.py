@@ -20,7 +20,7 @@ from jobs.models import TrainingJob
 from jobs.selectors import job_capabilities
 from jobs.services import JobInputError, JobStateError, training_plan
 from results.models import Compression
-from results.work import WorkFailed, claimed, done_snapshot, enqueue
+from results.work import claimed, done_snapshot, enqueue, offered_choice
 
 
 @dataclass(frozen=True)
@@ -49,10 +49,8 @@ def offered_methods(*, job: TrainingJob) -> list[tuple[str, str]]:
 def compression_start(*, job: TrainingJob, method: str, params: dict[str, Any] | None = None,
                       epoch: float | None = None) -> Compression:
     """A new queued compression of the chosen snapshot (latest by default)."""
-    offered = [name for name, _ in offered_methods(job=job)]
-    if method not in offered:
-        known = "Unknown method" if method not in METHODS else f"The {job.backend} backend cannot compress with"
-        raise JobInputError(f"{known} '{method}'; choose one of {', '.join(offered) or 'none'}.", "method")
+    offered_choice(value=method, offered=[name for name, _ in offered_methods(job=job)], known=METHODS,
+                   unknown="Unknown method", cannot=f"The {job.backend} backend cannot compress with", field="method")
     checked = compression_params(method, params or {})
     snapshot = done_snapshot(job=job, epoch=epoch, action="compress")
     from results.tasks import compress
@@ -95,9 +93,7 @@ def compression_run(*, compression_id: int) -> None:
             return
         compression, progress, result = claim
         job = compression.job
-        backend = backends[job.backend]
-        if compression.method not in backend.compress_methods:
-            raise WorkFailed(f"The {backend.alias} backend cannot compress with {compression.method}.")
+        backend = backends[job.backend]  # compression_start offered only the methods it declares
         target = job.folder / "compressed" / str(compression.pk)
         facts = backend.compress(job.folder / compression.snapshot.path, compression.method, compression.params,
                                  target, training_plan(job), _ProgressOnly(progress))

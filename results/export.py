@@ -10,9 +10,8 @@ from django.utils.text import slugify
 
 from jobs.models import Snapshot, TrainingJob
 from jobs.selectors import job_capabilities, job_snapshot
-from jobs.services import JobInputError
 from results.models import Export
-from results.work import WorkFailed, claimed, done_snapshot, stored_or_new
+from results.work import claimed, done_snapshot, offered_choice, stored_or_new
 
 # The formats the product knows (file extension, name); a job is offered those its backend declares.
 FORMATS = {"archive": "zip", "torchscript": "pt", "onnx": "onnx"}
@@ -27,10 +26,8 @@ def offered_formats(*, job: TrainingJob) -> list[tuple[str, str]]:
 def export_start(*, job: TrainingJob, fmt: str, epoch: float | None = None) -> tuple[Export, bool]:
     """The stored export of this snapshot in this format, or a new queued one. (export, created)"""
     snapshot = done_snapshot(job=job, epoch=epoch, action="export")
-    offered = [name for name, _ in offered_formats(job=job)]
-    if fmt not in offered:
-        known = "Unknown export format" if fmt not in FORMATS else f"The {job.backend} backend cannot export"
-        raise JobInputError(f"{known} '{fmt}'; choose one of {', '.join(offered) or 'none'}.", "format")
+    offered_choice(value=fmt, offered=[name for name, _ in offered_formats(job=job)], known=FORMATS,
+                   unknown="Unknown export format", cannot=f"The {job.backend} backend cannot export", field="format")
     from results.tasks import export
 
     return stored_or_new(Export, export, job=job, snapshot=snapshot, format=fmt)
@@ -45,10 +42,7 @@ def export_run(*, export_id: int) -> None:
             return
         export, progress, result = claim
         job = export.job
-        backend = backends[job.backend]
-        if export.format not in backend.export_formats:
-            raise WorkFailed(f"The {job.backend} backend cannot export {export.format}; "
-                             f"it exports {', '.join(backend.export_formats) or 'nothing'}.")
+        backend = backends[job.backend]  # export_start offered only the formats it declares
         relative = export_path(export.snapshot, export.format)
         progress(0.1)
         facts = backend.export(job.folder / export.snapshot.path, export.format, job.folder / relative)

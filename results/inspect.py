@@ -14,7 +14,7 @@ from jobs.inference import png_data_url, preprocess, run_on_worker
 from jobs.models import Snapshot, TrainingJob
 from jobs.selectors import job_capabilities
 from jobs.services import JobStateError
-from results.work import WorkFailed, done_snapshot
+from results.work import done_snapshot
 
 INSPECT_TIMEOUT = 120
 
@@ -35,7 +35,5 @@ def inspect_on_worker(*, job_id: int, snapshot_id: int, image_path: str) -> dict
     from jobs.backends import backends
 
     snapshot = Snapshot.objects.select_related("job").get(pk=snapshot_id, job_id=job_id)
-    backend = backends[snapshot.job.backend]
-    if not backend.supports_inspect:
-        raise WorkFailed(f"The {backend.alias} backend cannot inspect models.")
+    backend = backends[snapshot.job.backend]  # inspect_image refused a backend that cannot
     return backend.inspect(snapshot.job.folder / snapshot.path, np.load(image_path))

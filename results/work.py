@@ -37,6 +37,18 @@ def done_snapshot(*, job: TrainingJob, epoch: float | None, action: str) -> Snap
     return job_snapshot(job=job, epoch=epoch)
 
 
+def offered_choice(*, value: str, offered: list[str], known: dict[str, Any], unknown: str, cannot: str,
+                   field: str) -> None:
+    """Refuse a choice the job's backend does not offer, naming the ones it does.
+
+    `unknown` words a value the product does not know at all; `cannot` one it knows but this
+    backend cannot do, e.g. "The lite backend cannot export".
+    """
+    if value not in offered:
+        reason = unknown if value not in known else cannot
+        raise JobInputError(f"{reason} '{value}'; choose one of {', '.join(offered) or 'none'}.", field)
+
+
 def work_get(*, user: AbstractBaseUser, model: type[W], job_pk: int, pk: int) -> W:
     """The work item if its job is the user's (or the user is staff); else a 404."""
     job = job_get(user=user, pk=job_pk)
