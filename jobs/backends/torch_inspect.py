@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from jobs.backends.pytorch import load_snapshot
+from jobs.backends.pytorch import load_snapshot, model_folder
 from jobs.networks.spec import summarize
 
 MAX_MAPS = 32
@@ -30,7 +30,7 @@ TOP_K = 5
 def inspect_snapshot(snapshot: Path, image: np.ndarray) -> dict[str, Any]:
     """Per-layer activations for one preprocessed uint8 (C, H, W) image, weight statistics, top-5."""
     model, mean = load_snapshot(snapshot)
-    meta = json.loads((snapshot.parent.parent / "model.json").read_text())
+    meta = json.loads((model_folder(snapshot) / "model.json").read_text())
     paths = layer_paths(meta)
     outputs = _run_with_hooks(model, paths, (torch.from_numpy(np.ascontiguousarray(image)).float() - mean) / 255.0)
     layers = [_layer(path, model.get_submodule(path), outputs[path]) for path in paths]
