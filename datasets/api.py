@@ -36,7 +36,8 @@ class DatasetOutput(serializers.ModelSerializer):
         fields = ["id", "name", "owner", "status", "progress", "error", "created_at", "updated_at", "source",
                   "source_name", "image_width", "image_height", "channels", "resize_mode", "val_percent",
                   "test_percent", "seed", "min_per_class", "max_per_class", "classes", "split_counts",
-                  "class_counts", "image_shape", "skipped", "warnings", "url", "mean_image_url", "thumbnails"]
+                  "class_counts", "image_shape", "skipped", "warnings", "attempt", "retries", "held_by", "heartbeat_at",
+                  "url", "mean_image_url", "thumbnails"]
 
     def get_url(self, dataset: Dataset) -> str:
         return reverse("dataset-detail", args=[dataset.pk])

@@ -5,8 +5,10 @@ from pathlib import Path
 from django.conf import settings
 from django.db import models
 
+from workbench.leases import Leased
 
-class Dataset(models.Model):
+
+class Dataset(Leased):
     class Status(models.TextChoices):
         QUEUED = "queued"
         RUNNING = "running"

@@ -18,13 +18,12 @@ from datasets.ingest import IngestError
 from datasets.ingest.archive import ExtractLimits, ZipSource, archive_kind, extract_archive
 from datasets.ingest.pipeline import IngestOptions, IngestResult, ingest_workers, run_ingest
 from datasets.models import Dataset
+from workbench.leases import Lease, LeaseLost, heartbeat, lease_claim
 from workbench.progress import RowProgress
 
 log = logging.getLogger(__name__)
 
 EXTRACTED = "extracted"
-# A running ingest updates its row at least this often; older than this, its worker is gone.
-STALE_AFTER = timedelta(minutes=10)
 
 
 class DatasetInputError(Exception):
@@ -144,24 +143,28 @@ def resolve_server_path(raw: str) -> Path:
 # --- ingest (runs on the worker) ------------------------------------------------------------
 
 def dataset_ingest(*, dataset_id: int) -> None:
-    """Claim a queued dataset and ingest it; a second delivery of the same task does nothing."""
-    claimed = Dataset.objects.filter(pk=dataset_id, status=Dataset.Status.QUEUED).update(
-        status=Dataset.Status.RUNNING, progress=0.0, updated_at=timezone.now())
-    if not claimed:
+    """Claim a queued dataset and ingest it; a second delivery of the same task does nothing.
+
+    A killed ingest is taken back and run again from the start (workbench.recovery): the upload
+    stays until an attempt ends, and each attempt rebuilds the arrays from it.
+    """
+    lease = lease_claim(Dataset, dataset_id, progress=0.0, updated_at=timezone.now())
+    if lease is None:
         return
     dataset = Dataset.objects.get(pk=dataset_id)
-    progress = RowProgress(Dataset, dataset_id, updated_at=timezone.now)
-    try:
-        result = _ingest(dataset, progress)
-    except IngestError as exc:
-        _finish_with_error(dataset, str(exc))
-    except Exception as exc:
-        log.exception("ingest of dataset %s failed", dataset_id)
-        _finish_with_error(dataset, f"The ingest failed unexpectedly ({type(exc).__name__}: {exc}).")
-    else:
-        _finish_ready(dataset, result)
-    finally:
-        _clean_sources(dataset.folder)
+    with heartbeat(lease):
+        try:
+            result = _ingest(dataset, RowProgress(lease, updated_at=timezone.now))
+        except LeaseLost:
+            return  # a newer attempt owns the dataset and its folder now
+        except IngestError as exc:
+            _finish_with_error(lease, dataset, str(exc))
+        except Exception as exc:
+            log.exception("ingest of dataset %s failed", dataset_id)
+            _finish_with_error(lease, dataset, f"The ingest failed unexpectedly ({type(exc).__name__}: {exc}).")
+        else:
+            _finish_ready(lease, result)
+    _clean_sources(dataset.folder)
 
 
 def _ingest(dataset: Dataset, progress: RowProgress) -> IngestResult:
@@ -185,6 +188,7 @@ def _materialise_source(dataset: Dataset, progress) -> Path | ZipSource:  # type
         # Checked again here: the allowed roots may have changed since the dataset was queued.
         return resolve_server_path(dataset.source_name)
     extracted = dataset.folder / EXTRACTED
+    shutil.rmtree(extracted, ignore_errors=True)  # what an earlier, killed attempt extracted
     if dataset.source == Dataset.Source.EXAMPLE:
         from datasets.example import write_digits
 
@@ -207,18 +211,17 @@ def _materialise_source(dataset: Dataset, progress) -> Path | ZipSource:  # type
     return source
 
 
-def _finish_ready(dataset: Dataset, result: IngestResult) -> None:
-    Dataset.objects.filter(pk=dataset.pk).update(
+def _finish_ready(lease: Lease, result: IngestResult) -> None:
+    lease.update(
         status=Dataset.Status.READY, progress=1.0, error="", classes=result.classes,
         split_counts=result.split_counts, class_counts=result.class_counts, skipped=result.skipped,
         warnings=result.warnings, updated_at=timezone.now())
 
 
-def _finish_with_error(dataset: Dataset, message: str) -> None:
+def _finish_with_error(lease: Lease, dataset: Dataset, message: str) -> None:
     for path in dataset.folder.glob("*.npy"):
         path.unlink(missing_ok=True)
-    Dataset.objects.filter(pk=dataset.pk).update(status=Dataset.Status.ERROR, error=message,
-                                                 updated_at=timezone.now())
+    lease.update(status=Dataset.Status.ERROR, error=message, updated_at=timezone.now())
 
 
 def _clean_sources(folder: Path) -> None:
@@ -231,7 +234,8 @@ def _clean_sources(folder: Path) -> None:
 
 def dataset_delete(*, dataset: Dataset) -> None:
     """Remove the row and the dataset's folder; refuse while an ingest is still working on it."""
-    fresh = timezone.now() - dataset.updated_at < STALE_AFTER
+    beat = dataset.heartbeat_at or dataset.updated_at
+    fresh = timezone.now() - beat < timedelta(seconds=settings.HEARTBEAT_TIMEOUT)
     if dataset.status == Dataset.Status.RUNNING and fresh:
         raise DatasetBusy("The dataset is still being ingested; delete it when the ingest has finished.")
     in_use = _jobs_using(dataset)

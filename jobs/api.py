@@ -33,7 +33,8 @@ class JobOutput(serializers.ModelSerializer):
                   "best", "error", "snapshots", "dataset", "network", "backend", "epochs", "batch_size",
                   "optimizer", "learning_rate", "momentum", "weight_decay", "lr_policy", "lr_step_size", "lr_gamma",
                   "lr_milestones", "seed", "device", "device_used", "val_interval", "snapshot_interval",
-                  "resume_from_epoch", "created_at", "started_at", "finished_at", "url"]
+                  "resume_from_epoch", "attempt", "retries", "held_by", "heartbeat_at", "created_at", "started_at",
+                  "finished_at", "url"]
 
     def get_snapshots(self, job: TrainingJob) -> list[float]:
         return selectors.job_snapshot_epochs(job=job)

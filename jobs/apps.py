@@ -8,4 +8,9 @@ class JobsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from jobs import checks, signals  # noqa: F401  (registers the system check and worker hooks)
+        from jobs import checks, services  # noqa: F401  (checks: registers the system check)
+        from jobs.models import TrainingJob
+        from workbench import recovery
+
+        recovery.register(recovery.WorkKind(TrainingJob, "jobs.train", retry=services.job_retry_fields,
+                                            taken_back=services.job_taken_back))

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from celery.exceptions import TimeoutError as CeleryTimeout
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 
@@ -49,6 +50,14 @@ def preprocess(*, job: TrainingJob, image: UploadedFile) -> np.ndarray:
         raise JobInputError(f"The file is not a usable image: {exc}", "image") from None
 
 
+class WorkerUnavailable(Exception):
+    """No worker answered (504) or the worker failed (503); the API answers with `http_status`."""
+
+    def __init__(self, message: str, http_status: int) -> None:
+        super().__init__(message)
+        self.http_status = http_status
+
+
 def run_on_worker(task: Any, pixels: np.ndarray, *args: Any, timeout: float) -> Any:
     """Hand `pixels` to a request/response task on the worker and wait for its answer.
 
@@ -58,9 +67,19 @@ def run_on_worker(task: Any, pixels: np.ndarray, *args: Any, timeout: float) -> 
     """
     path = Path(settings.FILE_UPLOAD_TEMP_DIR) / f"{task.name}-{uuid.uuid4().hex}.npy"
     np.save(path, pixels)
-    result = task.delay(*args, str(path))
+    try:
+        result = task.delay(*args, str(path))
+    except Exception as exc:
+        path.unlink(missing_ok=True)
+        raise WorkerUnavailable(f"The request could not be queued for a worker ({type(exc).__name__}: {exc}).",
+                                503) from None
     try:
         return result.get(timeout=timeout, interval=RESULT_POLL)
+    except CeleryTimeout:
+        raise WorkerUnavailable(f"No worker answered within {timeout:g} s. Is a worker running? One that was "
+                                "restarted meanwhile drops the request: try again.", 504) from None
+    except Exception as exc:
+        raise WorkerUnavailable(f"The worker could not do it ({type(exc).__name__}: {exc}).", 503) from None
     finally:
         result.forget()
         path.unlink(missing_ok=True)

@@ -5,6 +5,8 @@ from pathlib import Path
 from django.conf import settings
 from django.db import models
 
+from workbench.leases import Leased
+
 
 class Network(models.Model):
     """A custom network: a declarative layer spec, validated before any job uses it."""
@@ -23,7 +25,7 @@ class Network(models.Model):
         return self.name
 
 
-class TrainingJob(models.Model):
+class TrainingJob(Leased):
     class Status(models.TextChoices):
         QUEUED = "queued"
         RUNNING = "running"
@@ -67,7 +69,6 @@ class TrainingJob(models.Model):
     eta_seconds = models.FloatField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
     abort_requested = models.BooleanField(default=False)
     error = models.TextField(blank=True)
     device_used = models.CharField(max_length=32, blank=True)
@@ -109,6 +110,7 @@ class MetricPoint(models.Model):
 class Snapshot(models.Model):
     job = models.ForeignKey(TrainingJob, on_delete=models.CASCADE, related_name="snapshots")
     epoch = models.FloatField()
+    step = models.PositiveIntegerField(null=True, blank=True, help_text="The training step it was taken after.")
     path = models.CharField(max_length=500, help_text="Weights file, relative to the job folder.")
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -1,7 +1,8 @@
 """The reporter a backend trains with: metric points, progress, heartbeat and the abort flag.
 
 The training loop only puts events on a queue; one writer thread does all database work, so a
-slow database never slows training, and the heartbeat goes on while a long step runs.
+slow database never slows training. The heartbeat has a thread of its own (workbench.leases), so it
+goes on while a long step runs and while the writer retries.
 """
 from __future__ import annotations
 
@@ -10,15 +11,19 @@ import math
 import queue
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from django.db import close_old_connections, connection
+from django.conf import settings
+from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
 
 from jobs import live
-from jobs.models import MetricPoint, Snapshot, TrainingJob
+from jobs.backends.base import TrainingFailed
+from jobs.models import MetricPoint, Snapshot
+from workbench.leases import Lease
 
 log = logging.getLogger(__name__)
 
@@ -67,20 +72,65 @@ def _insert_points(job_id: int, points: list[MetricEvent]) -> None:
                        "ON CONFLICT DO NOTHING", params)
 
 
+class Summary:
+    """`latest` and `best` of a job, from its points in order: the reporter's and a rewind's one rule."""
+
+    def __init__(self, latest: dict[str, Any] | None = None, best: dict[str, Any] | None = None) -> None:
+        self.latest: dict[str, Any] = dict(latest or {})
+        self.best: dict[str, Any] = dict(best or {})
+
+    @classmethod
+    def of_points(cls, points: Iterable[MetricPoint]) -> Summary:
+        summary = cls()
+        for point in points:
+            summary.track(point.split, point.name, point.value, point.epoch)
+        return summary
+
+    def track(self, split: str, name: str, value: float, epoch: float) -> None:
+        key = "lr" if name == "lr" else f"{split}_{name}"
+        finite = value if math.isfinite(value) else None
+        self.latest[key] = finite
+        self.latest["epoch"] = epoch
+        if finite is None or key not in ("val_accuracy", "val_loss"):
+            return
+        previous = self.best.get(key)
+        if previous is None or (finite > previous if key == "val_accuracy" else finite < previous):
+            self.best[key] = finite
+            self.best[f"{key}_epoch"] = epoch
+
+
 class DatabaseReporter:
-    def __init__(self, job_id: int, folder: Path, *, heartbeat_seconds: float) -> None:
-        self.job_id = job_id
-        self.heartbeat_seconds = heartbeat_seconds
+    """Stores a run's reports through its lease, so a run that lost its row writes nothing.
+
+    A database that refuses the writes does not lose them: the writer keeps them and retries with
+    backoff, and the training thread waits at its next step (the heartbeat thread goes on beating
+    and watching the abort flag). After WORKBENCH_REPORT_RETRY_SECONDS the run fails, saying why.
+    """
+
+    def __init__(self, lease: Lease, folder: Path, *, latest: dict[str, Any] | None = None,
+                 best: dict[str, Any] | None = None, retry_seconds: float | None = None) -> None:
+        self.lease = lease
+        self.job_id = lease.pk
+        self.retry_seconds = retry_seconds if retry_seconds is not None else settings.WORKBENCH_REPORT_RETRY_SECONDS
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
-        self._stop_seen = threading.Event()
         self._closing = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"reporter-{job_id}", daemon=True)
+        self._healthy = threading.Event()
+        self._healthy.set()
+        self.failure = ""
+        self._thread = threading.Thread(target=self._run, name=f"reporter-{self.job_id}", daemon=True)
         self._log = (folder / "log.txt").open("a", buffering=1)
-        self.latest: dict[str, Any] = {}
-        self.best: dict[str, Any] = {}
+        self.summary = Summary(latest, best)
         self._progress: ProgressEvent | None = None
         self._device: str | None = None
         self._first: ProgressEvent | None = None
+
+    @property
+    def latest(self) -> dict[str, Any]:
+        return self.summary.latest
+
+    @property
+    def best(self) -> dict[str, Any]:
+        return self.summary.best
 
     # --- the training thread's side: cheap, never blocks -------------------------------------
     def metric(self, *, split: str, name: str, value: float, epoch: float, step: int) -> None:
@@ -89,8 +139,8 @@ class DatabaseReporter:
     def progress(self, *, epoch: float, step: int, total_steps: int) -> None:
         self._queue.put(ProgressEvent(float(epoch), int(step), int(total_steps), time.monotonic()))
 
-    def snapshot(self, *, epoch: float, path: str) -> None:
-        self._queue.put(("snapshot", float(epoch), path))
+    def snapshot(self, *, epoch: float, path: str, step: int | None = None) -> None:
+        self._queue.put(("snapshot", float(epoch), path, step))
 
     def log(self, message: str) -> None:
         self._log.write(f"{time.strftime('%H:%M:%S')} {message}\n")
@@ -99,7 +149,14 @@ class DatabaseReporter:
         self._device = name  # written with the next row update, by the writer thread
 
     def should_stop(self) -> bool:
-        return self._stop_seen.is_set()
+        """True once abort is asked. Waits while reports cannot be stored; raises TrainingFailed when
+        they could not be for too long, LeaseLost when this run no longer holds its job."""
+        while not self._healthy.wait(0.5) and not self.lease.stop.is_set():
+            self.lease.check()
+        if self.failure:
+            raise TrainingFailed(self.failure)
+        self.lease.check()
+        return self.lease.stop.is_set()
 
     # --- lifecycle ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -108,37 +165,75 @@ class DatabaseReporter:
     def close(self) -> None:
         self._queue.put(_STOP)
         self._closing.set()  # the last points go out now, not after the write interval
-        self._thread.join(timeout=60)
+        self._thread.join(timeout=self.retry_seconds + 30)
         self._log.close()
 
     # --- the writer thread ----------------------------------------------------------------------
     def _run(self) -> None:
         last_row = last_write = 0.0
+        points: list[MetricEvent] = []
+        snapshots: list[tuple[Any, ...]] = []
+        done = False
         try:
-            while True:
+            while not self.lease.lost.is_set():
                 self._closing.wait(max(last_write + _WRITE_EVERY - time.monotonic(), 0.0))
                 events = self._drain()
-                done = _STOP in events
-                wrote = self._write_points([e for e in events if isinstance(e, MetricEvent)])
-                wrote |= self._write_snapshots([e for e in events if isinstance(e, tuple)])
+                done = done or _STOP in events
+                points += [e for e in events if isinstance(e, MetricEvent)]
+                snapshots += [e for e in events if isinstance(e, tuple)]
                 for event in events:
                     if isinstance(event, ProgressEvent):
                         self._first = self._first or event
                         self._progress = event
                 now = time.monotonic()
-                if done or now - last_row >= min(_ROW_EVERY, self.heartbeat_seconds):
-                    self._write_row()
-                    last_row = now
-                    wrote = True
-                if wrote:
+                row_due = done or now - last_row >= _ROW_EVERY
+                if not self._write_or_retry(points, snapshots, row_due):
+                    continue
+                if points or snapshots or row_due:
                     live.notify(self.job_id)
                     last_write = now
+                last_row = now if row_due else last_row
+                points, snapshots = [], []
                 if done:
                     return
-        except Exception:
-            log.exception("reporter for job %s failed", self.job_id)
         finally:
+            self._healthy.set()  # never leave the training thread waiting
             connection.close()
+
+    def _write_or_retry(self, points: list[MetricEvent], snapshots: list[tuple[Any, ...]], row: bool) -> bool:
+        """Write; on a database error keep everything for the next try, pause training, back off."""
+        try:
+            close_old_connections()
+            self._write_points(points)
+            self._write_snapshots(snapshots)
+            if row:
+                self._write_row()
+        except Exception as exc:
+            return self._failed_write(exc)
+        if not self._healthy.is_set():
+            self.log("Reports are stored again; training goes on.")
+            self._failing_since = None
+            self._healthy.set()
+        return True
+
+    _failing_since: float | None = None
+
+    def _failed_write(self, exc: Exception) -> bool:
+        now = time.monotonic()
+        if self._failing_since is None:
+            self._failing_since = now
+            log.exception("reporter for job %s cannot write; training pauses and retries", self.job_id)
+            self.log(f"Cannot store reports ({type(exc).__name__}: {exc}); training pauses and retries for up to "
+                     f"{self.retry_seconds:g} s.")
+        self._healthy.clear()
+        failing = now - self._failing_since
+        if failing >= self.retry_seconds:
+            self.failure = (f"Training stopped: its reports could not be stored for {failing:.0f} s "
+                            f"({type(exc).__name__}: {exc}). Check the database, then resume the job.")
+            self.lease.lose(self.failure)
+            return False
+        time.sleep(min(0.5 * 2 ** int(failing), 5.0, max(self.retry_seconds - failing, 0.05)))
+        return False
 
     def _drain(self) -> list[object]:
         try:
@@ -151,36 +246,30 @@ class DatabaseReporter:
             except queue.Empty:
                 return events
 
-    def _write_points(self, points: list[MetricEvent]) -> bool:
+    def _write_points(self, points: list[MetricEvent]) -> None:
         if not points:
-            return False
-        close_old_connections()
-        for start in range(0, len(points), _INSERT_ROWS):
-            _insert_points(self.job_id, points[start:start + _INSERT_ROWS])
-        for point in points:
-            self._track(point)
-        return True
-
-    def _track(self, point: MetricEvent) -> None:
-        key = "lr" if point.name == "lr" else f"{point.split}_{point.name}"
-        value = point.value if math.isfinite(point.value) else None
-        self.latest[key] = value
-        self.latest["epoch"] = point.epoch
-        if value is None or key not in ("val_accuracy", "val_loss"):
             return
-        previous = self.best.get(key)
-        improved = previous is None or (value > previous if key == "val_accuracy" else value < previous)
-        if improved:
-            self.best[key] = value
-            self.best[f"{key}_epoch"] = point.epoch
+        with transaction.atomic():
+            # Fenced: the job row is locked (PostgreSQL) or the database is (SQLite, IMMEDIATE) while
+            # we check that this attempt still holds it; a take-back waits for this insert.
+            if not self.lease.rows().select_for_update().exists():
+                self.lease.lose("a newer attempt holds the job, or it has ended")
+                return
+            for start in range(0, len(points), _INSERT_ROWS):
+                _insert_points(self.job_id, points[start:start + _INSERT_ROWS])
+        for point in points:
+            self.summary.track(point.split, point.name, point.value, point.epoch)
 
-    def _write_snapshots(self, snapshots: list[tuple[Any, ...]]) -> bool:
+    def _write_snapshots(self, snapshots: list[tuple[Any, ...]]) -> None:
         if not snapshots:
-            return False
-        # One query for all of them; a snapshot already recorded (a resumed run) is left as it is.
-        Snapshot.objects.bulk_create([Snapshot(job_id=self.job_id, epoch=epoch, path=path) for _, epoch, path in snapshots],
-                                     ignore_conflicts=True)
-        return True
+            return
+        with transaction.atomic():
+            if not self.lease.rows().select_for_update().exists():
+                self.lease.lose("a newer attempt holds the job, or it has ended")
+                return
+            # A snapshot already recorded (a resumed run) is left as it is.
+            Snapshot.objects.bulk_create([Snapshot(job_id=self.job_id, epoch=epoch, path=path, step=step)
+                                          for _, epoch, path, step in snapshots], ignore_conflicts=True)
 
     def _write_row(self) -> None:
         fields: dict[str, Any] = {"heartbeat_at": timezone.now(), "latest": self.latest, "best": self.best}
@@ -190,10 +279,10 @@ class DatabaseReporter:
         if p is not None:
             fields.update(epoch=p.epoch, progress=min(p.step / max(p.total_steps, 1), 1.0),
                           eta_seconds=self._eta(p))
-        # One query writes the row and reads the abort flag: no row updated means abort was asked.
-        if not TrainingJob.objects.filter(pk=self.job_id, abort_requested=False).update(**fields):
-            self._stop_seen.set()
-            TrainingJob.objects.filter(pk=self.job_id).update(**fields)
+        # One query writes the row and reads the abort flag: no row updated means abort was asked
+        # (or this attempt lost the job, which the fenced write below tells).
+        if not self.lease.rows().filter(abort_requested=False).update(**fields) and self.lease.update(**fields):
+            self.lease.stop.set()
 
     def _eta(self, p: ProgressEvent) -> float | None:
         first = self._first
@@ -201,4 +290,3 @@ class DatabaseReporter:
             return None
         rate = (p.time - first.time) / (p.step - first.step)
         return max(rate * (p.total_steps - p.step), 0.0)
-

@@ -5,7 +5,6 @@ import logging
 import re
 import shutil
 from dataclasses import asdict, dataclass, field
-from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -15,7 +14,7 @@ from django.utils import timezone
 
 from datasets.models import Dataset
 from jobs import live
-from jobs.models import Network, TrainingJob
+from jobs.models import MetricPoint, Network, TrainingJob
 from jobs.networks.builtin import BUILTIN_NETWORKS, builtin_spec
 from jobs.networks.spec import SpecError, summarize, validate_spec
 from jobs.schedules import LR_POLICIES, OPTIMIZERS
@@ -178,7 +177,7 @@ def job_resume(*, job: TrainingJob) -> TrainingJob:
     with transaction.atomic():
         TrainingJob.objects.filter(pk=job.pk).update(
             status=TrainingJob.Status.QUEUED, resume_from_epoch=last.epoch, abort_requested=False, error="",
-            finished_at=None)
+            finished_at=None, retries=0)
         _enqueue(job)
     job.refresh_from_db()
     return job
@@ -194,59 +193,103 @@ def job_delete(*, job: TrainingJob) -> None:
 
 
 def jobs_reap_stale() -> int:
-    """Mark running jobs whose worker went silent as interrupted, never leaving them 'running'."""
-    cutoff = timezone.now() - timedelta(seconds=settings.HEARTBEAT_TIMEOUT)
-    stale = TrainingJob.objects.filter(status=TrainingJob.Status.RUNNING, heartbeat_at__lt=cutoff)
-    ids = list(stale.values_list("pk", flat=True))
-    if not ids:
-        return 0
-    count = TrainingJob.objects.filter(pk__in=ids, status=TrainingJob.Status.RUNNING, heartbeat_at__lt=cutoff).update(
-        status=TrainingJob.Status.INTERRUPTED, finished_at=timezone.now(),
-        error=f"The worker stopped sending heartbeats for over {settings.HEARTBEAT_TIMEOUT} s (was it stopped "
-              "or killed?). Resume the job to continue from its last snapshot.")
-    for pk in ids:
-        live.notify(pk)
-    return count
+    """Take back running jobs whose worker went silent: queued again from their last snapshot."""
+    from workbench.recovery import work_take_back
+
+    return work_take_back(models_=[TrainingJob])
+
+
+def job_retry_fields(job: TrainingJob) -> dict[str, Any]:
+    """How a taken-back job goes on: from its last snapshot, or ends as aborted if that was asked."""
+    if job.abort_requested:
+        return {"status": TrainingJob.Status.ABORTED}
+    last = job.snapshots.order_by("-epoch").first()
+    return {"resume_from_epoch": last.epoch if last is not None else None}
+
+
+def job_taken_back(job: TrainingJob, reason: str, queued: bool) -> None:
+    """The take-back as a line in the job's log, and a wake-up for its event streams."""
+    if queued:
+        fresh = TrainingJob.objects.get(pk=job.pk)
+        start = (f"the snapshot at epoch {fresh.resume_from_epoch:g}" if fresh.resume_from_epoch is not None
+                 else "the start (no snapshot yet)")
+        line = (f"Attempt {job.attempt} was lost: {reason}. Queued again by itself to resume from {start} "
+                f"(automatic retry {fresh.retries} of {settings.WORKBENCH_MAX_ATTEMPTS - 1}).")
+    else:
+        line = f"Attempt {job.attempt} was lost: {reason}. Not retried."
+    append_log(job, line)
+    live.notify(job.pk)
+
+
+def append_log(job: TrainingJob, line: str) -> None:
+    job.folder.mkdir(parents=True, exist_ok=True)
+    with (job.folder / "log.txt").open("a") as handle:
+        handle.write(f"{timezone.now():%H:%M:%S} {line}\n")
 
 
 # --- training (runs on the worker) ------------------------------------------------------------
 
 def job_train(*, job_id: int) -> None:
-    """Claim a queued job and train it; a second delivery of the same task finds it claimed."""
+    """Claim a queued job and train it; a second delivery of the same task finds it claimed.
+
+    Every write of this run is fenced on its attempt (workbench.leases): if the run is taken back
+    while it stalls and another attempt starts, this one stops at its next step and writes nothing.
+    """
     from jobs.backends import backends
     from jobs.backends.base import TrainingFailed
     from jobs.reporting import DatabaseReporter
+    from workbench.leases import LeaseLost, heartbeat, lease_claim
 
-    now = timezone.now()
-    claimed = TrainingJob.objects.filter(pk=job_id, status=TrainingJob.Status.QUEUED,
-                                         abort_requested=False).update(
-        status=TrainingJob.Status.RUNNING, started_at=now, heartbeat_at=now, error="", progress=0.0)
-    if not claimed:
+    lease = lease_claim(TrainingJob, job_id, stop_field="abort_requested", started_at=timezone.now(), error="",
+                        progress=0.0)
+    if lease is None:
         return
     live.notify(job_id)
     job = TrainingJob.objects.select_related("dataset").get(pk=job_id)
-    reporter = DatabaseReporter(job_id, job.folder, heartbeat_seconds=settings.HEARTBEAT_SECONDS)
-    reporter.start()
-    try:
-        outcome, error = backends[job.backend].train(training_plan(job), reporter), ""
-    except TrainingFailed as exc:
-        outcome, error = TrainingJob.Status.ERROR, str(exc)
-        reporter.log(f"Error: {exc}")
-    except Exception as exc:
-        log.exception("training job %s failed", job_id)
-        outcome, error = TrainingJob.Status.ERROR, f"Training failed unexpectedly ({type(exc).__name__}: {exc})."
-        reporter.log(f"Error: {error}")
-    finally:
-        reporter.close()
-    _finish(job_id, outcome, error)
+    if job.attempt > 1 or job.resume_from_epoch is not None:
+        job = _rewind(lease, job)
+    reporter = DatabaseReporter(lease, job.folder, latest=job.latest, best=job.best)
+    outcome: str | None = None
+    with heartbeat(lease):
+        reporter.start()
+        try:
+            outcome, error = backends[job.backend].train(training_plan(job), reporter), ""
+        except LeaseLost as exc:
+            reporter.log(f"Attempt {lease.attempt} stopped writing: {exc}")
+        except TrainingFailed as exc:
+            outcome, error = TrainingJob.Status.ERROR, str(exc)
+            reporter.log(f"Error: {exc}")
+        except Exception as exc:
+            log.exception("training job %s failed", job_id)
+            outcome, error = TrainingJob.Status.ERROR, f"Training failed unexpectedly ({type(exc).__name__}: {exc})."
+            reporter.log(f"Error: {error}")
+        finally:
+            reporter.close()
+    if outcome is not None:
+        _finish(lease, outcome, error)
 
 
-def _finish(job_id: int, outcome: str, error: str) -> None:
+def _rewind(lease: Any, job: TrainingJob) -> TrainingJob:
+    """Before a resumed attempt: points after its snapshot are recomputed, so drop them now, and
+    take `latest` and `best` from what remains (the curve and the summary agree)."""
+    from jobs.reporting import Summary
+
+    snapshot = job.snapshots.filter(epoch=job.resume_from_epoch).first() if job.resume_from_epoch is not None else None
+    step = (snapshot.step or 0) if snapshot is not None else 0
+    with transaction.atomic():
+        MetricPoint.objects.filter(job_id=job.pk, step__gt=step).delete()
+        summary = Summary.of_points(MetricPoint.objects.filter(job_id=job.pk).order_by("step", "pk"))
+        lease.update(latest=summary.latest, best=summary.best, epoch=snapshot.epoch if snapshot is not None else 0.0)
+    job.refresh_from_db()
+    return job
+
+
+def _finish(lease: Any, outcome: str, error: str) -> None:
     fields: dict[str, Any] = {"status": outcome, "error": error, "finished_at": timezone.now(), "eta_seconds": 0}
     if outcome == TrainingJob.Status.DONE:
         fields["progress"] = 1.0
-    TrainingJob.objects.filter(pk=job_id).exclude(status=TrainingJob.Status.QUEUED).update(**fields)
-    live.notify(job_id)
+    lease.update(**fields)
+    live.notify(lease.pk)
 
 
 def training_plan(job: TrainingJob):  # type: ignore[no-untyped-def]

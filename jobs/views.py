@@ -9,7 +9,7 @@ from django.views.decorators.http import require_POST
 from datasets import selectors as dataset_selectors
 from jobs import selectors, services
 from jobs.forms import JobForm, NetworkForm, initial_from_job
-from jobs.inference import job_classify
+from jobs.inference import WorkerUnavailable, job_classify
 from jobs.networks.spec import SpecError
 
 
@@ -99,7 +99,7 @@ def job_classify_view(request: HttpRequest, pk: int) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         try:
             result = job_classify(job=job, image=form.cleaned_data["image"], epoch=form.cleaned_data["epoch"])
-        except (services.JobInputError, services.JobStateError) as exc:
+        except (services.JobInputError, services.JobStateError, WorkerUnavailable) as exc:
             form.add_error("image" if getattr(exc, "field", None) != "epoch" else "epoch", str(exc))
     status = 400 if request.method == "POST" and result is None else 200
     return render(request, "jobs/classify.html", {"job": job, "form": form, "result": result}, status=status)

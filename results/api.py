@@ -33,8 +33,8 @@ class EvaluationOutput(serializers.ModelSerializer):
 
     class Meta:
         model = Evaluation
-        fields = ["id", "job", "split", "epoch", "status", "progress", "error", "result", "created_at",
-                  "finished_at", "url"]
+        fields = ["id", "job", "split", "epoch", "status", "progress", "error", "result", "attempt", "retries",
+                  "created_at", "finished_at", "url"]
 
     def get_url(self, evaluation: Evaluation) -> str:
         return reverse("evaluation-detail", args=[evaluation.job_id, evaluation.pk])
@@ -82,7 +82,7 @@ class BatchOutput(serializers.ModelSerializer):
     class Meta:
         model = BatchClassification
         fields = ["id", "job", "name", "source", "has_labels", "epoch", "status", "progress", "error", "result",
-                  "created_at", "finished_at", "url", "csv_url"]
+                  "attempt", "retries", "created_at", "finished_at", "url", "csv_url"]
 
     def get_url(self, batch: BatchClassification) -> str:
         return reverse("batch-detail", args=[batch.job_id, batch.pk])

@@ -97,7 +97,7 @@ def compression_run(*, compression_id: int) -> None:
         target = job.folder / "compressed" / str(compression.pk)
         facts = backend.compress(job.folder / compression.snapshot.path, compression.method, compression.params,
                                  target, training_plan(job), _ProgressOnly(progress))
-        Compression.objects.filter(pk=compression.pk).update(path=str((target / facts["file"]).relative_to(job.folder)))
+        progress.lease.update(path=str((target / facts["file"]).relative_to(job.folder)))
         result.update(facts, epoch=compression.snapshot.epoch)
 
 

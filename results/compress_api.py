@@ -58,7 +58,7 @@ class CompressionOutput(serializers.ModelSerializer):
     class Meta:
         model = Compression
         fields = ["id", "job", "method", "params", "epoch", "status", "progress", "error", "result",
-                  "created_at", "finished_at", "url", "download_url"]
+                  "attempt", "retries", "created_at", "finished_at", "url", "download_url"]
 
     def get_url(self, compression: Compression) -> str:
         return reverse("api-compression-detail", args=[compression.job_id, compression.pk])

@@ -10,6 +10,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from jobs import selectors as job_selectors
+from jobs.inference import WorkerUnavailable
 from jobs.services import JobInputError, JobStateError
 from results.compress import METHOD_TITLES, compression_classify, compression_package, compression_start
 from results.compress_api import compression_response
@@ -35,7 +36,7 @@ def inspect(request: HttpRequest, pk: int) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         try:
             result = inspect_image(job=job, image=form.cleaned_data["image"], epoch=form.cleaned_data["epoch"])
-        except (JobStateError, JobInputError, WorkFailed) as exc:
+        except (JobStateError, JobInputError, WorkFailed, WorkerUnavailable) as exc:
             form.add_error("epoch" if getattr(exc, "field", None) == "epoch" else "image", str(exc))
     status = 400 if request.method == "POST" and result is None else 200
     return render(request, "results/inspect.html", {"job": job, "form": form, "result": result}, status=status)
@@ -66,7 +67,7 @@ def compression_detail(request: HttpRequest, pk: int, cid: int) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         try:
             classified = compression_classify(compression=compression, image=form.cleaned_data["image"])
-        except (JobStateError, JobInputError) as exc:
+        except (JobStateError, JobInputError, WorkerUnavailable) as exc:
             form.add_error("image", str(exc))
     context = {"compression": compression, "job": compression.job, "form": form, "classified": classified,
                "title": METHOD_TITLES.get(compression.method, compression.method),

@@ -47,7 +47,7 @@ def export_run(*, export_id: int) -> None:
         progress(0.1)
         facts = backend.export(job.folder / export.snapshot.path, export.format, job.folder / relative)
         size = (job.folder / relative).stat().st_size
-        Export.objects.filter(pk=export.pk).update(path=str(relative), size_bytes=size)
+        progress.lease.update(path=str(relative), size_bytes=size)
         result.update(facts, epoch=export.snapshot.epoch, size_bytes=size)
 
 

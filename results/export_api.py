@@ -27,7 +27,7 @@ class ExportOutput(serializers.ModelSerializer):
     class Meta:
         model = Export
         fields = ["id", "job", "format", "epoch", "status", "progress", "error", "result", "size_bytes",
-                  "created_at", "finished_at", "url", "download_url"]
+                  "attempt", "retries", "created_at", "finished_at", "url", "download_url"]
 
     def get_url(self, export: Export) -> str:
         return reverse("api-export-detail", args=[export.job_id, export.pk])

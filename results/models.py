@@ -5,6 +5,8 @@ from pathlib import Path
 
 from django.db import models
 
+from workbench.leases import Leased
+
 
 class Status(models.TextChoices):
     QUEUED = "queued"
@@ -13,7 +15,7 @@ class Status(models.TextChoices):
     ERROR = "error"
 
 
-class _Work(models.Model):
+class _Work(Leased):
     """A piece of background work on one snapshot of one job, with progress and a stored result."""
 
     job = models.ForeignKey("jobs.TrainingJob", on_delete=models.CASCADE, related_name="%(class)ss")
@@ -25,7 +27,7 @@ class _Work(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
-    class Meta:
+    class Meta(Leased.Meta):
         abstract = True
         ordering = ["-created_at", "-id"]
 

@@ -1,7 +1,9 @@
 """The life of one piece of result work (evaluate, classify many, export, compress).
 
-Same rules as training: the task claims the row with a conditional update, reports progress to
-it, and ends it as done with a result or as error with a message worded for the user.
+Same rules as training: the task claims the row with a conditional update (workbench.leases), beats
+a heartbeat, reports progress to it, and ends it as done with a result or as error with a message
+worded for the user; every write is fenced on the run's attempt. A killed run is taken back and
+simply started again (workbench.recovery).
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from jobs.models import Snapshot, TrainingJob
 from jobs.selectors import job_get, job_snapshot
 from jobs.services import JobInputError, JobStateError
 from results.models import Status, _Work
+from workbench.leases import Lease, LeaseLost, heartbeat, lease_claim
 from workbench.progress import RowProgress
 
 log = logging.getLogger(__name__)
@@ -61,27 +64,31 @@ def claimed(model: type[W], pk: int) -> Iterator[tuple[W, RowProgress, dict[str,
 
     The body fills the yielded dict with the result; exceptions end the row in error.
     """
-    if not model.objects.filter(pk=pk, status=Status.QUEUED).update(status=Status.RUNNING):
+    lease = lease_claim(model, pk)
+    if lease is None:
         yield None
         return
     work = model.objects.select_related("job", "snapshot").get(pk=pk)
     result: dict[str, Any] = {}
-    try:
-        yield work, RowProgress(model, pk), result
-    except (WorkFailed, TrainingFailed, JobInputError) as exc:
-        _end(model, pk, Status.ERROR, error=str(exc))
-    except Exception as exc:
-        log.exception("%s %s failed", model.__name__, pk)
-        _end(model, pk, Status.ERROR, error=f"It failed unexpectedly ({type(exc).__name__}: {exc}).")
-    else:
-        _end(model, pk, Status.DONE, result=result)
+    with heartbeat(lease):
+        try:
+            yield work, RowProgress(lease), result
+        except LeaseLost:
+            return  # taken back, or past its time limit: the row is not this run's to end
+        except (WorkFailed, TrainingFailed, JobInputError) as exc:
+            _end(lease, Status.ERROR, error=str(exc))
+        except Exception as exc:
+            log.exception("%s %s failed", model.__name__, pk)
+            _end(lease, Status.ERROR, error=f"It failed unexpectedly ({type(exc).__name__}: {exc}).")
+        else:
+            _end(lease, Status.DONE, result=result)
 
 
-def _end(model: type[_Work], pk: int, status: str, *, error: str = "", result: dict[str, Any] | None = None) -> None:
+def _end(lease: Lease, status: str, *, error: str = "", result: dict[str, Any] | None = None) -> None:
     fields: dict[str, Any] = {"status": status, "error": error, "finished_at": timezone.now()}
     if result is not None:
         fields.update(result=result, progress=1.0)
-    model.objects.filter(pk=pk).update(**fields)
+    lease.update(**fields)
 
 
 def stored_or_new(model: type[W], task: Callable[..., Any], **unique: Any) -> tuple[W, bool]:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -172,18 +173,68 @@ def start_process(args: list[str], log: Path, ready: Callable[[], bool], what: s
     return processes.start(args, log=log, ready=ready, what=what, env=_subprocess_env())
 
 
+class Worker:
+    """The session's real Celery worker. Its name stays the same when it is killed and started
+    again, so a restart is "the same worker coming back" (workbench.recovery takes back at once)."""
+
+    def __init__(self, name: str, log: Path) -> None:
+        self.name, self.log = name, log
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.env: dict[str, str] = {}
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def start(self, **env: str) -> None:
+        """Start it (with these extra environment variables, e.g. a fault to inject) and wait for it."""
+        args = processes.worker_command(queues=settings.WORKER_QUEUES, name=self.name)
+        self.proc = processes.start(args, log=self.log, ready=processes.worker_ready(self.log), what="celery worker",
+                                    env={**_subprocess_env(), **env})
+        self.env = env
+        _WORKERS.append((self.proc, self.log))
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash or the OOM killer would: no shutdown code runs."""
+        assert self.proc is not None
+        _WORKERS.remove((self.proc, self.log))
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None and (self.proc, self.log) in _WORKERS:
+            _WORKERS.remove((self.proc, self.log))
+        if self.proc is not None:
+            processes.stop(self.proc)
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
 @pytest.fixture(scope="session")
-def celery_worker(django_db_setup, django_db_blocker) -> Iterator[subprocess.Popen[bytes]]:  # type: ignore[no-untyped-def]
+def celery_worker(django_db_setup, django_db_blocker) -> Iterator[Worker]:  # type: ignore[no-untyped-def]
     """A real `celery worker` process on the test database and broker (never eager mode)."""
-    log = Path(settings.DATA_DIR) / "worker.log"
     purge = [sys.executable, "-m", "celery", "-A", "workbench", "purge", "-f", "-Q", settings.WORKER_QUEUES]
     subprocess.run(purge, cwd=ROOT, env=_subprocess_env(), capture_output=True, timeout=60)
-    args = processes.worker_command(queues=settings.WORKER_QUEUES, name=f"test-{os.getpid()}")
-    proc = start_process(args, log, processes.worker_ready(log), "celery worker")
-    _WORKERS.append((proc, log))
-    yield proc
-    _WORKERS.remove((proc, log))
-    processes.stop(proc)
+    worker = Worker(f"test-{os.getpid()}", Path(settings.DATA_DIR) / "worker.log")
+    worker.start()
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture
+def restartable_worker(celery_worker: Worker) -> Iterator[Worker]:
+    """The session worker, for a test that kills it; it is running as usual again afterwards."""
+    yield celery_worker
+    if celery_worker.env or celery_worker.proc is None or celery_worker.proc.poll() is not None:
+        if celery_worker.proc is not None and celery_worker.proc.poll() is None:
+            celery_worker.kill()
+        celery_worker.start()
+
+
+def wait_in_log(worker: Worker, text: str, timeout: float = 60.0) -> None:
+    wait_for(lambda: text in worker.log_text(), timeout, f"'{text}' in the worker's log")
 
 
 class ServerURL(str):

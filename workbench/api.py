@@ -4,7 +4,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth import authenticate
-from django.http import Http404
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.views.defaults import server_error as django_server_error
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import exceptions, serializers, status
 from rest_framework.authtoken.models import Token
@@ -15,6 +16,19 @@ from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
 
+def api_not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
+    """Any path under /api/v1/ that names nothing: JSON like every other error, never an HTML page."""
+    return JsonResponse({"error": f"No API endpoint at {request.path}.", "detail": {}}, status=404)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """Django's handler500: JSON under /api/, the plain page elsewhere."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"error": "The server failed on this request; it has been logged.", "detail": {}},
+                            status=500)
+    return django_server_error(request)
+
+
 def error_response(message: str, detail: dict[str, Any] | None = None, *, status_code: int = 400) -> Response:
     return Response({"error": message, "detail": detail or {}}, status=status_code)
 
@@ -23,6 +37,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     """Every API error as `{"error": "...", "detail": {...}}` with a 4xx status."""
     if isinstance(exc, Http404):
         exc = exceptions.NotFound("Not found.")
+    http_status = getattr(exc, "http_status", None)
+    if isinstance(http_status, int):  # a service error that names its status (a worker that did not answer)
+        return error_response(str(exc), status_code=http_status)
     response = drf_exception_handler(exc, context)
     if response is None:
         return None

@@ -232,9 +232,14 @@ TRAINING_BACKENDS = {
     },
 }
 DEFAULT_TRAINING_BACKEND = "torch"
-# A running job writes a heartbeat this often; silent for HEARTBEAT_TIMEOUT, it is interrupted.
+# --- recovery (workbench/leases.py, workbench/recovery.py) ---------------------------------------
+# Running work writes a heartbeat this often; silent for HEARTBEAT_TIMEOUT, it is taken back and
+# queued again (training resumes from its last snapshot), up to WORKBENCH_MAX_ATTEMPTS in a row.
 HEARTBEAT_SECONDS = env_int("WORKBENCH_HEARTBEAT_SECONDS", 2, minimum=1)
 HEARTBEAT_TIMEOUT = env_int("WORKBENCH_HEARTBEAT_TIMEOUT", 60, minimum=2)
+WORKBENCH_MAX_ATTEMPTS = env_int("WORKBENCH_MAX_ATTEMPTS", 3, minimum=1)
+# A training job whose reports cannot be stored pauses and retries this long, then fails.
+WORKBENCH_REPORT_RETRY_SECONDS = env_int("WORKBENCH_REPORT_RETRY_SECONDS", 120, minimum=1)
 # Live updates: Redis pub/sub wakes the event stream when the broker is Redis; else it polls.
 WORKBENCH_LIVE_REDIS_URL = env_str(
     "WORKBENCH_LIVE_REDIS_URL", CELERY_BROKER_URL if CELERY_BROKER_URL.startswith("redis") else "")

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from datasets.urls import api_urlpatterns as dataset_api
@@ -9,7 +9,7 @@ from jobs.urls import api_urlpatterns as job_api
 from jobs.urls import network_urlpatterns
 from results.urls import api_urlpatterns as result_api
 from workbench import views
-from workbench.api import HealthApi, TokenApi
+from workbench.api import HealthApi, TokenApi, api_not_found
 
 api_v1 = [
     path("health/", HealthApi.as_view(), name="api-health"),
@@ -19,6 +19,7 @@ api_v1 = [
     *dataset_api,
     *job_api,
     *result_api,
+    re_path(r"^.*$", api_not_found),
 ]
 
 urlpatterns = [
@@ -31,3 +32,5 @@ urlpatterns = [
     path("networks/", include(network_urlpatterns)),
     path("api/v1/", include(api_v1)),
 ]
+
+handler500 = "workbench.api.server_error"

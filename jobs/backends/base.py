@@ -16,13 +16,16 @@ class Reporter(Protocol):
 
     def progress(self, *, epoch: float, step: int, total_steps: int) -> None: ...
 
-    def snapshot(self, *, epoch: float, path: str) -> None: ...
+    def snapshot(self, *, epoch: float, path: str, step: int | None = None) -> None:
+        """Record a snapshot whose files are complete on disk (`path` relative to the output folder)."""
 
     def log(self, message: str) -> None: ...
 
     def using_device(self, name: str) -> None: ...
 
-    def should_stop(self) -> bool: ...
+    def should_stop(self) -> bool:
+        """Checked every step: True once abort was asked. It may wait (reports cannot be stored yet)
+        or raise (they could not be for too long; this run no longer holds its job): let it propagate."""
 
 
 class TrainingFailed(Exception):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import threading
 from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -23,6 +24,8 @@ from jobs.backends.devices import DeviceLeases
 from jobs.backends.tensorfile import write_safetensors
 from jobs.networks.torch_build import build_model
 from jobs.schedules import learning_rate
+from workbench import faults
+from workbench.files import remove_leftovers, replaced_atomically, write_bytes_atomically
 
 # Splits up to this size are copied into memory once; larger ones are read from the memory map.
 _PRELOAD_BYTES = 2 * 1024**3
@@ -129,6 +132,9 @@ class _Run:
         self.model = build_model(plan.network_spec, plan.input_shape, len(plan.classes)).to(device)
         self.optimizer = make_optimizer(plan, self.model.parameters())
         self.lr = plan.learning_rate
+        # The train loss is the mean over the steps since it was last reported; kept here (not in
+        # the loop) so that a snapshot carries it and a resumed run reports the same numbers.
+        self.running, self.count = torch.zeros((), device=device), 0
         self.loss_fn = torch.nn.CrossEntropyLoss()
         self.steps_per_epoch = max(1, math.ceil(len(self.train_split) / plan.batch_size))
         self.total_steps = plan.epochs * self.steps_per_epoch
@@ -152,18 +158,20 @@ class _Run:
         self.model.train()
         order = torch.randperm(len(self.train_split), generator=torch.Generator().manual_seed(self.plan.seed + epoch))
         first = epoch * self.steps_per_epoch
-        running, count = torch.zeros((), device=self.device), 0
+        if start <= first:
+            self.running.zero_()
+            self.count = 0
         for i in range(max(start - first, 0), self.steps_per_epoch):
             if self.reporter.should_stop():
                 return False
             step = first + i + 1
             lr = self._set_lr((step - 1) / self.steps_per_epoch)
-            running += self._step(order[i * self.plan.batch_size : (i + 1) * self.plan.batch_size])
-            count += 1
+            self.running += self._step(order[i * self.plan.batch_size : (i + 1) * self.plan.batch_size])
+            self.count += 1
             if step % self.log_every == 0 or i == self.steps_per_epoch - 1:
-                self._report_train(running.item() / count, lr, step)
-                running.zero_()
-                count = 0
+                self._report_train(self.running.item() / self.count, lr, step)
+                self.running.zero_()
+                self.count = 0
             if step % self.val_every == 0 or step == self.total_steps:
                 self._validate(step)
             if step % self.snapshot_every == 0 or step == self.total_steps:
@@ -213,25 +221,42 @@ class _Run:
     def _write_model_files(self) -> None:
         folder = self.plan.output_folder
         (folder / "snapshots").mkdir(parents=True, exist_ok=True)
-        (folder / "model.json").write_text(json.dumps(model_metadata(self.plan), indent=2))
-        save_file({"mean": self.mean.cpu().contiguous()}, folder / "mean.safetensors")
+        remove_leftovers(folder / "snapshots")  # what a killed attempt was writing
+        write_bytes_atomically(folder / "model.json", json.dumps(model_metadata(self.plan), indent=2).encode())
+        with replaced_atomically(folder / "mean.safetensors") as temporary:
+            save_file({"mean": self.mean.cpu().contiguous()}, temporary)
 
     def _snapshot(self, step: int) -> None:
-        """Copy the weights and optimizer state now; write them while the next steps run."""
+        """Copy the weights, optimizer and loop state now; write them while the next steps run."""
         tensors, state = flatten_optimizer(self.optimizer.state_dict())
+        state = {**state, "rng": rng_state(self.device), "running_loss": float(self.running.item()),
+                 "running_count": self.count}
         self.snapshots.submit(round(step / self.steps_per_epoch, 4), step, self.model.state_dict(), tensors, state)
 
     def _write_snapshot(self, epoch: float, step: int, weights: dict[str, torch.Tensor],
                         tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
         name = f"snapshots/epoch_{epoch:g}"
         folder = self.plan.output_folder
-        # Not safetensors' save(): it holds the GIL through its copies and stalls the training thread.
-        write_safetensors(folder / f"{name}.safetensors", weights)
-        write_safetensors(folder / f"{name}.optim.safetensors", tensors)
-        (folder / f"{name}.json").write_text(json.dumps({"epoch": epoch, "step": step, "optimizer": state}))
-        # Reported only once its files exist: resume trusts every snapshot row it finds.
-        self.reporter.snapshot(epoch=epoch, path=f"{name}.safetensors")
+        # Each file is written under a temporary name, fsynced and renamed: a kill mid-write
+        # leaves no half file. Not safetensors' save(): it holds the GIL through its copies.
+        with replaced_atomically(folder / f"{name}.safetensors") as temporary:
+            write_safetensors(temporary, weights)
+            faults.pause(f"snapshot:{epoch:g}")
+            self._still_ours()
+        with replaced_atomically(folder / f"{name}.optim.safetensors") as temporary:
+            write_safetensors(temporary, tensors)
+            self._still_ours()
+        meta = {"epoch": epoch, "step": step, "optimizer": {k: v for k, v in state.items() if k in _OPTIMIZER_KEYS},
+                **{k: v for k, v in state.items() if k not in _OPTIMIZER_KEYS}}
+        write_bytes_atomically(folder / f"{name}.json", json.dumps(meta).encode())
+        # Reported only once all its files are whole: resume trusts every snapshot row it finds.
+        self.reporter.snapshot(epoch=epoch, path=f"{name}.safetensors", step=step)
         self.reporter.log(f"Snapshot at epoch {epoch:g}.")
+
+    def _still_ours(self) -> None:
+        """Before a snapshot file replaces another: a run that lost its job raises here, so it can
+        never overwrite what a newer attempt wrote."""
+        self.reporter.should_stop()
 
     def _resume(self) -> int:
         epoch = self.plan.resume_from_epoch
@@ -242,7 +267,12 @@ class _Run:
         meta = json.loads(Path(f"{name}.json").read_text())
         tensors = load_file(f"{name}.optim.safetensors", device=str(self.device))
         self.optimizer.load_state_dict(unflatten_optimizer(tensors, meta["optimizer"]))
-        self.reporter.log(f"Resumed from the snapshot at epoch {epoch:g}.")
+        self.lr = self.optimizer.param_groups[0]["lr"]
+        if "rng" in meta:  # snapshots from before RNG state was kept resume without it
+            set_rng_state(meta["rng"], self.device)
+            self.running.fill_(meta["running_loss"])
+            self.count = int(meta["running_count"])
+        self.reporter.log(f"Resumed from the snapshot at epoch {epoch:g} (step {meta['step']}).")
         return int(meta["step"])
 
 
@@ -291,6 +321,31 @@ def _hold(buffers: dict[str, torch.Tensor], prefix: str, tensors: dict[str, torc
             buffer = buffers[prefix + name] = torch.empty(value.shape, dtype=value.dtype)
         held[name] = buffer.copy_(value.detach())
     return held
+
+
+_OPTIMIZER_KEYS = ("param_groups", "scalars")
+
+
+def rng_state(device: torch.device) -> dict[str, Any]:
+    """Every random generator a run may draw from (dropout, anything numpy or Python), as JSON."""
+    kind, keys, position, has_gauss, gauss = np.random.get_state()  # type: ignore[misc]
+    version, internal, gauss_next = random.getstate()
+    state: dict[str, Any] = {"torch": torch.get_rng_state().tolist(),
+                             "numpy": [kind, keys.tolist(), position, has_gauss, gauss],
+                             "python": [version, list(internal), gauss_next]}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device).tolist()
+    return state
+
+
+def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
+    torch.set_rng_state(torch.tensor(state["torch"], dtype=torch.uint8))
+    kind, keys, position, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, np.array(keys, dtype=np.uint32), position, has_gauss, gauss))
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(torch.tensor(state["cuda"], dtype=torch.uint8), device)
 
 
 def evaluate(model: torch.nn.Module, split: _Split, mean: torch.Tensor, device: torch.device,

@@ -3,15 +3,16 @@ from __future__ import annotations
 
 import pytest
 
-from jobs.models import MetricPoint
+from jobs.models import MetricPoint, TrainingJob
 from jobs.reporting import DatabaseReporter
 from tests.results.test_export import _finished_job
+from workbench.leases import Lease
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def report(job, tmp_path, values: dict[int, float]) -> DatabaseReporter:  # type: ignore[no-untyped-def]
-    reporter = DatabaseReporter(job.pk, tmp_path, heartbeat_seconds=2)
+    reporter = DatabaseReporter(Lease(TrainingJob, job.pk, job.attempt, "test"), tmp_path)
     reporter.start()
     for step, value in values.items():
         reporter.metric(split="train", name="loss", value=value, epoch=step / 10, step=step)

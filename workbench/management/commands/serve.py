@@ -6,12 +6,18 @@ import os
 import signal
 import subprocess
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from workbench.processes import web_command, worker_command
+
+# A child that dies is started again after BACKOFF[0] seconds, doubling up to BACKOFF[1] while it
+# keeps dying; one that ran STEADY seconds starts from the short wait again.
+BACKOFF = (1.0, 30.0)
+STEADY = 60.0
 
 
 def _die_with_parent() -> None:
@@ -23,8 +29,54 @@ def _die_with_parent() -> None:
         pass  # not Linux: Ctrl-C still reaches the whole process group
 
 
+def exit_reason(code: int) -> str:
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit status {code}"
+
+
+@dataclass
+class Child:
+    """One supervised process: started again after a backoff whenever it dies."""
+
+    name: str
+    args: list[str]
+    proc: subprocess.Popen[bytes] | None = None
+    started: float = 0.0
+    wait: float = BACKOFF[0]
+    restart_at: float | None = None
+    restarts: int = field(default=0)
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(self.args, preexec_fn=_die_with_parent)
+        self.started, self.restart_at = time.monotonic(), None
+
+    def watch(self, say: Any) -> None:
+        """Notice a death and schedule the restart; restart when its time has come."""
+        now = time.monotonic()
+        if self.restart_at is not None:
+            if now >= self.restart_at:
+                self.restarts += 1
+                self.start()
+                say(f"{self.name} started again (pid {self.proc.pid}, restart {self.restarts}).")  # type: ignore[union-attr]
+            return
+        code = self.proc.poll() if self.proc is not None else None
+        if code is None:
+            return
+        if now - self.started >= STEADY:
+            self.wait = BACKOFF[0]
+        self.restart_at = now + self.wait
+        say(f"{self.name} (pid {self.proc.pid}) stopped ({exit_reason(code)}); starting it again in "  # type: ignore[union-attr]
+            f"{self.wait:g} s. The other process goes on serving.")
+        self.wait = min(self.wait * 2, BACKOFF[1])
+
+
 class Command(BaseCommand):
-    help = "Start the ASGI web server and a Celery worker together; stop both on Ctrl-C or SIGTERM."
+    help = ("Start the ASGI web server and a Celery worker together and keep them running: a process "
+            "that dies is started again; Ctrl-C or SIGTERM stops both.")
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
@@ -32,10 +84,13 @@ class Command(BaseCommand):
         parser.add_argument("--concurrency", type=int, default=int(os.environ.get("WORKER_CONCURRENCY", "2")))
 
     def handle(self, *args: Any, host: str, port: int, concurrency: int, **options: Any) -> None:
-        web = web_command(host, port)
-        worker = worker_command(queues=settings.WORKER_QUEUES, name=f"worker-{os.getpid()}", concurrency=concurrency)
+        # The worker keeps its name across restarts (of itself, and of `serve` on this port), so a
+        # restarted worker takes back what its dead process held at once (workbench.recovery).
+        worker = worker_command(queues=settings.WORKER_QUEUES, name=f"serve-{port}", concurrency=concurrency)
+        children = [Child("web server", web_command(host, port)), Child("worker", worker)]
         _die_with_parent()
-        procs = [subprocess.Popen(web, preexec_fn=_die_with_parent), subprocess.Popen(worker, preexec_fn=_die_with_parent)]
+        for child in children:
+            child.start()
         self.stdout.write(self.style.SUCCESS(f"Workbench running at http://{host}:{port}/  (Ctrl-C stops it)"))
         stopping = False
 
@@ -45,9 +100,15 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGTERM, stop)
-        while not stopping and all(p.poll() is None for p in procs):
+        while not stopping:
+            for child in children:
+                child.watch(self._say)
             time.sleep(0.2)
-        self._shutdown(procs)
+        self._shutdown([c.proc for c in children if c.proc is not None])
+
+    def _say(self, line: str) -> None:
+        self.stderr.write(f"serve: {line}")
+        self.stderr.flush()
 
     def _shutdown(self, procs: list[subprocess.Popen[bytes]]) -> None:
         for proc in procs:

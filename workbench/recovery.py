@@ -1,0 +1,137 @@
+"""Taking back work whose worker is gone: queued again by itself, or failed after too many attempts.
+
+One mechanism for every kind of background work. Each app registers its kinds (the model and the
+task that runs a row) in its AppConfig.ready(). A row is taken back when
+- the worker that starts is the one that held it, in an earlier process (at once: that process is
+  dead, since a worker name is held by one process at a time), or
+- its heartbeat has been silent for HEARTBEAT_TIMEOUT seconds (any worker, or the web, notices).
+A taken-back row is queued again up to WORKBENCH_MAX_ATTEMPTS attempts in a row, then ends in
+error with a message that says how many attempts failed and why. The take-back itself is a fenced
+UPDATE on the attempt it saw, so two reapers never both re-queue one row.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from celery import current_app
+from django.conf import settings
+from django.db import close_old_connections, connection, models, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from workbench.leases import ERROR, QUEUED, RUNNING, owner_prefix, this_process
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WorkKind:
+    """A kind of background work: its rows, the task that runs one, and what a retry needs."""
+
+    model: type[models.Model]
+    task: str
+    # Fields for the re-queued row (training: the snapshot to resume from). A "status" other
+    # than queued ends the row instead (training: an abort asked before the worker died).
+    retry: Callable[[Any], dict[str, Any]] = lambda row: {}
+    # Told of each take-back, with the reason and whether the row was queued again.
+    taken_back: Callable[[Any, str, bool], None] = lambda row, reason, queued: None
+
+
+_KINDS: list[WorkKind] = []
+
+
+def register(kind: WorkKind) -> None:
+    if all(k.model is not kind.model for k in _KINDS):
+        _KINDS.append(kind)
+
+
+def kinds() -> list[WorkKind]:
+    return list(_KINDS)
+
+
+def work_take_back(*, worker: str | None = None, models_: Iterable[type[models.Model]] | None = None) -> int:
+    """Take back every running row whose run is gone; returns how many rows were taken back.
+
+    `worker` is the name of a worker that is starting: what its earlier processes held is gone now.
+    """
+    wanted = set(models_) if models_ is not None else None
+    return sum(_take_back_kind(kind, worker) for kind in _KINDS if wanted is None or kind.model in wanted)
+
+
+def _take_back_kind(kind: WorkKind, worker: str | None) -> int:
+    cutoff = timezone.now() - timedelta(seconds=settings.HEARTBEAT_TIMEOUT)
+    silent = Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True)
+    restarted = Q(held_by__startswith=owner_prefix(worker)) & ~Q(held_by=this_process()) if worker else Q(pk__in=[])
+    taken = 0
+    for row in kind.model.objects.filter(status=RUNNING).filter(silent | restarted):  # type: ignore[attr-defined]
+        same_worker = bool(worker) and row.held_by.startswith(owner_prefix(worker or "")) and row.held_by != this_process()
+        if same_worker:
+            reason = f"its worker restarted ({row.held_by} is gone)"
+            gone = Q(held_by=row.held_by)
+        else:
+            reason = f"no heartbeat from {row.held_by or 'its worker'} for over {settings.HEARTBEAT_TIMEOUT} s"
+            gone = silent
+        taken += _take_back(kind, row, reason, gone)
+    return taken
+
+
+def _take_back(kind: WorkKind, row: Any, reason: str, gone: Q) -> int:
+    attempts = row.retries + 1
+    limit = settings.WORKBENCH_MAX_ATTEMPTS
+    if attempts >= limit:
+        fields: dict[str, Any] = {
+            "status": ERROR,
+            "error": f"It failed {attempts} attempt{'s' if attempts > 1 else ''} in a row: each time the worker "
+                     f"running it was lost (the last time: {reason}). WORKBENCH_MAX_ATTEMPTS is {limit}."}
+    else:
+        fields = {"status": QUEUED, "retries": F("retries") + 1, **kind.retry(row)}
+    if fields["status"] != QUEUED and _has_field(kind.model, "finished_at"):
+        fields["finished_at"] = timezone.now()
+    queued = fields["status"] == QUEUED
+    with transaction.atomic():
+        # Fenced on the attempt seen: another reaper, or the owner beating again, wins instead.
+        done = kind.model.objects.filter(pk=row.pk, attempt=row.attempt, status=RUNNING).filter(gone).update(**fields)  # type: ignore[attr-defined]
+        if done and queued:
+            transaction.on_commit(lambda: current_app.send_task(kind.task, args=[row.pk]))
+    if done:
+        log.warning("took back %s %s (attempt %s): %s; %s", kind.model._meta.label_lower, row.pk, row.attempt,
+                    reason, "queued again" if queued else f"ended as {fields['status']}")
+        kind.taken_back(row, reason, queued)
+    return done
+
+
+def _has_field(model: type[models.Model], name: str) -> bool:
+    return any(f.name == name for f in model._meta.get_fields())
+
+
+# --- on the worker ----------------------------------------------------------------------------
+
+class Reaper:
+    """Takes back silent work every HEARTBEAT_TIMEOUT / 3 seconds, on a thread of its own."""
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="reaper", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        every = max(settings.HEARTBEAT_TIMEOUT / 3, 0.5)
+        try:
+            while not self._stop.wait(every):
+                try:
+                    close_old_connections()
+                    work_take_back()
+                except Exception:
+                    log.exception("taking back silent work failed; trying again in %.0f s", every)
+        finally:
+            connection.close()
