@@ -20,7 +20,6 @@ from jobs.selectors import job_snapshot
 from jobs.services import JobInputError
 
 TOP_K = 5
-CLASSIFY_TIMEOUT = 120
 # How often a waiting request looks for the worker's answer; Celery's default (0.5 s) would be
 # most of a warm classify's time.
 RESULT_POLL = 0.02
@@ -58,7 +57,7 @@ class WorkerUnavailable(Exception):
         self.http_status = http_status
 
 
-def run_on_worker(task: Any, pixels: np.ndarray, *args: Any, timeout: float) -> Any:
+def run_on_worker(task: Any, pixels: np.ndarray, *args: Any) -> Any:
     """Hand `pixels` to a request/response task on the worker and wait for its answer.
 
     The pixels travel as a temporary .npy file (web and workers share the data folder), its path
@@ -67,6 +66,7 @@ def run_on_worker(task: Any, pixels: np.ndarray, *args: Any, timeout: float) -> 
     """
     path = Path(settings.FILE_UPLOAD_TEMP_DIR) / f"{task.name}-{uuid.uuid4().hex}.npy"
     np.save(path, pixels)
+    timeout = settings.WORKBENCH_REQUEST_TIMEOUT
     try:
         result = task.delay(*args, str(path))
     except Exception as exc:
@@ -90,7 +90,7 @@ def job_classify(*, job: TrainingJob, image: UploadedFile, epoch: float | None =
 
     snapshot = job_snapshot(job=job, epoch=epoch)
     pixels = preprocess(job=job, image=image)
-    answer = run_on_worker(classify_images, pixels[np.newaxis], job.pk, snapshot.pk, timeout=CLASSIFY_TIMEOUT)
+    answer = run_on_worker(classify_images, pixels[np.newaxis], job.pk, snapshot.pk)
     probabilities = np.asarray(answer[0])
     return Classification(top_k(probabilities, job.dataset.classes), snapshot.epoch, png_data_url(pixels))
 

@@ -175,7 +175,7 @@ class DatabaseReporter:
         snapshots: list[tuple[Any, ...]] = []
         done = False
         try:
-            while not self.lease.lost.is_set():
+            while not self.lease.lost.is_set() and not self.failure:
                 self._closing.wait(max(last_write + _WRITE_EVERY - time.monotonic(), 0.0))
                 events = self._drain()
                 done = done or _STOP in events
@@ -230,8 +230,7 @@ class DatabaseReporter:
         if failing >= self.retry_seconds:
             self.failure = (f"Training stopped: its reports could not be stored for {failing:.0f} s "
                             f"({type(exc).__name__}: {exc}). Check the database, then resume the job.")
-            self.lease.lose(self.failure)
-            return False
+            return False  # the run still holds its job: job_train ends it in error with this message
         time.sleep(min(0.5 * 2 ** int(failing), 5.0, max(self.retry_seconds - failing, 0.05)))
         return False
 
@@ -270,6 +269,8 @@ class DatabaseReporter:
             # A snapshot already recorded (a resumed run) is left as it is.
             Snapshot.objects.bulk_create([Snapshot(job_id=self.job_id, epoch=epoch, path=path, step=step)
                                           for _, epoch, path, step in snapshots], ignore_conflicts=True)
+            # Progress made: a later loss of the worker starts the count of attempts in a row anew.
+            self.lease.rows().update(retries=0)
 
     def _write_row(self) -> None:
         fields: dict[str, Any] = {"heartbeat_at": timezone.now(), "latest": self.latest, "best": self.best}

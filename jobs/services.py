@@ -178,6 +178,8 @@ def job_resume(*, job: TrainingJob) -> TrainingJob:
         TrainingJob.objects.filter(pk=job.pk).update(
             status=TrainingJob.Status.QUEUED, resume_from_epoch=last.epoch, abort_requested=False, error="",
             finished_at=None, retries=0)
+        job.refresh_from_db()
+        rewind_points(job)
         _enqueue(job)
     job.refresh_from_db()
     return job
@@ -208,9 +210,10 @@ def job_retry_fields(job: TrainingJob) -> dict[str, Any]:
 
 
 def job_taken_back(job: TrainingJob, reason: str, queued: bool) -> None:
-    """The take-back as a line in the job's log, and a wake-up for its event streams."""
+    """Inside the take-back: drop the points the next attempt computes again (so a live page that
+    reloads on the status change draws the curve once), a line in the log, a wake-up for streams."""
     if queued:
-        fresh = TrainingJob.objects.get(pk=job.pk)
+        fresh = rewind_points(TrainingJob.objects.get(pk=job.pk))
         start = (f"the snapshot at epoch {fresh.resume_from_epoch:g}" if fresh.resume_from_epoch is not None
                  else "the start (no snapshot yet)")
         line = (f"Attempt {job.attempt} was lost: {reason}. Queued again by itself to resume from {start} "
@@ -218,7 +221,7 @@ def job_taken_back(job: TrainingJob, reason: str, queued: bool) -> None:
     else:
         line = f"Attempt {job.attempt} was lost: {reason}. Not retried."
     append_log(job, line)
-    live.notify(job.pk)
+    transaction.on_commit(lambda: live.notify(job.pk))
 
 
 def append_log(job: TrainingJob, line: str) -> None:
@@ -247,7 +250,7 @@ def job_train(*, job_id: int) -> None:
     live.notify(job_id)
     job = TrainingJob.objects.select_related("dataset").get(pk=job_id)
     if job.attempt > 1 or job.resume_from_epoch is not None:
-        job = _rewind(lease, job)
+        job = rewind_points(job, lease)
     reporter = DatabaseReporter(lease, job.folder, latest=job.latest, best=job.best)
     outcome: str | None = None
     with heartbeat(lease):
@@ -269,9 +272,10 @@ def job_train(*, job_id: int) -> None:
         _finish(lease, outcome, error)
 
 
-def _rewind(lease: Any, job: TrainingJob) -> TrainingJob:
-    """Before a resumed attempt: points after its snapshot are recomputed, so drop them now, and
-    take `latest` and `best` from what remains (the curve and the summary agree)."""
+def rewind_points(job: TrainingJob, lease: Any = None) -> TrainingJob:
+    """A resumed attempt computes again every point after its snapshot: drop those, and take
+    `latest` and `best` from what remains, so that the curve and the summary agree. Through the
+    run's lease on the worker; at a take-back or a resume, on the row as it is being queued."""
     from jobs.reporting import Summary
 
     snapshot = job.snapshots.filter(epoch=job.resume_from_epoch).first() if job.resume_from_epoch is not None else None
@@ -279,7 +283,12 @@ def _rewind(lease: Any, job: TrainingJob) -> TrainingJob:
     with transaction.atomic():
         MetricPoint.objects.filter(job_id=job.pk, step__gt=step).delete()
         summary = Summary.of_points(MetricPoint.objects.filter(job_id=job.pk).order_by("step", "pk"))
-        lease.update(latest=summary.latest, best=summary.best, epoch=snapshot.epoch if snapshot is not None else 0.0)
+        fields = {"latest": summary.latest, "best": summary.best,
+                  "epoch": snapshot.epoch if snapshot is not None else 0.0}
+        if lease is not None:
+            lease.update(**fields)
+        else:
+            TrainingJob.objects.filter(pk=job.pk).update(**fields)
     job.refresh_from_db()
     return job
 

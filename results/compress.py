@@ -15,7 +15,7 @@ from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 from django.utils.text import slugify
 
-from jobs.inference import CLASSIFY_TIMEOUT, Prediction, preprocess, run_on_worker, top_k
+from jobs.inference import Prediction, preprocess, run_on_worker, top_k
 from jobs.models import TrainingJob
 from jobs.selectors import job_capabilities
 from jobs.services import JobInputError, JobStateError, training_plan
@@ -130,7 +130,7 @@ def compression_classify(*, compression: Compression, image: UploadedFile) -> di
     if compression.status != "done":
         raise JobStateError(f"The compression is {compression.status}; classify once it is done.")
     pixels = preprocess(job=compression.job, image=image)
-    answer = run_on_worker(classify_compressed, pixels[np.newaxis], compression.pk, timeout=CLASSIFY_TIMEOUT)
+    answer = run_on_worker(classify_compressed, pixels[np.newaxis], compression.pk)
     probabilities = np.asarray(answer[0])
     predictions: list[Prediction] = top_k(probabilities, compression.job.dataset.classes)
     return {"predictions": [{"label": p.label, "probability": p.probability} for p in predictions],

@@ -16,8 +16,6 @@ from jobs.selectors import job_capabilities
 from jobs.services import JobStateError
 from results.work import done_snapshot
 
-INSPECT_TIMEOUT = 120
-
 
 def inspect_image(*, job: TrainingJob, image: UploadedFile, epoch: float | None = None) -> dict[str, Any]:
     """Every layer's activations for this image, its weight statistics and the top-5 predictions."""
@@ -27,7 +25,7 @@ def inspect_image(*, job: TrainingJob, image: UploadedFile, epoch: float | None 
     if not job_capabilities(job=job).inspect:
         raise JobStateError(f"The {job.backend} backend cannot inspect models.")
     pixels = preprocess(job=job, image=image)
-    result = run_on_worker(inspect, pixels, job.pk, snapshot.pk, timeout=INSPECT_TIMEOUT)
+    result = run_on_worker(inspect, pixels, job.pk, snapshot.pk)
     return {**result, "epoch": snapshot.epoch, "input_png": png_data_url(pixels)}
 
 

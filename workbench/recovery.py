@@ -38,7 +38,8 @@ class WorkKind:
     # Fields for the re-queued row (training: the snapshot to resume from). A "status" other
     # than queued ends the row instead (training: an abort asked before the worker died).
     retry: Callable[[Any], dict[str, Any]] = lambda row: {}
-    # Told of each take-back, with the reason and whether the row was queued again.
+    # Told of each take-back, inside its transaction, with the reason and whether the row was
+    # queued again (training drops the points its resumed attempt will compute again).
     taken_back: Callable[[Any, str, bool], None] = lambda row, reason, queued: None
 
 
@@ -96,12 +97,13 @@ def _take_back(kind: WorkKind, row: Any, reason: str, gone: Q) -> int:
     with transaction.atomic():
         # Fenced on the attempt seen: another reaper, or the owner beating again, wins instead.
         done = kind.model.objects.filter(pk=row.pk, attempt=row.attempt, status=RUNNING).filter(gone).update(**fields)  # type: ignore[attr-defined]
+        if done:
+            kind.taken_back(row, reason, queued)
         if done and queued:
             transaction.on_commit(lambda: current_app.send_task(kind.task, args=[row.pk]))
     if done:
         log.warning("took back %s %s (attempt %s): %s; %s", kind.model._meta.label_lower, row.pk, row.attempt,
                     reason, "queued again" if queued else f"ended as {fields['status']}")
-        kind.taken_back(row, reason, queued)
     return done
 
 

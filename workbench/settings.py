@@ -240,6 +240,8 @@ HEARTBEAT_TIMEOUT = env_int("WORKBENCH_HEARTBEAT_TIMEOUT", 60, minimum=2)
 WORKBENCH_MAX_ATTEMPTS = env_int("WORKBENCH_MAX_ATTEMPTS", 3, minimum=1)
 # A training job whose reports cannot be stored pauses and retries this long, then fails.
 WORKBENCH_REPORT_RETRY_SECONDS = env_int("WORKBENCH_REPORT_RETRY_SECONDS", 120, minimum=1)
+# A classify or inspect request waits this long for a worker's answer, then answers 504.
+WORKBENCH_REQUEST_TIMEOUT = env_int("WORKBENCH_REQUEST_TIMEOUT", 120, minimum=1)
 # Live updates: Redis pub/sub wakes the event stream when the broker is Redis; else it polls.
 WORKBENCH_LIVE_REDIS_URL = env_str(
     "WORKBENCH_LIVE_REDIS_URL", CELERY_BROKER_URL if CELERY_BROKER_URL.startswith("redis") else "")

@@ -86,16 +86,42 @@
     refreshLog();
   }
 
-  const source = new EventSource(panel.dataset.events);
-  source.addEventListener("metric", (e) => addPoint(JSON.parse(e.data)));
-  source.addEventListener("status", (e) => showStatus(JSON.parse(e.data)));
-  source.addEventListener("end", (e) => {
-    source.close();
-    const status = JSON.parse(e.data).status;
-    // The buttons differ for a finished job: reload once so they match, the curves come back from the stream.
-    if (initialStatus === "queued" || initialStatus === "running") {
-      initialStatus = status;
-      setTimeout(() => window.location.reload(), 1500);
-    }
-  });
+  // A job taken back after its worker died is queued again, and its points after the snapshot it
+  // resumes from are dropped (they are computed again): draw the curves anew from the first point.
+  let source = null;
+  let attempt = null;
+  let lastStatus = initialStatus;
+  function restarted(s) {
+    const again = (attempt !== null && s.attempt > attempt) || (lastStatus === "running" && s.status === "queued");
+    attempt = s.attempt;
+    lastStatus = s.status;
+    return again;
+  }
+  function connect() {
+    source = new EventSource(panel.dataset.events);
+    source.addEventListener("metric", (e) => addPoint(JSON.parse(e.data)));
+    source.addEventListener("status", (e) => {
+      const s = JSON.parse(e.data);
+      if (restarted(s)) {
+        source.close();
+        pending = [];
+        Plotly.restyle(lossEl, { x: [[], [], []], y: [[], [], []] }, [0, 1, 2]);
+        Plotly.restyle(lrEl, { x: [[]], y: [[]] }, [0]);
+        window.jobRedraws = (window.jobRedraws || 0) + 1;
+        window.jobPointsShown = 0;
+        connect();
+      }
+      showStatus(s);
+    });
+    source.addEventListener("end", (e) => {
+      source.close();
+      const status = JSON.parse(e.data).status;
+      // The buttons differ for a finished job: reload once so they match, the curves come back from the stream.
+      if (initialStatus === "queued" || initialStatus === "running") {
+        initialStatus = status;
+        setTimeout(() => window.location.reload(), 1500);
+      }
+    });
+  }
+  connect();
 })();

@@ -146,3 +146,30 @@ def test_a_job_on_a_gpu_the_worker_lacks_ends_in_error_saying_so(celery_worker, 
     assert job.status == "error"
     assert job.error == (f"Device cuda:{missing} was asked for, but this worker has {missing} CUDA device(s). "
                          "Choose 'auto' or 'cpu'.")
+
+
+def test_a_classify_the_worker_cannot_do_is_a_json_503_with_the_reason(celery_worker, alice_api):
+    dataset = ready_colours(alice_api)
+    job = wait_job(start(alice_api, dataset, epochs=1)["id"])
+    (job.folder / job.snapshots.get().path).unlink()  # the worker will not find the weights
+    image = io.BytesIO(make_image((30, 200, 40), size=(30, 30)))
+    image.name = "green.png"
+
+    response = alice_api.post(f"/api/v1/jobs/{job.pk}/classify/", {"image": image}, format="multipart")
+
+    assert response.status_code == 503
+    assert response.json()["error"].startswith("The worker could not do it (FileNotFoundError")
+
+
+def test_a_classify_no_worker_answers_is_a_json_504_that_says_so(restartable_worker, alice_api, settings):
+    dataset = ready_colours(alice_api)
+    job = wait_job(start(alice_api, dataset, epochs=1)["id"])
+    restartable_worker.kill()
+    settings.WORKBENCH_REQUEST_TIMEOUT = 2
+    image = io.BytesIO(make_image((30, 200, 40), size=(30, 30)))
+    image.name = "green.png"
+
+    response = alice_api.post(f"/api/v1/jobs/{job.pk}/classify/", {"image": image}, format="multipart")
+
+    assert response.status_code == 504
+    assert response.json()["error"].startswith("No worker answered within 2 s.")

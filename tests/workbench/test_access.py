@@ -296,3 +296,13 @@ def test_it_serves_the_api_docs_without_any_cdn(alice):
     assert "swagger-ui" in html.lower()
     assert "cdn" not in html.lower()
     assert "https://" not in html and "http://" not in html, "the page must work offline"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path", ["/api/v1/nothing-here/", "/api/v1/jobs/1/nonsense/", "/api/v1/datasets/x/"])
+def test_it_answers_unknown_api_paths_with_a_json_404(alice_api, path):
+    response = alice_api.get(path)
+
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/json"
+    assert "No API endpoint" in response.json()["error"]

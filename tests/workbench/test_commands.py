@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 
@@ -14,6 +15,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 
 from tests.conftest import ROOT, _subprocess_env, wait_for
+from workbench import processes
 from workbench.processes import free_port
 
 
@@ -82,3 +84,64 @@ def test_it_serves_web_and_worker_and_stops_both_on_sigterm():
     finally:
         if serve.poll() is None:
             serve.kill()
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode()
+    except FileNotFoundError:
+        return ""
+
+
+def _child(serve: subprocess.Popen[bytes], marker: str) -> int | None:
+    return next((c for c in _children(serve.pid) if marker in _cmdline(c) and _alive(c)), None)
+
+
+class HealthWatch(threading.Thread):
+    """Asks the web server for its health every 50 ms and counts the answers that were not 200."""
+
+    def __init__(self, port: int) -> None:
+        super().__init__(daemon=True)
+        self.url, self.asked, self.failed = f"http://127.0.0.1:{port}/api/v1/health/", 0, []
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(0.05):
+            self.asked += 1
+            try:
+                urllib.request.urlopen(self.url, timeout=5).read()
+            except OSError as exc:
+                self.failed.append(repr(exc))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_serve_starts_a_killed_worker_again_while_the_web_goes_on_answering(tmp_path):
+    if not os.path.exists("/proc/self/task"):
+        pytest.skip("needs /proc to find the child processes")
+    port = free_port()
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        serve = subprocess.Popen([sys.executable, "manage.py", "serve"], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+                                 env={**_subprocess_env(), "PORT": str(port)})
+    try:
+        wait_for(lambda: log.read_text().count("ready.") == 1, 60, "the worker to start")
+        worker = _child(serve, "celery")
+        watch = HealthWatch(port)
+        watch.start()
+
+        os.kill(worker, signal.SIGKILL)  # type: ignore[arg-type]
+        wait_for(lambda: log.read_text().count("ready.") == 2, 60, "the worker to start again")
+        watch.done.set()
+        watch.join()
+
+        assert f"worker (pid {worker}) stopped (killed by SIGKILL); starting it again in 1 s" in log.read_text()
+        assert _child(serve, "celery") not in (None, worker)
+        assert watch.asked > 0 and watch.failed == [], "the web server answered all along"
+        web = _child(serve, "uvicorn")
+        os.kill(web, signal.SIGKILL)  # type: ignore[arg-type]
+        wait_for(lambda: _child(serve, "uvicorn") not in (None, web) and processes.listening(port), 60,
+                 "the web server to start again")
+        assert f"web server (pid {web}) stopped (killed by SIGKILL)" in log.read_text()
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        assert serve.wait(timeout=30) == 0
