@@ -212,7 +212,7 @@ def _materialise_source(dataset: Dataset, progress) -> Path | ZipSource:  # type
 
 
 def _finish_ready(lease: Lease, result: IngestResult) -> None:
-    lease.update(
+    lease.end(
         status=Dataset.Status.READY, progress=1.0, error="", classes=result.classes,
         split_counts=result.split_counts, class_counts=result.class_counts, skipped=result.skipped,
         warnings=result.warnings, updated_at=timezone.now())
@@ -221,7 +221,7 @@ def _finish_ready(lease: Lease, result: IngestResult) -> None:
 def _finish_with_error(lease: Lease, dataset: Dataset, message: str) -> None:
     for path in dataset.folder.glob("*.npy"):
         path.unlink(missing_ok=True)
-    lease.update(status=Dataset.Status.ERROR, error=message, updated_at=timezone.now())
+    lease.end(status=Dataset.Status.ERROR, error=message, updated_at=timezone.now())
 
 
 def _clean_sources(folder: Path) -> None:

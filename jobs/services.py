@@ -10,6 +10,8 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
+from django.db.models import F, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from datasets.models import Dataset
@@ -177,7 +179,7 @@ def job_resume(*, job: TrainingJob) -> TrainingJob:
     with transaction.atomic():
         TrainingJob.objects.filter(pk=job.pk).update(
             status=TrainingJob.Status.QUEUED, resume_from_epoch=last.epoch, abort_requested=False, error="",
-            finished_at=None, retries=0)
+            finished_at=None, retries=0, started_at=None)
         job.refresh_from_db()
         rewind_points(job)
         _enqueue(job)
@@ -243,8 +245,9 @@ def job_train(*, job_id: int) -> None:
     from jobs.reporting import DatabaseReporter
     from workbench.leases import LeaseLost, heartbeat, lease_claim
 
-    lease = lease_claim(TrainingJob, job_id, stop_field="abort_requested", started_at=timezone.now(), error="",
-                        progress=0.0)
+    # started_at is the first attempt's: a resumed job's elapsed time counts the time it lost.
+    lease = lease_claim(TrainingJob, job_id, stop_field="abort_requested",
+                        started_at=Coalesce(F("started_at"), Value(timezone.now())), error="")
     if lease is None:
         return
     live.notify(job_id)
@@ -283,8 +286,9 @@ def rewind_points(job: TrainingJob, lease: Any = None) -> TrainingJob:
     with transaction.atomic():
         MetricPoint.objects.filter(job_id=job.pk, step__gt=step).delete()
         summary = Summary.of_points(MetricPoint.objects.filter(job_id=job.pk).order_by("step", "pk"))
-        fields = {"latest": summary.latest, "best": summary.best,
-                  "epoch": snapshot.epoch if snapshot is not None else 0.0}
+        epoch = snapshot.epoch if snapshot is not None else 0.0
+        fields = {"latest": summary.latest, "best": summary.best, "epoch": epoch,
+                  "progress": min(epoch / max(job.epochs, 1), 1.0)}
         if lease is not None:
             lease.update(**fields)
         else:
@@ -297,7 +301,7 @@ def _finish(lease: Any, outcome: str, error: str) -> None:
     fields: dict[str, Any] = {"status": outcome, "error": error, "finished_at": timezone.now(), "eta_seconds": 0}
     if outcome == TrainingJob.Status.DONE:
         fields["progress"] = 1.0
-    lease.update(**fields)
+    lease.end(**fields)
     live.notify(lease.pk)
 
 

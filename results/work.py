@@ -88,7 +88,7 @@ def _end(lease: Lease, status: str, *, error: str = "", result: dict[str, Any] |
     fields: dict[str, Any] = {"status": status, "error": error, "finished_at": timezone.now()}
     if result is not None:
         fields.update(result=result, progress=1.0)
-    lease.update(**fields)
+    lease.end(**fields)
 
 
 def stored_or_new(model: type[W], task: Callable[..., Any], **unique: Any) -> tuple[W, bool]:

@@ -102,6 +102,13 @@ class Lease:
         self.lose("a newer attempt holds it, or it has ended")
         return False
 
+    def end(self, **fields: Any) -> bool:
+        """The run's last write, on a fresh connection: a long run may outlive its first one (a
+        database restart while it worked)."""
+        if not connection.in_atomic_block:
+            close_old_connections()
+        return self.update(**fields)
+
     def lose(self, reason: str) -> None:
         if not self.lost.is_set():
             self.reason = reason

@@ -69,6 +69,9 @@
     badge.className = "status status-" + s.status;
     document.getElementById("progress-bar").style.width = Math.round(s.progress * 100) + "%";
     text("progress-text", Math.round(s.progress * 100) + "%");
+    const attemptEl = document.getElementById("attempt");
+    attemptEl.hidden = !(s.attempt > 1);
+    attemptEl.textContent = "attempt " + s.attempt;
     text("epoch", s.epoch.toFixed(2) + " / " + epochs);
     text("elapsed", fmt(s.elapsed_seconds));
     text("eta", s.status === "running" ? fmt(s.eta_seconds) : "–");

@@ -56,3 +56,26 @@ def test_it_trains_lenet_on_the_digits_with_live_curves_and_classifies(
     assert page.text_content("table.predictions tbody tr:first-child td.label").strip() == "7"
     assert page.locator("table.predictions tbody tr").count() == 5
     screenshot(page, "12-classify")
+
+
+def test_the_job_page_draws_each_step_once_when_a_killed_job_resumes(
+        page, restartable_worker, alice, screenshot):  # type: ignore[no-untyped-def]
+    from datasets.services import dataset_create_example
+    from jobs.services import JobSettings, job_create
+
+    dataset = wait_dataset(dataset_create_example(owner=alice).pk)
+    job = job_create(owner=alice, dataset=dataset, network="lenet",
+                     options=JobSettings(epochs=6, batch_size=8))
+    log_in(page, "alice", "alice-password")
+    page.goto(f"/jobs/{job.pk}/")
+    wait_for(lambda: points_on_chart(page) > 100, 120, "points on the chart")
+
+    restartable_worker.kill()
+    restartable_worker.start()
+    wait_for(lambda: page.evaluate("() => window.jobRedraws || 0") >= 1, 60, "the page to redraw for attempt 2")
+    wait_for(lambda: page.evaluate("() => window.jobPointsShown || 0") > 100, 120, "the resumed run's points")
+
+    train_loss = page.evaluate("() => document.getElementById('loss-chart').data[0].x")
+    assert len(set(train_loss)) == len(train_loss), "a step drawn twice"
+    assert train_loss == sorted(train_loss)
+    screenshot(page, "13-job-resumed")
