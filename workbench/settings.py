@@ -178,7 +178,7 @@ SPECTACULAR_SETTINGS = {
 
 # --- Celery ---------------------------------------------------------------------------------
 BROKER_DIR = DATA_DIR / "broker"
-CELERY_TASK_TIME_LIMIT = env_int("WORKBENCH_TASK_HARD_LIMIT", 7 * 24 * 3600, minimum=60)
+CELERY_TASK_TIME_LIMIT = env_int("WORKBENCH_TASK_HARD_LIMIT", 7 * 24 * 3600, minimum=5)
 # The embedded default is kombu's filesystem transport with atomic writes (workbench/broker.py).
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "wbfs://")
 EMBEDDED_BROKER = CELERY_BROKER_URL.startswith(("wbfs://", "filesystem://"))
@@ -240,8 +240,10 @@ HEARTBEAT_TIMEOUT = env_int("WORKBENCH_HEARTBEAT_TIMEOUT", 60, minimum=2)
 WORKBENCH_MAX_ATTEMPTS = env_int("WORKBENCH_MAX_ATTEMPTS", 3, minimum=1)
 # A training job whose reports cannot be stored pauses and retries this long, then fails.
 WORKBENCH_REPORT_RETRY_SECONDS = env_int("WORKBENCH_REPORT_RETRY_SECONDS", 120, minimum=1)
-# A classify or inspect request waits this long for a worker's answer, then answers 504.
+# A classify or inspect request waits this long for a worker's answer, then answers 504; without an
+# answer after WORKBENCH_REQUEST_RESEND_SECONDS it is sent once more (its worker may have died).
 WORKBENCH_REQUEST_TIMEOUT = env_int("WORKBENCH_REQUEST_TIMEOUT", 120, minimum=1)
+WORKBENCH_REQUEST_RESEND_SECONDS = env_int("WORKBENCH_REQUEST_RESEND_SECONDS", 15, minimum=1)
 # Live updates: Redis pub/sub wakes the event stream when the broker is Redis; else it polls.
 WORKBENCH_LIVE_REDIS_URL = env_str(
     "WORKBENCH_LIVE_REDIS_URL", CELERY_BROKER_URL if CELERY_BROKER_URL.startswith("redis") else "")

@@ -106,3 +106,17 @@ def test_a_job_that_keeps_losing_its_worker_ends_in_error_after_the_configured_a
     job = wait_for(lambda: TrainingJob.objects.filter(pk=pk, status="error").first(), 60, "the job to give up")
     assert f"failed {live_settings.WORKBENCH_MAX_ATTEMPTS} attempts in a row" in job.error
     assert "its worker restarted" in job.error
+
+
+def test_a_job_that_runs_past_the_hard_time_limit_ends_in_error_saying_so(restartable_worker: Worker, alice_api):
+    dataset = ready_digits(alice_api)
+    restartable_worker.kill()
+    restartable_worker.start(WORKBENCH_TASK_HARD_LIMIT="5")  # the thread pool ignores Celery's own limit
+    pk = start(alice_api, dataset, **{**SETTINGS, "epochs": 500})["id"]
+
+    job = wait_job(pk, timeout=60)
+
+    assert job.status == "error"
+    assert "ran past the hard time limit of 5 s" in job.error
+    assert job.epoch < 500
+    assert "stopped writing: It ran past the hard time limit" in log_text(job)

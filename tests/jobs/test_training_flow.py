@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from celery.backends.filesystem import FilesystemBackend
 from safetensors import safe_open
 
 from jobs.models import MetricPoint, TrainingJob
-from tests.conftest import class_images, make_image, wait_dataset, wait_for, zip_bytes
+from tests.conftest import class_images, make_image, wait_dataset, wait_for, wait_in_log, zip_bytes
 from workbench.celery import app as celery_app
 from workbench.celery import drop_expired_results
 
@@ -173,3 +174,26 @@ def test_a_classify_no_worker_answers_is_a_json_504_that_says_so(restartable_wor
 
     assert response.status_code == 504
     assert response.json()["error"].startswith("No worker answered within 2 s.")
+
+
+def test_a_classify_whose_worker_dies_is_asked_again_and_answered(restartable_worker, alice_api, settings):
+    dataset = ready_colours(alice_api)
+    job = wait_job(start(alice_api, dataset)["id"])
+    restartable_worker.kill()
+    restartable_worker.start(WORKBENCH_FAULT_PAUSE="classify=120")
+    settings.WORKBENCH_REQUEST_RESEND_SECONDS = 2
+
+    def kill_it_while_it_holds_the_request() -> None:
+        wait_in_log(restartable_worker, "at classify")
+        restartable_worker.kill()
+        restartable_worker.start()
+
+    killer = threading.Thread(target=kill_it_while_it_holds_the_request)
+    killer.start()
+    image = io.BytesIO(make_image((30, 200, 40), size=(30, 30), noise_seed=99))
+    image.name = "green.png"
+    response = alice_api.post(f"/api/v1/jobs/{job.pk}/classify/", {"image": image}, format="multipart")
+    killer.join()
+
+    assert response.status_code == 200, response.json()
+    assert response.json()["predictions"][0]["label"] == "green"
