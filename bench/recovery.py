@@ -19,10 +19,10 @@ resumes from its last snapshot. Polling the database every 20 ms, per kill:
                         it resumed from) / steps per epoch
 and whether the job then ended `done` by itself (no request from anyone) within 120 s of the kill.
 Serve waits 1 s before it starts a dead child again, doubling (up to 30 s) while the child keeps
-dying within 60 s of its start; kills a few seconds apart therefore meet ever longer waits. The
-wait serve announced is printed per kill, and kill -> training is also given less that wait (the
-recovery path itself). --settle S waits, before each job, until the worker has been up S seconds
-(61: every restart after the 1 s wait; a run then takes about a minute per kill).
+dying within serve's STEADY seconds of its start: kills soon after a restart meet ever longer
+waits. Each kill line shows the killed worker's uptime and the wait serve announced, and kill ->
+training is also given less that wait (the recovery path itself). --settle S waits, before each
+job, until the worker has been up S seconds (S above STEADY: every restart is the short one).
 Prints one line per kill, then medians, worst cases and the targets: every job finished, and median
 and worst kill -> training under 10 s. Misses are printed; the exit status is 0 either way (the
 figures are the result; a crash of this script itself still exits non-zero).
@@ -65,6 +65,7 @@ class Kill:
     target_step: int  # the step the kill waited for
     killed_at_step: int  # the highest train-loss step in the database at the kill
     resumed_step: int | None = None  # the step of the snapshot the next attempt resumed from (0: the start)
+    uptime: float | None = None  # how long the killed worker process had run (serve's backoff depends on it)
     backoff: float | None = None  # serve's announced wait before starting the worker again
     to_attempt: float | None = None  # kill -> the row shows the next attempt
     to_training: float | None = None  # kill -> the first point's own report time
@@ -296,7 +297,7 @@ def watch_recovery(kill: Kill, killed: float, attempt: int, log: Path) -> None:
 
 
 def settle(serve: subprocess.Popen[bytes], seconds: float) -> None:
-    """Wait until the worker has been up `seconds`: serve's backoff goes back to its 1 s after 60 s."""
+    """Wait until the worker has been up `seconds`: past serve's STEADY, its next restart is the 1 s one."""
     while seconds > 0:
         left = seconds - uptime(wait_for_worker(serve))
         if left <= 0:
@@ -310,15 +311,20 @@ def one_kill(owner, dataset, serve: subprocess.Popen[bytes], log: Path, args: ar
     job = create_job(owner, dataset, args, f"recovery bench {index}")
     low, high = max(1, math.ceil(KILL_WINDOW[0] * total)), max(1, math.floor(KILL_WINDOW[1] * total))
     target = rng.randint(low, high)
-    wait_for_step(job.pk, target, serve)
-    # Found afresh: the previous kill's worker was replaced by a new process.
-    pid = wait_for_worker(serve)
+    try:
+        wait_for_step(job.pk, target, serve)
+        # Found afresh: the previous kill's worker was replaced by a new process.
+        pid = wait_for_worker(serve)
+    except RuntimeError as exc:  # no kill this time: counted as a job that did not finish by itself
+        return Kill(job=job.pk, pid=0, target_step=target, killed_at_step=top_train_step(job.pk),
+                    status=f"not killed ({exc})")
     from jobs.models import TrainingJob
 
     attempt = TrainingJob.objects.filter(pk=job.pk).values_list("attempt", flat=True).get()
+    up = uptime(pid)
     killed = kill_worker(pid)
     # Before the new attempt rewinds: it deletes the points after its snapshot.
-    kill = Kill(job=job.pk, pid=pid, target_step=target, killed_at_step=top_train_step(job.pk))
+    kill = Kill(job=job.pk, pid=pid, target_step=target, killed_at_step=top_train_step(job.pk), uptime=up)
     watch_recovery(kill, killed, attempt, log)
     return kill
 
@@ -345,8 +351,8 @@ def fmt(value: float | None, spec: str = ".2f") -> str:
 
 
 def print_kill(i: int, kill: Kill, steps_per_epoch: int) -> None:
-    print(f"kill {i:2d}: job {kill.job} worker pid {kill.pid} at step {kill.killed_at_step} "
-          f"(target {kill.target_step}); serve waits {fmt(kill.backoff, 'g')} s; resumed from step "
+    print(f"kill {i:2d}: job {kill.job} worker pid {kill.pid} (up {fmt(kill.uptime, '.1f')} s) at step "
+          f"{kill.killed_at_step} (target {kill.target_step}); serve waits {fmt(kill.backoff, 'g')} s; resumed from step "
           f"{fmt(kill.resumed_step, 'd')}; new attempt {fmt(kill.to_attempt)} s, training {fmt(kill.to_training)} s "
           f"(seen {fmt(kill.to_training_seen)} s); redone {fmt(kill.extra_epochs(steps_per_epoch))} epochs; "
           f"{kill.status} after {kill.attempts} attempts, {kill.seconds:.1f} s after the kill", flush=True)

@@ -24,6 +24,7 @@ from jobs.services import JobInputError, JobStateError
 from results.models import Status, _Work
 from workbench.leases import Lease, LeaseLost, heartbeat, lease_claim
 from workbench.progress import RowProgress
+from workbench.recovery import work_take_back
 
 log = logging.getLogger(__name__)
 W = TypeVar("W", bound=_Work)
@@ -94,8 +95,10 @@ def _end(lease: Lease, status: str, *, error: str = "", result: dict[str, Any] |
 def stored_or_new(model: type[W], task: Callable[..., Any], **unique: Any) -> tuple[W, bool]:
     """The stored row for these unique fields (retried if it ended in error), or a new queued one.
 
-    Returns (row, created). Results are kept, so asking again is instant and costs no work.
+    Returns (row, created). Results are kept, so asking again is instant and costs no work. A row
+    whose worker went silent is taken back first, so asking again never returns a stuck one.
     """
+    work_take_back(models_=[model])
     existing = model.objects.filter(**unique).first()
     if existing is not None and existing.status != Status.ERROR:
         return existing, False

@@ -145,3 +145,17 @@ def test_serve_starts_a_killed_worker_again_while_the_web_goes_on_answering(tmp_
     finally:
         serve.send_signal(signal.SIGTERM)
         assert serve.wait(timeout=30) == 0
+
+
+def test_serve_waits_longer_each_time_for_a_child_that_dies_at_every_start():
+    from workbench.management.commands.serve import Child
+
+    said: list[str] = []
+    child = Child("crasher", [sys.executable, "-c", "raise SystemExit(3)"])
+    child.start()
+    wait_for(lambda: (child.watch(said.append), len(said) >= 5)[1], 30, "three restarts")
+
+    assert "crasher (pid" in said[0] and "stopped (exit status 3); starting it again in 1 s" in said[0]
+    assert said[1].startswith("crasher started again")
+    assert "starting it again in 2 s" in said[2], "it died at once: a crash loop waits longer each time"
+    assert "starting it again in 4 s" in said[4]

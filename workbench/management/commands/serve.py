@@ -14,10 +14,12 @@ from django.core.management.base import BaseCommand
 
 from workbench.processes import web_command, worker_command
 
-# A child that dies is started again after BACKOFF[0] seconds, doubling up to BACKOFF[1] while it
-# keeps dying; one that ran STEADY seconds starts from the short wait again.
+# A child that dies is started again after BACKOFF[0] seconds. One that dies within STEADY seconds
+# of its start did not start at all (a crash loop: bad settings, a missing module): each such death
+# doubles the wait, up to BACKOFF[1]. One that ran longer had started (supervisord's `startsecs`),
+# and is started again after the short wait.
 BACKOFF = (1.0, 30.0)
-STEADY = 60.0
+STEADY = 5.0
 
 
 def _die_with_parent() -> None:
