@@ -102,6 +102,34 @@ class Lease:
         self.lose("a newer attempt holds it, or it has ended")
         return False
 
+    def insert(self, model: type[models.Model], fields: tuple[str, ...], rows: list[tuple[Any, ...]]) -> bool:
+        """Insert rows only while this run holds its row, in one statement; rows already there
+        (a re-delivered task) are skipped. False (and the lease lost) when the run no longer holds it.
+
+        One statement, not a transaction around a check and an insert: a process that stalls (a
+        swap storm, SIGSTOP) between the two would hold the lock and block every take-back. On
+        PostgreSQL the check locks the run's row for the statement (FOR SHARE), so a take-back that
+        commits meanwhile is seen; SQLite runs one writing statement at a time.
+        """
+        if self.lost.is_set():
+            return False
+        quote = connection.ops.quote_name
+        names = ", ".join(quote(model._meta.get_field(f).column) for f in fields)
+        values = ", ".join(["(" + ", ".join(["%s"] * len(fields)) + ")"] * len(rows))
+        held = self.model._meta
+        lock = " FOR SHARE" if connection.vendor == "postgresql" else ""
+        sql = (f"WITH new ({names}) AS (VALUES {values}) "
+               f"INSERT INTO {quote(model._meta.db_table)} ({names}) SELECT {names} FROM new "
+               f"WHERE EXISTS (SELECT 1 FROM {quote(held.db_table)} WHERE {quote(held.pk.column)} = %s "
+               f"AND {quote('attempt')} = %s AND {quote('status')} = %s{lock}) ON CONFLICT DO NOTHING")
+        params = [v for row in rows for v in row] + [self.pk, self.attempt, RUNNING]
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            if cursor.rowcount or self.rows().exists():
+                return True
+        self.lose("a newer attempt holds it, or it has ended")
+        return False
+
     def end(self, **fields: Any) -> bool:
         """The run's last write, on a fresh connection: a long run may outlive its first one (a
         database restart while it worked)."""

@@ -20,7 +20,7 @@ from typing import Any
 
 from celery import current_app
 from django.conf import settings
-from django.db import close_old_connections, connection, models, transaction
+from django.db import DatabaseError, close_old_connections, connection, models, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -77,7 +77,10 @@ def _take_back_kind(kind: WorkKind, worker: str | None) -> int:
         else:
             reason = f"no heartbeat from {row.held_by or 'its worker'} for over {settings.HEARTBEAT_TIMEOUT} s"
             gone = silent
-        taken += _take_back(kind, row, reason, gone)
+        try:
+            taken += _take_back(kind, row, reason, gone)
+        except DatabaseError:  # e.g. its row is locked by a stalled process: the next round tries again
+            log.warning("could not take back %s %s now", kind.model._meta.label_lower, row.pk, exc_info=True)
     return taken
 
 
@@ -95,6 +98,11 @@ def _take_back(kind: WorkKind, row: Any, reason: str, gone: Q) -> int:
         fields["finished_at"] = timezone.now()
     queued = fields["status"] == QUEUED
     with transaction.atomic():
+        if connection.vendor == "postgresql":
+            # A stalled process may hold the row (until idle_in_transaction_session_timeout ends
+            # its session): wait a little, not forever, and leave it to the next round.
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL lock_timeout = '5s'")
         # Fenced on the attempt seen: another reaper, or the owner beating again, wins instead.
         done = kind.model.objects.filter(pk=row.pk, attempt=row.attempt, status=RUNNING).filter(gone).update(**fields)  # type: ignore[attr-defined]
         if done:

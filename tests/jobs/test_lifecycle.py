@@ -92,6 +92,34 @@ def test_a_job_whose_worker_dies_for_good_is_taken_back_by_another_after_the_hea
     assert f"no heartbeat from doomed-{os.getpid()}" in log and "Queued again by itself to resume from" in log
 
 
+def test_a_stalled_run_that_comes_back_after_it_was_taken_back_writes_nothing_more(
+        celery_worker, doomed_worker, alice_api, alice):
+    dataset = ready_colours(alice_api)
+    from jobs.networks.builtin import builtin_spec
+
+    job = TrainingJob.objects.create(owner=alice, dataset=dataset, name="stalled", network="mlp", epochs=200,
+                                     batch_size=8, network_spec=builtin_spec("mlp", (3, 8, 8), 3))
+    job.folder.mkdir(parents=True, exist_ok=True)
+    train_job.apply_async(args=[job.pk], queue="doomed")
+    wait_running_with_points(job.pk, points=20)
+
+    doomed_worker.send_signal(signal.SIGSTOP)  # stalled, not dead: its run will wake up later
+    try:
+        wait_for(lambda: TrainingJob.objects.filter(pk=job.pk, attempt=2, status="running").exists(),
+                 settings.HEARTBEAT_TIMEOUT + 60, "another worker to take the job over")
+    finally:
+        doomed_worker.send_signal(signal.SIGCONT)
+    log = job.folder / "log.txt"
+    wait_for(lambda: "Attempt 1 stopped writing" in log.read_text(), 60, "the stale run to notice")
+    finished = wait_job(job.pk, timeout=120)
+
+    assert finished.status == "done", finished.error
+    assert finished.attempt == 2
+    steps = sorted(MetricPoint.objects.filter(job_id=job.pk, split="train", name="loss").values_list("step", flat=True))
+    assert steps == list(range(1, steps[-1] + 1)), "every step, once"
+    assert finished.epoch == 200
+
+
 def test_it_resumes_an_aborted_job_from_its_last_snapshot(celery_worker, alice_api):
     dataset = ready_colours(alice_api)
     pk = start(alice_api, dataset, epochs=400)["id"]

@@ -15,6 +15,15 @@ from workbench import leases, recovery
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+@pytest.fixture(autouse=True)
+def sent(monkeypatch):  # type: ignore[no-untyped-def]
+    """The broker is the edge here: what a take-back queues is recorded, not handed to a worker that
+    another test may have left running (it would claim the job under the test's feet)."""
+    calls: list[tuple[str, list[int]]] = []
+    monkeypatch.setattr(recovery.current_app, "send_task", lambda name, args: calls.append((name, args)))
+    return calls
+
+
 def queued_job(owner):  # type: ignore[no-untyped-def]
     job = _finished_job(owner, status="queued")
     job.folder.mkdir(parents=True, exist_ok=True)
@@ -32,11 +41,12 @@ def report_point(lease: leases.Lease, folder, step: int) -> None:  # type: ignor
     reporter.close()
 
 
-def test_a_stale_attempt_cannot_overwrite_the_newer_one(alice, tmp_path):
+def test_a_stale_attempt_cannot_overwrite_the_newer_one(alice, tmp_path, sent):
     job = queued_job(alice)
     stale = leases.lease_claim(TrainingJob, job.pk, stop_field="abort_requested")
     silence(job)
     assert recovery.work_take_back(models_=[TrainingJob]) == 1
+    assert sent == [("jobs.train", [job.pk])]
     newer = leases.lease_claim(TrainingJob, job.pk, stop_field="abort_requested")
     assert (stale.attempt, newer.attempt) == (1, 2)
 
