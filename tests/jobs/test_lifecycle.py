@@ -69,16 +69,21 @@ def doomed_worker():  # type: ignore[no-untyped-def]
     processes.stop(proc)
 
 
-def test_a_job_whose_worker_dies_for_good_is_taken_back_by_another_after_the_heartbeat_timeout(
-        celery_worker, doomed_worker, alice_api, alice):
-    dataset = ready_colours(alice_api)
+def doomed_job(client, owner, epochs: int) -> TrainingJob:  # type: ignore[no-untyped-def]
+    """A job trained by the doomed worker, once it has reported a few epochs (and snapshots)."""
     from jobs.networks.builtin import builtin_spec
 
-    job = TrainingJob.objects.create(owner=alice, dataset=dataset, name="doomed", network="mlp", epochs=60,
-                                     batch_size=8, network_spec=builtin_spec("mlp", (3, 8, 8), 3))
+    job = TrainingJob.objects.create(owner=owner, dataset=ready_colours(client), name="doomed", network="mlp",
+                                     epochs=epochs, batch_size=8, network_spec=builtin_spec("mlp", (3, 8, 8), 3))
     job.folder.mkdir(parents=True, exist_ok=True)
     train_job.apply_async(args=[job.pk], queue="doomed")
-    wait_running_with_points(job.pk, points=20)  # a few snapshots exist by now
+    wait_running_with_points(job.pk, points=20)
+    return job
+
+
+def test_a_job_whose_worker_dies_for_good_is_taken_back_by_another_after_the_heartbeat_timeout(
+        celery_worker, doomed_worker, alice_api, alice):
+    job = doomed_job(alice_api, alice, epochs=60)
 
     doomed_worker.send_signal(signal.SIGKILL)
     doomed_worker.wait()
@@ -94,14 +99,7 @@ def test_a_job_whose_worker_dies_for_good_is_taken_back_by_another_after_the_hea
 
 def test_a_stalled_run_that_comes_back_after_it_was_taken_back_writes_nothing_more(
         celery_worker, doomed_worker, alice_api, alice):
-    dataset = ready_colours(alice_api)
-    from jobs.networks.builtin import builtin_spec
-
-    job = TrainingJob.objects.create(owner=alice, dataset=dataset, name="stalled", network="mlp", epochs=200,
-                                     batch_size=8, network_spec=builtin_spec("mlp", (3, 8, 8), 3))
-    job.folder.mkdir(parents=True, exist_ok=True)
-    train_job.apply_async(args=[job.pk], queue="doomed")
-    wait_running_with_points(job.pk, points=20)
+    job = doomed_job(alice_api, alice, epochs=200)
 
     doomed_worker.send_signal(signal.SIGSTOP)  # stalled, not dead: its run will wake up later
     try:
