@@ -17,6 +17,7 @@ from jobs.models import TrainingJob
 from jobs.networks.spec import SpecError
 from jobs.schedules import LR_POLICIES, OPTIMIZERS
 from workbench.api import error_response
+from workbench.uploads import TOO_LARGE, upload_too_large
 
 DEFAULTS = services.JobSettings()
 
@@ -162,19 +163,32 @@ class MetricsOutput(serializers.Serializer):
     points = serializers.ListField(child=serializers.DictField())
     cursor = serializers.IntegerField()
     status = serializers.CharField()
+    downsampled = serializers.BooleanField()
+
+
+class MetricsQuery(serializers.Serializer):
+    after = serializers.IntegerField(min_value=0, default=0)
+    max_points = serializers.IntegerField(min_value=2, max_value=100_000, required=False)
 
 
 class JobMetricsApi(APIView):
-    @extend_schema(parameters=[OpenApiParameter("after", int, description="Cursor from the previous answer")],
+    @extend_schema(parameters=[OpenApiParameter("after", int, description="Cursor from the previous answer"),
+                               OpenApiParameter("max_points", int, description="At most this many points per "
+                                                "curve, keeping its minima and maxima (2..100000)")],
                    responses=MetricsOutput)
     def get(self, request: Request, pk: int) -> Response:
         job = selectors.job_get(user=request.user, pk=pk)
-        after = request.query_params.get("after", "0")
-        if not after.isdigit():
-            return error_response("after must be a non-negative integer cursor.", {"after": ["Not a cursor."]})
-        points = [selectors.metric_dict(p) for p in selectors.job_metrics(job_id=job.pk, after=int(after))]
-        cursor = points[-1]["id"] if points else int(after)
-        return Response({"points": points, "cursor": cursor, "status": job.status})
+        query = MetricsQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        after = query.validated_data["after"]
+        if "max_points" in query.validated_data:
+            cut = selectors.job_metrics_downsampled(job_id=job.pk, after=after,
+                                                    max_points=query.validated_data["max_points"])
+            return Response({"points": cut.points, "cursor": cut.cursor, "status": job.status,
+                             "downsampled": cut.downsampled})
+        points = [selectors.metric_dict(p) for p in selectors.job_metrics(job_id=job.pk, after=after)]
+        cursor = points[-1]["id"] if points else after
+        return Response({"points": points, "cursor": cursor, "status": job.status, "downsampled": False})
 
 
 class PredictionOutput(serializers.Serializer):
@@ -198,6 +212,8 @@ class JobClassifyApi(APIView):
     def post(self, request: Request, pk: int) -> Response:
         job = selectors.job_get(user=request.user, pk=pk)
         given = ClassifyInput(data=request.data)
+        if upload_too_large(request):
+            return error_response(TOO_LARGE, status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
         given.is_valid(raise_exception=True)
         try:
             result = job_classify(job=job, image=given.validated_data["image"], epoch=given.validated_data["epoch"])

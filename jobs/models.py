@@ -105,6 +105,9 @@ class MetricPoint(models.Model):
     class Meta:
         ordering = ["id"]
         constraints = [models.UniqueConstraint(fields=["job", "split", "name", "step"], name="metric_point_unique")]
+        # The stream's read, `WHERE job_id = ? AND id > ? ORDER BY id`: with only the job's own
+        # index the database sorts all of a long run's points on every poll.
+        indexes = [models.Index(fields=["job", "id"], name="metric_point_job_cursor")]
 
 
 class Snapshot(models.Model):

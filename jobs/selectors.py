@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import groupby
+from operator import itemgetter
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -11,6 +13,7 @@ from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
 from datasets.models import Dataset
+from jobs.downsample import downsample_curve
 from jobs.models import MetricPoint, Network, Snapshot, TrainingJob
 from jobs.networks.builtin import BUILTIN_NETWORKS, builtin_spec
 from jobs.networks.spec import NetworkSummary, summarize
@@ -37,6 +40,36 @@ def job_metrics(*, job_id: int, after: int = 0, limit: int = 5000) -> list[Metri
 def metric_dict(point: MetricPoint) -> dict[str, Any]:
     return {"id": point.pk, "name": point.name, "split": point.split, "epoch": point.epoch, "step": point.step,
             "value": point.value, "time": point.time}
+
+
+_METRIC_FIELDS = ("id", "name", "split", "epoch", "step", "value", "time")  # metric_dict's keys
+
+
+@dataclass(frozen=True)
+class DownsampledMetrics:
+    points: list[dict[str, Any]]
+    cursor: int  # the highest id read: a stream that goes on after it misses and repeats nothing
+    downsampled: bool
+
+
+def job_metrics_downsampled(*, job_id: int, max_points: int, after: int = 0) -> DownsampledMetrics:
+    """Each curve (split, name) of a job cut to at most max_points in its shape (jobs.downsample).
+
+    One query whatever the run's length, read as tuples a curve at a time in the unique
+    constraint's order (job, split, name, step), so only one curve is held in full at once.
+    """
+    rows = (MetricPoint.objects.filter(job_id=job_id, pk__gt=after).order_by("split", "name", "step")
+            .values_list(*_METRIC_FIELDS).iterator(chunk_size=5000))
+    kept: list[tuple[Any, ...]] = []
+    cursor, cut = after, False
+    for _, curve in groupby(rows, key=itemgetter(2, 1)):
+        points = list(curve)
+        cursor = max(cursor, max(p[0] for p in points))
+        short = downsample_curve(points, max_points, step=itemgetter(4), value=itemgetter(5))
+        cut = cut or len(short) < len(points)
+        kept.extend(short)
+    kept.sort(key=itemgetter(4, 0))  # by step, as the curves were drawn
+    return DownsampledMetrics([dict(zip(_METRIC_FIELDS, p, strict=True)) for p in kept], cursor, cut)
 
 
 def job_snapshot(*, job: TrainingJob, epoch: float | None = None) -> Snapshot:

@@ -11,6 +11,7 @@ from jobs import selectors, services
 from jobs.forms import JobForm, NetworkForm, initial_from_job
 from jobs.inference import WorkerUnavailable, job_classify
 from jobs.networks.spec import SpecError
+from workbench.uploads import TOO_LARGE_FORM, upload_too_large
 
 
 def job_list(request: HttpRequest) -> HttpResponse:
@@ -96,7 +97,9 @@ def job_classify_view(request: HttpRequest, pk: int) -> HttpResponse:
     job = selectors.job_get(user=request.user, pk=pk)
     form = ClassifyForm(request.POST or None, request.FILES or None, job=job)
     result = None
-    if request.method == "POST" and form.is_valid():
+    if upload_too_large(request):
+        form.errors["image"] = form.error_class([TOO_LARGE_FORM])  # not "required": it was cut off
+    elif request.method == "POST" and form.is_valid():
         try:
             result = job_classify(job=job, image=form.cleaned_data["image"], epoch=form.cleaned_data["epoch"])
         except (services.JobInputError, services.JobStateError, WorkerUnavailable) as exc:

@@ -17,6 +17,7 @@ from results.evaluation import SPLITS, evaluation_start
 from results.models import BatchClassification, Evaluation
 from results.work import work_get
 from workbench.api import error_response
+from workbench.uploads import TOO_LARGE, upload_too_large
 
 
 def refused(exc: Exception) -> Response:
@@ -104,6 +105,8 @@ class ClassifyManyApi(APIView):
     def post(self, request: Request, pk: int) -> Response:
         job = job_selectors.job_get(user=request.user, pk=pk)
         data = {key: request.data[key] for key in ("archive", "name", "epoch") if key in request.data}
+        if upload_too_large(request):
+            return error_response(TOO_LARGE, status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
         given = ClassifyManyInput(data=data)
         given.is_valid(raise_exception=True)
         try:

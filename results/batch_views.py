@@ -13,6 +13,7 @@ from results.batch import CSV, batch_rows, batch_start, listing_text, thumb_path
 from results.models import BatchClassification
 from results.views import _epoch
 from results.work import work_get
+from workbench.uploads import TOO_LARGE_FORM, upload_too_large
 
 ROWS_PER_PAGE = 100
 
@@ -20,9 +21,13 @@ ROWS_PER_PAGE = 100
 @require_POST
 def classify_many(request: HttpRequest, pk: int) -> HttpResponse:
     job = job_selectors.job_get(user=request.user, pk=pk)
+    files = request.FILES  # parsing the body is what marks an over-cap upload
+    if upload_too_large(request):
+        messages.error(request, TOO_LARGE_FORM)
+        return redirect("job-detail", pk=pk)
     try:
-        listing = listing_text(request.FILES.get("listing_file") or request.POST.get("listing", "").strip() or None)
-        batch = batch_start(job=job, name=request.POST.get("name", "").strip(), archive=request.FILES.get("archive"),
+        listing = listing_text(files.get("listing_file") or request.POST.get("listing", "").strip() or None)
+        batch = batch_start(job=job, name=request.POST.get("name", "").strip(), archive=files.get("archive"),
                             listing=listing, epoch=_epoch(request.POST.get("epoch")))
     except (JobStateError, JobInputError) as exc:
         messages.error(request, str(exc))

@@ -20,6 +20,7 @@ from results.inspect import inspect_image
 from results.models import Compression
 from results.work import WorkFailed, work_get
 from workbench.api import error_response
+from workbench.uploads import TOO_LARGE, upload_too_large
 
 
 class ImageInput(serializers.Serializer):
@@ -40,6 +41,8 @@ class InspectApi(APIView):
     def post(self, request: Request, pk: int) -> Response:
         job = job_selectors.job_get(user=request.user, pk=pk)
         given = ImageInput(data=request.data)
+        if upload_too_large(request):
+            return error_response(TOO_LARGE, status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
         given.is_valid(raise_exception=True)
         try:
             return Response(inspect_image(job=job, **given.validated_data))
@@ -114,6 +117,8 @@ class CompressionClassifyApi(APIView):
     def post(self, request: Request, pk: int, cid: int) -> Response:
         compression = work_get(user=request.user, model=Compression, job_pk=pk, pk=cid)
         given = CompressedImageInput(data=request.data)
+        if upload_too_large(request):
+            return error_response(TOO_LARGE, status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
         given.is_valid(raise_exception=True)
         try:
             return Response(compression_classify(compression=compression, image=given.validated_data["image"]))

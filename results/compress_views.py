@@ -17,6 +17,7 @@ from results.compress_api import compression_response
 from results.inspect import inspect_image
 from results.models import Compression
 from results.work import WorkFailed, work_get
+from workbench.uploads import TOO_LARGE_FORM, upload_too_large
 
 
 class InspectForm(forms.Form):
@@ -33,7 +34,9 @@ def inspect(request: HttpRequest, pk: int) -> HttpResponse:
     job = job_selectors.job_get(user=request.user, pk=pk)
     form = InspectForm(request.POST or None, request.FILES or None, job=job)
     result = None
-    if request.method == "POST" and form.is_valid():
+    if upload_too_large(request):
+        form.errors["image"] = form.error_class([TOO_LARGE_FORM])  # not "required": it was cut off
+    elif request.method == "POST" and form.is_valid():
         try:
             result = inspect_image(job=job, image=form.cleaned_data["image"], epoch=form.cleaned_data["epoch"])
         except (JobStateError, JobInputError, WorkFailed, WorkerUnavailable) as exc:

@@ -12,6 +12,8 @@ from rest_framework.authtoken.models import Token
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
+from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -70,9 +72,25 @@ class HealthApi(APIView):
         return Response({"status": "ok"})
 
 
+class TokenRateThrottle(ScopedRateThrottle):
+    """DRF's scoped throttle (by client IP here: the caller is anonymous), rate from the settings.
+
+    SimpleRateThrottle binds its rates when DRF is imported; reading them at each request lets a
+    changed REST_FRAMEWORK (a test's `settings`) take effect. Behind a proxy every client shares
+    its IP unless REST_FRAMEWORK["NUM_PROXIES"] says to read X-Forwarded-For.
+    """
+
+    def get_rate(self) -> str | None:
+        return api_settings.DEFAULT_THROTTLE_RATES.get(self.scope)
+
+
 class TokenApi(APIView):
     authentication_classes: list[type] = []
     permission_classes = [AllowAny]
+    # Every attempt counts, so that passwords cannot be guessed at line rate; a throttled one is a
+    # 429 whose error (and Retry-After header) says when to try again.
+    throttle_classes = [TokenRateThrottle]
+    throttle_scope = "token"
 
     class InputSerializer(serializers.Serializer):
         username = serializers.CharField()

@@ -2,19 +2,54 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Awaitable, Callable
+import tempfile
+from typing import IO, Any, Awaitable, Callable
 
-from django.core.asgi import get_asgi_application
+import django
+from django.conf import settings
+from django.core.exceptions import RequestAborted
+from django.core.handlers.asgi import ASGIHandler
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "workbench.settings")
-
-django_application = get_asgi_application()
-
-from django.conf import settings  # noqa: E402  (settings are ready only after the line above)
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class SpoolingASGIHandler(ASGIHandler):
+    """Django's ASGI handler, with request bodies spooled to disk past REQUEST_BODY_MEMORY_BYTES.
+
+    Django spools the body in memory up to FILE_UPLOAD_MAX_MEMORY_SIZE, which is 0 here so that the
+    upload handlers write every file to disk; for a SpooledTemporaryFile 0 means "never roll over",
+    so each upload was held whole in the web process. Small bodies (forms, JSON) stay in memory.
+    """
+
+    async def read_body(self, receive: Receive) -> IO[bytes]:
+        # Unnamed on POSIX once rolled over: the disk space goes back when Django closes it after
+        # the response (it does on every path), or when the process ends.
+        body_file = tempfile.SpooledTemporaryFile(max_size=settings.REQUEST_BODY_MEMORY_BYTES, mode="w+b",
+                                                  dir=settings.FILE_UPLOAD_TEMP_DIR)
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                body_file.close()
+                raise RequestAborted()
+            if "body" in message:
+                body_file.write(message["body"])
+            if not message.get("more_body", False):
+                break
+        body_file.seek(0)
+        return body_file
+
+
+def get_application() -> SpoolingASGIHandler:
+    """What django.core.asgi.get_asgi_application does, with the spooling handler."""
+    django.setup(set_prefix=False)
+    return SpoolingASGIHandler()
+
+
+django_application = get_application()
 
 
 class BodyLimit:

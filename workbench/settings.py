@@ -135,6 +135,10 @@ FILE_UPLOAD_HANDLERS = [
 FILE_UPLOAD_TEMP_DIR = str(DATA_DIR / "uploads")
 Path(FILE_UPLOAD_TEMP_DIR).mkdir(parents=True, exist_ok=True)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 0
+# The ASGI handler spools each request body before parsing; past this many bytes it goes to a file in
+# FILE_UPLOAD_TEMP_DIR (workbench.asgi.SpoolingASGIHandler). Django would use FILE_UPLOAD_MAX_MEMORY_SIZE,
+# and 0 there means "never roll over": every upload would sit in the web process's memory.
+REQUEST_BODY_MEMORY_BYTES = env_int("WORKBENCH_REQUEST_BODY_MEMORY_BYTES", 1024**2, minimum=1)
 
 # --- dataset ingest limits ------------------------------------------------------------------
 WORKBENCH = {
@@ -163,7 +167,14 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "workbench.api.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
+    # Token requests per client IP, so a password cannot be guessed at line rate. The count lives
+    # in Django's cache: the default LocMemCache is per process, so each ASGI worker process
+    # counts on its own (acceptable for now; a shared cache would make the limit exact).
+    "DEFAULT_THROTTLE_RATES": {"token": env_str("WORKBENCH_TOKEN_RATE", "20/min")},
 }
+_count, _, _period = REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["token"].partition("/")  # type: ignore[index]
+if not (_count.isdigit() and int(_count) > 0 and _period[:1] in ("s", "m", "h", "d")):  # DRF reads the first letter
+    raise ImproperlyConfigured("WORKBENCH_TOKEN_RATE must read like 20/min (a count per second, minute, hour or day)")
 SPECTACULAR_SETTINGS = {
     "TITLE": "Workbench API",
     "DESCRIPTION": "Datasets, networks and training jobs of the deep-learning workbench.",

@@ -23,3 +23,15 @@ class CappedUploadHandler(FileUploadHandler):
 
     def file_complete(self, file_size: int) -> None:
         return None
+
+
+TOO_LARGE = "The upload is larger than the configured limit."
+TOO_LARGE_FORM = "The upload is larger than the configured limit (WORKBENCH_MAX_UPLOAD_BYTES)."
+
+
+def upload_too_large(request: object) -> bool:
+    """Whether CappedUploadHandler stopped this request's upload (a Django or a DRF request).
+
+    Only parsing the body sets the flag: ask after touching request.data, .POST or .FILES.
+    """
+    return bool(getattr(request, "upload_too_large", False))

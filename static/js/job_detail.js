@@ -1,4 +1,5 @@
-// Job page: curves grow as the server pushes points (server-sent events), no polling, no reload.
+// Job page: a long run's curves come first as a cut that keeps their shape (the metrics API's
+// max_points), then grow as the server pushes newer points (server-sent events), no polling, no reload.
 (function () {
   "use strict";
   const panel = document.getElementById("job-status");
@@ -51,12 +52,13 @@
   const pct = (v) => (v === null || v === undefined ? "–" : (v * 100).toFixed(2) + "%");
   const text = (id, value) => { const el = document.getElementById(id); if (el) el.textContent = value; };
 
+  const jobUrl = panel.dataset.events.replace(/events\/$/, "");
   let logTimer = null;
   function refreshLog() {
     if (logTimer) return;
     logTimer = setTimeout(() => {
       logTimer = null;
-      fetch(panel.dataset.events.replace(/events\/$/, ""), { credentials: "same-origin" })
+      fetch(jobUrl, { credentials: "same-origin" })
         .then((r) => r.json()).then((d) => text("log-tail", (d.log_tail || []).join("\n")));
     }, 1000);
   }
@@ -100,8 +102,22 @@
     lastStatus = s.status;
     return again;
   }
-  function connect() {
-    source = new EventSource(panel.dataset.events);
+  // At most this many points per curve on load, minima and maxima kept: a long run draws at once.
+  const MAX_POINTS = 2000;
+  let loads = 0;
+  function load() {
+    const mine = ++loads;  // a slow answer for a load that a restart has replaced is dropped
+    fetch(jobUrl + "metrics/?max_points=" + MAX_POINTS, { credentials: "same-origin" })
+      .then((r) => { if (!r.ok) throw new Error("metrics " + r.status); return r.json(); })
+      .then((d) => {
+        if (mine !== loads) return;
+        d.points.forEach(addPoint);
+        connect(d.cursor);  // the cut's cursor is the job's highest point id: the stream sends only newer ones
+      })
+      .catch(() => { if (mine === loads) setTimeout(load, 2000); });
+  }
+  function connect(cursor) {
+    source = new EventSource(panel.dataset.events + "?after=" + cursor);
     source.addEventListener("metric", (e) => addPoint(JSON.parse(e.data)));
     source.addEventListener("status", (e) => {
       const s = JSON.parse(e.data);
@@ -112,19 +128,19 @@
         Plotly.restyle(lrEl, { x: [[]], y: [[]] }, [0]);
         window.jobRedraws = (window.jobRedraws || 0) + 1;
         window.jobPointsShown = 0;
-        connect();
+        load();  // the cut anew (the dropped points are gone from it), then the stream after its cursor
       }
       showStatus(s);
     });
     source.addEventListener("end", (e) => {
       source.close();
       const status = JSON.parse(e.data).status;
-      // The buttons differ for a finished job: reload once so they match, the curves come back from the stream.
+      // The buttons differ for a finished job: reload once so they match, the curves come back from the cut.
       if (initialStatus === "queued" || initialStatus === "running") {
         initialStatus = status;
         setTimeout(() => window.location.reload(), 1500);
       }
     });
   }
-  connect();
+  load();
 })();
