@@ -21,7 +21,7 @@ from datasets.options import (
     source_problems,
     split_problems,
 )
-from workbench.api import error_response
+from workbench.api import Pagination, error_response, paginated
 
 
 class DatasetOutput(serializers.ModelSerializer):
@@ -84,10 +84,29 @@ class DatasetInput(serializers.Serializer):
                              max_per_class=d["max_per_class"])
 
 
+def _one_of(choices: list[str], what: str) -> serializers.ChoiceField:
+    """An optional choice whose error names the allowed values."""
+    message = f'"{{input}}" is not a valid {what}; use one of: {", ".join(choices)}.'
+    return serializers.ChoiceField(choices=choices, required=False, allow_blank=True, default="",
+                                   error_messages={"invalid_choice": message})
+
+
+class DatasetListQuery(serializers.Serializer):
+    status = _one_of(Dataset.Status.values, "status")
+    search = serializers.CharField(required=False, allow_blank=True, default="", max_length=200,
+                                   help_text="Only the datasets whose name contains this (case-insensitive).")
+    ordering = _one_of(selectors.DATASET_ORDERING_CHOICES, "ordering")
+
+
 class DatasetListApi(APIView):
-    @extend_schema(responses=DatasetOutput(many=True))
+    pagination_class = Pagination
+
+    @extend_schema(parameters=[DatasetListQuery], responses=DatasetOutput(many=True))
     def get(self, request: Request) -> Response:
-        return Response(DatasetOutput(selectors.dataset_list(user=request.user), many=True).data)
+        query = DatasetListQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        datasets = selectors.dataset_list_filtered(user=request.user, **query.validated_data)
+        return paginated(request, datasets, DatasetOutput, self)
 
     @extend_schema(request={"multipart/form-data": DatasetInput}, responses={201: DatasetOutput})
     def post(self, request: Request) -> Response:

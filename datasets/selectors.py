@@ -14,6 +14,22 @@ def dataset_list(*, user: AbstractBaseUser) -> QuerySet[Dataset]:
     return datasets if user.is_staff else datasets.filter(owner=user)
 
 
+DATASET_ORDERING_CHOICES = ["created_at", "-created_at", "name", "-name"]
+
+
+def dataset_list_filtered(*, user: AbstractBaseUser, status: str = "", search: str = "",
+                          ordering: str = "") -> QuerySet[Dataset]:
+    """The user's datasets for a list page; the id breaks ties, so pages are stable."""
+    datasets = dataset_list(user=user)
+    if status:
+        datasets = datasets.filter(status=status)
+    if search:
+        datasets = datasets.filter(name__icontains=search)
+    if ordering:
+        datasets = datasets.order_by(ordering, "-pk" if ordering.startswith("-") else "pk")
+    return datasets
+
+
 def dataset_get(*, user: AbstractBaseUser, pk: int) -> Dataset:
     """The dataset if the user may see it; anyone else's is a 404, never a 403."""
     return get_object_or_404(dataset_list(user=user), pk=pk)

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import messages
+from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
@@ -9,10 +12,21 @@ from datasets import selectors, services
 from datasets.forms import DatasetForm
 from datasets.ingest.store import thumb_path
 
+LIST_PAGE_SIZE = 50
+
+
+def _list_page(request: HttpRequest, items: Any) -> dict[str, Any]:
+    """One page of a list, its page links, and the other query parameters those links keep."""
+    page = Paginator(items, LIST_PAGE_SIZE).get_page(request.GET.get("page"))
+    others = request.GET.copy()
+    others.pop("page", None)
+    return {"page": page, "others": others.urlencode(),
+            "page_range": page.paginator.get_elided_page_range(page.number, on_each_side=2, on_ends=1)}
+
 
 def dataset_list(request: HttpRequest) -> HttpResponse:
-    datasets = selectors.dataset_list(user=request.user)
-    return render(request, "datasets/list.html", {"datasets": datasets})
+    context = _list_page(request, selectors.dataset_list(user=request.user))
+    return render(request, "datasets/list.html", context | {"datasets": context["page"]})
 
 
 def dataset_create(request: HttpRequest) -> HttpResponse:

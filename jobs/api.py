@@ -16,7 +16,7 @@ from jobs.inference import job_classify
 from jobs.models import TrainingJob
 from jobs.networks.spec import SpecError
 from jobs.schedules import LR_POLICIES, OPTIMIZERS
-from workbench.api import error_response
+from workbench.api import Pagination, error_response, paginated
 from workbench.uploads import TOO_LARGE, upload_too_large
 
 DEFAULTS = services.JobSettings()
@@ -98,11 +98,32 @@ def _job_create(request: Request) -> Response:
     return Response(JobOutput(job).data, status=status.HTTP_201_CREATED)
 
 
+def _one_of(choices: list[str], what: str) -> serializers.ChoiceField:
+    """An optional choice whose error names the allowed values."""
+    message = f'"{{input}}" is not a valid {what}; use one of: {", ".join(choices)}.'
+    return serializers.ChoiceField(choices=choices, required=False, allow_blank=True, default="",
+                                   error_messages={"invalid_choice": message})
+
+
+class JobListQuery(serializers.Serializer):
+    status = _one_of(TrainingJob.Status.values, "status")
+    dataset = serializers.IntegerField(min_value=1, required=False, allow_null=True, default=None,
+                                       help_text="Only the jobs on this dataset (id).")
+    search = serializers.CharField(required=False, allow_blank=True, default="", max_length=200,
+                                   help_text="Only the jobs whose name contains this (case-insensitive).")
+    ordering = _one_of(selectors.JOB_ORDERING_CHOICES, "ordering")
+
+
 class JobListApi(APIView):
-    @extend_schema(responses=JobOutput(many=True))
+    pagination_class = Pagination
+
+    @extend_schema(parameters=[JobListQuery], responses=JobOutput(many=True))
     def get(self, request: Request) -> Response:
+        query = JobListQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
         services.jobs_reap_stale()
-        return Response(JobOutput(selectors.job_list(user=request.user), many=True).data)
+        jobs = selectors.job_list_filtered(user=request.user, **query.validated_data)
+        return paginated(request, jobs, JobOutput, self)
 
     @extend_schema(request=JobInput, responses={201: JobOutput})
     def post(self, request: Request) -> Response:
@@ -267,10 +288,11 @@ class NetworkInput(serializers.Serializer):
 
 
 class NetworkListApi(APIView):
+    pagination_class = Pagination
+
     @extend_schema(responses=NetworkEntryOutput(many=True))
     def get(self, request: Request) -> Response:
-        return Response([{"id": e.id, "name": e.name, "builtin": e.builtin, "title": e.title}
-                         for e in selectors.network_list(user=request.user)])
+        return paginated(request, selectors.network_list(user=request.user), NetworkEntryOutput, self)
 
     @extend_schema(request=NetworkInput, responses={201: NetworkCreatedOutput})
     def post(self, request: Request) -> Response:

@@ -1,28 +1,27 @@
 """`GET /api/v1/jobs/{id}/events/`: server-sent events from the database, woken by the worker.
 
+The streams of one job share one watcher per process (jobs.watchers): one read per wake-up
+whatever the number of browsers.
+
 Each metric point goes out with `id:` set to its cursor, so a browser that reconnects sends
 `Last-Event-ID` and resumes after the last point it saw: nothing lost, nothing doubled.
 """
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db import close_old_connections
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from rest_framework.authtoken.models import Token
 
-from jobs import selectors, services
-from jobs.live import Waiter
+from jobs import watchers
 from jobs.models import TrainingJob
 
-BATCH = 1000
 KEEPALIVE_SECONDS = 15.0
-REAP_EVERY_SECONDS = 5.0
-STATUS_EVERY = 0.5
 
 
 def sse(data: dict[str, Any], event: str, event_id: int | None = None) -> str:
@@ -49,6 +48,8 @@ async def job_events(request: HttpRequest, pk: int) -> HttpResponse:
     job = await TrainingJob.objects.filter(pk=pk, **({} if user.is_staff else {"owner": user})).afirst()
     if job is None:
         return _error("Not found.", 404)
+    # The lookups above opened a connection that Django would keep till the stream's end.
+    await sync_to_async(close_old_connections)()
     cursor = _cursor(request)
     response = StreamingHttpResponse(_stream(job.pk, cursor), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
@@ -61,48 +62,26 @@ def _cursor(request: HttpRequest) -> int:
     return int(raw) if raw.isdigit() else 0
 
 
-def _poll(job_id: int, cursor: int, with_status: bool) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
-    """New points after the cursor; the job's status (two more queries) only when asked."""
-    points = [selectors.metric_dict(p) for p in selectors.job_metrics(job_id=job_id, after=cursor, limit=BATCH)]
-    if not (with_status or points):
-        return points, None
-    return points, selectors.job_status_dict(job=TrainingJob.objects.get(pk=job_id))
-
-
 async def _stream(job_id: int, cursor: int) -> AsyncIterator[str]:
-    last_status: dict[str, Any] | None = None
-    last_sent = last_reap = time.monotonic()
-    status_checked = float("-inf")
+    """This stream's own backlog after its cursor once, then the updates its job's watcher shares."""
     yield "retry: 1000\n\n"
-    async with Waiter(job_id) as waiter:
+    async with watchers.subscribe(job_id) as feed:
+        async for points in feed.backlog(after=cursor):
+            yield "".join(sse(point, "metric", point["id"]) for point in points)
+            cursor = points[-1]["id"]
+        update, last_status = feed.first, None
         while True:
-            # Status changes without new points (done, aborted, failed) are rare: look for them at
-            # most every STATUS_EVERY seconds, and whenever points arrive.
-            points, status = await sync_to_async(_poll)(
-                job_id, cursor, time.monotonic() - status_checked >= STATUS_EVERY)
-            if status is None:
-                await waiter.wait(timeout=KEEPALIVE_SECONDS)
-                continue
-            status_checked = time.monotonic()
-            sent = bool(points)
-            for point in points:
-                cursor = point["id"]
-                yield sse(point, "metric", cursor)
-            comparable = {k: v for k, v in status.items() if k != "elapsed_seconds"}
-            if comparable != last_status:
-                last_status, sent = comparable, True
-                yield sse(status, "status")
-            if status["status"] not in TrainingJob.ACTIVE and len(points) < BATCH:
-                yield sse({"status": status["status"]}, "end")
+            # One chunk per update, not per event: each chunk is a send through the server.
+            # A cursor ahead of the watcher's (a reconnect) skips what the browser already has.
+            chunks = [sse(point, "metric", point["id"]) for point in update.points if point["id"] > cursor]
+            cursor = max(cursor, update.position)
+            if watchers.comparable(update.status) != last_status:
+                last_status = watchers.comparable(update.status)
+                chunks.append(sse(update.status, "status"))
+            if update.ended:  # its status was read before its points: none is left behind
+                yield "".join(chunks) + sse({"status": update.status["status"]}, "end")
                 return
-            now = time.monotonic()
-            if sent:
-                last_sent = now
-            if now - last_sent >= KEEPALIVE_SECONDS:
+            if chunks:
+                yield "".join(chunks)
+            while (update := await feed.next(timeout=KEEPALIVE_SECONDS)) is None:
                 yield ": keep-alive\n\n"
-                last_sent = now
-            if now - last_reap >= REAP_EVERY_SECONDS:
-                await sync_to_async(services.jobs_reap_stale)()
-                last_reap = now
-            if len(points) < BATCH:
-                await waiter.wait(timeout=KEEPALIVE_SECONDS)

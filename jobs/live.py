@@ -1,7 +1,8 @@
 """Waking the event streams when a worker reports.
 
-With Redis configured, the worker publishes on a per-job channel and each stream waits on it;
-the embedded default has no server to publish through, so streams poll the database briefly.
+With Redis configured, the worker publishes on a per-job channel and the job's watcher waits on
+it: one subscription per job per web process, whatever the number of streams (jobs.watchers).
+The embedded default has no server to publish through, so the watcher polls the database briefly.
 The database stays the source of truth either way: a wake-up only says "look again".
 """
 from __future__ import annotations
@@ -37,7 +38,7 @@ def notify(job_id: int) -> None:
 
 
 class Waiter:
-    """An async helper for one stream: `await waiter.wait(timeout)` returns when woken or timed out."""
+    """An async helper for one job's watcher: `await waiter.wait(timeout)` returns when woken or timed out."""
 
     def __init__(self, job_id: int) -> None:
         self.job_id = job_id

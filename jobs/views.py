@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 from django.contrib import messages
+from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
@@ -10,13 +13,36 @@ from datasets import selectors as dataset_selectors
 from jobs import selectors, services
 from jobs.forms import JobForm, NetworkForm, initial_from_job
 from jobs.inference import WorkerUnavailable, job_classify
+from jobs.models import TrainingJob
 from jobs.networks.spec import SpecError
 from workbench.uploads import TOO_LARGE_FORM, upload_too_large
+
+LIST_PAGE_SIZE = 50
+
+
+def _list_page(request: HttpRequest, items: Any) -> dict[str, Any]:
+    """One page of a list, its page links, and the other query parameters those links keep."""
+    page = Paginator(items, LIST_PAGE_SIZE).get_page(request.GET.get("page"))
+    others = request.GET.copy()
+    others.pop("page", None)
+    return {"page": page, "others": others.urlencode(),
+            "page_range": page.paginator.get_elided_page_range(page.number, on_each_side=2, on_ends=1)}
 
 
 def job_list(request: HttpRequest) -> HttpResponse:
     services.jobs_reap_stale()
-    return render(request, "jobs/list.html", {"jobs": selectors.job_list(user=request.user)})
+    # The page ignores a value it does not know (a stale link); the API answers it with a 400.
+    status = request.GET.get("status", "")
+    status = status if status in TrainingJob.Status.values else ""
+    ordering = request.GET.get("ordering", "")
+    ordering = ordering if ordering in selectors.JOB_ORDERING_CHOICES else ""
+    context = _list_page(request, selectors.job_list_filtered(user=request.user, status=status, ordering=ordering))
+    sort = request.GET.copy()
+    for key in ("page", "ordering"):
+        sort.pop(key, None)
+    context |= {"jobs": context["page"], "status": status, "ordering": ordering, "sort_query": sort.urlencode(),
+                "statuses": TrainingJob.Status.values}
+    return render(request, "jobs/list.html", context)
 
 
 def job_create(request: HttpRequest) -> HttpResponse:
@@ -111,7 +137,8 @@ def job_classify_view(request: HttpRequest, pk: int) -> HttpResponse:
 # --- networks -------------------------------------------------------------------------------
 
 def network_list(request: HttpRequest) -> HttpResponse:
-    return render(request, "jobs/network_list.html", {"networks": selectors.network_list(user=request.user)})
+    context = _list_page(request, selectors.network_list(user=request.user))
+    return render(request, "jobs/network_list.html", context | {"networks": context["page"]})
 
 
 def network_create(request: HttpRequest) -> HttpResponse:

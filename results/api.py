@@ -16,7 +16,7 @@ from results.batch import batch_start, listing_text
 from results.evaluation import SPLITS, evaluation_start
 from results.models import BatchClassification, Evaluation
 from results.work import work_get
-from workbench.api import error_response
+from workbench.api import Pagination, error_response, paginated
 from workbench.uploads import TOO_LARGE, upload_too_large
 
 
@@ -60,10 +60,12 @@ class EvaluateApi(APIView):
 
 
 class EvaluationListApi(APIView):
+    pagination_class = Pagination
+
     @extend_schema(responses=EvaluationOutput(many=True))
     def get(self, request: Request, pk: int) -> Response:
         job = job_selectors.job_get(user=request.user, pk=pk)
-        return Response(EvaluationOutput(job.evaluations.select_related("snapshot"), many=True).data)
+        return paginated(request, job.evaluations.select_related("snapshot"), EvaluationOutput, self)
 
 
 class EvaluationDetailApi(APIView):
@@ -101,6 +103,8 @@ class ClassifyManyInput(serializers.Serializer):
 
 
 class ClassifyManyApi(APIView):
+    pagination_class = Pagination
+
     @extend_schema(request={"multipart/form-data": ClassifyManyInput}, responses={201: BatchOutput})
     def post(self, request: Request, pk: int) -> Response:
         job = job_selectors.job_get(user=request.user, pk=pk)
@@ -118,7 +122,7 @@ class ClassifyManyApi(APIView):
     @extend_schema(responses=BatchOutput(many=True))
     def get(self, request: Request, pk: int) -> Response:
         job = job_selectors.job_get(user=request.user, pk=pk)
-        return Response(BatchOutput(job.batchclassifications.select_related("snapshot"), many=True).data)
+        return paginated(request, job.batchclassifications.select_related("snapshot"), BatchOutput, self)
 
 
 class BatchDetailApi(APIView):

@@ -19,7 +19,7 @@ from results.compress import METHODS, compression_classify, compression_package,
 from results.inspect import inspect_image
 from results.models import Compression
 from results.work import WorkFailed, work_get
-from workbench.api import error_response
+from workbench.api import Pagination, error_response, paginated
 from workbench.uploads import TOO_LARGE, upload_too_large
 
 
@@ -93,10 +93,13 @@ class CompressApi(APIView):
 
 
 class CompressionListApi(APIView):
+    pagination_class = Pagination
+
     @extend_schema(responses=CompressionOutput(many=True))
     def get(self, request: Request, pk: int) -> Response:
         job = job_selectors.job_get(user=request.user, pk=pk)
-        return Response(CompressionOutput(job.compressions.select_related("snapshot"), many=True).data)
+        # The download link reads the job (its folder and name) on every done row.
+        return paginated(request, job.compressions.select_related("snapshot", "job"), CompressionOutput, self)
 
 
 class CompressionDetailApi(APIView):

@@ -17,6 +17,7 @@ from results.api import refused
 from results.export import FORMATS, download_name, export_file, export_start, snapshot_file
 from results.models import Export
 from results.work import work_get
+from workbench.api import Pagination, paginated
 
 
 class ExportOutput(serializers.ModelSerializer):
@@ -60,10 +61,12 @@ class ExportApi(APIView):
 
 
 class ExportListApi(APIView):
+    pagination_class = Pagination
+
     @extend_schema(responses=ExportOutput(many=True))
     def get(self, request: Request, pk: int) -> Response:
         job = job_selectors.job_get(user=request.user, pk=pk)
-        return Response(ExportOutput(job.exports.select_related("snapshot"), many=True).data)
+        return paginated(request, job.exports.select_related("snapshot"), ExportOutput, self)
 
 
 class ExportDetailApi(APIView):

@@ -1,9 +1,11 @@
-"""API plumbing shared by every app: the error shape, health and token endpoints."""
+"""API plumbing shared by every app: the error shape, pagination, health and token endpoints."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from django.contrib.auth import authenticate
+from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views.defaults import server_error as django_server_error
 from drf_spectacular.utils import extend_schema, inline_serializer
@@ -16,6 +18,8 @@ from rest_framework.settings import api_settings
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
+
+from workbench.pagination import Pagination as Pagination  # re-exported: the lists import it with paginated
 
 
 def api_not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
@@ -61,6 +65,18 @@ def _first_message(detail: dict[str, Any]) -> str:
         prefix = "" if field in ("non_field_errors", "error") else f"{field}: "
         return f"{prefix}{problem}"
     return "Invalid input."
+
+
+def paginated(request: Request, items: QuerySet[Any] | Sequence[Any], serializer_class: type[serializers.Serializer],
+              view: APIView) -> Response:
+    """One page of `items`, serialized. DRF paginates only generic views; list APIViews call this.
+
+    A view that sets `pagination_class` (as the lists do, so the schema shows the page) gets that
+    class, any other the configured default.
+    """
+    paginator = (getattr(view, "pagination_class", None) or api_settings.DEFAULT_PAGINATION_CLASS)()
+    page = paginator.paginate_queryset(items, request, view=view)
+    return paginator.get_paginated_response(serializer_class(page, many=True).data)
 
 
 class HealthApi(APIView):

@@ -165,6 +165,8 @@ REST_FRAMEWORK = {
         "rest_framework.parsers.FormParser",
     ],
     "EXCEPTION_HANDLER": "workbench.api.exception_handler",
+    "DEFAULT_PAGINATION_CLASS": "workbench.pagination.Pagination",
+    "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
     # Token requests per client IP, so a password cannot be guessed at line rate. The count lives

@@ -91,8 +91,8 @@ def test_it_hides_other_users_jobs_and_networks(alice, bob, bob_api, alice_api, 
                          ("get", f"/api/v1/jobs/{job.pk}/metrics/"), ("post", f"/api/v1/jobs/{job.pk}/classify/"),
                          ("get", f"/api/v1/networks/{network.pk}/")]:
         assert getattr(bob_api, method)(path).status_code == 404, path
-    assert bob_api.get("/api/v1/jobs/").json() == []
-    assert "mine" not in [n["name"] for n in bob_api.get("/api/v1/networks/").json()]
+    assert bob_api.get("/api/v1/jobs/").json()["results"] == []
+    assert "mine" not in [n["name"] for n in bob_api.get("/api/v1/networks/").json()["results"]]
     client.force_login(bob)
     assert client.get(f"/jobs/{job.pk}/").status_code == 404
     assert TrainingJob.objects.filter(pk=job.pk).exists()
@@ -117,6 +117,6 @@ def test_it_refuses_to_classify_without_a_snapshot(alice_api, ready_dataset, ali
 
 
 def test_it_lists_builtin_networks(alice_api):
-    names = {n["name"]: n["builtin"] for n in alice_api.get("/api/v1/networks/").json()}
+    names = {n["name"]: n["builtin"] for n in alice_api.get("/api/v1/networks/").json()["results"]}
 
     assert names == {"lenet": True, "mlp": True, "alexnet": True, "resnet18": True}

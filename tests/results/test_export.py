@@ -116,7 +116,7 @@ def test_it_exports_torchscript_and_onnx_that_match_torch(celery_worker, alice_a
     assert [i.name for i in session.get_inputs()] == ["input"] and session.get_outputs()[0].name == "logits"
     logits = session.run(["logits"], {"input": pixels.numpy()})[0]  # a batch of 5: the batch axis is dynamic
     assert np.abs(logits - expected).max() < 1e-4
-    listed = alice_api.get(f"/api/v1/jobs/{job.pk}/exports/").json()
+    listed = alice_api.get(f"/api/v1/jobs/{job.pk}/exports/").json()["results"]
     assert {e["format"] for e in listed} == {"torchscript", "onnx"}
     client.force_login(alice)
     page = client.get(f"/jobs/{job.pk}/").content.decode()

@@ -124,7 +124,7 @@ def test_it_hands_out_a_token_that_then_works(alice, alice_dataset):
     listed = client.get("/api/v1/datasets/")
 
     assert listed.status_code == 200
-    assert [d["id"] for d in listed.json()] == [alice_dataset.pk]
+    assert [d["id"] for d in listed.json()["results"]] == [alice_dataset.pk]
 
 
 def test_it_hands_out_the_same_token_twice(alice):
@@ -205,7 +205,7 @@ def test_it_does_not_let_another_user_delete_a_dataset_through_the_page(bob, ali
 def test_it_leaves_another_users_dataset_out_of_the_lists(bob, bob_api, alice_dataset):
     own = dataset_for(bob, name="Bob's shapes")
     try:
-        listed = bob_api.get("/api/v1/datasets/").json()
+        listed = bob_api.get("/api/v1/datasets/").json()["results"]
         page = logged_in(bob).get("/datasets/").content.decode()
         dashboard = logged_in(bob).get("/").content.decode()
     finally:
@@ -219,7 +219,7 @@ def test_it_leaves_another_users_dataset_out_of_the_lists(bob, bob_api, alice_da
 def test_it_shows_staff_every_dataset(staff, alice_dataset, bob):
     own = dataset_for(bob, name="Bob's shapes")
     try:
-        listed = session_api(staff).get("/api/v1/datasets/").json()
+        listed = session_api(staff).get("/api/v1/datasets/").json()["results"]
         page = logged_in(staff).get("/datasets/").content.decode()
         detail = logged_in(staff).get(f"/datasets/{alice_dataset.pk}/")
     finally:

@@ -1,0 +1,153 @@
+"""Live-curve fan-out benchmark: 1, 50 and 200 SSE clients on one running job.
+
+    .venv/bin/python bench/live_fanout.py [--backend embedded|redis] [--clients 1,50,200] [--epochs 8]
+
+The set-up of live_latency.py, one back-end per run: `embedded` (SQLite + the filesystem broker,
+so the streams' watcher polls) or `redis` (Redis pub/sub wake-ups, PostgreSQL database wb_bench,
+dropped and created through psql). A fresh data folder, migrate, a user and token, the digits example, a
+real celery worker and a real uvicorn server. For each client count, a new LeNet job and that
+many clients (one thread each, http.client) on `GET /api/v1/jobs/{id}/events/` until `end`.
+Prints, per count: p50/p95 latency from the worker's report (`time` in each point) to a client's
+receipt over all clients' points reported after every client was connected, and the web
+process's CPU over the run (utime + stime from /proc/<pid>/stat, in cores) and, on PostgreSQL,
+the most connections open to wb_bench (pg_stat_activity, sampled every 0.1 s; of all processes:
+web, worker and this script, whose sampling connection is left out), over the whole run and
+after every client had its stream (the lookups of 200 requests at once open connections briefly).
+"""
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import live_latency as base  # noqa: E402  (its set-up: user, digits, worker, web, job)
+
+from workbench.processes import free_port, stop  # noqa: E402
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+class ConnectionPeak(threading.Thread):
+    """The most connections to the benchmark's database seen while it runs (PostgreSQL only)."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.peak, self.streaming, self.done = 0, 0, threading.Event()
+        self.connected = threading.Event()  # every client has its stream: from here on, `streaming`
+
+    def run(self) -> None:
+        from django.db import connection
+
+        with connection.cursor() as cursor:
+            while not self.done.wait(0.1):
+                cursor.execute("SELECT count(*) - 1 FROM pg_stat_activity WHERE datname = current_database()")
+                count = cursor.fetchone()[0]
+                self.peak = max(self.peak, count)
+                if self.connected.is_set():
+                    self.streaming = max(self.streaming, count)
+        connection.close()
+
+
+def client(port: int, pk: int, token: str, connected: threading.Barrier, out: list[tuple[float, float]]) -> None:
+    """(report time, receipt time) for every metric event of one stream."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+    try:
+        conn.request("GET", f"/api/v1/jobs/{pk}/events/", headers={"Authorization": f"Token {token}"})
+        response = conn.getresponse()
+        connected.wait()
+        event = ""
+        while raw := response.readline():
+            field, _, value = raw.decode().rstrip("\n").partition(": ")
+            if field == "event":
+                event = value
+                if value == "end":
+                    return
+            elif field == "data" and event == "metric":
+                out.append((json.loads(value)["time"], time.time()))
+    finally:
+        conn.close()
+
+
+def run_count(count: int, port: int, web_pid: int, token: str, owner, dataset, epochs: int,  # type: ignore[no-untyped-def]
+              postgres: bool) -> str:
+    pk = base.create_job(owner, dataset, epochs)
+    connected = threading.Barrier(count + 1)
+    results: list[list[tuple[float, float]]] = [[] for _ in range(count)]
+    threads = [threading.Thread(target=client, args=(port, pk, token, connected, results[i]), daemon=True)
+               for i in range(count)]
+    sampler = ConnectionPeak() if postgres else None
+    if sampler:
+        sampler.start()
+    cpu_before, started = cpu_seconds(web_pid), time.monotonic()
+    for thread in threads:
+        thread.start()
+    connected.wait(timeout=120)
+    since = time.time()
+    if sampler:
+        sampler.connected.set()
+    for thread in threads:
+        thread.join()
+    seconds, cpu = time.monotonic() - started, cpu_seconds(web_pid) - cpu_before
+    if sampler:
+        sampler.done.set()
+        sampler.join()
+    ms = [1000 * (got - sent) for points in results for sent, got in points if sent >= since]
+    if not ms:
+        return f"{count:>4} clients: no points after all were connected"
+    return (f"{count:>4} clients: {sum(map(len, results)) // count} points each over {seconds:.1f} s; latency ms "
+            f"p50 {statistics.median(ms):.0f}  p95 {base.percentile(ms, 95):.0f}  max {max(ms):.0f}; "
+            f"web CPU {cpu / seconds:.2f} cores" + (f"; PostgreSQL connections, most while connecting {sampler.peak}, "
+                                                 f"while streaming {sampler.streaming}" if sampler else ""))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backend", choices=("embedded", "redis"), default="embedded")
+    parser.add_argument("--clients", default="1,50,200")
+    parser.add_argument("--epochs", type=int, default=8)
+    args = parser.parse_args()
+    args.threads, args.redis_database = 1, "postgres"
+    procs = []
+    with tempfile.TemporaryDirectory(prefix="wb-bench-fanout-") as data_dir:
+        env = base.environment(args.backend, data_dir, args)
+        base.reset_services(args.backend, args)
+        os.environ.update(env)
+        for key in ("DATABASE_URL", "CELERY_BROKER_URL"):
+            if key not in env:
+                os.environ.pop(key, None)
+        try:
+            import django
+
+            django.setup()
+            from django.core.management import call_command
+
+            call_command("migrate", verbosity=0)
+            token, owner = base.make_user()
+            dataset = base.ingest_digits(owner, Path(data_dir))
+            port = free_port()
+            procs.append(base.start_worker(env, Path(data_dir)))
+            procs.append(web := base.start_web(env, Path(data_dir), port))
+            for count in (int(c) for c in args.clients.split(",")):
+                print(f"[{args.backend}]", run_count(count, port, web.pid, token, owner, dataset, args.epochs,
+                                                      args.backend == "redis"), flush=True)
+        finally:
+            for proc in procs:
+                stop(proc)
+            from django.db import connections
+
+            connections.close_all()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,183 @@
+"""The shared job watcher behind the event streams, driven in one asyncio loop (no server, no worker)."""
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.db import close_old_connections
+
+from datasets.models import Dataset
+from jobs import events, selectors, watchers
+from jobs.live import Waiter
+from jobs.models import MetricPoint, TrainingJob
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def job(alice):  # type: ignore[no-untyped-def]
+    dataset = Dataset.objects.create(owner=alice, name="digits", source="example", source_name="x", image_width=28,
+                                     image_height=28, channels=1, resize_mode="squash", val_percent=20,
+                                     test_percent=0, seed=0, status="ready", classes=[str(i) for i in range(10)])
+    job = TrainingJob.objects.create(owner=alice, dataset=dataset, name="live", network="lenet", network_spec={},
+                                     status=TrainingJob.Status.RUNNING)
+    add_points(job.pk, range(3))
+    return job
+
+
+@pytest.fixture(autouse=True)
+def embedded(settings):  # type: ignore[no-untyped-def]
+    settings.WORKBENCH_LIVE_REDIS_URL = ""
+    settings.WORKBENCH_LIVE_POLL_SECONDS = 0.01
+
+
+def add_points(job_id: int, steps: range | list[int]) -> None:
+    MetricPoint.objects.bulk_create([MetricPoint(job_id=job_id, split="train", name="loss", epoch=s / 10, step=s,
+                                                 value=1 / (s + 1), time=time.time()) for s in steps])
+    close_old_connections()
+
+
+def finish(job_id: int) -> None:
+    TrainingJob.objects.filter(pk=job_id).update(status=TrainingJob.Status.DONE)
+    close_old_connections()
+
+
+def stored_ids(job_id: int) -> list[int]:
+    return list(MetricPoint.objects.filter(job_id=job_id).order_by("id").values_list("id", flat=True))
+
+
+async def consume(job_id: int, cursor: int = 0) -> list[dict[str, str]]:
+    """The events of one stream, parsed from what the endpoint would send, until it ends."""
+    received = []
+    async for chunk in events._stream(job_id, cursor):
+        for event in chunk.strip().split("\n\n"):  # a chunk may hold several events
+            if not event.startswith(("retry:", ":")):
+                received.append(dict(line.split(": ", 1) for line in event.split("\n")))
+    return received
+
+
+def metric_ids(received: list[dict[str, str]]) -> list[int]:
+    return [int(e["id"]) for e in received if e["event"] == "metric"]
+
+
+def counted(monkeypatch: pytest.MonkeyPatch, owner: object, name: str) -> list[int]:
+    """Count the calls of owner.name (still calling it); the list's one item is the count."""
+    calls, original = [0], getattr(owner, name)
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        calls[0] += 1
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, wrapper)
+    return calls
+
+
+class Clock:
+    """Stands in for the poll or the pub/sub message: every waiter wakes when the test ticks."""
+
+    def __init__(self) -> None:
+        self.ticks, self.waiting, self._event = 0, 0, asyncio.Event()
+
+    async def wait(self, timeout: float) -> None:  # set on the class, it is called without the waiter
+        self.waiting += 1
+        try:
+            await self._event.wait()
+        finally:
+            self.waiting -= 1
+
+    async def tick(self) -> None:
+        while not self.waiting:  # a tick nobody waits for would be lost
+            await asyncio.sleep(0.005)
+        self.ticks += 1
+        event, self._event = self._event, asyncio.Event()
+        event.set()
+
+
+def test_the_streams_of_a_job_share_one_read_per_wake_up(job, monkeypatch):  # type: ignore[no-untyped-def]
+    reads = counted(monkeypatch, watchers, "read")
+    starts = counted(monkeypatch, watchers, "read_start")
+    backlogs = counted(monkeypatch, watchers, "read_backlog")
+
+    async def scenario() -> list[list[dict[str, str]]]:
+        clock = Clock()
+        monkeypatch.setattr(Waiter, "wait", clock.wait)
+        streams = [asyncio.create_task(consume(job.pk)) for _ in range(20)]
+        for step in range(3, 8):
+            await clock.tick()
+            await sync_to_async(add_points)(job.pk, [step])
+        await sync_to_async(finish)(job.pk)
+        await clock.tick()
+        received = await asyncio.gather(*streams)
+        assert reads[0] == clock.ticks, "one read per wake-up, not one per stream"
+        return received
+
+    received = asyncio.run(asyncio.wait_for(scenario(), timeout=60))
+
+    assert starts[0] == 1 and reads[0] == 6
+    assert backlogs[0] == 20, "each stream read its own backlog (the 3 first points) once"
+    for stream in received:
+        assert metric_ids(stream) == stored_ids(job.pk)
+        assert stream[-1] == {"event": "end", "data": '{"status":"done"}'}
+    assert watchers._watchers == {}, "the watcher stops with its last stream"
+
+
+def test_a_stream_never_ends_without_the_last_points(job, monkeypatch):  # type: ignore[no-untyped-def]
+    """The last points and the end of the job commit just before a status read: that read says
+    "done", so the points read after it must bring them (read the other way round, they were lost)."""
+    original, calls = selectors.job_status_dict, [0]
+
+    def status_after_the_last_commit(*, job: TrainingJob) -> dict[str, Any]:
+        calls[0] += 1
+        if calls[0] == 2:  # the first read after the stream started
+            add_points(job.pk, [3, 4])
+            finish(job.pk)
+            job = TrainingJob.objects.get(pk=job.pk)
+        return original(job=job)
+
+    monkeypatch.setattr(selectors, "job_status_dict", status_after_the_last_commit)
+
+    received = asyncio.run(asyncio.wait_for(consume(job.pk), timeout=30))
+
+    assert calls[0] >= 2
+    assert metric_ids(received) == stored_ids(job.pk) and len(stored_ids(job.pk)) == 5
+    assert [e["event"] for e in received[-2:]] == ["status", "end"]
+
+
+def test_a_stream_resumes_after_its_cursor_and_one_ahead_of_the_watcher_repeats_nothing(job):  # type: ignore[no-untyped-def]
+    ids = stored_ids(job.pk)
+
+    async def scenario() -> tuple[list[dict[str, str]], ...]:
+        resumed = asyncio.create_task(consume(job.pk, cursor=ids[0]))
+        ahead = asyncio.create_task(consume(job.pk, cursor=ids[-1] + 1))  # a point the watcher has not read yet
+        await asyncio.sleep(0.1)
+        await sync_to_async(add_points)(job.pk, [3, 4])
+        await sync_to_async(finish)(job.pk)
+        return await asyncio.wait_for(asyncio.gather(resumed, ahead), timeout=30)
+
+    resumed, ahead = asyncio.run(scenario())
+
+    everything = stored_ids(job.pk)
+    assert metric_ids(resumed) == everything[1:]
+    assert metric_ids(ahead) == everything[-1:]
+    assert resumed[-1]["event"] == ahead[-1]["event"] == "end"
+
+
+def test_a_failed_read_ends_every_stream_and_the_next_one_starts_afresh(job, monkeypatch):  # type: ignore[no-untyped-def]
+    def broken(job_id: int, after: int) -> Any:
+        raise RuntimeError("database gone")
+
+    monkeypatch.setattr(watchers, "read", broken)
+
+    async def scenario() -> list[BaseException | list[dict[str, str]]]:
+        return await asyncio.gather(*(consume(job.pk) for _ in range(3)), return_exceptions=True)
+
+    outcomes = asyncio.run(asyncio.wait_for(scenario(), timeout=30))
+
+    assert all(isinstance(o, RuntimeError) for o in outcomes)
+    assert watchers._watchers == {}
+    monkeypatch.undo()
+    finish(job.pk)
+    assert metric_ids(asyncio.run(consume(job.pk))) == stored_ids(job.pk)
