@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import time
 from typing import Any
 
@@ -15,6 +16,14 @@ from jobs.live import Waiter
 from jobs.models import MetricPoint, TrainingJob
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def run(coroutine):  # type: ignore[no-untyped-def]
+    """asyncio.run on a thread of its own: Playwright's sync API, used by the browser tests in the
+    same session, leaves an event loop running on the main thread."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
 
 
 @pytest.fixture
@@ -114,7 +123,7 @@ def test_the_streams_of_a_job_share_one_read_per_wake_up(job, monkeypatch):  # t
         assert reads[0] == clock.ticks, "one read per wake-up, not one per stream"
         return received
 
-    received = asyncio.run(asyncio.wait_for(scenario(), timeout=60))
+    received = run(asyncio.wait_for(scenario(), timeout=60))
 
     assert starts[0] == 1 and reads[0] == 6
     assert backlogs[0] == 20, "each stream read its own backlog (the 3 first points) once"
@@ -139,7 +148,7 @@ def test_a_stream_never_ends_without_the_last_points(job, monkeypatch):  # type:
 
     monkeypatch.setattr(selectors, "job_status_dict", status_after_the_last_commit)
 
-    received = asyncio.run(asyncio.wait_for(consume(job.pk), timeout=30))
+    received = run(asyncio.wait_for(consume(job.pk), timeout=30))
 
     assert calls[0] >= 2
     assert metric_ids(received) == stored_ids(job.pk) and len(stored_ids(job.pk)) == 5
@@ -157,7 +166,7 @@ def test_a_stream_resumes_after_its_cursor_and_one_ahead_of_the_watcher_repeats_
         await sync_to_async(finish)(job.pk)
         return await asyncio.wait_for(asyncio.gather(resumed, ahead), timeout=30)
 
-    resumed, ahead = asyncio.run(scenario())
+    resumed, ahead = run(scenario())
 
     everything = stored_ids(job.pk)
     assert metric_ids(resumed) == everything[1:]
@@ -174,10 +183,10 @@ def test_a_failed_read_ends_every_stream_and_the_next_one_starts_afresh(job, mon
     async def scenario() -> list[BaseException | list[dict[str, str]]]:
         return await asyncio.gather(*(consume(job.pk) for _ in range(3)), return_exceptions=True)
 
-    outcomes = asyncio.run(asyncio.wait_for(scenario(), timeout=30))
+    outcomes = run(asyncio.wait_for(scenario(), timeout=30))
 
     assert all(isinstance(o, RuntimeError) for o in outcomes)
     assert watchers._watchers == {}
     monkeypatch.undo()
     finish(job.pk)
-    assert metric_ids(asyncio.run(consume(job.pk))) == stored_ids(job.pk)
+    assert metric_ids(run(consume(job.pk))) == stored_ids(job.pk)
