@@ -1,9 +1,6 @@
 from __future__ import annotations
 
-from typing import Any
-
 from django.contrib import messages
-from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
@@ -11,28 +8,19 @@ from django.views.decorators.http import require_POST
 from datasets import selectors, services
 from datasets.forms import DatasetForm
 from datasets.ingest.store import thumb_path
-
-LIST_PAGE_SIZE = 50
-
-
-def _list_page(request: HttpRequest, items: Any) -> dict[str, Any]:
-    """One page of a list, its page links, and the other query parameters those links keep."""
-    page = Paginator(items, LIST_PAGE_SIZE).get_page(request.GET.get("page"))
-    others = request.GET.copy()
-    others.pop("page", None)
-    return {"page": page, "others": others.urlencode(),
-            "page_range": page.paginator.get_elided_page_range(page.number, on_each_side=2, on_ends=1)}
+from workbench.pagination import page_context
+from workbench.uploads import TOO_LARGE_FORM, upload_too_large
 
 
 def dataset_list(request: HttpRequest) -> HttpResponse:
-    context = _list_page(request, selectors.dataset_list(user=request.user))
+    context = page_context(request, selectors.dataset_list(user=request.user))
     return render(request, "datasets/list.html", context | {"datasets": context["page"]})
 
 
 def dataset_create(request: HttpRequest) -> HttpResponse:
     form = DatasetForm(request.POST or None, request.FILES or None)
-    if getattr(request, "upload_too_large", False):
-        form.add_error("archive", "The upload is larger than the configured limit (WORKBENCH_MAX_UPLOAD_BYTES).")
+    if upload_too_large(request):
+        form.add_error("archive", TOO_LARGE_FORM)
     elif request.method == "POST" and form.is_valid():
         try:
             dataset = services.dataset_create(owner=request.user, name=form.cleaned_data["name"],

@@ -251,9 +251,8 @@ def job_train(*, job_id: int) -> None:
     if lease is None:
         return
     live.notify(job_id)
+    # A resumed attempt finds its points already rewound: by the take-back or the resume that queued it.
     job = TrainingJob.objects.select_related("dataset").get(pk=job_id)
-    if job.attempt > 1 or job.resume_from_epoch is not None:
-        job = rewind_points(job, lease)
     reporter = DatabaseReporter(lease, job.folder, latest=job.latest, best=job.best)
     outcome: str | None = None
     with heartbeat(lease):
@@ -275,10 +274,10 @@ def job_train(*, job_id: int) -> None:
         _finish(lease, outcome, error)
 
 
-def rewind_points(job: TrainingJob, lease: Any = None) -> TrainingJob:
+def rewind_points(job: TrainingJob) -> TrainingJob:
     """A resumed attempt computes again every point after its snapshot: drop those, and take
-    `latest` and `best` from what remains, so that the curve and the summary agree. Through the
-    run's lease on the worker; at a take-back or a resume, on the row as it is being queued."""
+    `latest` and `best` from what remains, so that the curve and the summary agree. Called on the
+    row as it is queued again (a take-back, a resume), so a live page redraws a clean curve."""
     from jobs.reporting import Summary
 
     snapshot = job.snapshots.filter(epoch=job.resume_from_epoch).first() if job.resume_from_epoch is not None else None
@@ -289,10 +288,7 @@ def rewind_points(job: TrainingJob, lease: Any = None) -> TrainingJob:
         epoch = snapshot.epoch if snapshot is not None else 0.0
         fields = {"latest": summary.latest, "best": summary.best, "epoch": epoch,
                   "progress": min(epoch / max(job.epochs, 1), 1.0)}
-        if lease is not None:
-            lease.update(**fields)
-        else:
-            TrainingJob.objects.filter(pk=job.pk).update(**fields)
+        TrainingJob.objects.filter(pk=job.pk).update(**fields)
     job.refresh_from_db()
     return job
 

@@ -1,10 +1,7 @@
 from __future__ import annotations
 
-from typing import Any
-
 from django import forms
 from django.contrib import messages
-from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
@@ -15,18 +12,8 @@ from jobs.forms import JobForm, NetworkForm, initial_from_job
 from jobs.inference import WorkerUnavailable, job_classify
 from jobs.models import TrainingJob
 from jobs.networks.spec import SpecError
+from workbench.pagination import page_context
 from workbench.uploads import TOO_LARGE_FORM, upload_too_large
-
-LIST_PAGE_SIZE = 50
-
-
-def _list_page(request: HttpRequest, items: Any) -> dict[str, Any]:
-    """One page of a list, its page links, and the other query parameters those links keep."""
-    page = Paginator(items, LIST_PAGE_SIZE).get_page(request.GET.get("page"))
-    others = request.GET.copy()
-    others.pop("page", None)
-    return {"page": page, "others": others.urlencode(),
-            "page_range": page.paginator.get_elided_page_range(page.number, on_each_side=2, on_ends=1)}
 
 
 def job_list(request: HttpRequest) -> HttpResponse:
@@ -36,7 +23,7 @@ def job_list(request: HttpRequest) -> HttpResponse:
     status = status if status in TrainingJob.Status.values else ""
     ordering = request.GET.get("ordering", "")
     ordering = ordering if ordering in selectors.JOB_ORDERING_CHOICES else ""
-    context = _list_page(request, selectors.job_list_filtered(user=request.user, status=status, ordering=ordering))
+    context = page_context(request, selectors.job_list_filtered(user=request.user, status=status, ordering=ordering))
     sort = request.GET.copy()
     for key in ("page", "ordering"):
         sort.pop(key, None)
@@ -137,7 +124,7 @@ def job_classify_view(request: HttpRequest, pk: int) -> HttpResponse:
 # --- networks -------------------------------------------------------------------------------
 
 def network_list(request: HttpRequest) -> HttpResponse:
-    context = _list_page(request, selectors.network_list(user=request.user))
+    context = page_context(request, selectors.network_list(user=request.user))
     return render(request, "jobs/network_list.html", context | {"networks": context["page"]})
 
 

@@ -11,12 +11,14 @@ import logging
 import os
 import threading
 import time
+from functools import cache
 
 log = logging.getLogger(__name__)
 _paused: set[str] = set()
 _lock = threading.Lock()
 
 
+@cache  # read once per process: it is checked on every progress report
 def _points() -> dict[str, float]:
     raw = os.environ.get("WORKBENCH_FAULT_PAUSE", "")
     points = {}
