@@ -33,6 +33,7 @@ class TrainingJob(Leased):
         ERROR = "error"
         ABORTED = "aborted"
         INTERRUPTED = "interrupted"
+        STOPPED = "stopped"  # ended early by a sweep's early stopping: neither an error nor the user's abort
 
     ACTIVE = (Status.QUEUED, Status.RUNNING)
 
@@ -46,6 +47,9 @@ class TrainingJob(Leased):
     network_spec = models.JSONField()
     backend = models.CharField(max_length=50, default="torch")
     created_at = models.DateTimeField(auto_now_add=True)
+    group = models.CharField(max_length=100, blank=True, db_index=True,
+                             help_text="Jobs of one group are listed and compared together.")
+    notes = models.TextField(blank=True)
 
     epochs = models.PositiveIntegerField(default=10)
     batch_size = models.PositiveIntegerField(default=64)
@@ -71,6 +75,8 @@ class TrainingJob(Leased):
     finished_at = models.DateTimeField(null=True, blank=True)
     abort_requested = models.BooleanField(default=False)
     error = models.TextField(blank=True)
+    # Why a job ended before its last epoch: "" (it did not), user, early_stopping, diverged, ...
+    stop_reason = models.CharField(max_length=32, blank=True)
     device_used = models.CharField(max_length=32, blank=True)
     latest = models.JSONField(default=dict)
     best = models.JSONField(default=dict)

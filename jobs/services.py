@@ -58,6 +58,8 @@ class JobSettings:
     val_interval: float = 1.0
     snapshot_interval: float = 1.0
     backend: str = ""
+    group: str = ""
+    notes: str = ""
 
 
 # --- networks ---------------------------------------------------------------------------------
@@ -160,7 +162,7 @@ def job_abort(*, job: TrainingJob) -> TrainingJob:
     """A queued job stops at once; a running one is flagged and stops at its next step."""
     now = timezone.now()
     if TrainingJob.objects.filter(pk=job.pk, status=TrainingJob.Status.QUEUED).update(
-            status=TrainingJob.Status.ABORTED, abort_requested=True, finished_at=now):
+            status=TrainingJob.Status.ABORTED, abort_requested=True, finished_at=now, stop_reason="user"):
         live.notify(job.pk)
     elif not TrainingJob.objects.filter(pk=job.pk, status=TrainingJob.Status.RUNNING).update(abort_requested=True):
         raise JobStateError(f"Only queued or running jobs can be aborted; this one is {job.status}.")
@@ -206,7 +208,7 @@ def jobs_reap_stale() -> int:
 def job_retry_fields(job: TrainingJob) -> dict[str, Any]:
     """How a taken-back job goes on: from its last snapshot, or ends as aborted if that was asked."""
     if job.abort_requested:
-        return {"status": TrainingJob.Status.ABORTED}
+        return {"status": TrainingJob.Status.ABORTED, "stop_reason": "user"}
     last = job.snapshots.order_by("-epoch").first()
     return {"resume_from_epoch": last.epoch if last is not None else None}
 
@@ -295,6 +297,8 @@ def rewind_points(job: TrainingJob) -> TrainingJob:
 
 def _finish(lease: Any, outcome: str, error: str) -> None:
     fields: dict[str, Any] = {"status": outcome, "error": error, "finished_at": timezone.now(), "eta_seconds": 0}
+    if outcome == TrainingJob.Status.ABORTED:
+        fields["stop_reason"] = "user"
     if outcome == TrainingJob.Status.DONE:
         fields["progress"] = 1.0
     lease.end(**fields)
