@@ -181,7 +181,7 @@ def job_resume(*, job: TrainingJob) -> TrainingJob:
     with transaction.atomic():
         TrainingJob.objects.filter(pk=job.pk).update(
             status=TrainingJob.Status.QUEUED, resume_from_epoch=last.epoch, abort_requested=False, error="",
-            finished_at=None, retries=0, started_at=None)
+            finished_at=None, retries=0, started_at=None, stop_reason="")
         job.refresh_from_db()
         rewind_points(job)
         _enqueue(job)
