@@ -1,13 +1,28 @@
 """Reads for jobs and networks. Everything a user sees goes through the *_list functions."""
 from __future__ import annotations
 
+import hashlib
+import operator
 from dataclasses import dataclass
-from itertools import groupby
+from functools import reduce
 from operator import itemgetter
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import F, FloatField, OrderBy, Prefetch, QuerySet
+from django.core.cache import caches
+from django.db.models import (
+    BigIntegerField,
+    Count,
+    ExpressionWrapper,
+    F,
+    FloatField,
+    Max,
+    Min,
+    OrderBy,
+    Prefetch,
+    Q,
+    QuerySet,
+)
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast
 from django.http import Http404
@@ -15,7 +30,7 @@ from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
 from datasets.models import Dataset
-from jobs.downsample import downsample_curve
+from jobs.downsample import bucket_count, bucket_index
 from jobs.models import MetricPoint, Network, Snapshot, TrainingJob
 from jobs.networks.builtin import BUILTIN_NETWORKS, builtin_spec
 from jobs.networks.spec import NetworkSummary, summarize
@@ -95,23 +110,70 @@ class DownsampledMetrics:
 
 
 def job_metrics_downsampled(*, job_id: int, max_points: int, after: int = 0) -> DownsampledMetrics:
-    """Each curve (split, name) of a job cut to at most max_points in its shape (jobs.downsample).
+    """Each curve (split, name) of a job cut to at most max_points in its shape (jobs.downsample), in the database.
 
-    One query whatever the run's length, read as tuples a curve at a time in the unique
-    constraint's order (job, split, name, step), so only one curve is held in full at once.
+    No long curve is read into Python: one query finds the curves and their extent, one reads the
+    short ones whole, and two per long curve read its bucket extremes (GROUP BY bucket) and then the
+    rows holding them. The query count grows with the number of curves, never with a run's length.
+
+    The cut is kept in the `curves` cache under the curves' extent (count, first and last step,
+    highest id): points are only ever added or, on a resume, deleted and added again with new ids,
+    so the same extent means the same points. A finished run is cut once per web process.
     """
-    rows = (MetricPoint.objects.filter(job_id=job_id, pk__gt=after).order_by("split", "name", "step")
-            .values_list(*_METRIC_FIELDS).iterator(chunk_size=5000))
-    kept: list[tuple[Any, ...]] = []
-    cursor, cut = after, False
-    for _, curve in groupby(rows, key=itemgetter(2, 1)):
-        points = list(curve)
-        cursor = max(cursor, max(p[0] for p in points))
-        short = downsample_curve(points, max_points, step=itemgetter(4), value=itemgetter(5))
-        cut = cut or len(short) < len(points)
-        kept.extend(short)
+    points = MetricPoint.objects.filter(job_id=job_id).order_by()
+    if after:  # only then: `id > 0` would steer the planner to the cursor index and a scan of every point
+        points = points.filter(pk__gt=after)
+    curves = list(points.values("split", "name").annotate(n=Count("pk"), first=Min("step"), last=Max("step"),
+                                                          top=Max("pk")).order_by("split", "name"))
+    extent = repr([job_id, after, max_points] + [sorted(curve.items()) for curve in curves])
+    key = f"metrics:{hashlib.sha256(extent.encode()).hexdigest()}"
+    cut = caches["curves"].get(key)
+    if cut is None:
+        cut = _cut(points, curves, max_points, after)
+        caches["curves"].set(key, cut)
+    return cut
+
+
+def _cut(points: QuerySet[MetricPoint], curves: list[dict[str, Any]], max_points: int, after: int) -> DownsampledMetrics:
+    long = [curve for curve in curves if curve["n"] > max_points]
+    short = [curve for curve in curves if curve["n"] <= max_points]
+    # The short curves whole, and the ends of the long ones.
+    ends = [{**curve, "step__in": (curve["first"], curve["last"])} for curve in long]
+    kept = list(points.filter(_any_curve(short + ends)).values_list(*_METRIC_FIELDS)) if curves else []
+    for curve in long:
+        kept.extend(_curve_extremes(points.filter(split=curve["split"], name=curve["name"]), curve, max_points))
     kept.sort(key=itemgetter(4, 0))  # by step, as the curves were drawn
-    return DownsampledMetrics([dict(zip(_METRIC_FIELDS, p, strict=True)) for p in kept], cursor, cut)
+    cursor = max([after] + [curve["top"] for curve in curves])
+    return DownsampledMetrics([dict(zip(_METRIC_FIELDS, p, strict=True)) for p in kept], cursor, bool(long))
+
+
+def _any_curve(curves: list[dict[str, Any]]) -> Q:
+    """Points of any of these curves; a curve may also narrow its steps (`step__in`)."""
+    return reduce(operator.or_, (Q(split=c["split"], name=c["name"], **({"step__in": c["step__in"]} if "step__in" in c else {}))
+                                 for c in curves), Q(pk__in=[]))
+
+
+def _curve_extremes(points: QuerySet[MetricPoint], curve: dict[str, Any], max_points: int) -> list[tuple[Any, ...]]:
+    """Each bucket's lowest and highest point (the lowest step on a tie); the ends come with the short curves."""
+    count, first, last = bucket_count(max_points), curve["first"], curve["last"]
+    inner = points.filter(step__gt=first, step__lt=last)
+    # bucket_index in SQL: integer division, so the database and Python put each step in the same bucket.
+    bucket = ExpressionWrapper(Cast(F("step") - first, BigIntegerField()) * count / (last - first),
+                               output_field=BigIntegerField())
+    extremes = {row["bucket"]: (row["low"], row["high"])
+                for row in inner.annotate(bucket=bucket).values("bucket").annotate(low=Min("value"), high=Max("value"))}
+    values = {value for pair in extremes.values() for value in pair}
+    kept, taken = [], set()
+    for row in inner.filter(value__in=values).order_by("step").values_list(*_METRIC_FIELDS):
+        step, value = row[4], row[5]
+        b = bucket_index(step, first, last, count)
+        # A value equal to an extreme of another bucket came along with the IN list: skip it.
+        roles = {(b, role) for role, extreme in zip(("low", "high"), extremes.get(b, ()), strict=False)
+                 if value == extreme}
+        if roles - taken:
+            kept.append(row)
+            taken |= roles
+    return kept
 
 
 def job_snapshot(*, job: TrainingJob, epoch: float | None = None) -> Snapshot:

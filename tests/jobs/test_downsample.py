@@ -129,12 +129,14 @@ def test_it_answers_at_most_max_points_per_curve_keeping_minimum_maximum_and_the
 
 @pytest.mark.django_db
 def test_its_query_count_does_not_grow_with_the_run(alice_api, alice, django_assert_max_num_queries):
-    short, long = job_with_points(alice, 300), job_with_points(alice, 20_000)
+    """It grows with the number of curves cut (two queries each), never with their length."""
+    short, long = job_with_points(alice, 600), job_with_points(alice, 20_000)  # both curves past 5 in both
 
-    with django_assert_max_num_queries(6) as short_run:
-        assert metrics(alice_api, short, "max_points=100").status_code == 200
+    # The user, the job, then the curves, the short ones whole (none here), two for each long curve.
+    with django_assert_max_num_queries(8) as short_run:
+        assert metrics(alice_api, short, "max_points=5").status_code == 200
     with django_assert_max_num_queries(len(short_run.captured_queries)):
-        assert metrics(alice_api, long, "max_points=100").status_code == 200
+        assert metrics(alice_api, long, "max_points=5").status_code == 200
 
 
 @pytest.mark.django_db
@@ -169,3 +171,48 @@ def test_it_hides_another_users_curves(bob_api, alice):
     job = job_with_points(alice, 10)
 
     assert metrics(bob_api, job, "max_points=100").status_code == 404
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("max_points", [4, 7, 100, 333])
+def test_the_database_keeps_exactly_the_points_the_reference_rule_keeps(alice, max_points):
+    """Uneven steps, ties (values drawn from a few levels) and one curve short enough to come whole."""
+    from jobs.models import MetricPoint
+    from jobs.selectors import job_metrics_downsampled
+    from tests.results.test_export import _finished_job
+
+    job = _finished_job(alice)
+    rng = random.Random(max_points)
+    steps = sorted(rng.sample(range(1, 50_000), 3000))
+    MetricPoint.objects.bulk_create(
+        [MetricPoint(job=job, split="train", name="loss", epoch=s / 100, step=s, value=rng.choice([0.5, 1.0, 1.5, 2.25]),
+                     time=float(s)) for s in steps]
+        + [MetricPoint(job=job, split="val", name="loss", epoch=s, step=s * 500, value=rng.random(), time=float(s))
+           for s in range(1, 4)], batch_size=2000)
+    every = list(MetricPoint.objects.filter(job=job).values_list("split", "name", "step", "value", "id"))
+
+    cut = job_metrics_downsampled(job_id=job.pk, max_points=max_points)
+
+    expected = []
+    for curve in {(p[0], p[1]) for p in every}:
+        points = [p for p in every if (p[0], p[1]) == curve]
+        expected += [p[4] for p in downsample_curve(points, max_points, step=itemgetter(2), value=itemgetter(3))]
+    assert sorted(p["id"] for p in cut.points) == sorted(expected)
+    assert cut.downsampled is True and cut.cursor == max(p[4] for p in every)
+
+
+@pytest.mark.django_db
+def test_a_kept_cut_never_hides_points_written_or_deleted_after_it(alice_api, alice):
+    from jobs.models import MetricPoint
+
+    job = job_with_points(alice, 5000)
+    first = metrics(alice_api, job, "max_points=100").json()
+    assert metrics(alice_api, job, "max_points=100").json() == first  # kept, and the same
+
+    MetricPoint.objects.create(job=job, split="train", name="loss", epoch=50.0, step=5000, value=99.0, time=0.0)
+    grown = metrics(alice_api, job, "max_points=100").json()
+    assert grown["cursor"] > first["cursor"] and max(p["value"] for p in grown["points"]) == 99.0
+
+    MetricPoint.objects.filter(job=job, step__gte=2000).delete()  # a resume rewinds
+    rewound = metrics(alice_api, job, "max_points=100").json()
+    assert max(p["step"] for p in rewound["points"]) == 1999 and 50.0 not in [p["value"] for p in rewound["points"]]
