@@ -9,7 +9,9 @@ real celery worker and a real uvicorn server. For each client count, a new LeNet
 many clients (one thread each, http.client) on `GET /api/v1/jobs/{id}/events/` until `end`.
 Prints, per count: p50/p95 latency from the worker's report (`time` in each point) to a client's
 receipt over all clients' points reported after every client was connected, and the web
-process's CPU over the run (utime + stime from /proc/<pid>/stat, in cores) and, on PostgreSQL,
+process's CPU over the run (utime + stime from /proc/<pid>/stat, in cores; again from the moment
+every client had its stream, which leaves out the 200 requests' set-up; and per metric event
+delivered to a client: the figure that a loaded machine changes least) and, on PostgreSQL,
 the most connections open to wb_bench (pg_stat_activity, sampled every 0.1 s; of all processes:
 web, worker and this script, whose sampling connection is left out), over the whole run and
 after every client had its stream (the lookups of 200 requests at once open connections briefly).
@@ -93,12 +95,13 @@ def run_count(count: int, port: int, web_pid: int, token: str, owner, dataset, e
     for thread in threads:
         thread.start()
     connected.wait(timeout=120)
-    since = time.time()
+    since, cpu_connected, streaming_from = time.time(), cpu_seconds(web_pid), time.monotonic()
     if sampler:
         sampler.connected.set()
     for thread in threads:
         thread.join()
     seconds, cpu = time.monotonic() - started, cpu_seconds(web_pid) - cpu_before
+    streaming_cpu = (cpu_seconds(web_pid) - cpu_connected) / (time.monotonic() - streaming_from)
     if sampler:
         sampler.done.set()
         sampler.join()
@@ -107,7 +110,9 @@ def run_count(count: int, port: int, web_pid: int, token: str, owner, dataset, e
         return f"{count:>4} clients: no points after all were connected"
     return (f"{count:>4} clients: {sum(map(len, results)) // count} points each over {seconds:.1f} s; latency ms "
             f"p50 {statistics.median(ms):.0f}  p95 {base.percentile(ms, 95):.0f}  max {max(ms):.0f}; "
-            f"web CPU {cpu / seconds:.2f} cores" + (f"; PostgreSQL connections, most while connecting {sampler.peak}, "
+            f"web CPU {cpu / seconds:.2f} cores ({streaming_cpu:.2f} once all were connected), "
+            f"{1e6 * cpu / max(sum(map(len, results)), 1):.0f} µs per event delivered"
+            + (f"; PostgreSQL connections, most while connecting {sampler.peak}, "
                                                  f"while streaming {sampler.streaming}" if sampler else ""))
 
 

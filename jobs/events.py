@@ -8,9 +8,7 @@ Each metric point goes out with `id:` set to its cursor, so a browser that recon
 """
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
-from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -20,13 +18,9 @@ from rest_framework.authtoken.models import Token
 
 from jobs import watchers
 from jobs.models import TrainingJob
+from jobs.watchers import sse
 
 KEEPALIVE_SECONDS = 15.0
-
-
-def sse(data: dict[str, Any], event: str, event_id: int | None = None) -> str:
-    head = f"id: {event_id}\n" if event_id is not None else ""
-    return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
 
 
 async def _user(request: HttpRequest) -> AbstractBaseUser | AnonymousUser:
@@ -62,26 +56,32 @@ def _cursor(request: HttpRequest) -> int:
     return int(raw) if raw.isdigit() else 0
 
 
+def _metric_events(update: watchers.Update, cursor: int) -> str:
+    """The update's shared text; a cursor ahead of its first point (a reconnect) skips what the browser has."""
+    if not update.points or update.points[0]["id"] > cursor:
+        return update.metric_events
+    return "".join(sse(point, "metric", point["id"]) for point in update.points if point["id"] > cursor)
+
+
 async def _stream(job_id: int, cursor: int) -> AsyncIterator[str]:
     """This stream's own backlog after its cursor once, then the updates its job's watcher shares."""
     yield "retry: 1000\n\n"
     async with watchers.subscribe(job_id) as feed:
-        async for points in feed.backlog(after=cursor):
-            yield "".join(sse(point, "metric", point["id"]) for point in points)
-            cursor = points[-1]["id"]
-        update, last_status = feed.first, None
+        async for part in feed.backlog(after=cursor):
+            yield part.text
+            cursor = part.last
+        update, sent_version = feed.first, None
         while True:
             # One chunk per update, not per event: each chunk is a send through the server.
-            # A cursor ahead of the watcher's (a reconnect) skips what the browser already has.
-            chunks = [sse(point, "metric", point["id"]) for point in update.points if point["id"] > cursor]
+            chunks = [_metric_events(update, cursor)]
             cursor = max(cursor, update.position)
-            if watchers.comparable(update.status) != last_status:
-                last_status = watchers.comparable(update.status)
-                chunks.append(sse(update.status, "status"))
+            if update.status_version != sent_version:
+                sent_version = update.status_version
+                chunks.append(update.status_event)
             if update.ended:  # its status was read before its points: none is left behind
-                yield "".join(chunks) + sse({"status": update.status["status"]}, "end")
+                yield "".join(chunks) + update.end_event
                 return
-            if chunks:
+            if any(chunks):
                 yield "".join(chunks)
             while (update := await feed.next(timeout=KEEPALIVE_SECONDS)) is None:
                 yield ": keep-alive\n\n"

@@ -99,7 +99,7 @@ def metric_dict(point: MetricPoint) -> dict[str, Any]:
             "value": point.value, "time": point.time}
 
 
-_METRIC_FIELDS = ("id", "name", "split", "epoch", "step", "value", "time")  # metric_dict's keys
+METRIC_FIELDS = ("id", "name", "split", "epoch", "step", "value", "time")  # metric_dict's keys
 
 
 @dataclass(frozen=True)
@@ -139,12 +139,12 @@ def _cut(points: QuerySet[MetricPoint], curves: list[dict[str, Any]], max_points
     short = [curve for curve in curves if curve["n"] <= max_points]
     # The short curves whole, and the ends of the long ones.
     ends = [{**curve, "step__in": (curve["first"], curve["last"])} for curve in long]
-    kept = list(points.filter(_any_curve(short + ends)).values_list(*_METRIC_FIELDS)) if curves else []
+    kept = list(points.filter(_any_curve(short + ends)).values_list(*METRIC_FIELDS)) if curves else []
     for curve in long:
         kept.extend(_curve_extremes(points.filter(split=curve["split"], name=curve["name"]), curve, max_points))
     kept.sort(key=itemgetter(4, 0))  # by step, as the curves were drawn
     cursor = max([after] + [curve["top"] for curve in curves])
-    return DownsampledMetrics([dict(zip(_METRIC_FIELDS, p, strict=True)) for p in kept], cursor, bool(long))
+    return DownsampledMetrics([dict(zip(METRIC_FIELDS, p, strict=True)) for p in kept], cursor, bool(long))
 
 
 def _any_curve(curves: list[dict[str, Any]]) -> Q:
@@ -164,7 +164,7 @@ def _curve_extremes(points: QuerySet[MetricPoint], curve: dict[str, Any], max_po
                 for row in inner.annotate(bucket=bucket).values("bucket").annotate(low=Min("value"), high=Max("value"))}
     values = {value for pair in extremes.values() for value in pair}
     kept, taken = [], set()
-    for row in inner.filter(value__in=values).order_by("step").values_list(*_METRIC_FIELDS):
+    for row in inner.filter(value__in=values).order_by("step").values_list(*METRIC_FIELDS):
         step, value = row[4], row[5]
         b = bucket_index(step, first, last, count)
         # A value equal to an extreme of another bucket came along with the IN list: skip it.

@@ -12,10 +12,13 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import dataclasses
+import json
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -27,23 +30,47 @@ from jobs.live import Waiter
 from jobs.models import MetricPoint, TrainingJob
 
 BATCH = 1000
+BACKLOGS_KEPT = 8
 WAKE_EVERY_SECONDS = 15.0  # with Redis, look anyway this often: a lost wake-up costs latency only
 REAP_EVERY_SECONDS = 5.0
 
 
+def sse(data: dict[str, Any], event: str, event_id: int | None = None) -> str:
+    """One server-sent event."""
+    head = f"id: {event_id}\n" if event_id is not None else ""
+    return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
 @dataclass(frozen=True)
 class Update:
-    """One read: the job's status, then the points written after the previous read's."""
+    """One read: the job's status, then the points written after the previous read's.
+
+    Its events are encoded once, on first use, and the same text goes to every stream: 200
+    browsers on a job cost one encoding per update, not 200.
+    """
 
     status: dict[str, Any]
     points: list[dict[str, Any]]
     position: int  # the highest point id read so far
     complete: bool  # every point written before `status` was read is in this update or an earlier one
     error: BaseException | None = None
+    status_version: int = 0  # counts status changes (the clock aside): a stream sends a version once
 
     @property
     def ended(self) -> bool:
         return self.complete and self.status["status"] not in TrainingJob.ACTIVE
+
+    @cached_property
+    def metric_events(self) -> str:
+        return "".join(sse(point, "metric", point["id"]) for point in self.points)
+
+    @cached_property
+    def status_event(self) -> str:
+        return sse(self.status, "status")
+
+    @cached_property
+    def end_event(self) -> str:
+        return sse({"status": self.status["status"]}, "end")
 
 
 def comparable(status: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -66,24 +93,37 @@ def read_start(job_id: int) -> tuple[dict[str, Any], int]:
         close_old_connections()
 
 
+def _points(job_id: int, after: int, upto: int | None = None) -> list[dict[str, Any]]:
+    rows = MetricPoint.objects.filter(job_id=job_id, pk__gt=after)
+    if upto is not None:
+        rows = rows.filter(pk__lte=upto)
+    return list(rows.order_by("pk").values(*selectors.METRIC_FIELDS)[:BATCH])
+
+
 def read(job_id: int, after: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The status first, then the points: the worker commits its last points before it ends the
     job, so a status that says "ended" comes with every point of the run."""
     try:
         status = _status(job_id)
-        points = selectors.job_metrics(job_id=job_id, after=after, limit=BATCH)
-        return status, [selectors.metric_dict(p) for p in points]
+        return status, _points(job_id, after)
     finally:
         close_old_connections()
 
 
 def read_backlog(job_id: int, after: int, upto: int) -> list[dict[str, Any]]:
-    """A new stream's own points, from its cursor up to where the watcher was when it joined."""
+    """Points from a stream's cursor up to where the watcher was when it joined."""
     try:
-        rows = MetricPoint.objects.filter(job_id=job_id, pk__gt=after, pk__lte=upto).order_by("pk")[:BATCH]
-        return [selectors.metric_dict(p) for p in rows]
+        return _points(job_id, after, upto)
     finally:
         close_old_connections()
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """A part of a backlog, encoded: the events and the id of its last point."""
+
+    text: str
+    last: int
 
 
 def reap() -> None:
@@ -102,6 +142,9 @@ class JobWatcher:
         self.ready = asyncio.Event()  # set once `latest` is there
         self.queues: set[asyncio.Queue[Update]] = set()
         self.users = 0
+        # Backlog parts by (after, upto): the browsers that open a job's page at one moment ask
+        # for the same one, and one read and one encoding serve them all.
+        self.backlogs: OrderedDict[tuple[int, int], asyncio.Future[Backlog]] = OrderedDict()
         # A context of its own, not the first stream's: that request's thread for sync_to_async
         # goes away when it ends, and the watcher may outlive it.
         self.task = asyncio.get_running_loop().create_task(self._run(), context=contextvars.Context())
@@ -137,11 +180,32 @@ class JobWatcher:
                 await sync_to_async(reap)()
                 last_reap = time.monotonic()
 
+    async def backlog(self, after: int, upto: int) -> Backlog:
+        key = (after, upto)
+        part = self.backlogs.get(key)
+        if part is None:
+            part = self.backlogs[key] = asyncio.ensure_future(self._read_backlog(after, upto))
+            while len(self.backlogs) > BACKLOGS_KEPT:
+                self.backlogs.popitem(last=False)
+        return await asyncio.shield(part)  # one stream that leaves does not cancel the others' read
+
+    async def _read_backlog(self, after: int, upto: int) -> Backlog:
+        try:
+            points = await sync_to_async(read_backlog)(self.job_id, after, upto)
+        except Exception:
+            self.backlogs.pop((after, upto), None)  # the next stream reads again
+            raise
+        return Backlog("".join(sse(point, "metric", point["id"]) for point in points),
+                       points[-1]["id"] if points else upto)
+
     def _publish(self, update: Update, always: bool = False) -> None:
         previous, self.latest = self.latest, update
+        changed = previous is None or comparable(update.status) != comparable(previous.status)
+        if previous is not None:
+            self.latest = update = dataclasses.replace(update, status_version=previous.status_version + changed)
         self.ready.set()
         # A read that brings nothing new wakes nobody: 200 streams need not look 10 times a second.
-        if always or update.points or update.ended or comparable(update.status) != comparable(previous.status):
+        if always or update.points or update.ended or changed:
             for queue in self.queues:
                 queue.put_nowait(update)
 
@@ -155,16 +219,16 @@ class Feed:
     """One stream's subscription: `first` (status and position when it joined), then `next()`."""
 
     def __init__(self, watcher: JobWatcher, first: Update, queue: asyncio.Queue[Update]) -> None:
-        self.job_id, self.first, self._queue = watcher.job_id, first, queue
+        self.job_id, self.first, self._queue, self._watcher = watcher.job_id, first, queue, watcher
 
-    async def backlog(self, after: int) -> AsyncIterator[list[dict[str, Any]]]:
-        """The points after this stream's cursor that the watcher had passed when it joined."""
+    async def backlog(self, after: int) -> AsyncIterator[Backlog]:
+        """The points after this stream's cursor that the watcher had passed when it joined, encoded."""
         while after < self.first.position:
-            points = await sync_to_async(read_backlog)(self.job_id, after, self.first.position)
-            if not points:
+            part = await self._watcher.backlog(after, self.first.position)
+            if not part.text:
                 return
-            yield points
-            after = points[-1]["id"]
+            yield part
+            after = part.last
 
     async def next(self, timeout: float) -> Update | None:
         """The next shared update, or None after `timeout` seconds without one."""
@@ -192,7 +256,7 @@ async def subscribe(job_id: int) -> AsyncIterator[Feed]:
         watcher.queues.add(queue)
         if first.error is not None:
             raise first.error
-        yield Feed(watcher, dataclasses.replace(first, points=[]), queue)
+        yield Feed(watcher, first, queue)  # its points are behind the backlog: a stream skips them
     finally:
         watcher.queues.discard(queue)
         watcher.users -= 1
