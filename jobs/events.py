@@ -83,5 +83,8 @@ async def _stream(job_id: int, cursor: int) -> AsyncIterator[str]:
                 return
             if any(chunks):
                 yield "".join(chunks)
-            while (update := await feed.next(timeout=KEEPALIVE_SECONDS)) is None:
-                yield ": keep-alive\n\n"
+            try:
+                while (update := await feed.next(timeout=KEEPALIVE_SECONDS)) is None:
+                    yield ": keep-alive\n\n"
+            except watchers.Lagging:
+                return  # no `end`: the browser reconnects after `retry` and resumes from its last id

@@ -31,6 +31,12 @@ from jobs.models import MetricPoint, TrainingJob
 
 BATCH = 1000
 BACKLOGS_KEPT = 8
+QUEUE_LIMIT = 100  # updates waiting for one stream (10 s of a job's reports): past it, the stream is closed
+
+
+class Lagging(Exception):
+    """The stream's client reads slower than its job reports. It is closed rather than buffered
+    without end: the browser comes back by itself with Last-Event-ID and reads on from the database."""
 WAKE_EVERY_SECONDS = 15.0  # with Redis, look anyway this often: a lost wake-up costs latency only
 REAP_EVERY_SECONDS = 5.0
 
@@ -141,6 +147,7 @@ class JobWatcher:
         self.latest: Update | None = None  # the last read: where a joining stream starts
         self.ready = asyncio.Event()  # set once `latest` is there
         self.queues: set[asyncio.Queue[Update]] = set()
+        self.lagging: set[asyncio.Queue[Update]] = set()  # missed an update: must start again
         self.users = 0
         # Backlog parts by (after, upto): the browsers that open a job's page at one moment ask
         # for the same one, and one read and one encoding serve them all.
@@ -207,7 +214,10 @@ class JobWatcher:
         # A read that brings nothing new wakes nobody: 200 streams need not look 10 times a second.
         if always or update.points or update.ended or changed:
             for queue in self.queues:
-                queue.put_nowait(update)
+                try:
+                    queue.put_nowait(update)
+                except asyncio.QueueFull:
+                    self.lagging.add(queue)
 
 
 _watchers: dict[tuple[asyncio.AbstractEventLoop, int], JobWatcher] = {}
@@ -231,7 +241,9 @@ class Feed:
             after = part.last
 
     async def next(self, timeout: float) -> Update | None:
-        """The next shared update, or None after `timeout` seconds without one."""
+        """The next shared update, or None after `timeout` seconds without one; Lagging once one was missed."""
+        if self._queue in self._watcher.lagging:
+            raise Lagging
         try:
             update = await asyncio.wait_for(self._queue.get(), timeout)
         except TimeoutError:
@@ -248,7 +260,7 @@ async def subscribe(job_id: int) -> AsyncIterator[Feed]:
     if watcher is None:
         watcher = _watchers[key] = JobWatcher(key)
     watcher.users += 1
-    queue: asyncio.Queue[Update] = asyncio.Queue()
+    queue: asyncio.Queue[Update] = asyncio.Queue(maxsize=QUEUE_LIMIT)
     try:
         await watcher.ready.wait()
         # No await between reading `latest` and joining the queue: no update falls between them.
@@ -259,6 +271,7 @@ async def subscribe(job_id: int) -> AsyncIterator[Feed]:
         yield Feed(watcher, first, queue)  # its points are behind the backlog: a stream skips them
     finally:
         watcher.queues.discard(queue)
+        watcher.lagging.discard(queue)
         watcher.users -= 1
         if watcher.users == 0:
             watcher.stop()

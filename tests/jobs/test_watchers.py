@@ -193,3 +193,37 @@ def test_a_failed_read_ends_every_stream_and_the_next_one_starts_afresh(job, mon
     monkeypatch.undo()
     finish(job.pk)
     assert metric_ids(run(consume(job.pk))) == stored_ids(job.pk)
+
+
+def test_a_stream_that_reads_too_slowly_is_closed_and_its_reconnect_misses_nothing(job, monkeypatch):  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(watchers, "QUEUE_LIMIT", 2)
+
+    async def scenario() -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+        clock = Clock()
+        monkeypatch.setattr(Waiter, "wait", clock.wait)
+        fast = asyncio.create_task(consume(job.pk))
+        stream = events._stream(job.pk, 0)
+        slow = [await anext(stream) for _ in range(3)]  # retry, the backlog, the first status: then it stalls
+        for step in range(3, 8):  # five updates while the slow stream reads none
+            await clock.tick()
+            await sync_to_async(add_points)(job.pk, [step])
+        async for chunk in stream:  # it reads again: the two updates it kept, then it is closed
+            slow.append(chunk)
+        await sync_to_async(finish)(job.pk)
+        await clock.tick()
+        return await fast, parse(slow)
+
+    fast, slow = run(asyncio.wait_for(scenario(), timeout=60))
+
+    assert metric_ids(fast) == stored_ids(job.pk), "the other stream of the job goes on"
+    assert "end" not in [e["event"] for e in slow], "closed without `end`, so the browser reconnects"
+    got = metric_ids(slow)
+    assert got == stored_ids(job.pk)[:len(got)] and len(got) < len(stored_ids(job.pk))
+    monkeypatch.undo()  # the clock belonged to the finished loop
+    resumed = run(asyncio.wait_for(consume(job.pk, cursor=got[-1]), timeout=30))
+    assert got + metric_ids(resumed) == stored_ids(job.pk), "Last-Event-ID resumes after what it had"
+
+
+def parse(chunks: list[str]) -> list[dict[str, str]]:
+    return [dict(line.split(": ", 1) for line in event.split("\n"))
+            for chunk in chunks for event in chunk.strip().split("\n\n") if not event.startswith(("retry:", ":"))]
