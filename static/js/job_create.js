@@ -23,10 +23,11 @@
     const spread = positive.length ? Math.max(...positive) / Math.min(...positive) : 1;
     Plotly.react(chart, [{ x: points.map((p) => p[0]), y, mode: "lines", line: { color: "#7048e8", width: 2 },
       name: "learning rate", hovertemplate: "epoch %{x:.2f}: %{y:.3g}<extra></extra>" }],
-    { margin: { t: 8, r: 16, b: 40, l: 64 }, height: 200, showlegend: false,
+    { margin: { t: 14, r: 16, b: 40, l: 64 }, height: 200, showlegend: false,
       xaxis: { title: { text: "Epoch" }, rangemode: "tozero" },
-      yaxis: { title: { text: "Learning rate" }, type: spread > 50 ? "log" : "linear", exponentformat: "power",
-        rangemode: spread > 50 ? "normal" : "tozero" } },
+      // A log axis for rates that span decades, labelled at the powers of ten only (no crowded minor labels).
+      yaxis: spread > 50 ? { title: { text: "Learning rate" }, type: "log", exponentformat: "power", dtick: 1 }
+        : { title: { text: "Learning rate" }, rangemode: "tozero", exponentformat: "power" } },
     { displaylogo: false, responsive: true, displayModeBar: false });
   }
 
