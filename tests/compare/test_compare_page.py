@@ -51,3 +51,9 @@ def test_it_explains_how_to_pick_jobs_when_none_are_named(alice):
     page = logged_in(alice).get("/compare/").content.decode()
 
     assert "Pick up to 20 jobs" in page
+
+
+def test_it_sends_an_anonymous_visitor_to_the_login_page(client):
+    response = client.get("/compare/?jobs=1")
+
+    assert response.status_code == 302 and response["Location"].startswith("/accounts/login/?next=/compare/")

@@ -198,3 +198,25 @@ def test_it_offers_every_column_with_only_the_defaults_shown_before_the_script_r
     assert 'data-column="batch_size"' in page and 'data-column="latest_train_loss"' in page
     style = page.split('<style id="job-columns-style">')[1].split("</style>")[0]
     assert '[data-col="batch_size"]' in style and '[data-col="network"]' not in style
+
+
+def test_it_refuses_an_anonymous_bulk_action(client, alice):
+    made = job(alice, "a", status="queued")
+
+    response = client.post("/jobs/bulk/", {"action": "abort", "jobs": [str(made.pk)]})
+
+    assert response.status_code == 302 and response["Location"].startswith("/accounts/login/")
+    made.refresh_from_db()
+    assert made.status == "queued"
+
+
+def test_it_needs_the_csrf_token_for_a_bulk_action(alice):
+    from django.test import Client
+
+    made = job(alice, "a", status="queued")
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(alice)
+
+    assert client.post("/jobs/bulk/", {"action": "abort", "jobs": [str(made.pk)]}).status_code == 403
+    made.refresh_from_db()
+    assert made.status == "queued"
