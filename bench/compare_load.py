@@ -20,7 +20,6 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,14 +33,13 @@ from bench.scale import (  # noqa: E402
     PASSWORD,
     USERNAME,
     ci_running,
-    environment,
     get_token,
     insert_points,
     log_in,
     make_dataset,
     make_user,
-    migrate,
     p95,
+    scratch_data,
     time_requests,
 )
 from workbench.processes import free_port, listening, start, stop, web_command  # noqa: E402
@@ -147,18 +145,8 @@ def main() -> None:
     parser.add_argument("--no-browser", action="store_true")
     args = parser.parse_args()
     loaded = ci_running()
-    with tempfile.TemporaryDirectory(prefix="wb-bench-compare-") as data_dir:
-        env = environment("sqlite", data_dir)
-        os.environ.update(env)
-        for key in ("DATABASE_URL", "CELERY_BROKER_URL", "WORKBENCH_LIVE_REDIS_URL", "DEBUG"):
-            os.environ.pop(key, None)
-        migrate(env)
-        try:
-            measure(args, Path(data_dir))
-        finally:
-            from django.db import connections
-
-            connections.close_all()
+    with scratch_data("sqlite", "wb-bench-compare-") as data_dir:
+        measure(args, data_dir)
     if loaded or ci_running():
         print("note: a pytest run was loading the machine during this measurement", flush=True)
 
