@@ -133,6 +133,10 @@ def _job_entry(job: TrainingJob, x: str, max_points: int) -> dict[str, Any]:
 @dataclass(frozen=True)
 class SettingsTable:
     fields: list[str]  # the settings in which the jobs differ
+
+    @property
+    def labels(self) -> list[str]:
+        return [setting_label(field) for field in self.fields]
     rows: list[tuple[TrainingJob, str, list[Any]]]  # each job with its colour and its values of those fields
 
 
@@ -144,6 +148,12 @@ def compare_settings_table(*, jobs: list[TrainingJob]) -> SettingsTable:
     rows = [(job, job_colour(i), [_shown(job, name, s[name]) for name in differing])
             for i, (job, s) in enumerate(zip(jobs, settings_, strict=True))]
     return SettingsTable(differing, rows)
+
+
+def setting_label(field: str) -> str:
+    """`lr_step_size` → "LR step size", `batch_size` → "Batch size"."""
+    words = field.split("_")
+    return " ".join(["LR" if words[0] == "lr" else words[0].capitalize(), *words[1:]])
 
 
 def job_colour(index: int) -> str:

@@ -41,7 +41,7 @@ def test_it_overlays_three_jobs_and_grows_the_running_one_live(page, celery_work
     assert trace_length(page, "train_loss", 0) == 40  # a finished job stays as it was
     assert page.evaluate("() => window.__sameDocument === true")
     header = page.locator("#compare-table thead").inner_text()
-    assert "batch_size" in header and "learning_rate" in header and "optimizer" not in header
+    assert "Batch size" in header and "Learning rate" in header and "Optimizer" not in header
     screenshot(page, "30-compare-live")
 
     page.fill("#smoothing", "0")

@@ -23,7 +23,7 @@ def test_it_shows_only_the_settings_that_differ(alice):
 
     page = logged_in(alice).get(f"/compare/?jobs={a.pk},{b.pk}").content.decode()
 
-    assert header_cells(page) == ["Job", "Status", "batch_size", "learning_rate", "Best val accuracy",
+    assert header_cells(page) == ["Job", "Status", "Batch size", "Learning rate", "Best val accuracy",
                                   "Best val loss"]
     assert f'data-api="/api/v1/compare/?jobs={a.pk},{b.pk}"' in page
     assert page.count('class="swatch" style="background: #1f77b4"') == 2  # the first job's colour: legend and table
