@@ -9,14 +9,17 @@ steps). Then a real uvicorn server as a subprocess, a token and a logged-in sess
 kept-alive connection, 5 warm-up requests then --requests timed ones, one after another:
   api        GET /api/v1/compare/?jobs=...            (token; default max_points 2000 per curve)
   api x=time GET /api/v1/compare/?jobs=...&x=time     (token)
+  api 1000   GET /api/v1/compare/?jobs=...&max_points=1000   (token; what the page asks)
   page       GET /compare/?jobs=...                   (the session; the HTML around the charts)
-and, unless --no-browser, the page as a person sees it in headless Chromium (Playwright): from
+the first request of each timed separately (cold: compare.selectors caches a finished job's
+series, so the timed ones after the warm-up are warm), and, unless --no-browser, the page as a person sees it in headless Chromium (Playwright): from
 navigation to the four charts drawn (window.compareReady), --browser-loads times.
 Prints median and p95 per case in ms. Reuses bench/scale.py's set-up and client helpers.
 """
 from __future__ import annotations
 
 import argparse
+import http.client
 import os
 import statistics
 import sys
@@ -63,6 +66,8 @@ def job_points(job_id: int, points: int, lr: float) -> Iterator[tuple[Any, ...]]
 
 
 def fill(jobs: int, points: int) -> tuple[list[int], int, float]:
+    from django.utils import timezone
+
     from jobs.models import MetricPoint, TrainingJob
 
     started = time.perf_counter()
@@ -71,7 +76,8 @@ def fill(jobs: int, points: int) -> tuple[list[int], int, float]:
     ids = []
     for i in range(jobs):
         job = TrainingJob.objects.create(owner=owner, dataset=dataset, name=f"compare {i}", network="lenet",
-                                         network_spec={}, status="done", learning_rate=0.001 * (i + 1),
+                                         network_spec={}, status="done", finished_at=timezone.now(),
+                                         learning_rate=0.001 * (i + 1),
                                          batch_size=32 * (1 + i % 3), best={"val_accuracy": 0.9, "val_loss": 0.3})
         insert_points(job_points(job.pk, points, job.learning_rate))
         ids.append(job.pk)
@@ -102,8 +108,21 @@ def browser_loads(port: int, path: str, count: int) -> list[float]:
     return times
 
 
-def report(label: str, times: list[float], size: int | None = None) -> None:
+def first_request(port: int, path: str, headers: dict[str, str]) -> float:
+    """Milliseconds of the first request: a finished job's series are not cached yet (compare.selectors)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        started = time.perf_counter()
+        conn.request("GET", path, headers=headers)
+        conn.getresponse().read()
+        return (time.perf_counter() - started) * 1000
+    finally:
+        conn.close()
+
+
+def report(label: str, times: list[float], size: int | None = None, cold: float | None = None) -> None:
     extra = f"  ({size:,} bytes)" if size is not None else ""
+    extra += f"  first (cold) {cold:.0f} ms" if cold is not None else ""
     print(f"{label:34s} median {statistics.median(times):7.1f} ms  p95 {p95(times):7.1f} ms{extra}", flush=True)
 
 
@@ -126,9 +145,12 @@ def measure(args: argparse.Namespace, data_dir: Path) -> None:
                 ("GET /api/v1/compare/ (x=epoch)", f"/api/v1/compare/?jobs={jobs}", {"Authorization": f"Token {token}"}),
                 ("GET /api/v1/compare/ (x=time)", f"/api/v1/compare/?jobs={jobs}&x=time",
                  {"Authorization": f"Token {token}"}),
+                ("GET /api/v1/compare/ (the page's 1000)", f"/api/v1/compare/?jobs={jobs}&max_points=1000",
+                 {"Authorization": f"Token {token}"}),
                 ("GET /compare/ (HTML)", f"/compare/?jobs={jobs}", {"Cookie": cookie})]:
+            cold = first_request(port, path, headers)
             times, size = time_requests(port, path, headers, args.requests)
-            report(label, times, size)
+            report(label, times, size, cold)
         if not args.no_browser:
             report("Chromium: navigation to charts drawn", browser_loads(port, f"/compare/?jobs={jobs}",
                                                                          args.browser_loads))

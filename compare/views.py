@@ -9,7 +9,8 @@ from compare import selectors
 def compare_page(request: HttpRequest) -> HttpResponse:
     """The curves come from the compare API (static/js/compare.js); the page renders the table of differences."""
     jobs_param, group = request.GET.get("jobs", ""), request.GET.get("group", "")
-    context = {"jobs_param": jobs_param, "group": group, "max_jobs": selectors.MAX_JOBS}
+    context = {"jobs_param": jobs_param, "group": group, "max_jobs": selectors.MAX_JOBS,
+               "page_max_points": selectors.PAGE_MAX_POINTS}
     if not jobs_param and not group:
         return render(request, "compare/compare.html", context)
     try:

@@ -25,7 +25,7 @@ def test_it_shows_only_the_settings_that_differ(alice):
 
     assert header_cells(page) == ["Job", "Status", "Batch size", "Learning rate", "Best val accuracy",
                                   "Best val loss"]
-    assert f'data-api="/api/v1/compare/?jobs={a.pk},{b.pk}"' in page
+    assert f'data-api="/api/v1/compare/?jobs={a.pk},{b.pk}&amp;max_points=1000"' in page
     assert page.count('class="swatch" style="background: #1f77b4"') == 2  # the first job's colour: legend and table
 
 
@@ -36,7 +36,7 @@ def test_it_opens_a_group(alice):
 
     page = logged_in(alice).get("/compare/?group=g1").content.decode()
 
-    assert f'data-api="/api/v1/compare/?jobs={a.pk}"' in page and "other" not in page
+    assert f'data-api="/api/v1/compare/?jobs={a.pk}&amp;max_points=1000"' in page and "other" not in page
 
 
 def test_it_is_a_404_for_another_users_job_and_a_400_for_bad_ids(alice, bob):
