@@ -71,11 +71,11 @@ def job_list_filtered(*, user: AbstractBaseUser, status: str = "", dataset: int 
     if search:
         jobs = jobs.filter(name__icontains=search)
     # (the sweeps app adds its `sweep` filter here)
-    order = list(_job_order(ordering)) if ordering else [F("created_at").desc(), F("pk").desc()]
+    order = _job_order(ordering) if ordering else ()
     if by_group:
         ungrouped_last = Case(When(group="", then=Value(1)), default=Value(0), output_field=IntegerField())
-        return jobs.order_by(ungrouped_last, F("group").asc(), *order)
-    return jobs.order_by(*order) if ordering else jobs
+        return jobs.order_by(ungrouped_last, "group", *(order or ("-created_at", "-pk")))
+    return jobs.order_by(*order) if order else jobs
 
 
 def _job_order(ordering: str) -> tuple[OrderBy, OrderBy]:
