@@ -220,3 +220,12 @@ def test_it_needs_the_csrf_token_for_a_bulk_action(alice):
     assert client.post("/jobs/bulk/", {"action": "abort", "jobs": [str(made.pk)]}).status_code == 403
     made.refresh_from_db()
     assert made.status == "queued"
+
+
+def test_the_dashboard_lists_jobs_with_the_default_columns_only(alice):
+    job(alice, "recent run", group="g", batch_size=16)
+
+    page = logged_in(alice).get("/").content.decode()
+
+    assert "recent run" in page and 'data-col="group"' in page
+    assert 'data-col="batch_size"' not in page and 'name="jobs"' not in page and "edit-note" not in page
