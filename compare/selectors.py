@@ -145,7 +145,7 @@ def compare_payload(*, jobs: list[TrainingJob], x: str = "epoch",
 
 def _job_entry(job: TrainingJob, x: str, max_points: int) -> dict[str, Any]:
     series = job_series_cached(job=job, x=x, max_points=max_points)
-    return {"id": job.pk, "name": job.name, "status": job.status, "settings": job_compare_settings(job=job),
+    return {"id": job.pk, "name": job.name, "status": job.status, "attempt": job.attempt, "settings": job_compare_settings(job=job),
             "best": job.best, "series": series.curves, "cursor": series.cursor, "time_origin": series.time_origin,
             "downsampled": series.downsampled, "url": reverse("job-detail", args=[job.pk]),
             "events": reverse("api-job-events", args=[job.pk])}

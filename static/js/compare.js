@@ -119,7 +119,13 @@
       if (job.status !== "queued" && job.status !== "running") return;
       const source = new EventSource(job.events + "?after=" + job.cursor);
       source.addEventListener("metric", (e) => onPoint(job, i, JSON.parse(e.data)));
-      source.addEventListener("status", (e) => showStatus(job, JSON.parse(e.data).status));
+      source.addEventListener("status", (e) => {
+        const s = JSON.parse(e.data);
+        showStatus(job, s.status);
+        // A job taken back after its worker died drops the points it computes again: draw anew.
+        if (s.attempt > job.attempt || (job.status === "running" && s.status === "queued")) load();
+        else job.status = s.status;
+      });
       source.addEventListener("end", (e) => { showStatus(job, JSON.parse(e.data).status); source.close(); });
       sources.push(source);
     });
