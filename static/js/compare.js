@@ -123,7 +123,7 @@
         const s = JSON.parse(e.data);
         showStatus(job, s.status);
         // A job taken back after its worker died drops the points it computes again: draw anew.
-        if (s.attempt > job.attempt || (job.status === "running" && s.status === "queued")) load();
+        if ((job.attempt > 0 && s.attempt > job.attempt) || (job.status === "running" && s.status === "queued")) load();
         else job.status = s.status;
       });
       source.addEventListener("end", (e) => { showStatus(job, JSON.parse(e.data).status); source.close(); });
