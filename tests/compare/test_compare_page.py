@@ -57,3 +57,11 @@ def test_it_sends_an_anonymous_visitor_to_the_login_page(client):
     response = client.get("/compare/?jobs=1")
 
     assert response.status_code == 302 and response["Location"].startswith("/accounts/login/?next=/compare/")
+
+
+def test_a_job_in_a_group_links_to_comparing_its_group(alice):
+    job = job_with_curves(alice, dataset_of(alice), "a", group="lr search")
+
+    page = logged_in(alice).get(f"/jobs/{job.pk}/").content.decode()
+
+    assert 'href="/compare/?group=lr%20search">compare this group</a>' in page
