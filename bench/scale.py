@@ -37,6 +37,7 @@ import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -337,6 +338,26 @@ def measure(args: argparse.Namespace, data_dir: Path) -> None:
         stop(web)
 
 
+@contextmanager
+def scratch_data(backend: str, prefix: str) -> Iterator[Path]:
+    """A fresh temporary data folder and database, migrated, with this process's environment on them."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as data_dir:
+        env = environment(backend, data_dir)
+        if backend == "postgres":
+            reset_postgres()
+        os.environ.update(env)
+        for key in ("DATABASE_URL", "CELERY_BROKER_URL", "WORKBENCH_LIVE_REDIS_URL", "DEBUG"):
+            if key not in env:
+                os.environ.pop(key, None)
+        migrate(env)
+        try:
+            yield Path(data_dir)
+        finally:
+            from django.db import connections
+
+            connections.close_all()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backend", choices=("sqlite", "postgres"), default="sqlite")
@@ -347,21 +368,8 @@ def main() -> None:
     if args.jobs < 1 or args.requests < 1 or args.points < 0:
         parser.error("--jobs and --requests must be at least 1, --points at least 0")
     loaded = ci_running()
-    with tempfile.TemporaryDirectory(prefix="wb-bench-scale-") as data_dir:
-        env = environment(args.backend, data_dir)
-        if args.backend == "postgres":
-            reset_postgres()
-        os.environ.update(env)
-        for key in ("DATABASE_URL", "CELERY_BROKER_URL", "WORKBENCH_LIVE_REDIS_URL", "DEBUG"):
-            if key not in env:
-                os.environ.pop(key, None)
-        migrate(env)
-        try:
-            measure(args, Path(data_dir))
-        finally:
-            from django.db import connections
-
-            connections.close_all()
+    with scratch_data(args.backend, "wb-bench-scale-") as data_dir:
+        measure(args, data_dir)
     if loaded or ci_running():
         print(f"[{args.backend}] note: a pytest run was loading the machine during this measurement", flush=True)
 

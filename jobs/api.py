@@ -15,7 +15,7 @@ from jobs import selectors, services
 from jobs.inference import job_classify
 from jobs.models import TrainingJob
 from jobs.networks.spec import SpecError
-from jobs.schedules import LR_POLICIES, OPTIMIZERS
+from jobs.schedules import LR_POLICIES, OPTIMIZERS, learning_rate_curve
 from workbench.api import Pagination, error_response, paginated
 from workbench.uploads import TOO_LARGE, upload_too_large
 
@@ -36,6 +36,7 @@ class JobOutput(serializers.ModelSerializer):
                   "lr_milestones", "seed", "device", "device_used", "val_interval", "snapshot_interval",
                   "resume_from_epoch", "attempt", "retries", "held_by", "heartbeat_at", "created_at", "started_at",
                   "finished_at", "url"]
+        fields += ["group", "notes", "stop_reason"]
 
     def get_snapshots(self, job: TrainingJob) -> list[float]:
         return selectors.job_snapshot_epochs(job=job)
@@ -78,6 +79,9 @@ class JobInput(serializers.Serializer):
     val_interval = serializers.FloatField(min_value=0.01, max_value=1000, default=DEFAULTS.val_interval)
     snapshot_interval = serializers.FloatField(min_value=0.01, max_value=1000, default=DEFAULTS.snapshot_interval)
     backend = serializers.CharField(required=False, allow_blank=True, default="")
+    group = serializers.CharField(max_length=services.GROUP_MAX_LENGTH, required=False, allow_blank=True, default="")
+    notes = serializers.CharField(max_length=services.NOTES_MAX_LENGTH, required=False, allow_blank=True,
+                                  default="", trim_whitespace=False)
 
     def job_settings(self) -> services.JobSettings:
         data = {k: v for k, v in self.validated_data.items() if k not in ("dataset", "network")}
@@ -111,6 +115,10 @@ class JobListQuery(serializers.Serializer):
                                        help_text="Only the jobs on this dataset (id).")
     search = serializers.CharField(required=False, allow_blank=True, default="", max_length=200,
                                    help_text="Only the jobs whose name contains this (case-insensitive).")
+    network = serializers.CharField(required=False, allow_blank=True, default="", max_length=100,
+                                    help_text="Only the jobs of this network (built-in or custom name).")
+    group = serializers.CharField(required=False, allow_blank=True, default="", max_length=100,
+                                  help_text="Only the jobs of this group.")
     ordering = _one_of(selectors.JOB_ORDERING_CHOICES, "ordering")
 
 
@@ -130,11 +138,37 @@ class JobListApi(APIView):
         return _job_create(request)
 
 
+class JobUpdateInput(serializers.Serializer):
+    notes = serializers.CharField(max_length=services.NOTES_MAX_LENGTH, required=False, allow_blank=True,
+                                  trim_whitespace=False)
+    group = serializers.CharField(max_length=services.GROUP_MAX_LENGTH, required=False, allow_blank=True)
+
+    def validate(self, data: dict[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(self.initial_data) - set(self.fields))
+        if unknown:
+            raise serializers.ValidationError({name: ["Only notes and group can be changed on a job."]
+                                               for name in unknown})
+        if not data:
+            raise serializers.ValidationError({"non_field_errors": ["Give notes or group to change."]})
+        return data
+
+
 class JobDetailApi(APIView):
     @extend_schema(responses=JobDetailOutput)
     def get(self, request: Request, pk: int) -> Response:
         services.jobs_reap_stale()
         return Response(JobDetailOutput(selectors.job_get(user=request.user, pk=pk)).data)
+
+    @extend_schema(request=JobUpdateInput, responses=JobDetailOutput)
+    def patch(self, request: Request, pk: int) -> Response:
+        job = selectors.job_get(user=request.user, pk=pk)
+        given = JobUpdateInput(data=request.data)
+        given.is_valid(raise_exception=True)
+        try:
+            job = services.job_update(job=job, **given.validated_data)
+        except services.JobInputError as exc:
+            return error_response(str(exc), {exc.field or "non_field_errors": [str(exc)]})
+        return Response(JobDetailOutput(job).data)
 
     @extend_schema(responses={204: None})
     def delete(self, request: Request, pk: int) -> Response:
@@ -210,6 +244,38 @@ class JobMetricsApi(APIView):
         points = [selectors.metric_dict(p) for p in selectors.job_metrics(job_id=job.pk, after=after)]
         cursor = points[-1]["id"] if points else after
         return Response({"points": points, "cursor": cursor, "status": job.status, "downsampled": False})
+
+
+class LrScheduleQuery(JobInput):
+    """The job's own bounds on its schedule fields (JobInput), milestones as the form writes them ("5, 8")."""
+
+    name = dataset = network = batch_size = optimizer = momentum = weight_decay = None  # type: ignore[assignment]
+    seed = device = val_interval = snapshot_interval = backend = group = notes = None  # type: ignore[assignment]
+    lr_milestones = serializers.CharField(required=False, allow_blank=True, default="", max_length=500,
+                                          help_text="Epochs, comma-separated (multistep policy).")
+    points = serializers.IntegerField(min_value=2, max_value=2000, default=300)
+
+    def validate_lr_milestones(self, raw: str) -> list[float]:
+        try:
+            milestones = sorted(float(part) for part in raw.replace(";", ",").split(",") if part.strip())
+        except ValueError:
+            raise serializers.ValidationError("Give epochs as numbers separated by commas, e.g. 5, 8.") from None
+        if any(m <= 0 for m in milestones):
+            raise serializers.ValidationError("Milestones are epochs above 0.")
+        return milestones
+
+
+class LrScheduleApi(APIView):
+    """The learning rate over the epochs for these settings, from the schedule code training uses."""
+
+    @extend_schema(parameters=[LrScheduleQuery], responses={200: dict})
+    def get(self, request: Request) -> Response:
+        query = LrScheduleQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        given = query.validated_data
+        params = {"step_size": given["lr_step_size"], "gamma": given["lr_gamma"], "milestones": given["lr_milestones"]}
+        return Response({"points": learning_rate_curve(given["lr_policy"], given["learning_rate"], given["epochs"],
+                                                       params, given["points"])})
 
 
 class PredictionOutput(serializers.Serializer):

@@ -41,6 +41,10 @@ class JobForm(forms.Form):
                                     label="Validate every (epochs)")
     snapshot_interval = forms.FloatField(min_value=0.01, max_value=1000, initial=DEFAULTS.snapshot_interval,
                                          label="Snapshot every (epochs)")
+    group = forms.CharField(max_length=services.GROUP_MAX_LENGTH, required=False,
+                            help_text="Jobs of one group are listed and compared together.")
+    notes = forms.CharField(max_length=services.NOTES_MAX_LENGTH, required=False, strip=False,
+                            widget=forms.Textarea(attrs={"rows": 2}))
 
     def __init__(self, *args: Any, user: AbstractBaseUser, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

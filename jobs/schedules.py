@@ -22,3 +22,10 @@ def learning_rate(policy: str, base_lr: float, epoch: float, total_epochs: int, 
     if policy == "cosine":
         return 0.5 * base_lr * (1 + math.cos(math.pi * min(epoch / max(total_epochs, 1), 1.0)))
     raise ValueError(f"unknown learning-rate policy {policy!r}")
+
+
+def learning_rate_curve(policy: str, base_lr: float, total_epochs: int, params: dict[str, Any],
+                        count: int = 300) -> list[list[float]]:
+    """`count` [epoch, rate] pairs evenly over the run, from learning_rate() itself (the job form's preview)."""
+    epochs = [round(total_epochs * i / (count - 1), 6) for i in range(count)]
+    return [[epoch, learning_rate(policy, base_lr, epoch, total_epochs, params)] for epoch in epochs]

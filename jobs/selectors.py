@@ -12,16 +12,20 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.cache import caches
 from django.db.models import (
     BigIntegerField,
+    Case,
     Count,
     ExpressionWrapper,
     F,
     FloatField,
+    IntegerField,
     Max,
     Min,
     OrderBy,
     Prefetch,
     Q,
     QuerySet,
+    Value,
+    When,
 )
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast
@@ -48,6 +52,10 @@ def _best(key: str) -> Cast:
     return Cast(KeyTextTransform(key, "best"), FloatField())
 
 
+def _latest(key: str) -> Cast:
+    return Cast(KeyTextTransform(key, "latest"), FloatField())
+
+
 # The orderings a job list takes (each also with a leading "-" for descending); best values
 # live in the JSON field `best`, read as numbers so that 0.9 sorts above 0.85.
 JOB_ORDERINGS: dict[str, Any] = {
@@ -56,23 +64,37 @@ JOB_ORDERINGS: dict[str, Any] = {
     "status": F("status"),
     "best_val_accuracy": _best("val_accuracy"),
     "best_val_loss": _best("val_loss"),
+    "latest_train_loss": _latest("train_loss"),
+    "network": F("network"),
+    "group": F("group"),
+    "epochs": F("epochs"),
+    "batch_size": F("batch_size"),
+    "learning_rate": F("learning_rate"),
 }
 JOB_ORDERING_CHOICES = [f"{sign}{name}" for name in JOB_ORDERINGS for sign in ("", "-")]
 
 
 def job_list_filtered(*, user: AbstractBaseUser, status: str = "", dataset: int | None = None, search: str = "",
-                      ordering: str = "") -> QuerySet[TrainingJob]:
+                      ordering: str = "", network: str = "", group: str = "",
+                      by_group: bool = False) -> QuerySet[TrainingJob]:
     """The user's jobs for a list page, filtered and ordered, with what each row shows fetched
-    in a fixed number of queries (owner, dataset, snapshot epochs) whatever the page's length."""
+    in a fixed number of queries (owner, dataset, snapshot epochs) whatever the page's length.
+
+    `by_group` lists each group's jobs together (groups by name, jobs without one last), each
+    group in the chosen order.
+    """
     jobs = job_list(user=user).prefetch_related(
         Prefetch("snapshots", queryset=Snapshot.objects.only("id", "job_id", "epoch").order_by("epoch")))
-    if status:
-        jobs = jobs.filter(status=status)
-    if dataset is not None:
-        jobs = jobs.filter(dataset_id=dataset)
+    filters = {"status": status, "dataset_id": dataset, "network": network, "group": group}
+    jobs = jobs.filter(**{field: value for field, value in filters.items() if value not in ("", None)})
     if search:
         jobs = jobs.filter(name__icontains=search)
-    return jobs.order_by(*_job_order(ordering)) if ordering else jobs
+    # (the sweeps app adds its `sweep` filter here)
+    order = _job_order(ordering) if ordering else ()
+    if by_group:
+        ungrouped_last = Case(When(group="", then=Value(1)), default=Value(0), output_field=IntegerField())
+        return jobs.order_by(ungrouped_last, "group", *(order or ("-created_at", "-pk")))
+    return jobs.order_by(*order) if order else jobs
 
 
 def _job_order(ordering: str) -> tuple[OrderBy, OrderBy]:
@@ -82,6 +104,26 @@ def _job_order(ordering: str) -> tuple[OrderBy, OrderBy]:
     if descending:
         return key.desc(nulls_last=True), F("pk").desc()
     return key.asc(nulls_last=True), F("pk").asc()
+
+
+def job_group_counts(*, jobs: QuerySet[TrainingJob]) -> dict[str, int]:
+    """How many of these (filtered) jobs each group has, in one query: the table's group headers."""
+    rows = jobs.order_by().values_list("group").annotate(count=Count("pk"))
+    return dict(rows)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class JobFilterChoices:
+    networks: list[str]
+    groups: list[str]
+
+
+def job_filter_choices(*, user: AbstractBaseUser) -> JobFilterChoices:
+    """The networks and groups the user's jobs use, for the jobs table's filters (two queries)."""
+    jobs = job_list(user=user).order_by()
+    networks = jobs.values_list("network", flat=True).distinct().order_by("network")
+    groups = jobs.exclude(group="").values_list("group", flat=True).distinct().order_by("group")
+    return JobFilterChoices(list(networks), list(groups))
 
 
 def job_get(*, user: AbstractBaseUser, pk: int) -> TrainingJob:

@@ -189,6 +189,45 @@ def job_resume(*, job: TrainingJob) -> TrainingJob:
     return job
 
 
+GROUP_MAX_LENGTH = 100
+NOTES_MAX_LENGTH = 10_000
+
+
+def job_update(*, job: TrainingJob, notes: str | None = None, group: str | None = None) -> TrainingJob:
+    """Change what a job's owner may change at any time: its notes and its group (None: unchanged)."""
+    fields = {name: value for name, value in (("notes", notes), ("group", group)) if value is not None}
+    if group is not None and len(group.strip()) > GROUP_MAX_LENGTH:
+        raise JobInputError(f"A group name has at most {GROUP_MAX_LENGTH} characters.", "group")
+    if notes is not None and len(notes) > NOTES_MAX_LENGTH:
+        raise JobInputError(f"Notes have at most {NOTES_MAX_LENGTH} characters.", "notes")
+    if "group" in fields:
+        fields["group"] = fields["group"].strip()
+    TrainingJob.objects.filter(pk=job.pk).update(**fields)
+    job.refresh_from_db()
+    return job
+
+
+@dataclass(frozen=True)
+class BulkOutcome:
+    done: list[TrainingJob]
+    refused: list[tuple[TrainingJob, str]]  # each job that was left as it was, and why
+
+
+def jobs_bulk(*, jobs: list[TrainingJob], action: str) -> BulkOutcome:
+    """Abort or delete each job in turn; one that cannot be (finished, still running) is left, with the reason."""
+    act = {"abort": job_abort, "delete": job_delete}[action]
+    done: list[TrainingJob] = []
+    refused: list[tuple[TrainingJob, str]] = []
+    for job in jobs:
+        try:
+            act(job=job)
+        except JobStateError as exc:
+            refused.append((job, str(exc)))
+        else:
+            done.append(job)
+    return BulkOutcome(done, refused)
+
+
 def job_delete(*, job: TrainingJob) -> None:
     if job.is_active:
         raise JobStateError("The job is still queued or running; abort it before deleting it.")

@@ -7,6 +7,7 @@ from jobs import api, events, views
 urlpatterns = [
     path("", views.job_list, name="job-list"),
     path("new/", views.job_create, name="job-create"),
+    path("bulk/", views.job_bulk, name="job-bulk"),
     path("<int:pk>/", views.job_detail, name="job-detail"),
     path("<int:pk>/abort/", views.job_abort, name="job-abort"),
     path("<int:pk>/resume/", views.job_resume, name="job-resume"),
@@ -29,6 +30,7 @@ api_urlpatterns = [
     path("jobs/<int:pk>/metrics/", api.JobMetricsApi.as_view(), name="api-job-metrics"),
     path("jobs/<int:pk>/events/", events.job_events, name="api-job-events"),
     path("jobs/<int:pk>/classify/", api.JobClassifyApi.as_view(), name="api-job-classify"),
+    path("lr-schedule/", api.LrScheduleApi.as_view(), name="api-lr-schedule"),
     path("networks/", api.NetworkListApi.as_view(), name="api-network-list"),
     path("networks/<str:key>/", api.NetworkDetailApi.as_view(), name="api-network-detail"),
 ]

@@ -1,13 +1,19 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.template.defaultfilters import pluralize
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from datasets import selectors as dataset_selectors
 from jobs import selectors, services
+from jobs.columns import DEFAULT_COLUMNS
 from jobs.forms import JobForm, NetworkForm, initial_from_job
 from jobs.inference import WorkerUnavailable, job_classify
 from jobs.models import TrainingJob
@@ -18,18 +24,59 @@ from workbench.uploads import TOO_LARGE_FORM, upload_too_large
 
 def job_list(request: HttpRequest) -> HttpResponse:
     services.jobs_reap_stale()
-    # The page ignores a value it does not know (a stale link); the API answers it with a 400.
-    status = request.GET.get("status", "")
-    status = status if status in TrainingJob.Status.values else ""
-    ordering = request.GET.get("ordering", "")
-    ordering = ordering if ordering in selectors.JOB_ORDERING_CHOICES else ""
-    context = page_context(request, selectors.job_list_filtered(user=request.user, status=status, ordering=ordering))
+    filters = _job_list_filters(request)
+    jobs = selectors.job_list_filtered(user=request.user, **filters)
+    context = page_context(request, jobs)
     sort = request.GET.copy()
     for key in ("page", "ordering"):
         sort.pop(key, None)
-    context |= {"jobs": context["page"], "status": status, "ordering": ordering, "sort_query": sort.urlencode(),
-                "statuses": TrainingJob.Status.values}
+    context |= filters | {
+        "jobs": context["page"], "sort_query": sort.urlencode(), "statuses": TrainingJob.Status.values,
+        "datasets": dataset_selectors.dataset_list(user=request.user).values("pk", "name"),
+        "choices": selectors.job_filter_choices(user=request.user), "default_columns": DEFAULT_COLUMNS,
+        "group_counts": selectors.job_group_counts(jobs=jobs) if filters["by_group"] else {}}
     return render(request, "jobs/list.html", context)
+
+
+def _job_list_filters(request: HttpRequest) -> dict[str, Any]:
+    """The page ignores a value it does not know (a stale link); the API answers it with a 400."""
+    status, ordering, dataset = (request.GET.get(key, "") for key in ("status", "ordering", "dataset"))
+    return {"status": status if status in TrainingJob.Status.values else "",
+            "ordering": ordering if ordering in selectors.JOB_ORDERING_CHOICES else "",
+            "dataset": int(dataset) if dataset.isdigit() else None,
+            "network": request.GET.get("network", "")[:100], "group": request.GET.get("group", "")[:100],
+            "search": request.GET.get("search", "").strip()[:200], "by_group": request.GET.get("by_group") == "1"}
+
+
+@require_POST
+def job_bulk(request: HttpRequest) -> HttpResponse:
+    """The jobs table's selection: compare them, or abort or delete each that can be (the rest named, with why)."""
+    back = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}):
+        back = reverse("job-list")
+    ids = list(dict.fromkeys(int(v) for v in request.POST.getlist("jobs") if v.isdigit()))
+    action = request.POST.get("action", "")
+    if not ids or action not in ("compare", "abort", "delete"):
+        messages.error(request, "Select at least one job, then Compare, Abort or Delete.")
+        return redirect(back)
+    if action == "compare":
+        return redirect(f"{reverse('compare')}?jobs={','.join(str(pk) for pk in ids)}")
+    found = selectors.job_list(user=request.user).in_bulk(ids)
+    outcome = services.jobs_bulk(jobs=[found[pk] for pk in ids if pk in found], action=action)
+    _bulk_messages(request, action, outcome, missing=[pk for pk in ids if pk not in found])
+    return redirect(back)
+
+
+def _bulk_messages(request: HttpRequest, action: str, outcome: services.BulkOutcome, missing: list[int]) -> None:
+    done = {"abort": "Abort requested for", "delete": "Deleted"}[action]
+    if outcome.done:
+        names = ", ".join(f"'{job.name}'" for job in outcome.done)
+        messages.success(request, f"{done} {len(outcome.done)} job{pluralize(len(outcome.done))}: {names}.")
+    refused = [f"'{job.name}' ({reason})" for job, reason in outcome.refused]
+    refused += [f"#{pk} (no such job)" for pk in missing]
+    if refused:
+        messages.error(request, f"Could not {action} {len(refused)} job{pluralize(len(refused))}: "
+                                f"{'; '.join(refused)}")
 
 
 def job_create(request: HttpRequest) -> HttpResponse:

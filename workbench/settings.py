@@ -48,6 +48,7 @@ INSTALLED_APPS = [
     "datasets",
     "jobs",
     "results",
+    "compare",
 ]
 
 MIDDLEWARE = [

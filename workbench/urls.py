@@ -4,6 +4,7 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from compare.urls import api_urlpatterns as compare_api
 from datasets.urls import api_urlpatterns as dataset_api
 from jobs.urls import api_urlpatterns as job_api
 from jobs.urls import network_urlpatterns
@@ -19,6 +20,7 @@ api_v1 = [
     *dataset_api,
     *job_api,
     *result_api,
+    *compare_api,
     re_path(r"^.*$", api_not_found),
 ]
 
@@ -30,6 +32,7 @@ urlpatterns = [
     path("jobs/", include("jobs.urls")),
     path("jobs/", include("results.urls")),
     path("networks/", include(network_urlpatterns)),
+    path("compare/", include("compare.urls")),
     path("api/v1/", include(api_v1)),
 ]
 

@@ -152,6 +152,29 @@ def test_it_renders_a_list_page_in_the_same_queries_for_5_rows_as_for_60(alice, 
     assert queries(client, path) == few
 
 
+@pytest.mark.parametrize("query", ["by_group=1&ordering=-best_val_accuracy", "network=mlp&group=g1&search=job",
+                                   "ordering=latest_train_loss"])
+def test_it_renders_the_jobs_table_grouped_or_filtered_in_the_same_queries_for_5_rows_as_for_60(alice, query):
+    client = logged_in(alice)
+    for i in range(5):
+        jobs_of(alice, 1, group=f"g{i % 3}", best={"val_accuracy": i / 10}, notes="a note")
+    few = queries(client, f"/jobs/?{query}")
+    for i in range(55):
+        jobs_of(alice, 1, group=f"g{i % 7}", best={"val_accuracy": i / 100}, latest={"train_loss": 1.0})
+
+    assert queries(client, f"/jobs/?{query}") == few
+
+
+@pytest.mark.parametrize("query", ["group=g1", "network=mlp&ordering=-best_val_loss"])
+def test_it_filters_the_jobs_api_by_group_and_network_in_the_same_queries_for_5_rows_as_for_60(alice, alice_api,
+                                                                                               query):
+    jobs_of(alice, 5, group="g1")
+    few = queries(alice_api, f"/api/v1/jobs/?{query}")
+    jobs_of(alice, 55, group="g1")
+
+    assert queries(alice_api, f"/api/v1/jobs/?{query}") == few
+
+
 # --- filters and ordering on jobs ---------------------------------------------------------------
 
 def names(response) -> list[str]:  # type: ignore[no-untyped-def]
