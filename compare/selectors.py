@@ -9,7 +9,6 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.core.cache import cache
 from django.urls import reverse
 
 from jobs.models import TrainingJob
@@ -103,7 +102,8 @@ def curve_key(split: str, name: str) -> str:
 
 
 def job_series(*, job_id: int, x: str, max_points: int) -> Series:
-    """One job's curves as [x, value] pairs, each cut to max_points keeping its shape (one query)."""
+    """One job's curves as [x, value] pairs, each cut to max_points keeping its shape; a long run's
+    cut is kept by job_metrics_downsampled, so comparing ten finished runs again reads no points."""
     cut = job_metrics_downsampled(job_id=job_id, max_points=max_points)
     origin = min((p["time"] for p in cut.points), default=None)
     curves: dict[str, list[list[float]]] = defaultdict(list)
@@ -112,23 +112,6 @@ def job_series(*, job_id: int, x: str, max_points: int) -> Series:
     for name in CURVES:
         curves.setdefault(name, [])
     return Series(dict(curves), cut.cursor, origin, cut.downsampled)
-
-
-# A finished job's points no longer change; a resume queues it again (a new attempt, a new finished_at).
-FINISHED = (TrainingJob.Status.DONE, TrainingJob.Status.ERROR, TrainingJob.Status.ABORTED, TrainingJob.Status.STOPPED)
-SERIES_CACHE_SECONDS = 3600
-
-
-def job_series_cached(*, job: TrainingJob, x: str, max_points: int) -> Series:
-    """job_series, kept in Django's cache for a finished job: comparing ten long runs again costs no reads."""
-    if job.status not in FINISHED or job.finished_at is None:
-        return job_series(job_id=job.pk, x=x, max_points=max_points)
-    key = f"compare-series:{job.pk}:{job.attempt}:{job.finished_at.timestamp()}:{x}:{max_points}"
-    series = cache.get(key)
-    if series is None:
-        series = job_series(job_id=job.pk, x=x, max_points=max_points)
-        cache.set(key, series, SERIES_CACHE_SECONDS)
-    return series
 
 
 def _x(point: dict[str, Any], axis: str, origin: float | None) -> float:
@@ -144,7 +127,7 @@ def compare_payload(*, jobs: list[TrainingJob], x: str = "epoch",
 
 
 def _job_entry(job: TrainingJob, x: str, max_points: int) -> dict[str, Any]:
-    series = job_series_cached(job=job, x=x, max_points=max_points)
+    series = job_series(job_id=job.pk, x=x, max_points=max_points)
     return {"id": job.pk, "name": job.name, "status": job.status, "attempt": job.attempt, "settings": job_compare_settings(job=job),
             "best": job.best, "series": series.curves, "cursor": series.cursor, "time_origin": series.time_origin,
             "downsampled": series.downsampled, "url": reverse("job-detail", args=[job.pk]),
