@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "jobs",
     "results",
     "compare",
+    "workers",
 ]
 
 MIDDLEWARE = [
@@ -275,6 +276,8 @@ WORKBENCH_REQUEST_RESEND_SECONDS = env_int("WORKBENCH_REQUEST_RESEND_SECONDS", 1
 WORKBENCH_LIVE_REDIS_URL = env_str(
     "WORKBENCH_LIVE_REDIS_URL", CELERY_BROKER_URL if CELERY_BROKER_URL.startswith("redis") else "")
 WORKBENCH_LIVE_POLL_SECONDS = 0.1
+# Each worker describes itself (host, queues, devices) this often; silent for three times it, it is stopped.
+WORKBENCH_WORKER_REPORT_SECONDS = env_int("WORKBENCH_WORKER_REPORT_SECONDS", 5, minimum=1)
 
 # --- production hardening (manage.py check --deploy) ----------------------------------------
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

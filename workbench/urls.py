@@ -11,6 +11,7 @@ from jobs.urls import network_urlpatterns
 from results.urls import api_urlpatterns as result_api
 from workbench import views
 from workbench.api import HealthApi, TokenApi, api_not_found
+from workers.urls import api_urlpatterns as workers_api
 
 api_v1 = [
     path("health/", HealthApi.as_view(), name="api-health"),
@@ -21,6 +22,7 @@ api_v1 = [
     *job_api,
     *result_api,
     *compare_api,
+    *workers_api,
     re_path(r"^.*$", api_not_found),
 ]
 
@@ -33,6 +35,7 @@ urlpatterns = [
     path("jobs/", include("results.urls")),
     path("networks/", include(network_urlpatterns)),
     path("compare/", include("compare.urls")),
+    path("workers/", include("workers.urls")),
     path("api/v1/", include(api_v1)),
 ]
 

@@ -1,0 +1,116 @@
+"""The Workers page and GET /api/v1/workers/: each worker's host, queues, devices and the jobs on them."""
+from __future__ import annotations
+
+import sys
+import types
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from datasets.models import Dataset
+from jobs.models import TrainingJob
+from tests.conftest import wait_for
+from workers import probe, services
+from workers.models import Worker
+
+pytestmark = pytest.mark.django_db
+
+
+def report(name: str = "celery@gpu-1", devices: list[dict] | None = None, seen: timedelta = timedelta()) -> Worker:
+    worker = services.worker_report(report=services.WorkerReport(
+        name=name, host=name.split("@")[-1], pid=4321, queues=["ingest", "train", "infer"], concurrency=2,
+        started_at=timezone.now() - timedelta(hours=1),
+        devices=devices if devices is not None else [
+            {"id": "cuda:0", "name": "NVIDIA H200", "memory_total": 141 * 1024**3, "memory_used": 20 * 1024**3,
+             "utilization": 0.93, "temperature": 61, "source": "nvml"},
+            {"id": "cpu", "name": "16 CPU cores", "memory_total": 128 * 1024**3, "memory_used": 9 * 1024**3,
+             "utilization": 0.2, "temperature": None, "source": "host"}]))
+    Worker.objects.filter(pk=worker.pk).update(seen_at=timezone.now() - seen)
+    return worker
+
+
+def running_job(owner, name: str, worker: str, device: str) -> TrainingJob:  # type: ignore[no-untyped-def]
+    dataset = Dataset.objects.create(owner=owner, name=f"d-{name}", source="example", source_name="x", image_width=8,
+                                     image_height=8, channels=1, resize_mode="squash", val_percent=20, test_percent=0,
+                                     seed=0, status="ready", classes=["a", "b"])
+    return TrainingJob.objects.create(owner=owner, dataset=dataset, name=name, network="lenet", network_spec={},
+                                      status=TrainingJob.Status.RUNNING, held_by=f"{worker} pid 4321",
+                                      device_used=device, heartbeat_at=timezone.now())
+
+
+def test_a_real_worker_describes_itself_with_its_queues_and_its_host(alice_api, celery_worker):
+    def listed():  # type: ignore[no-untyped-def]
+        found = [w for w in alice_api.get("/api/v1/workers/").json()["results"] if w["name"].startswith(celery_worker.name)]
+        return found[0] if found else None
+
+    worker = wait_for(listed, 30, "the worker's own report")
+
+    assert worker["alive"] is True and worker["pid"] == celery_worker.pid
+    assert set(worker["queues"]) == {"ingest", "train", "infer"} and worker["concurrency"] == 2
+    cpu = [d for d in worker["devices"] if d["id"] == "cpu"][0]
+    assert cpu["source"] == "host" and cpu["memory_total"] > 0 and 0 <= cpu["memory_used"] <= cpu["memory_total"]
+
+
+def test_each_device_lists_its_running_jobs_and_other_users_jobs_are_counted_not_named(alice, bob, staff,
+                                                                                       alice_api, bob_api):
+    from rest_framework.test import APIClient
+
+    report()
+    running_job(alice, "alice-resnet", "celery@gpu-1", "cuda:0")
+    running_job(bob, "bob-secret", "celery@gpu-1", "cuda:0")
+
+    def device(client, id_: str) -> dict:  # type: ignore[no-untyped-def]
+        worker = [w for w in client.get("/api/v1/workers/").json()["results"] if w["name"] == "celery@gpu-1"][0]
+        return [d for d in worker["devices"] if d["id"] == id_][0]
+
+    mine = device(alice_api, "cuda:0")
+    assert [j["name"] for j in mine["jobs"]] == ["alice-resnet"] and mine["busy"] == 2
+    assert mine["name"] == "NVIDIA H200" and mine["utilization"] == 0.93 and mine["temperature"] == 61
+    assert [j["name"] for j in device(bob_api, "cuda:0")["jobs"]] == ["bob-secret"]
+    assert device(alice_api, "cpu")["busy"] == 0
+    admin = APIClient()
+    admin.force_authenticate(staff)
+    assert sorted(j["name"] for j in device(admin, "cuda:0")["jobs"]) == ["alice-resnet", "bob-secret"]
+
+
+def test_a_silent_worker_leaves_the_api_and_shows_as_stopped_on_the_page(alice, alice_api, client):
+    report("celery@old-host", seen=timedelta(minutes=10))
+    report("celery@gpu-1")
+
+    names = [w["name"] for w in alice_api.get("/api/v1/workers/").json()["results"]]
+    assert "celery@gpu-1" in names and "celery@old-host" not in names  # (the session's real worker may be there too)
+    client.force_login(alice)
+    page = client.get("/workers/").content.decode()
+    assert "old-host" in page and "stopped" in page and "NVIDIA H200" in page and "serving" in page
+
+
+def test_the_page_and_the_api_need_a_login(client):
+    assert client.get("/api/v1/workers/").status_code in (401, 403)
+    assert client.get("/workers/").status_code == 302
+
+
+def test_a_worker_without_nvml_or_torch_reports_its_host_only(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pynvml", None)  # the package missing: import fails
+    monkeypatch.setitem(sys.modules, "torch", None)
+
+    devices = probe.devices()
+
+    assert [d["id"] for d in devices] == ["cpu"] and devices[0]["memory_total"] > 0
+
+
+def test_nvml_readings_become_devices(monkeypatch):
+    """NVML is the driver's library: stood in for here, at that edge, with its own call names."""
+    memory = types.SimpleNamespace(total=80 * 1024**3, used=3 * 1024**3)
+    nvml = types.SimpleNamespace(
+        NVML_TEMPERATURE_GPU=0, nvmlInit=lambda: None, nvmlShutdown=lambda: None, nvmlDeviceGetCount=lambda: 2,
+        nvmlDeviceGetHandleByIndex=lambda i: i, nvmlDeviceGetMemoryInfo=lambda h: memory,
+        nvmlDeviceGetName=lambda h: b"NVIDIA A100", nvmlDeviceGetUtilizationRates=lambda h: types.SimpleNamespace(gpu=87),
+        nvmlDeviceGetTemperature=lambda h, sensor: 55 + h)
+    monkeypatch.setitem(sys.modules, "pynvml", nvml)
+
+    gpus = [d for d in probe.devices() if d["id"] != "cpu"]
+
+    assert [(g["id"], g["name"], g["utilization"], g["temperature"]) for g in gpus] == [
+        ("cuda:0", "NVIDIA A100", 0.87, 55), ("cuda:1", "NVIDIA A100", 0.87, 56)]
+    assert gpus[0]["memory_used"] == 3 * 1024**3 and gpus[0]["source"] == "nvml"

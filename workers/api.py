@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.urls import reverse
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from workbench.pagination import Pagination
+from workers import selectors
+
+
+class DeviceOutput(serializers.Serializer):
+    id = serializers.CharField(help_text="cuda:N or cpu")
+    name = serializers.CharField()
+    memory_total = serializers.IntegerField(allow_null=True, help_text="bytes")
+    memory_used = serializers.IntegerField(allow_null=True, help_text="bytes")
+    utilization = serializers.FloatField(allow_null=True, help_text="0..1")
+    temperature = serializers.FloatField(allow_null=True, help_text="°C")
+    source = serializers.CharField(help_text="nvml, torch or host: where the reading comes from")
+    jobs = serializers.ListField(child=serializers.DictField(), help_text="your running jobs on it: {id, name, url}")
+    busy = serializers.IntegerField(help_text="running jobs on it, yours and others'")
+
+
+class WorkerOutput(serializers.Serializer):
+    name = serializers.CharField()
+    host = serializers.CharField()
+    pid = serializers.IntegerField()
+    queues = serializers.ListField(child=serializers.CharField())
+    concurrency = serializers.IntegerField()
+    alive = serializers.BooleanField()
+    started_at = serializers.DateTimeField()
+    seen_at = serializers.DateTimeField()
+    devices = DeviceOutput(many=True)
+
+
+def worker_dict(view: selectors.WorkerView) -> dict[str, Any]:
+    worker = view.worker
+    return {"name": worker.name, "host": worker.host, "pid": worker.pid, "queues": worker.queues,
+            "concurrency": worker.concurrency, "alive": view.alive, "started_at": worker.started_at,
+            "seen_at": worker.seen_at, "devices": [_device_dict(device) for device in view.devices]}
+
+
+def _device_dict(device: selectors.DeviceView) -> dict[str, Any]:
+    jobs = [{"id": job.pk, "name": job.name, "url": reverse("job-detail", args=[job.pk])} for job in device.jobs]
+    return {**{key: device.reading.get(key) for key in ("id", "name", "memory_total", "memory_used", "utilization",
+                                                        "temperature", "source")},
+            "jobs": jobs, "busy": device.busy}
+
+
+class WorkerListApi(APIView):
+    pagination_class = Pagination
+
+    @extend_schema(responses=WorkerOutput(many=True))
+    def get(self, request: Request) -> Response:
+        views = selectors.worker_list(user=request.user)
+        paginator = self.pagination_class()
+        page = paginator.paginate_queryset(views, request, view=self)
+        return paginator.get_paginated_response(WorkerOutput([worker_dict(v) for v in page], many=True).data)
