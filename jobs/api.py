@@ -27,6 +27,8 @@ class JobOutput(serializers.ModelSerializer):
     snapshots = serializers.SerializerMethodField()
     elapsed_seconds = serializers.SerializerMethodField()
     url = serializers.SerializerMethodField()
+    sweep = serializers.SerializerMethodField(help_text="The sweep this job is a trial of (id), or null.")
+    params = serializers.SerializerMethodField(help_text="The settings its sweep chose, or null.")
 
     class Meta:
         model = TrainingJob
@@ -35,7 +37,15 @@ class JobOutput(serializers.ModelSerializer):
                   "optimizer", "learning_rate", "momentum", "weight_decay", "lr_policy", "lr_step_size", "lr_gamma",
                   "lr_milestones", "seed", "device", "device_used", "val_interval", "snapshot_interval",
                   "resume_from_epoch", "attempt", "retries", "held_by", "heartbeat_at", "created_at", "started_at",
-                  "finished_at", "url"]
+                  "finished_at", "url"] + ["stop_reason", "sweep", "params"]
+
+    def get_sweep(self, job: TrainingJob) -> int | None:
+        trial = selectors.job_trial(job=job)
+        return None if trial is None else trial.sweep_id
+
+    def get_params(self, job: TrainingJob) -> dict[str, Any] | None:
+        trial = selectors.job_trial(job=job)
+        return None if trial is None else trial.params
 
     def get_snapshots(self, job: TrainingJob) -> list[float]:
         return selectors.job_snapshot_epochs(job=job)
@@ -112,6 +122,8 @@ class JobListQuery(serializers.Serializer):
     search = serializers.CharField(required=False, allow_blank=True, default="", max_length=200,
                                    help_text="Only the jobs whose name contains this (case-insensitive).")
     ordering = _one_of(selectors.JOB_ORDERING_CHOICES, "ordering")
+    sweep = serializers.IntegerField(min_value=1, required=False, allow_null=True, default=None,
+                                     help_text="Only the trials of this sweep (id).")
 
 
 class JobListApi(APIView):

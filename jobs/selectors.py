@@ -7,6 +7,7 @@ from operator import itemgetter
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ObjectDoesNotExist
 from django.db.models import F, FloatField, OrderBy, Prefetch, QuerySet
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast
@@ -46,11 +47,13 @@ JOB_ORDERING_CHOICES = [f"{sign}{name}" for name in JOB_ORDERINGS for sign in ("
 
 
 def job_list_filtered(*, user: AbstractBaseUser, status: str = "", dataset: int | None = None, search: str = "",
-                      ordering: str = "") -> QuerySet[TrainingJob]:
+                      ordering: str = "", sweep: int | None = None) -> QuerySet[TrainingJob]:
     """The user's jobs for a list page, filtered and ordered, with what each row shows fetched
-    in a fixed number of queries (owner, dataset, snapshot epochs) whatever the page's length."""
-    jobs = job_list(user=user).prefetch_related(
+    in a fixed number of queries (owner, dataset, sweep trial, snapshot epochs) whatever the page's length."""
+    jobs = job_list(user=user).select_related("trial").prefetch_related(
         Prefetch("snapshots", queryset=Snapshot.objects.only("id", "job_id", "epoch").order_by("epoch")))
+    if sweep is not None:
+        jobs = jobs.filter(trial__sweep_id=sweep)
     if status:
         jobs = jobs.filter(status=status)
     if dataset is not None:
@@ -58,6 +61,14 @@ def job_list_filtered(*, user: AbstractBaseUser, status: str = "", dataset: int 
     if search:
         jobs = jobs.filter(name__icontains=search)
     return jobs.order_by(*_job_order(ordering)) if ordering else jobs
+
+
+def job_trial(*, job: TrainingJob) -> Any:
+    """The sweep trial this job runs (sweeps.models.Trial, through the reverse relation), or None."""
+    try:
+        return job.trial  # type: ignore[attr-defined]
+    except ObjectDoesNotExist:
+        return None
 
 
 def _job_order(ordering: str) -> tuple[OrderBy, OrderBy]:

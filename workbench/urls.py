@@ -8,6 +8,7 @@ from datasets.urls import api_urlpatterns as dataset_api
 from jobs.urls import api_urlpatterns as job_api
 from jobs.urls import network_urlpatterns
 from results.urls import api_urlpatterns as result_api
+from sweeps.urls import api_urlpatterns as sweep_api
 from workbench import views
 from workbench.api import HealthApi, TokenApi, api_not_found
 
@@ -19,6 +20,7 @@ api_v1 = [
     *dataset_api,
     *job_api,
     *result_api,
+    *sweep_api,
     re_path(r"^.*$", api_not_found),
 ]
 
@@ -30,6 +32,7 @@ urlpatterns = [
     path("jobs/", include("jobs.urls")),
     path("jobs/", include("results.urls")),
     path("networks/", include(network_urlpatterns)),
+    path("sweeps/", include("sweeps.urls")),
     path("api/v1/", include(api_v1)),
 ]
 
