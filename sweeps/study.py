@@ -9,8 +9,9 @@ database Django does. On SQLite, Optuna's connection waits for the file's lock (
 takes it when a transaction begins (BEGIN IMMEDIATE), as Django's does: no deadlock between the two.
 
 Optuna keeps no sampler or pruner in its storage: each load builds them again from the sweep.
-A seeded sampler built anew would draw the same numbers on every load, so its seed moves on with
-the trials already asked (still reproducible: the same sweep draws the same trials in order).
+A seeded random or TPE sampler built anew would draw the same numbers on every load, so its seed
+moves on with the trials already asked (still reproducible: the same sweep draws the same trials in
+order). The grid's seed stays: it fixes the grid's order, and trial n takes point n of it.
 """
 from __future__ import annotations
 
@@ -77,7 +78,8 @@ def _sampler(sweep: Sweep, asked: int) -> optuna.samplers.BaseSampler:
     import optuna
 
     if sweep.grid is not None:
-        return optuna.samplers.GridSampler(sweep.grid, seed=asked)
+        # Not moved on: the seed shuffles the grid, and trial n takes the shuffled grid's point n.
+        return optuna.samplers.GridSampler(sweep.grid, seed=0)
     search: dict[str, Any] = sweep.search or {}
     seed = None if search.get("seed") is None else int(search["seed"]) + asked
     if search.get("method") == "tpe":
