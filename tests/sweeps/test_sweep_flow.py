@@ -98,7 +98,8 @@ def test_it_aborts_a_sweep_with_its_running_and_queued_trials(celery_worker, ali
 
 def test_it_finishes_a_sweep_whose_worker_was_killed(restartable_worker: Worker, alice_api):
     dataset = ready_digits(alice_api)
-    pk = create(alice_api, dataset, base={**BASE, "epochs": 2, "batch_size": 16}, grid={"seed": [1, 2, 3]},
+    pk = create(alice_api, dataset, base={**BASE, "epochs": 2, "batch_size": 16, "learning_rate": 0.01},
+                grid={"seed": [1, 2, 3]},
                 max_concurrent=1)
     wait_for(lambda: TrainingJob.objects.filter(trial__sweep_id=pk, trial__number=1, epoch__gte=0.5).exists(), 120,
              "the second trial to train")
@@ -108,6 +109,19 @@ def test_it_finishes_a_sweep_whose_worker_was_killed(restartable_worker: Worker,
     body = wait_sweep(alice_api, pk)
 
     assert body["status"] == "done", body
-    assert len(body["jobs"]) == 3 and {job["status"] for job in body["jobs"]} == {"done"}
+    errors = list(TrainingJob.objects.filter(trial__sweep_id=pk).values_list("status", "error"))
+    assert len(body["jobs"]) == 3 and {job["status"] for job in body["jobs"]} == {"done"}, errors
     assert TrainingJob.objects.get(pk=body["jobs"][0]["id"]).trial.sweep_id == pk
     assert max(TrainingJob.objects.filter(trial__sweep_id=pk).values_list("attempt", flat=True)) == 2
+
+
+def test_it_advances_a_sweep_whose_advance_message_was_lost(celery_worker, alice_api, monkeypatch):
+    dataset = ready_digits(alice_api)
+    monkeypatch.setattr("sweeps.services._enqueue_advance", lambda sweep_id: None)  # the message is lost
+    pk = create(alice_api, dataset, grid={"seed": [1, 2]})
+    monkeypatch.undo()
+    assert not TrainingJob.objects.filter(trial__sweep_id=pk).exists()
+
+    body = wait_sweep(alice_api, pk, timeout=120)  # the reaper (or this GET) catches up with it
+
+    assert body["status"] == "done" and len(body["jobs"]) == 2
