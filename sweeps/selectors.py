@@ -16,7 +16,7 @@ ENDED = [s for s in TrainingJob.Status.values if s not in TrainingJob.ACTIVE]
 def sweep_list(*, user: AbstractBaseUser) -> QuerySet[Sweep]:
     """The user's sweeps (staff: everyone's), each with its count of ended trials."""
     sweeps = Sweep.objects.select_related("owner", "dataset").annotate(
-        trials_ended=Count("trials", filter=Q(trials__job__status__in=ENDED)))
+        trials_ended=Count("trials", filter=Q(trials__job__status__in=ENDED))).order_by("-created_at", "-id")
     return sweeps if user.is_staff else sweeps.filter(owner=user)
 
 

@@ -9,7 +9,7 @@
 
   function text(value) {
     if (value === null || value === undefined) return "–";
-    if (typeof value === "number") return Number.isInteger(value) ? String(value) : value.toPrecision(4);
+    if (typeof value === "number") return Number.isInteger(value) ? String(value) : String(Number(value.toPrecision(4)));
     return String(value);
   }
 
@@ -32,7 +32,7 @@
     error.textContent = data.error || "";
     document.getElementById("train-best").disabled = !data.best_job;
     const abort = document.getElementById("abort-form");
-    if (abort && ACTIVE.indexOf(data.status) < 0) abort.hidden = true;
+    if (abort && ACTIVE.indexOf(data.status) < 0) abort.style.display = "none";
   }
 
   function renderLeaderboard(data) {
@@ -97,7 +97,9 @@
   function renderScatters(data, scored) {
     const holder = document.getElementById("scatters");
     const bestId = data.best_job && data.best_job.id;
-    data.params.forEach((name) => {
+    // Every chart's box first, then the drawing: a chart drawn before its neighbours exist would
+    // keep the width of a grid that had one column.
+    const charts = data.params.map((name) => {
       let chart = document.getElementById("scatter-" + name);
       if (!chart) {
         chart = document.createElement("div");
@@ -105,6 +107,10 @@
         chart.className = "chart scatter";
         holder.appendChild(chart);
       }
+      return chart;
+    });
+    data.params.forEach((name, i) => {
+      const chart = charts[i];
       const best = scored.filter((job) => job.id === bestId);
       const numeric = scored.every((job) => typeof job.params[name] === "number");
       const axis = {title: {text: name}, type: numeric ? (isLog(data, name) ? "log" : "linear") : "category"};
