@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from datasets.models import Dataset
+from datasets.services import dataset_create_example
 from jobs.models import TrainingJob
 from sweeps.models import Sweep, Trial
 from tests.browser.conftest import log_in
@@ -15,11 +15,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def test_it_makes_a_grid_sweep_from_comma_separated_values_and_draws_its_page(
         page, celery_worker, alice, screenshot):  # type: ignore[no-untyped-def]
+    dataset = wait_dataset(dataset_create_example(owner=alice).pk)
     log_in(page, "alice", "alice-password")
-    page.click("text=Create the example digits dataset")
-    dataset = wait_dataset(Dataset.objects.get(owner=alice).pk)
-    assert dataset.status == "ready"
-
     page.goto(f"/jobs/new/?dataset={dataset.pk}")
     page.select_option("#id_network", "lenet")
     page.fill("#id_name", "Digits grid")
@@ -55,8 +52,6 @@ def test_it_makes_a_grid_sweep_from_comma_separated_values_and_draws_its_page(
 
 
 def test_the_sweep_form_starts_a_random_search(page, celery_worker, alice, screenshot):  # type: ignore[no-untyped-def]
-    from datasets.services import dataset_create_example
-
     dataset = wait_dataset(dataset_create_example(owner=alice).pk)
     log_in(page, "alice", "alice-password")
     page.goto("/sweeps/new/")
