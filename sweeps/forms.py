@@ -13,7 +13,7 @@ from jobs import services as job_services
 from jobs.forms import OPTIMIZER_LABELS
 from jobs.schedules import OPTIMIZERS
 from jobs.selectors import network_list
-from sweeps.services import SweepSpec
+from sweeps.spec import SweepSpec
 
 DEFAULTS = job_services.JobSettings()
 PARAMETERS_HELP = ("One field a line. Grid: 'learning_rate: 0.1, 0.01'. Random or TPE: a range "
