@@ -70,3 +70,29 @@ def test_the_sweep_form_starts_a_random_search(page, celery_worker, alice, scree
     page.click("#abort-form button")
     page.wait_for_selector("#status-badge:text('aborted')")
     screenshot(page, "31-sweep-aborted")
+
+
+def test_the_page_of_a_search_with_early_stopping_shows_the_stopped_trials(
+        page, celery_worker, alice, screenshot):  # type: ignore[no-untyped-def]
+    from sweeps.services import SweepSpec, sweep_create
+
+    dataset = wait_dataset(dataset_create_example(owner=alice).pk)
+    search = {"method": "random", "trials": 6, "seed": 1,
+              "space": {"learning_rate": {"low": 1e-5, "high": 0.3, "log": True},
+                        "optimizer": {"choices": ["sgd", "adam"]}}}
+    early = {"method": "asha", "metric": "val_accuracy", "grace_epochs": 1, "reduction_factor": 3}
+    sweep = sweep_create(owner=alice, dataset=dataset, spec=SweepSpec(
+        name="Digits search", network="lenet", base={"epochs": 3, "batch_size": 32}, search=search,
+        max_concurrent=1, early_stopping=early))
+    log_in(page, "alice", "alice-password")
+    page.goto(f"/sweeps/{sweep.pk}/")
+
+    page.wait_for_selector("#status-badge:text('done')", timeout=240_000)
+    assert page.locator("#leaderboard tbody tr").count() == 6
+    assert page.locator("#leaderboard .status-stopped").count() >= 1
+    labels = page.evaluate("() => document.getElementById('parcoords').data[0].dimensions.map(d => d.label)")
+    assert labels == ["log10 learning_rate", "optimizer", "val_accuracy"]
+    axis = page.evaluate("() => document.getElementById('scatter-learning_rate').layout.xaxis.type")
+    assert axis == "log"
+    screenshot(page, "32-sweep-asha")
+    page.screenshot(path="/tmp/sweep-asha.png", full_page=True)
