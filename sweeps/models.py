@@ -18,7 +18,9 @@ class Sweep(models.Model):
 
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="sweeps")
     name = models.CharField(max_length=150)
-    dataset = models.ForeignKey("datasets.Dataset", on_delete=models.PROTECT, related_name="sweeps")
+    # A dataset can be deleted only once no job uses it (its trials' jobs protect it); a sweep left
+    # with no job goes with it rather than turn that delete into an error.
+    dataset = models.ForeignKey("datasets.Dataset", on_delete=models.CASCADE, related_name="sweeps")
     network = models.CharField(max_length=100)
     base = models.JSONField(default=dict, blank=True, help_text="Job settings every trial starts from.")
     grid = models.JSONField(null=True, blank=True, help_text="{field: [value, ...]}: every combination once.")

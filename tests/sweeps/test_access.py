@@ -44,3 +44,9 @@ def test_it_lists_the_owners_sweeps_paginated_and_all_of_them_to_staff(alice_api
     staff_api = APIClient()
     staff_api.force_authenticate(staff)
     assert staff_api.get(f"/api/v1/sweeps/{alices_sweep.pk}/").status_code == 200
+
+
+def test_it_lets_a_dataset_go_with_a_sweep_that_has_no_job_left(alice_api, alices_sweep):
+    response = alice_api.delete(f"/api/v1/datasets/{alices_sweep.dataset_id}/")
+    assert response.status_code == 204
+    assert not Sweep.objects.exists()
