@@ -81,7 +81,8 @@ def _sampler(sweep: Sweep, asked: int) -> optuna.samplers.BaseSampler:
         # Not moved on: the seed shuffles the grid, and trial n takes the shuffled grid's point n.
         return optuna.samplers.GridSampler(sweep.grid, seed=0)
     search: dict[str, Any] = sweep.search or {}
-    seed = None if search.get("seed") is None else int(search["seed"]) + asked
+    # Spread apart, so that seed s after n trials never draws what seed s + 1 after n - 1 did.
+    seed = None if search.get("seed") is None else (int(search["seed"]) * 1_000_003 + asked) % 2**32
     if search.get("method") == "tpe":
         return optuna.samplers.TPESampler(seed=seed)
     return optuna.samplers.RandomSampler(seed=seed)
