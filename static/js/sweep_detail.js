@@ -70,15 +70,22 @@
     }));
   }
 
+  // Every choice the sweep may try gets its place on an axis, tried yet or not.
+  function choicesOf(data, name, values) {
+    const rule = data.search && data.search.space && data.search.space[name];
+    const declared = (rule && rule.choices) || (data.grid && data.grid[name]) || [];
+    return Array.from(new Set(declared.concat(values).map(String)));
+  }
+
   function dimension(data, name, jobs) {
     const values = jobs.map((job) => job.params[name]);
     if (values.every((v) => typeof v === "number")) {
       if (isLog(data, name)) return {label: "log10 " + name, values: values.map((v) => Math.log10(v))};
       return {label: name, values: values};
     }
-    const choices = Array.from(new Set(values.map(String)));
+    const choices = choicesOf(data, name, values);
     return {label: name, values: values.map((v) => choices.indexOf(String(v))),
-            tickvals: choices.map((_, i) => i), ticktext: choices};
+            tickvals: choices.map((_, i) => i), ticktext: choices, range: [0, Math.max(choices.length - 1, 1)]};
   }
 
   function renderParcoords(data, scored) {
@@ -113,7 +120,9 @@
       const chart = charts[i];
       const best = scored.filter((job) => job.id === bestId);
       const numeric = scored.every((job) => typeof job.params[name] === "number");
-      const axis = {title: {text: name}, type: numeric ? (isLog(data, name) ? "log" : "linear") : "category"};
+      const axis = numeric ? {title: {text: name}, type: isLog(data, name) ? "log" : "linear"}
+        : {title: {text: name}, type: "category", categoryorder: "array",
+           categoryarray: choicesOf(data, name, scored.map((job) => job.params[name]))};
       Plotly.react(chart, [
         {type: "scatter", mode: "markers", name: "trials", x: scored.map((job) => job.params[name]),
          y: scored.map((job) => job.value), text: scored.map((job) => job.name),
