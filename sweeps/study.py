@@ -28,11 +28,11 @@ if TYPE_CHECKING:
 _SQLITE_BUSY_SECONDS = 30
 
 
-def storage_url() -> str:
-    """Django's default database as a SQLAlchemy URL."""
+def storage_url(db: dict[str, Any] | None = None) -> str:
+    """Django's database (the default connection's settings unless given) as a SQLAlchemy URL."""
     from sqlalchemy.engine import URL
 
-    db = connection.settings_dict
+    db = db if db is not None else connection.settings_dict
     if db["ENGINE"].endswith("sqlite3"):
         return f"sqlite:///{db['NAME']}"
     if db["ENGINE"].endswith("postgresql"):
