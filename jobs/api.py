@@ -27,6 +27,8 @@ class JobOutput(serializers.ModelSerializer):
     snapshots = serializers.SerializerMethodField()
     elapsed_seconds = serializers.SerializerMethodField()
     url = serializers.SerializerMethodField()
+    sweep = serializers.SerializerMethodField(help_text="The sweep this job is a trial of (id), or null.")
+    params = serializers.SerializerMethodField(help_text="The settings its sweep chose, or null.")
 
     class Meta:
         model = TrainingJob
@@ -36,7 +38,15 @@ class JobOutput(serializers.ModelSerializer):
                   "lr_milestones", "seed", "device", "device_used", "val_interval", "snapshot_interval",
                   "resume_from_epoch", "attempt", "retries", "held_by", "heartbeat_at", "created_at", "started_at",
                   "finished_at", "url"]
-        fields += ["group", "notes", "stop_reason"]
+        fields += ["group", "notes", "stop_reason", "sweep", "params"]
+
+    def get_sweep(self, job: TrainingJob) -> int | None:
+        trial = selectors.job_trial(job=job)
+        return None if trial is None else trial.sweep_id
+
+    def get_params(self, job: TrainingJob) -> dict[str, Any] | None:
+        trial = selectors.job_trial(job=job)
+        return None if trial is None else trial.params
 
     def get_snapshots(self, job: TrainingJob) -> list[float]:
         return selectors.job_snapshot_epochs(job=job)
@@ -120,6 +130,8 @@ class JobListQuery(serializers.Serializer):
     group = serializers.CharField(required=False, allow_blank=True, default="", max_length=100,
                                   help_text="Only the jobs of this group.")
     ordering = _one_of(selectors.JOB_ORDERING_CHOICES, "ordering")
+    sweep = serializers.IntegerField(min_value=1, required=False, allow_null=True, default=None,
+                                     help_text="Only the trials of this sweep (id).")
 
 
 class JobListApi(APIView):

@@ -15,6 +15,10 @@ from jobs.selectors import network_list
 DEFAULTS = services.JobSettings()
 OPTIMIZER_LABELS = {"sgd": "SGD with momentum", "nesterov": "SGD, Nesterov momentum", "adam": "Adam",
                     "adamw": "AdamW", "rmsprop": "RMSprop"}
+# Numeric fields that take several comma-separated values, as DIGITS did: "0.1, 0.01" makes a grid
+# sweep of one job per combination (sweeps.forms.several_values); text inputs so a comma can be typed.
+MULTI_VALUE_FIELDS = ("epochs", "batch_size", "learning_rate", "momentum", "weight_decay", "seed", "lr_gamma",
+                      "lr_step_size")
 POLICY_LABELS = {"fixed": "Fixed", "step": "Step down every N epochs", "multistep": "Step down at milestones",
                  "exp": "Exponential decay", "cosine": "Cosine annealing"}
 
@@ -53,6 +57,9 @@ class JobForm(forms.Form):
             ("Built-in", [(e.name, e.title) for e in network_list(user=user) if e.builtin]),
             ("Custom", [(e.name, e.name) for e in network_list(user=user) if not e.builtin]),
         ]
+        for name in MULTI_VALUE_FIELDS:
+            self.fields[name].widget.input_type = "text"
+            self.fields[name].widget.attrs.update(inputmode="decimal", title="Several values, e.g. 0.1, 0.01: a sweep")
 
     def clean_lr_milestones(self) -> list[float]:
         raw = self.cleaned_data.get("lr_milestones") or ""

@@ -20,7 +20,7 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 from django.utils import timezone
 
-from jobs import live
+from jobs import hooks, live
 from jobs.backends.base import TrainingFailed
 from jobs.models import MetricPoint, Snapshot
 from workbench.leases import Lease
@@ -102,6 +102,7 @@ class DatabaseReporter:
         self._healthy = threading.Event()
         self._healthy.set()
         self.failure = ""
+        self.stop_reason = ""  # why a validation callback stopped the run (jobs.hooks); "" for none
         self._thread = threading.Thread(target=self._run, name=f"reporter-{self.job_id}", daemon=True)
         self._log = (folder / "log.txt").open("a", buffering=1)
         self.summary = Summary(latest, best)
@@ -241,6 +242,21 @@ class DatabaseReporter:
                 return
         for point in points:
             self.summary.track(point.split, point.name, point.value, point.epoch)
+        self._validated(points)
+
+    def _validated(self, points: list[MetricEvent]) -> None:
+        """Tell jobs.hooks of each stored validation; a stop reason answered stops the run like an
+        abort (the loop checks should_stop), and the job then ends as `stopped` with that reason."""
+        steps: dict[int, tuple[float, dict[str, float]]] = {}
+        for p in points:
+            if p.split == "val":
+                steps.setdefault(p.step, (p.epoch, {}))[1][f"val_{p.name}"] = p.value
+        for epoch, metrics in steps.values():
+            reason = "" if self.stop_reason else hooks.validated(self.job_id, epoch, metrics)
+            if reason:
+                self.log(f"Stopped at epoch {epoch:g}: {reason.replace('_', ' ')}.")
+                self.stop_reason = reason
+                self.lease.stop.set()
 
     def _write_snapshots(self, snapshots: list[tuple[Any, ...]]) -> None:
         if not snapshots:

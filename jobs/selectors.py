@@ -10,6 +10,7 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.cache import caches
+from django.core.exceptions import ObjectDoesNotExist
 from django.db.models import (
     BigIntegerField,
     Case,
@@ -75,26 +76,33 @@ JOB_ORDERING_CHOICES = [f"{sign}{name}" for name in JOB_ORDERINGS for sign in ("
 
 
 def job_list_filtered(*, user: AbstractBaseUser, status: str = "", dataset: int | None = None, search: str = "",
-                      ordering: str = "", network: str = "", group: str = "",
+                      ordering: str = "", network: str = "", group: str = "", sweep: int | None = None,
                       by_group: bool = False) -> QuerySet[TrainingJob]:
     """The user's jobs for a list page, filtered and ordered, with what each row shows fetched
-    in a fixed number of queries (owner, dataset, snapshot epochs) whatever the page's length.
+    in a fixed number of queries (owner, dataset, sweep trial, snapshot epochs) whatever the page's length.
 
     `by_group` lists each group's jobs together (groups by name, jobs without one last), each
     group in the chosen order.
     """
-    jobs = job_list(user=user).prefetch_related(
+    jobs = job_list(user=user).select_related("trial").prefetch_related(
         Prefetch("snapshots", queryset=Snapshot.objects.only("id", "job_id", "epoch").order_by("epoch")))
-    filters = {"status": status, "dataset_id": dataset, "network": network, "group": group}
+    filters = {"status": status, "dataset_id": dataset, "network": network, "group": group, "trial__sweep_id": sweep}
     jobs = jobs.filter(**{field: value for field, value in filters.items() if value not in ("", None)})
     if search:
         jobs = jobs.filter(name__icontains=search)
-    # (the sweeps app adds its `sweep` filter here)
     order = _job_order(ordering) if ordering else ()
     if by_group:
         ungrouped_last = Case(When(group="", then=Value(1)), default=Value(0), output_field=IntegerField())
         return jobs.order_by(ungrouped_last, "group", *(order or ("-created_at", "-pk")))
     return jobs.order_by(*order) if order else jobs
+
+
+def job_trial(*, job: TrainingJob) -> Any:
+    """The sweep trial this job runs (sweeps.models.Trial, through the reverse relation), or None."""
+    try:
+        return job.trial  # type: ignore[attr-defined]
+    except ObjectDoesNotExist:
+        return None
 
 
 def _job_order(ordering: str) -> tuple[OrderBy, OrderBy]:
@@ -116,14 +124,18 @@ def job_group_counts(*, jobs: QuerySet[TrainingJob]) -> dict[str, int]:
 class JobFilterChoices:
     networks: list[str]
     groups: list[str]
+    sweeps: list[tuple[int, str]]  # (id, name) of the sweeps the jobs belong to
 
 
 def job_filter_choices(*, user: AbstractBaseUser) -> JobFilterChoices:
-    """The networks and groups the user's jobs use, for the jobs table's filters (two queries)."""
+    """The networks, groups and sweeps the user's jobs use, for the jobs table's filters (three queries)."""
     jobs = job_list(user=user).order_by()
     networks = jobs.values_list("network", flat=True).distinct().order_by("network")
     groups = jobs.exclude(group="").values_list("group", flat=True).distinct().order_by("group")
-    return JobFilterChoices(list(networks), list(groups))
+    # Through the trial's reverse relation: jobs does not import the sweeps app that builds on it.
+    sweeps = (jobs.filter(trial__isnull=False).values_list("trial__sweep_id", "trial__sweep__name").distinct()
+              .order_by("-trial__sweep_id"))
+    return JobFilterChoices(list(networks), list(groups), list(sweeps))
 
 
 def job_get(*, user: AbstractBaseUser, pk: int) -> TrainingJob:

@@ -15,7 +15,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from datasets.models import Dataset
-from jobs import live
+from jobs import hooks, live
 from jobs.models import MetricPoint, Network, TrainingJob
 from jobs.networks.builtin import BUILTIN_NETWORKS, builtin_spec
 from jobs.networks.spec import SpecError, summarize, validate_spec
@@ -62,6 +62,15 @@ class JobSettings:
     notes: str = ""
 
 
+# The bounds of each numeric setting: (lowest, highest or None). One table that the service checks
+# and that sweeps reads to check every value a sweep may try; the form and the API say the same.
+SETTING_BOUNDS: dict[str, tuple[float, float | None]] = {
+    "epochs": (1, 10_000), "batch_size": (1, 65_536), "learning_rate": (1e-8, 10), "momentum": (0, 0.999),
+    "weight_decay": (0, 1), "lr_step_size": (0.01, None), "lr_gamma": (1e-6, 10), "seed": (0, 2**32 - 1),
+    "val_interval": (0.01, 1000), "snapshot_interval": (0.01, 1000),
+}
+
+
 # --- networks ---------------------------------------------------------------------------------
 
 def network_resolve(*, user: AbstractBaseUser, network: str, dataset: Dataset) -> tuple[dict[str, Any], Network | None]:
@@ -106,12 +115,8 @@ def job_create(*, owner: AbstractBaseUser, dataset: Dataset, network: str, optio
     """Check everything that can be checked before a worker sees the job, then queue it."""
     if dataset.status != Dataset.Status.READY:
         raise JobInputError(f"The dataset '{dataset.name}' is not ready (status: {dataset.status}).", "dataset")
-    spec, custom = network_resolve(user=owner, network=network, dataset=dataset)
-    try:
-        summarize(spec, tuple(dataset.image_shape), len(dataset.classes))  # type: ignore[arg-type]
-    except SpecError as exc:
-        raise JobInputError(f"The network does not fit this dataset: {exc}", "network") from None
-    _check_options(options)
+    spec, custom = job_network_check(owner=owner, network=network, dataset=dataset)
+    job_options_check(options)
     fields = asdict(options)
     fields["backend"] = options.backend or settings.DEFAULT_TRAINING_BACKEND
     fields["name"] = options.name or f"{network} on {dataset.name}"
@@ -122,6 +127,27 @@ def job_create(*, owner: AbstractBaseUser, dataset: Dataset, network: str, optio
         shutil.rmtree(job.folder, ignore_errors=True)
         _enqueue(job)
     return job
+
+
+def job_network_check(*, owner: AbstractBaseUser, network: str,
+                      dataset: Dataset) -> tuple[dict[str, Any], Network | None]:
+    """The network's spec if it exists for this user and fits the dataset; JobInputError otherwise."""
+    spec, custom = network_resolve(user=owner, network=network, dataset=dataset)
+    try:
+        summarize(spec, tuple(dataset.image_shape), len(dataset.classes))  # type: ignore[arg-type]
+    except SpecError as exc:
+        raise JobInputError(f"The network does not fit this dataset: {exc}", "network") from None
+    return spec, custom
+
+
+def job_options_check(options: JobSettings) -> None:
+    """Every setting within its bounds and choices; JobInputError naming the first that is not."""
+    for name, (low, high) in SETTING_BOUNDS.items():
+        value = getattr(options, name)
+        if value < low or (high is not None and value > high):
+            limit = f"between {low:g} and {high:g}" if high is not None else f"at least {low:g}"
+            raise JobInputError(f"Must be {limit}.", name)
+    _check_options(options)
 
 
 def _check_options(options: JobSettings) -> None:
@@ -164,6 +190,7 @@ def job_abort(*, job: TrainingJob) -> TrainingJob:
     if TrainingJob.objects.filter(pk=job.pk, status=TrainingJob.Status.QUEUED).update(
             status=TrainingJob.Status.ABORTED, abort_requested=True, finished_at=now, stop_reason="user"):
         live.notify(job.pk)
+        transaction.on_commit(lambda: hooks.job_ended(job.pk))
     elif not TrainingJob.objects.filter(pk=job.pk, status=TrainingJob.Status.RUNNING).update(abort_requested=True):
         raise JobStateError(f"Only queued or running jobs can be aborted; this one is {job.status}.")
     job.refresh_from_db()
@@ -312,7 +339,7 @@ def job_train(*, job_id: int) -> None:
         finally:
             reporter.close()
     if outcome is not None:
-        _finish(lease, outcome, error)
+        _finish(lease, outcome, error, reporter.stop_reason)
 
 
 def rewind_points(job: TrainingJob) -> TrainingJob:
@@ -334,13 +361,16 @@ def rewind_points(job: TrainingJob) -> TrainingJob:
     return job
 
 
-def _finish(lease: Any, outcome: str, error: str) -> None:
+def _finish(lease: Any, outcome: str, error: str, stop_reason: str = "") -> None:
     fields: dict[str, Any] = {"status": outcome, "error": error, "finished_at": timezone.now(), "eta_seconds": 0}
     if outcome == TrainingJob.Status.ABORTED:
-        fields["stop_reason"] = "user"
+        # A stop the reporter asked for (a sweep's pruner) is not the user's abort.
+        fields.update(status=TrainingJob.Status.STOPPED if stop_reason else outcome,
+                      stop_reason=stop_reason or "user")
     if outcome == TrainingJob.Status.DONE:
         fields["progress"] = 1.0
-    lease.end(**fields)
+    if lease.end(**fields):
+        transaction.on_commit(lambda: hooks.job_ended(lease.pk))
     live.notify(lease.pk)
 
 

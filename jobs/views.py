@@ -14,7 +14,7 @@ from django.views.decorators.http import require_POST
 from datasets import selectors as dataset_selectors
 from jobs import selectors, services
 from jobs.columns import DEFAULT_COLUMNS
-from jobs.forms import JobForm, NetworkForm, initial_from_job
+from jobs.forms import MULTI_VALUE_FIELDS, JobForm, NetworkForm, initial_from_job
 from jobs.inference import WorkerUnavailable, job_classify
 from jobs.models import TrainingJob
 from jobs.networks.spec import SpecError
@@ -40,10 +40,10 @@ def job_list(request: HttpRequest) -> HttpResponse:
 
 def _job_list_filters(request: HttpRequest) -> dict[str, Any]:
     """The page ignores a value it does not know (a stale link); the API answers it with a 400."""
-    status, ordering, dataset = (request.GET.get(key, "") for key in ("status", "ordering", "dataset"))
+    status, ordering, dataset, sweep = (request.GET.get(key, "") for key in ("status", "ordering", "dataset", "sweep"))
     return {"status": status if status in TrainingJob.Status.values else "",
             "ordering": ordering if ordering in selectors.JOB_ORDERING_CHOICES else "",
-            "dataset": int(dataset) if dataset.isdigit() else None,
+            "dataset": int(dataset) if dataset.isdigit() else None, "sweep": int(sweep) if sweep.isdigit() else None,
             "network": request.GET.get("network", "")[:100], "group": request.GET.get("group", "")[:100],
             "search": request.GET.get("search", "").strip()[:200], "by_group": request.GET.get("by_group") == "1"}
 
@@ -88,8 +88,15 @@ def job_create(request: HttpRequest) -> HttpResponse:
     dataset = request.GET.get("dataset", "")
     if dataset.isdigit():
         initial["dataset"] = int(dataset)
-    form = JobForm(request.POST or None, initial=initial, user=request.user)
-    if request.method == "POST" and form.is_valid():
+    data, grid = _several_values(request)
+    form = JobForm(data, initial=initial, user=request.user)
+    if request.method == "POST" and form.is_valid() and grid:
+        from sweeps.views import sweep_from_job_form
+
+        response = sweep_from_job_form(request, form, grid)
+        if response is not None:
+            return response
+    elif request.method == "POST" and form.is_valid():
         try:
             job = services.job_create(owner=request.user, dataset=form.cleaned_data["dataset"],
                                       network=form.cleaned_data["network"], options=form.job_settings())
@@ -99,6 +106,15 @@ def job_create(request: HttpRequest) -> HttpResponse:
             return redirect("job-detail", pk=job.pk)
     status = 400 if request.method == "POST" else 200
     return render(request, "jobs/create.html", {"form": form}, status=status)
+
+
+def _several_values(request: HttpRequest):  # type: ignore[no-untyped-def]
+    """Fields given several comma-separated values make a grid sweep (the sweeps app)."""
+    if request.method != "POST":
+        return None, {}
+    from sweeps.forms import several_values
+
+    return several_values(request.POST, MULTI_VALUE_FIELDS)
 
 
 def job_detail(request: HttpRequest, pk: int) -> HttpResponse:

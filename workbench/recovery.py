@@ -44,6 +44,9 @@ class WorkKind:
 
 
 _KINDS: list[WorkKind] = []
+# Called by the reaper after each round of take-backs: work that is driven by events (a sweep moves
+# on when one of its jobs ends) uses one to catch up when such an event was lost with its worker.
+_CHECKS: list[Callable[[], object]] = []
 
 
 def register(kind: WorkKind) -> None:
@@ -53,6 +56,19 @@ def register(kind: WorkKind) -> None:
 
 def kinds() -> list[WorkKind]:
     return list(_KINDS)
+
+
+def register_check(check: Callable[[], object]) -> None:
+    if check not in _CHECKS:
+        _CHECKS.append(check)
+
+
+def run_checks() -> None:
+    for check in _CHECKS:
+        try:
+            check()
+        except Exception:
+            log.exception("periodic check %s failed; the next round tries again", check)
 
 
 def work_take_back(*, worker: str | None = None, models_: Iterable[type[models.Model]] | None = None) -> int:
@@ -141,6 +157,7 @@ class Reaper:
                 try:
                     close_old_connections()
                     work_take_back()
+                    run_checks()
                 except Exception:
                     log.exception("taking back silent work failed; trying again in %.0f s", every)
         finally:

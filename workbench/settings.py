@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "results",
     "compare",
     "workers",
+    "sweeps",
 ]
 
 MIDDLEWARE = [
@@ -246,6 +247,7 @@ CELERY_TASK_ROUTES = {
     "jobs.classify": {"queue": "infer"},
     "results.*": {"queue": "infer"},
     "jobs.*": {"queue": "ingest"},
+    "sweeps.*": {"queue": "ingest"},
 }
 WORKER_QUEUES = "ingest,train,infer"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
@@ -266,6 +268,8 @@ DEFAULT_TRAINING_BACKEND = "torch"
 HEARTBEAT_SECONDS = env_int("WORKBENCH_HEARTBEAT_SECONDS", 2, minimum=1)
 HEARTBEAT_TIMEOUT = env_int("WORKBENCH_HEARTBEAT_TIMEOUT", 60, minimum=2)
 WORKBENCH_MAX_ATTEMPTS = env_int("WORKBENCH_MAX_ATTEMPTS", 3, minimum=1)
+# The most trials one sweep may run (a grid's size or a search's trials).
+WORKBENCH_SWEEP_MAX_TRIALS = env_int("WORKBENCH_SWEEP_MAX_TRIALS", 100, minimum=1)
 # A training job whose reports cannot be stored pauses and retries this long, then fails.
 WORKBENCH_REPORT_RETRY_SECONDS = env_int("WORKBENCH_REPORT_RETRY_SECONDS", 120, minimum=1)
 # A classify or inspect request waits this long for a worker's answer, then answers 504; without an

@@ -9,6 +9,7 @@ from datasets.urls import api_urlpatterns as dataset_api
 from jobs.urls import api_urlpatterns as job_api
 from jobs.urls import network_urlpatterns
 from results.urls import api_urlpatterns as result_api
+from sweeps.urls import api_urlpatterns as sweep_api
 from workbench import views
 from workbench.api import HealthApi, TokenApi, api_not_found
 from workers.urls import api_urlpatterns as workers_api
@@ -23,6 +24,7 @@ api_v1 = [
     *result_api,
     *compare_api,
     *workers_api,
+    *sweep_api,
     re_path(r"^.*$", api_not_found),
 ]
 
@@ -36,6 +38,7 @@ urlpatterns = [
     path("networks/", include(network_urlpatterns)),
     path("compare/", include("compare.urls")),
     path("workers/", include("workers.urls")),
+    path("sweeps/", include("sweeps.urls")),
     path("api/v1/", include(api_v1)),
 ]
 

@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from django import forms
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from jobs.services import JobInputError, JobStateError
+from sweeps import selectors, services
+from sweeps.forms import SweepForm, form_field
+from workbench.pagination import page_context
+
+
+def sweep_list(request: HttpRequest) -> HttpResponse:
+    context = page_context(request, selectors.sweep_list(user=request.user))
+    return render(request, "sweeps/list.html", context | {"sweeps": context["page"]})
+
+
+def sweep_create(request: HttpRequest) -> HttpResponse:
+    initial: dict[str, Any] = {}
+    dataset = request.GET.get("dataset", "")
+    if dataset.isdigit():
+        initial["dataset"] = int(dataset)
+    form = SweepForm(request.POST or None, initial=initial, user=request.user)
+    if request.method == "POST" and form.is_valid():
+        try:
+            sweep = services.sweep_create(owner=request.user, dataset=form.cleaned_data["dataset"], spec=form.spec())
+        except JobInputError as exc:
+            field = form_field(exc.field)
+            form.add_error(field if field in form.fields else None, str(exc))
+        else:
+            return redirect("sweep-detail", pk=sweep.pk)
+    status = 400 if request.method == "POST" else 200
+    return render(request, "sweeps/create.html", {"form": form}, status=status)
+
+
+def sweep_from_job_form(request: HttpRequest, form: forms.Form, grid: dict[str, list[Any]]) -> HttpResponse | None:
+    """The job form with several values in a field: a grid sweep over them (None: refused, the
+    refusal added to the form)."""
+    options = asdict(form.job_settings())  # type: ignore[attr-defined]
+    name = options.pop("name") or ""
+    spec = services.SweepSpec(name=name, network=form.cleaned_data["network"],
+                              base={k: v for k, v in options.items() if k not in grid}, grid=grid, max_concurrent=2)
+    try:
+        sweep = services.sweep_create(owner=request.user, dataset=form.cleaned_data["dataset"], spec=spec)
+    except JobInputError as exc:
+        field = (exc.field or "").split(".")[-1]
+        form.add_error(field if field in form.fields else None, str(exc))
+        return None
+    messages.success(request, f"{sweep.trials_total} jobs, one per combination of the values you gave.")
+    return redirect("sweep-detail", pk=sweep.pk)
+
+
+def sweep_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    sweep = selectors.sweep_get(user=request.user, pk=pk)
+    services.sweeps_unstall(sweep_ids=[sweep.pk], inline=False)
+    context = {"sweep": sweep, "data": selectors.sweep_dict(sweep=sweep),
+               "full_epochs": max(int(sweep.base.get("epochs", 10)) * 2, 10)}
+    return render(request, "sweeps/detail.html", context)
+
+
+@require_POST
+def sweep_abort(request: HttpRequest, pk: int) -> HttpResponse:
+    sweep = selectors.sweep_get(user=request.user, pk=pk)
+    try:
+        services.sweep_abort(sweep=sweep)
+    except JobStateError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, "Sweep aborted: no new trials; its running trials stop at their next step.")
+    return redirect("sweep-detail", pk=pk)
+
+
+@require_POST
+def sweep_train_best(request: HttpRequest, pk: int) -> HttpResponse:
+    sweep = selectors.sweep_get(user=request.user, pk=pk)
+    raw = request.POST.get("epochs", "")
+    if not raw.isdigit() or not 1 <= int(raw) <= 10_000:
+        messages.error(request, "Give the epochs as a whole number from 1 to 10000.")
+        return redirect("sweep-detail", pk=pk)
+    try:
+        job = services.sweep_train_best(sweep=sweep, owner=request.user, epochs=int(raw))
+    except (JobInputError, JobStateError) as exc:
+        messages.error(request, str(exc))
+        return redirect("sweep-detail", pk=pk)
+    return redirect("job-detail", pk=job.pk)

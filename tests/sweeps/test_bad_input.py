@@ -1,0 +1,97 @@
+"""A sweep that cannot run is refused before anything is queued: a 400 that names the field."""
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from datasets.models import Dataset
+from sweeps.models import Sweep
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def dataset(alice) -> Dataset:  # type: ignore[no-untyped-def]
+    return Dataset.objects.create(owner=alice, name="colours", source="example", source_name="x", image_width=8,
+                                  image_height=8, channels=3, resize_mode="squash", val_percent=10, test_percent=0,
+                                  seed=0, status="ready", classes=["a", "b"],
+                                  split_counts={"train": 9, "val": 1, "test": 0})
+
+
+def post(client, dataset: Dataset, **fields: Any) -> Any:  # type: ignore[no-untyped-def]
+    body = {"name": "bad", "dataset": dataset.pk, "network": "mlp", "base": {"epochs": 1}, **fields}
+    response = client.post("/api/v1/sweeps/", body, format="json")
+    assert response.status_code == 400, response.json()
+    assert not Sweep.objects.exists()
+    return response.json()
+
+
+def test_it_refuses_an_unknown_field_in_a_grid(alice_api, dataset):
+    body = post(alice_api, dataset, grid={"learning_rate": [0.1], "colour": [1, 2]})
+    assert "grid.colour" in body["detail"]
+    assert "colour" in body["error"]
+
+
+def test_it_refuses_an_unknown_field_in_a_search_space(alice_api, dataset):
+    body = post(alice_api, dataset, search={"method": "random", "trials": 3, "space": {"speed": {"low": 1, "high": 2}}})
+    assert "search.space.speed" in body["detail"]
+
+
+def test_it_refuses_an_empty_grid(alice_api, dataset):
+    assert "grid" in post(alice_api, dataset, grid={})["detail"]
+    assert "grid.learning_rate" in post(alice_api, dataset, grid={"learning_rate": []})["detail"]
+
+
+def test_it_refuses_a_range_that_runs_backwards(alice_api, dataset):
+    body = post(alice_api, dataset, search={"method": "tpe", "trials": 3,
+                                            "space": {"learning_rate": {"low": 0.5, "high": 0.01}}})
+    assert "search.space.learning_rate" in body["detail"]
+    assert "backwards" in body["error"]
+
+
+def test_it_refuses_a_log_range_from_zero(alice_api, dataset):
+    body = post(alice_api, dataset, search={"method": "random", "trials": 3,
+                                            "space": {"weight_decay": {"low": 0, "high": 0.1, "log": True}}})
+    assert "search.space.weight_decay" in body["detail"]
+
+
+def test_it_refuses_more_trials_than_the_configured_maximum(alice_api, dataset, settings):
+    settings.WORKBENCH_SWEEP_MAX_TRIALS = 5
+    body = post(alice_api, dataset, search={"method": "random", "trials": 6,
+                                            "space": {"learning_rate": {"low": 0.001, "high": 0.1}}})
+    assert "search.trials" in body["detail"] and "at most 5" in body["error"]
+    body = post(alice_api, dataset, grid={"learning_rate": [0.1, 0.01, 0.001], "batch_size": [8, 16]})
+    assert "grid" in body["detail"] and "6 trials" in body["error"]
+
+
+def test_it_refuses_neither_or_both_of_grid_and_search(alice_api, dataset):
+    assert "grid" in post(alice_api, dataset)["detail"]
+    search = {"method": "random", "trials": 2, "space": {"learning_rate": {"low": 0.001, "high": 0.1}}}
+    assert "grid" in post(alice_api, dataset, grid={"learning_rate": [0.1]}, search=search)["detail"]
+
+
+def test_it_checks_each_value_as_a_job_field_is_checked(alice_api, dataset):
+    assert "grid.learning_rate" in post(alice_api, dataset, grid={"learning_rate": [0.1, 50]})["detail"]
+    assert "grid.optimizer" in post(alice_api, dataset, grid={"optimizer": ["sgd", "lion"]})["detail"]
+    assert "grid.batch_size" in post(alice_api, dataset, grid={"batch_size": [8, 2.5]})["detail"]
+    assert "grid.network" in post(alice_api, dataset, grid={"network": ["mlp", "nonet"]})["detail"]
+    body = post(alice_api, dataset, search={"method": "random", "trials": 2,
+                                            "space": {"momentum": {"low": 0.5, "high": 1.5}}})
+    assert "search.space.momentum" in body["detail"]
+    assert "base.epochs" in post(alice_api, dataset, base={"epochs": 0}, grid={"seed": [1, 2]})["detail"]
+    assert "base.colour" in post(alice_api, dataset, base={"colour": 1}, grid={"seed": [1, 2]})["detail"]
+
+
+def test_it_refuses_bad_early_stopping(alice_api, dataset):
+    grid = {"seed": [1, 2]}
+    assert "early_stopping.metric" in post(alice_api, dataset, grid=grid,
+                                           early_stopping={"method": "asha", "metric": "f1"})["detail"]
+    assert "early_stopping.reduction_factor" in post(
+        alice_api, dataset, grid=grid, early_stopping={"method": "asha", "reduction_factor": 1})["detail"]
+    assert "max_concurrent" in post(alice_api, dataset, grid=grid, max_concurrent=0)["detail"]
+
+
+def test_it_does_not_find_another_users_dataset(bob_api, dataset):
+    body = post(bob_api, dataset, grid={"seed": [1, 2]})
+    assert "dataset" in body["detail"]
