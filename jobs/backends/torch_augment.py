@@ -1,0 +1,158 @@
+"""Augmentation of training batches as batched tensor operations on the training device.
+
+Each operation works on a whole batch (N, C, H, W) of float pixels in 0..1 at once, drawing its
+per-image choices from one `torch.Generator` on the training device: no per-image Python loop,
+no host round trip. The generator is seeded from the job's seed and its state travels in every
+snapshot, so a resumed run draws exactly what the uninterrupted one would have.
+
+Order: flips, 90-degree rotation, one affine resampling (rotation, translation, scale), pad and
+crop, HSV shifts, noise; then the pixels are clamped back to 0..1. Empty areas are black (0).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+
+from jobs.augmentation import Augmentation
+
+
+class Augmenter:
+    """Changes training batches as `spec` says, reproducibly from `seed`."""
+
+    def __init__(self, spec: Augmentation, seed: int, device: torch.device) -> None:
+        self.spec, self.device = spec, device
+        self.generator = torch.Generator(device=device)
+        self.generator.manual_seed(seed)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.spec
+        if s.flip in ("horizontal", "both"):
+            x = flip(x, self._coin(x), dim=3)
+        if s.flip in ("vertical", "both"):
+            x = flip(x, self._coin(x), dim=2)
+        if s.rot90:
+            quarter = 4 if x.shape[2] == x.shape[3] else 2  # a non-square image keeps its shape: 0 or 180
+            x = rot90(x, torch.randint(0, quarter, (len(x),), generator=self.generator, device=x.device)
+                      * (4 // quarter))
+        if s.affine:
+            x = affine(x, self._uniform(x, s.rotate_degrees), self._between(x, *s.scale),
+                       self._uniform(x, s.translate), self._uniform(x, s.translate))
+        if s.crop_padding:
+            x = pad_crop(x, s.crop_padding, self._offsets(x, s.crop_padding), self._offsets(x, s.crop_padding))
+        if any(s.hsv):
+            x = hsv_shift(x, *(self._uniform(x, amount) for amount in s.hsv))
+        if s.noise_std:
+            x = x + torch.randn(x.shape, generator=self.generator, device=x.device) * s.noise_std
+        return x.clamp_(0.0, 1.0)
+
+    def state(self) -> list[int]:
+        return self.generator.get_state().tolist()
+
+    def load_state(self, state: list[int]) -> None:
+        self.generator.set_state(torch.tensor(state, dtype=torch.uint8))
+
+    def _coin(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.rand(len(x), generator=self.generator, device=x.device) < 0.5
+
+    def _between(self, x: torch.Tensor, low: float, high: float) -> torch.Tensor:
+        return low + (high - low) * torch.rand(len(x), generator=self.generator, device=x.device)
+
+    def _uniform(self, x: torch.Tensor, amount: float) -> torch.Tensor:
+        return self._between(x, -amount, amount)
+
+    def _offsets(self, x: torch.Tensor, padding: int) -> torch.Tensor:
+        return torch.randint(0, 2 * padding + 1, (len(x),), generator=self.generator, device=x.device)
+
+
+def _per_image(mask: torch.Tensor) -> torch.Tensor:
+    return mask.view(-1, 1, 1, 1)
+
+
+def flip(x: torch.Tensor, which: torch.Tensor, dim: int) -> torch.Tensor:
+    """Images where `which` (N,) is true mirrored along `dim` (3: left-right, 2: top-bottom)."""
+    return torch.where(_per_image(which), x.flip(dim), x)
+
+
+def rot90(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """Image i turned by k[i] quarter turns exactly as torch.rot90(x[i], k[i], (1, 2)) would
+    (a non-square batch may only take k 0 or 2)."""
+    turns = [x, x.rot90(1, (2, 3)), x.rot90(2, (2, 3)), x.rot90(3, (2, 3))]
+    if x.shape[2] != x.shape[3]:
+        return torch.where(_per_image(k == 2), turns[2], x)
+    return torch.stack(turns)[k, torch.arange(len(x), device=x.device)]
+
+
+def affine(x: torch.Tensor, degrees: torch.Tensor, scale: torch.Tensor, shift_x: torch.Tensor,
+           shift_y: torch.Tensor) -> torch.Tensor:
+    """Each image rotated by degrees[i], scaled by scale[i] (above 1 zooms in) and moved by
+    shift_x[i], shift_y[i] (fractions of its width and height), in one bilinear resampling."""
+    n, _, h, w = x.shape
+    angle = degrees * (math.pi / 180)
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    # affine_grid's coordinates run -1..1 on both axes: a rotation of the picture (not of that
+    # square) is stretched by the aspect ratio on the off-diagonal.
+    theta = torch.stack([torch.stack([cos, -sin * (h / w), -2 * shift_x], 1),
+                         torch.stack([sin * (w / h), cos, -2 * shift_y], 1)], 1)
+    grid = F.affine_grid(theta, [n, x.shape[1], h, w], align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def pad_crop(x: torch.Tensor, padding: int, top: torch.Tensor, left: torch.Tensor) -> torch.Tensor:
+    """Pad every image with `padding` black pixels, then take back an H x W window from
+    (top[i], left[i]) of the padded image i: one gather for the whole batch."""
+    n, c, h, w = x.shape
+    padded = F.pad(x, (padding, padding, padding, padding))
+    rows = (top.view(n, 1) + torch.arange(h, device=x.device)).view(n, 1, h, 1)
+    cols = (left.view(n, 1) + torch.arange(w, device=x.device)).view(n, 1, 1, w)
+    images = torch.arange(n, device=x.device).view(n, 1, 1, 1)
+    channels = torch.arange(c, device=x.device).view(1, c, 1, 1)
+    return padded[images, channels, rows, cols]
+
+
+def rgb_to_hsv(x: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) RGB in 0..1 to HSV in 0..1 (hue as a fraction of the circle)."""
+    r, g, b = x.unbind(1)
+    high, low = x.amax(1), x.amin(1)
+    delta = high - low
+    safe = torch.where(delta > 0, delta, torch.ones_like(delta))
+    hue = torch.where(high == r, (g - b) / safe,
+                      torch.where(high == g, 2 + (b - r) / safe, 4 + (r - g) / safe))
+    hue = torch.where(delta > 0, (hue / 6) % 1.0, torch.zeros_like(hue))
+    saturation = torch.where(high > 0, delta / torch.where(high > 0, high, torch.ones_like(high)),
+                             torch.zeros_like(high))
+    return torch.stack([hue, saturation, high], 1)
+
+
+def hsv_to_rgb(x: torch.Tensor) -> torch.Tensor:
+    hue, saturation, value = x.unbind(1)
+    sector = torch.floor(hue * 6)
+    f = hue * 6 - sector
+    p, q, t = value * (1 - saturation), value * (1 - saturation * f), value * (1 - saturation * (1 - f))
+    sector = sector.long().remainder(6).unsqueeze(1)
+    # For each sector of the hue circle, which of (value, q, p, t) is red, green and blue.
+    choices = torch.stack([value, q, p, t], 1)
+    table = torch.tensor([[0, 3, 2], [1, 0, 2], [2, 0, 3], [2, 1, 0], [3, 2, 0], [0, 2, 1]], device=x.device)
+    picks = table[sector.squeeze(1)].permute(0, 3, 1, 2)  # (N, 3, H, W): an index into choices
+    return choices.gather(1, picks)
+
+
+def hsv_shift(x: torch.Tensor, hue: torch.Tensor, saturation: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+    """Image i's hue turned by hue[i] (a fraction of the circle), its saturation and value moved by
+    saturation[i] and value[i] (fractions of their range, clamped to it)."""
+    hsv = rgb_to_hsv(x)
+    h = (hsv[:, 0] + hue.view(-1, 1, 1)) % 1.0
+    s = (hsv[:, 1] + saturation.view(-1, 1, 1)).clamp(0, 1)
+    v = (hsv[:, 2] + value.view(-1, 1, 1)).clamp(0, 1)
+    return hsv_to_rgb(torch.stack([h, s, v], 1))
+
+
+def mean_to_subtract(mode: str, mean_image: torch.Tensor) -> torch.Tensor:
+    """What the job subtracts from every (C, H, W) image, by its `mean` setting, as a full (C, H, W)
+    tensor, so whoever reads mean.safetensors (inference, export, predict.py) subtracts the same."""
+    if mode == "pixel":
+        return mean_image.mean(dim=(1, 2), keepdim=True).expand_as(mean_image).contiguous()
+    if mode == "none":
+        return torch.zeros_like(mean_image)
+    return mean_image
