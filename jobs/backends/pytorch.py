@@ -207,7 +207,7 @@ class _Run:
         """A uint8 training batch on the device as the network sees it: augmented, mean subtracted."""
         if self.augment is None:
             return (pixels.float() - self.mean) / 255.0  # bit for bit what it was before augmentation
-        return self.augment(pixels.float() / 255.0) - self.mean / 255.0
+        return self.augment(pixels) - self.mean / 255.0
 
     def _set_lr(self, epoch: float) -> float:
         p = self.plan

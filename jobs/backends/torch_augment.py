@@ -1,12 +1,15 @@
 """Augmentation of training batches as batched tensor operations on the training device.
 
-Each operation works on a whole batch (N, C, H, W) of float pixels in 0..1 at once, drawing its
+Each operation works on a whole batch (N, C, H, W) at once, drawing its
 per-image choices from one `torch.Generator` on the training device: no per-image Python loop,
 no host round trip. The generator is seeded from the job's seed and its state travels in every
 snapshot, so a resumed run draws exactly what the uninterrupted one would have.
 
 Order: flips, 90-degree rotation, one affine resampling (rotation, translation, scale), pad and
 crop, HSV shifts, noise; then the pixels are clamped back to 0..1. Empty areas are black (0).
+The exact moves (flips, quarter turns, a crop with no resampling) run on the uint8 batch, before
+it becomes float: a quarter of the bytes to move. When the affine resampling runs anyway, the crop
+is folded into it as a whole-pixel translation (the same pixels, one pass fewer over the batch).
 """
 from __future__ import annotations
 
@@ -27,6 +30,8 @@ class Augmenter:
         self.generator.manual_seed(seed)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """The augmented batch as float in 0..1, from uint8 pixels (or float ones in 0..1, which
+        may be changed in place)."""
         s = self.spec
         if s.flip in ("horizontal", "both"):
             x = flip(x, self._coin(x), dim=3)
@@ -36,15 +41,18 @@ class Augmenter:
             quarter = 4 if x.shape[2] == x.shape[3] else 2  # a non-square image keeps its shape: 0 or 180
             x = rot90(x, torch.randint(0, quarter, (len(x),), generator=self.generator, device=x.device)
                       * (4 // quarter))
+        crop = (self._offsets(x, s.crop_padding), self._offsets(x, s.crop_padding)) if s.crop_padding else None
+        if crop is not None and not s.affine:
+            x = pad_crop(x, s.crop_padding, *crop)
+        x = x.float().div_(255) if x.dtype == torch.uint8 else x
         if s.affine:
+            moved = None if crop is None else (crop[1] - s.crop_padding, crop[0] - s.crop_padding)
             x = affine(x, self._uniform(x, s.rotate_degrees), self._between(x, *s.scale),
-                       self._uniform(x, s.translate), self._uniform(x, s.translate))
-        if s.crop_padding:
-            x = pad_crop(x, s.crop_padding, self._offsets(x, s.crop_padding), self._offsets(x, s.crop_padding))
+                       self._uniform(x, s.translate), self._uniform(x, s.translate), moved)
         if any(s.hsv):
             x = hsv_shift(x, *(self._uniform(x, amount) for amount in s.hsv))
         if s.noise_std:
-            x = x + torch.randn(x.shape, generator=self.generator, device=x.device) * s.noise_std
+            x = x.add_(torch.randn(x.shape, generator=self.generator, device=x.device).mul_(s.noise_std))
         return x.clamp_(0.0, 1.0)
 
     def state(self) -> list[int]:
@@ -85,16 +93,22 @@ def rot90(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
 
 
 def affine(x: torch.Tensor, degrees: torch.Tensor, scale: torch.Tensor, shift_x: torch.Tensor,
-           shift_y: torch.Tensor) -> torch.Tensor:
+           shift_y: torch.Tensor, read_at: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """Each image rotated by degrees[i], scaled by scale[i] (above 1 zooms in) and moved by
-    shift_x[i], shift_y[i] (fractions of its width and height), in one bilinear resampling."""
+    shift_x[i], shift_y[i] (fractions of its width and height), in one bilinear resampling.
+    `read_at` (dx, dy) then has output pixel (r, c) read what would have been at (r + dy, c + dx):
+    pad_crop's window, folded in."""
     n, _, h, w = x.shape
     angle = degrees * (math.pi / 180)
     cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
     # affine_grid's coordinates run -1..1 on both axes: a rotation of the picture (not of that
     # square) is stretched by the aspect ratio on the off-diagonal.
-    theta = torch.stack([torch.stack([cos, -sin * (h / w), -2 * shift_x], 1),
-                         torch.stack([sin * (w / h), cos, -2 * shift_y], 1)], 1)
+    a, b, c, d = cos, -sin * (h / w), sin * (w / h), cos
+    tx, ty = -2 * shift_x, -2 * shift_y
+    if read_at is not None:
+        dx, dy = read_at[0] * (2 / w), read_at[1] * (2 / h)
+        tx, ty = tx + a * dx + b * dy, ty + c * dx + d * dy
+    theta = torch.stack([torch.stack([a, b, tx], 1), torch.stack([c, d, ty], 1)], 1)
     grid = F.affine_grid(theta, [n, x.shape[1], h, w], align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
@@ -126,16 +140,11 @@ def rgb_to_hsv(x: torch.Tensor) -> torch.Tensor:
 
 
 def hsv_to_rgb(x: torch.Tensor) -> torch.Tensor:
-    hue, saturation, value = x.unbind(1)
-    sector = torch.floor(hue * 6)
-    f = hue * 6 - sector
-    p, q, t = value * (1 - saturation), value * (1 - saturation * f), value * (1 - saturation * (1 - f))
-    sector = sector.long().remainder(6).unsqueeze(1)
-    # For each sector of the hue circle, which of (value, q, p, t) is red, green and blue.
-    choices = torch.stack([value, q, p, t], 1)
-    table = torch.tensor([[0, 3, 2], [1, 0, 2], [2, 0, 3], [2, 1, 0], [3, 2, 0], [0, 2, 1]], device=x.device)
-    picks = table[sector.squeeze(1)].permute(0, 3, 1, 2)  # (N, 3, H, W): an index into choices
-    return choices.gather(1, picks)
+    hue, saturation, value = x[:, 0:1], x[:, 1:2], x[:, 2:3]
+    # The closed form: channel n (red 5, green 3, blue 1) is v - v s clamp(min(k, 4 - k), 0, 1)
+    # with k = (n + 6 h) mod 6; a handful of whole-batch operations, no per-sector selection.
+    k = (torch.tensor([5.0, 3.0, 1.0], device=x.device).view(1, 3, 1, 1) + hue * 6).remainder_(6)
+    return value - value * saturation * torch.minimum(k, 4 - k).clamp_(0, 1)
 
 
 def hsv_shift(x: torch.Tensor, hue: torch.Tensor, saturation: torch.Tensor, value: torch.Tensor) -> torch.Tensor:

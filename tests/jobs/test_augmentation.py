@@ -224,3 +224,23 @@ def test_the_mean_setting_says_what_is_subtracted():
     pixel = mean_to_subtract("pixel", image)
     assert pixel.shape == image.shape and torch.allclose(pixel[:, 0, 0], image.mean(dim=(1, 2)))
     assert torch.equal(mean_to_subtract("none", image), torch.zeros_like(image))
+
+
+def test_a_crop_folded_into_the_affine_resampling_takes_the_same_window():
+    x = batch(3, h=6, w=10)
+    zeros, ones = torch.zeros(3), torch.ones(3)
+    top, left = torch.tensor([0, 2, 4]), torch.tensor([4, 2, 1])
+
+    folded = affine(x, zeros, ones, zeros, zeros, read_at=(left - 2, top - 2))
+
+    assert torch.allclose(folded, pad_crop(x, 2, top, left), atol=1e-5)
+
+
+def test_a_uint8_batch_comes_out_as_the_float_batch_would():
+    pixels = (batch(8) * 255).round().to(torch.uint8)
+    keys = {"flip": "both", "rot90": True, "crop_padding": 2, "noise_std": 0.1}
+
+    from_bytes = augmenter(seed=4, **keys)(pixels)
+    from_floats = augmenter(seed=4, **keys)(pixels.float() / 255)
+
+    assert from_bytes.dtype == torch.float32 and torch.allclose(from_bytes, from_floats, atol=1e-6)
