@@ -14,6 +14,7 @@ is folded into it as a whole-pixel translation (the same pixels, one pass fewer 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F  # noqa: N812
@@ -33,17 +34,20 @@ class Augmenter:
         """The augmented batch as float in 0..1, from uint8 pixels (or float ones in 0..1, which
         may be changed in place)."""
         s = self.spec
+        moves: dict[str, Any] = {}
         if s.flip in ("horizontal", "both"):
-            x = flip(x, self._coin(x), dim=3)
+            moves["mirror"] = self._coin(x)
         if s.flip in ("vertical", "both"):
-            x = flip(x, self._coin(x), dim=2)
+            moves["upside_down"] = self._coin(x)
         if s.rot90:
             quarter = 4 if x.shape[2] == x.shape[3] else 2  # a non-square image keeps its shape: 0 or 180
-            x = rot90(x, torch.randint(0, quarter, (len(x),), generator=self.generator, device=x.device)
-                      * (4 // quarter))
+            moves["turns"] = torch.randint(0, quarter, (len(x),), generator=self.generator,
+                                           device=x.device) * (4 // quarter)
         crop = (self._offsets(x, s.crop_padding), self._offsets(x, s.crop_padding)) if s.crop_padding else None
         if crop is not None and not s.affine:
-            x = pad_crop(x, s.crop_padding, *crop)
+            moves.update(padding=s.crop_padding, top=crop[0], left=crop[1])
+        if moves:
+            x = move(x, **moves)
         x = x.float().div_(255) if x.dtype == torch.uint8 else x
         if s.affine:
             moved = None if crop is None else (crop[1] - s.crop_padding, crop[0] - s.crop_padding)
@@ -74,22 +78,54 @@ class Augmenter:
         return torch.randint(0, 2 * padding + 1, (len(x),), generator=self.generator, device=x.device)
 
 
-def _per_image(mask: torch.Tensor) -> torch.Tensor:
-    return mask.view(-1, 1, 1, 1)
+def move(x: torch.Tensor, *, mirror: torch.Tensor | None = None, upside_down: torch.Tensor | None = None,
+         turns: torch.Tensor | None = None, padding: int = 0, top: torch.Tensor | None = None,
+         left: torch.Tensor | None = None) -> torch.Tensor:
+    """The exact moves, per image, in one gather over the batch: image i mirrored left-right where
+    mirror[i], top-bottom where upside_down[i], turned by turns[i] quarter turns as torch.rot90(.., (1, 2))
+    turns (square images; others 0 or 2), then, with `padding`, padded with black and an H x W window
+    taken back from (top[i], left[i]) of the padded image. Only indices are computed per pixel
+    position (N, H, W); the pixels (any dtype) are read once."""
+    n, c, h, w = x.shape
+    p = padding
+    source = F.pad(x, (p, p, p, p)) if p else x
+    hp, wp = h + 2 * p, w + 2 * p
+    zero = torch.zeros(n, dtype=torch.long, device=x.device)
+    rows = torch.arange(h, device=x.device).view(1, h, 1) + (zero + p if top is None else top).view(n, 1, 1)
+    cols = torch.arange(w, device=x.device).view(1, 1, w) + (zero + p if left is None else left).view(n, 1, 1)
+    rows, cols = rows.expand(n, h, w), cols.expand(n, h, w)
+    if turns is not None:  # where the turned image's (row, col) is in the unturned one
+        k = turns.view(n, 1, 1) % 4
+        rows, cols = (_pick(k, rows, cols, hp - 1 - rows, hp - 1 - cols),
+                      _pick(k, cols, wp - 1 - rows, wp - 1 - cols, rows))
+    if mirror is not None:
+        cols = torch.where(mirror.view(n, 1, 1), wp - 1 - cols, cols)
+    if upside_down is not None:
+        rows = torch.where(upside_down.view(n, 1, 1), hp - 1 - rows, rows)
+    index = (rows * wp + cols).view(n, 1, h * w).expand(n, c, h * w)
+    return source.reshape(n, c, hp * wp).gather(2, index).view(n, c, h, w)
+
+
+def _pick(k: torch.Tensor, *by_k: torch.Tensor) -> torch.Tensor:
+    """by_k[k] at each position (k of shape (N, 1, 1), 0..3)."""
+    return torch.where(k == 1, by_k[1], torch.where(k == 2, by_k[2], torch.where(k == 3, by_k[3], by_k[0])))
 
 
 def flip(x: torch.Tensor, which: torch.Tensor, dim: int) -> torch.Tensor:
     """Images where `which` (N,) is true mirrored along `dim` (3: left-right, 2: top-bottom)."""
-    return torch.where(_per_image(which), x.flip(dim), x)
+    return move(x, mirror=which) if dim == 3 else move(x, upside_down=which)
 
 
 def rot90(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     """Image i turned by k[i] quarter turns exactly as torch.rot90(x[i], k[i], (1, 2)) would
     (a non-square batch may only take k 0 or 2)."""
-    turns = [x, x.rot90(1, (2, 3)), x.rot90(2, (2, 3)), x.rot90(3, (2, 3))]
-    if x.shape[2] != x.shape[3]:
-        return torch.where(_per_image(k == 2), turns[2], x)
-    return torch.stack(turns)[k, torch.arange(len(x), device=x.device)]
+    return move(x, turns=k)
+
+
+def pad_crop(x: torch.Tensor, padding: int, top: torch.Tensor, left: torch.Tensor) -> torch.Tensor:
+    """Every image padded with `padding` black pixels, then an H x W window taken back from
+    (top[i], left[i]) of the padded image i."""
+    return move(x, padding=padding, top=top, left=left)
 
 
 def affine(x: torch.Tensor, degrees: torch.Tensor, scale: torch.Tensor, shift_x: torch.Tensor,
@@ -111,18 +147,6 @@ def affine(x: torch.Tensor, degrees: torch.Tensor, scale: torch.Tensor, shift_x:
     theta = torch.stack([torch.stack([a, b, tx], 1), torch.stack([c, d, ty], 1)], 1)
     grid = F.affine_grid(theta, [n, x.shape[1], h, w], align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-
-
-def pad_crop(x: torch.Tensor, padding: int, top: torch.Tensor, left: torch.Tensor) -> torch.Tensor:
-    """Pad every image with `padding` black pixels, then take back an H x W window from
-    (top[i], left[i]) of the padded image i: one gather for the whole batch."""
-    n, c, h, w = x.shape
-    padded = F.pad(x, (padding, padding, padding, padding))
-    rows = (top.view(n, 1) + torch.arange(h, device=x.device)).view(n, 1, h, 1)
-    cols = (left.view(n, 1) + torch.arange(w, device=x.device)).view(n, 1, 1, w)
-    images = torch.arange(n, device=x.device).view(n, 1, 1, 1)
-    channels = torch.arange(c, device=x.device).view(1, c, 1, 1)
-    return padded[images, channels, rows, cols]
 
 
 def rgb_to_hsv(x: torch.Tensor) -> torch.Tensor:
