@@ -84,30 +84,41 @@ def move(x: torch.Tensor, *, mirror: torch.Tensor | None = None, upside_down: to
     """The exact moves, per image, in one gather over the batch: image i mirrored left-right where
     mirror[i], top-bottom where upside_down[i], turned by turns[i] quarter turns as torch.rot90(.., (1, 2))
     turns (square images; others 0 or 2), then, with `padding`, padded with black and an H x W window
-    taken back from (top[i], left[i]) of the padded image. Only indices are computed per pixel
-    position (N, H, W); the pixels (any dtype) are read once."""
+    taken back from (top[i], left[i]) of the padded image. Pixels of any dtype are read once.
+
+    Each of these moves an output pixel (r, c) to a source pixel whose row and column are integer
+    linear forms a r + b c + d of it, per image: the forms are composed on (N, 2, 3) tensors, and
+    only the final flat index is computed per pixel position."""
     n, c, h, w = x.shape
     p = padding
     source = F.pad(x, (p, p, p, p)) if p else x
     hp, wp = h + 2 * p, w + 2 * p
-    zero = torch.zeros(n, dtype=torch.long, device=x.device)
-    rows = torch.arange(h, device=x.device).view(1, h, 1) + (zero + p if top is None else top).view(n, 1, 1)
-    cols = torch.arange(w, device=x.device).view(1, 1, w) + (zero + p if left is None else left).view(n, 1, 1)
-    rows, cols = rows.expand(n, h, w), cols.expand(n, h, w)
+    # form[:, 0] gives the source row and form[:, 1] its column, as (a, b, d) of a r + b c + d.
+    form = torch.tensor([[1, 0, p], [0, 1, p]], device=x.device).repeat(n, 1, 1)
+    if top is not None:
+        form[:, 0, 2], form[:, 1, 2] = top, left  # type: ignore[assignment]
     if turns is not None:  # where the turned image's (row, col) is in the unturned one
-        k = turns.view(n, 1, 1) % 4
-        rows, cols = (_pick(k, rows, cols, hp - 1 - rows, hp - 1 - cols),
-                      _pick(k, cols, wp - 1 - rows, wp - 1 - cols, rows))
+        row, col = form[:, 0], form[:, 1]
+        k = turns.view(n, 1) % 4
+        form = torch.stack([_pick(k, row, col, _reverse(row, hp), _reverse(col, hp)),
+                            _pick(k, col, _reverse(row, wp), _reverse(col, wp), row)], 1)
     if mirror is not None:
-        cols = torch.where(mirror.view(n, 1, 1), wp - 1 - cols, cols)
+        form[:, 1] = torch.where(mirror.view(n, 1), _reverse(form[:, 1], wp), form[:, 1])
     if upside_down is not None:
-        rows = torch.where(upside_down.view(n, 1, 1), hp - 1 - rows, rows)
-    index = (rows * wp + cols).view(n, 1, h * w).expand(n, c, h * w)
-    return source.reshape(n, c, hp * wp).gather(2, index).view(n, c, h, w)
+        form[:, 0] = torch.where(upside_down.view(n, 1), _reverse(form[:, 0], hp), form[:, 0])
+    flat = form[:, 0] * wp + form[:, 1]  # (N, 3): the flat index's own form
+    index = (flat[:, 0].view(n, 1, 1) * torch.arange(h, device=x.device).view(1, h, 1)
+             + flat[:, 1].view(n, 1, 1) * torch.arange(w, device=x.device).view(1, 1, w) + flat[:, 2].view(n, 1, 1))
+    return source.reshape(n, c, hp * wp).gather(2, index.view(n, 1, h * w).expand(n, c, h * w)).view(n, c, h, w)
+
+
+def _reverse(form: torch.Tensor, size: int) -> torch.Tensor:
+    """The form of size - 1 - (the position `form` gives)."""
+    return torch.tensor([0, 0, size - 1], device=form.device) - form
 
 
 def _pick(k: torch.Tensor, *by_k: torch.Tensor) -> torch.Tensor:
-    """by_k[k] at each position (k of shape (N, 1, 1), 0..3)."""
+    """by_k[k] per image (k of shape (N, 1), 0..3)."""
     return torch.where(k == 1, by_k[1], torch.where(k == 2, by_k[2], torch.where(k == 3, by_k[3], by_k[0])))
 
 
