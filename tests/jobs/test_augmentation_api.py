@@ -130,3 +130,9 @@ def test_an_augmented_job_killed_at_a_random_step_resumes_as_if_never_killed(res
     want_curve, got_curve = curve(reference.pk), curve(pk)
     assert got_curve.keys() == want_curve.keys(), message
     assert max(abs(got_curve[k] - want_curve[k]) for k in want_curve) <= 1e-5, message
+
+
+def test_the_torch_backend_says_it_augments_without_importing_torch():
+    from jobs.backends import backends
+
+    assert backends.backend_class("torch").supports_augmentation
