@@ -1,20 +1,21 @@
 """Augmentation benchmark: what batched augmentation costs a training step, and how it compares
 with augmenting image by image with Pillow.
 
-    .venv/bin/python bench/augment.py [--networks lenet,resnet18] [--steps 12] [--batch-size 32]
+    .venv/bin/python bench/augment.py [--networks lenet,resnet18] [--seconds 25] [--batch-size 32]
                                       [--threads 2] [--ops-batch-size 64] [--ops-repeat 15]
                                       [--ops-shapes 1x28x28,3x32x32,3x96x96]
 
 1. Throughput. For each built-in network (LeNet on 1x28x28 grayscale, ResNet-18 on 3x32x32
    colour; random pixels written as a dataset folder), the real backend's training step
    (`jobs.backends.pytorch._Run._step`: batch read, augmentation, mean, forward, backward,
-   optimizer step) runs --steps steps with no augmentation and with every augmentation the
-   images allow (flips, rot90, rotation, translation, scale, pad-and-crop, noise; HSV on colour),
-   one step of each in turn (so a busy machine slows both alike), in this one process. Prints
-   samples/s of each (from the median step time), the cost of augmentation, 1 - all-on / none,
-   and the augmentation's own time as a share of the plain step (median of --steps timings of
-   `Augmenter` on the same batch): the first is the figure asked for, the second the same cost
-   free of the noise of two long steps. Target: < 15%.
+   optimizer step) runs with no augmentation and with every augmentation the images allow
+   (flips, rot90, rotation, translation, scale, pad-and-crop, noise; HSV on colour), one step of
+   each in turn (so a busy machine slows both alike) for about --seconds per network (at least 5
+   of each), in this one process. Prints samples/s of each from the fastest step (the one least
+   disturbed by other work on the machine; the median in brackets), the cost of augmentation,
+   1 - all-on / none, and the augmentation's own time (fastest of as many calls of `Augmenter`
+   on the same batch) as a share of the fastest plain step: the same cost, free of the noise of
+   two whole steps. Target: < 15%.
 2. Per batch. The same operations on one batch of --ops-batch-size images, batched in torch
    (`jobs.backends.torch_augment.Augmenter`, uint8 batch in, float batch out) against a per-image
    Pillow implementation (Image.transpose, rotate, transform(AFFINE), ImageOps.expand + crop,
@@ -112,18 +113,21 @@ def throughput(network: str, args: argparse.Namespace, tmp: Path) -> None:
     runs = {name: _Run(plan, Quiet(), CPU) for name, plan in plans.items()}  # type: ignore[arg-type]
     order = torch.randperm(8 * size)
     times: dict[str, list[float]] = {"none": [], "all-on": []}
-    for i in range(args.steps + 1):
+    started, i = time.perf_counter(), 0
+    while i <= 5 or time.perf_counter() - started < args.seconds:
         index = order[(i % 8) * size : (i % 8 + 1) * size]
         for name in (list(runs) if i % 2 else list(runs)[::-1]):
             seconds = step_seconds(runs[name], index, i)
             if i:  # the first is a warm-up: allocations, first-call costs
                 times[name].append(seconds)
-    none, on = statistics.median(times["none"]), statistics.median(times["all-on"])
+        i += 1
+    none, on = min(times["none"]), min(times["all-on"])
     augment, pixels = runs["all-on"].augment, runs["all-on"].train_split.images[:size]
-    share = median_seconds(lambda: augment(pixels), args.steps) / none  # type: ignore[misc]
-    print(f"{network:9s} {'x'.join(map(str, shape)):8s} none {size / none:8.1f} samples/s   all-on {size / on:8.1f} "
-          f"samples/s   augmentation costs {1 - none / on:6.1%} of throughput; on its own "
-          f"{share:.1%} of a plain step")
+    share = min(timings(lambda: augment(pixels), len(times["none"]))) / none  # type: ignore[misc]
+    medians = {name: size / statistics.median(values) for name, values in times.items()}
+    print(f"{network:9s} {'x'.join(map(str, shape)):8s} {len(times['none'])} steps of each: none {size / none:7.1f} "
+          f"samples/s ({medians['none']:.1f})   all-on {size / on:7.1f} ({medians['all-on']:.1f})   augmentation "
+          f"costs {1 - none / on:6.1%} of throughput; on its own {share:.1%} of a plain step")
 
 
 # --- per image, with Pillow -------------------------------------------------------------------
@@ -186,10 +190,6 @@ def timings(work: Callable[[], object], repeat: int) -> list[float]:
     return times
 
 
-def median_seconds(work: Callable[[], object], repeat: int) -> float:
-    return statistics.median(timings(work, repeat))
-
-
 def per_batch(shape: tuple[int, ...], args: argparse.Namespace) -> None:
     images = np.random.default_rng(1).integers(0, 256, size=(args.ops_batch_size, *shape), dtype=np.uint8)
     batch = torch.from_numpy(images)
@@ -211,7 +211,7 @@ def per_batch(shape: tuple[int, ...], args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--networks", default="lenet,resnet18")
-    parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--seconds", type=float, default=25)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--ops-batch-size", type=int, default=64)
@@ -221,7 +221,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; training batch {args.batch_size}, "
-          f"{args.steps} steps of each, taken in turn\n")
+          f"steps of both taken in turn for about {args.seconds:g} s per network\n")
     networks = args.networks.split(",")
     with tempfile.TemporaryDirectory(prefix="wb-bench-augment-") as tmp:
         for network in networks:
