@@ -4,6 +4,7 @@ with augmenting image by image with Pillow.
     .venv/bin/python bench/augment.py [--networks lenet,resnet18] [--seconds 25] [--batch-size 32]
                                       [--threads 2] [--ops-batch-size 64] [--ops-repeat 15]
                                       [--ops-shapes 1x28x28,3x32x32,3x96x96]
+                                      [--no-rotation-gain] [--gain-epochs 10]
 
 1. Throughput. For each built-in network (LeNet on 1x28x28 grayscale, ResNet-18 on 3x32x32
    colour; random pixels written as a dataset folder), the real backend's training step
@@ -22,6 +23,10 @@ with augmenting image by image with Pillow.
    numpy noise, convert("HSV") shifts; uint8 array in, float tensor out), each op alone and all
    together, for each of --ops-shapes; the fastest of --ops-repeat runs (the least disturbed by
    other work on the machine). Prints the speed-up per-image / batched. Target: >= 5x.
+3. Rotation gain (--no-rotation-gain skips it; ~15 s): LeNet trained through the backend on
+   scikit-learn's digits (28x28, the example dataset's ingest) for --gain-epochs epochs without
+   augmentation and with `rotate_degrees` 25, each scored on the validation split as it is and on
+   a copy of it rotated by 25 degrees (Pillow, bilinear, half the images each way).
 No assertions: it prints figures; bench/README.md records them.
 """
 from __future__ import annotations
@@ -33,6 +38,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +51,7 @@ if str(ROOT) not in sys.path:
 
 from jobs.augmentation import augmentation_parse  # noqa: E402
 from jobs.backends.base import TrainingPlan  # noqa: E402
-from jobs.backends.pytorch import _Run  # noqa: E402
+from jobs.backends.pytorch import _Run, _Split, evaluate, load_snapshot, train  # noqa: E402
 from jobs.backends.torch_augment import Augmenter  # noqa: E402
 from jobs.networks.builtin import builtin_spec  # noqa: E402
 
@@ -208,6 +214,30 @@ def per_batch(shape: tuple[int, ...], args: argparse.Namespace) -> None:
               f"{pillow / batched:6.1f}x")
 
 
+def rotation_gain(args: argparse.Namespace, tmp: Path) -> None:
+    from datasets.example import write_digits
+    from datasets.ingest.pipeline import IngestOptions, run_ingest
+    from datasets.ingest.store import open_split
+
+    folder = tmp / "digits"
+    write_digits(tmp / "digits-src")
+    run_ingest(tmp / "digits-src", folder, IngestOptions(width=28, height=28, channels=1, resize_mode="squash",
+               val_percent=20, test_percent=10, seed=42), max_pixels=40_000_000, workers=2)
+    images, labels = open_split(folder, "val")
+    turned = np.stack([np.asarray(Image.fromarray(image[0]).rotate(25 if i % 2 else -25,
+                                                                     resample=Image.Resampling.BILINEAR))[None]
+                       for i, image in enumerate(images)])
+    print(f"\nLeNet on the digits, {args.gain_epochs} epochs, scored on {len(labels)} validation images:")
+    for label, augmentation in (("no augmentation", {}), ("rotate_degrees 25", {"rotate_degrees": 25})):
+        plan = replace(plan_for("lenet", folder, 64, augmentation), output_folder=tmp / label,
+                       epochs=args.gain_epochs, classes=[str(i) for i in range(10)])
+        train(plan, Quiet())  # type: ignore[arg-type]
+        model, mean = load_snapshot(tmp / label / "snapshots" / f"epoch_{args.gain_epochs}.safetensors")
+        scores = [evaluate(model, _Split(torch.from_numpy(np.array(x)), torch.from_numpy(labels)),
+                           mean, CPU, 256)[1] for x in (images, turned)]
+        print(f"  {label:18s} validation {scores[0]:.1%}   rotated by ±25 degrees {scores[1]:.1%}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--networks", default="lenet,resnet18")
@@ -217,6 +247,8 @@ def main() -> None:
     parser.add_argument("--ops-batch-size", type=int, default=64)
     parser.add_argument("--ops-repeat", type=int, default=15)
     parser.add_argument("--ops-shapes", default="1x28x28,3x32x32,3x96x96")
+    parser.add_argument("--rotation-gain", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--gain-epochs", type=int, default=10)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -226,8 +258,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="wb-bench-augment-") as tmp:
         for network in networks:
             throughput(network, args, Path(tmp))
-    for shape in args.ops_shapes.split(","):
-        per_batch(tuple(int(v) for v in shape.split("x")), args)
+        for shape in args.ops_shapes.split(","):
+            per_batch(tuple(int(v) for v in shape.split("x")), args)
+        if args.rotation_gain:
+            rotation_gain(args, Path(tmp))
 
 
 if __name__ == "__main__":
