@@ -161,17 +161,16 @@ def affine(x: torch.Tensor, degrees: torch.Tensor, scale: torch.Tensor, shift_x:
 
 
 def rgb_to_hsv(x: torch.Tensor) -> torch.Tensor:
-    """(N, 3, H, W) RGB in 0..1 to HSV in 0..1 (hue as a fraction of the circle)."""
+    """(N, 3, H, W) RGB in 0..1 to HSV in 0..1 (hue as a fraction of the circle). A grey pixel's
+    hue is whatever its sector gives (colorsys says 0): with no saturation, no hue shows."""
     r, g, b = x.unbind(1)
     high, low = x.amax(1), x.amin(1)
     delta = high - low
-    safe = torch.where(delta > 0, delta, torch.ones_like(delta))
-    hue = torch.where(high == r, (g - b) / safe,
-                      torch.where(high == g, 2 + (b - r) / safe, 4 + (r - g) / safe))
-    hue = torch.where(delta > 0, (hue / 6) % 1.0, torch.zeros_like(hue))
-    saturation = torch.where(high > 0, delta / torch.where(high > 0, high, torch.ones_like(high)),
-                             torch.zeros_like(high))
-    return torch.stack([hue, saturation, high], 1)
+    red, green = high == r, high == g
+    part = torch.where(red, g - b, torch.where(green, b - r, r - g)) / delta.clamp_min(1e-12)
+    sector = torch.where(red, 0.0, torch.where(green, 2.0, 4.0))
+    hue = ((part + sector) / 6).remainder_(1.0)
+    return torch.stack([hue, delta / high.clamp_min(1e-12), high], 1)
 
 
 def hsv_to_rgb(x: torch.Tensor) -> torch.Tensor:
