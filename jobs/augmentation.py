@@ -68,8 +68,8 @@ def augmentation_parse(raw: object, *, channels: int) -> Augmentation:
     values = {key: _PARSERS[key](raw[key]) for key in _PARSERS if key in raw}
     spec = Augmentation(**values)
     if any(spec.hsv) and channels != 3:
-        raise AugmentationError(f"augmentation.hsv: hsv shifts need a colour dataset; this one is grayscale "
-                                f"({channels} channel{'s' if channels != 1 else ''}).")
+        kind = "grayscale (1 channel)" if channels == 1 else f"not RGB ({channels} channels)"
+        raise AugmentationError(f"augmentation.hsv: hsv shifts need a colour dataset; this one is {kind}.")
     return spec
 
 
@@ -96,12 +96,14 @@ def _number(key: str, low: float, high: float, *, integer: bool = False) -> Any:
     return parse
 
 
-def _in_range(name: str, value: object, low: float, high: float, *, integer: bool = False) -> Any:
-    kind = "a whole number" if integer else "a number"
-    ok = isinstance(value, int) if integer else isinstance(value, (int, float))
-    if isinstance(value, bool) or not ok or not math.isfinite(value) or not low <= value <= high:  # type: ignore[arg-type]
-        raise AugmentationError(f"{name}: {value!r} must be {kind} from {low:g} to {high:g}.")
-    return int(value) if integer else float(value)  # type: ignore[arg-type]
+def _in_range(name: str, value: Any, low: float, high: float, *, integer: bool = False) -> Any:
+    refused = AugmentationError(f"{name}: {value!r} must be {'a whole number' if integer else 'a number'} "
+                                f"from {low:g} to {high:g}.")
+    if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
+        raise refused
+    if not math.isfinite(value) or not low <= value <= high:
+        raise refused
+    return int(value) if integer else float(value)
 
 
 def _flag(value: object) -> bool:

@@ -78,7 +78,8 @@ def test_it_refuses_unknown_keys_and_values_out_of_range_naming_the_key(raw, key
 
 
 def test_it_refuses_colour_shifts_on_a_grayscale_dataset_saying_why():
-    with pytest.raises(AugmentationError, match=r"hsv shifts need a colour dataset; this one is grayscale \(1 channel\)"):
+    message = r"augmentation.hsv: hsv shifts need a colour dataset; this one is grayscale \(1 channel\)"
+    with pytest.raises(AugmentationError, match=message):
         augmentation_parse({"hsv": {"hue": 0.1}}, channels=1)
     assert augmentation_parse({"hsv": {"hue": 0.0}}, channels=1).hsv == (0.0, 0.0, 0.0)
 
