@@ -89,6 +89,9 @@ def _atomic(target: Path) -> Iterator[Path]:
 _MEAN_DOC = {"image": "the training set's mean image (`mean`: image).",
              "pixel": "the training set's per-channel means, repeated over the image (`mean`: pixel).",
              "none": "zeros: nothing is subtracted (`mean`: none)."}
+_MEAN_STEP = {"image": "Subtract the mean image (`mean.safetensors`), then divide by 255.",
+              "pixel": "Subtract the per-channel means (`mean.safetensors`, as it is), then divide by 255.",
+              "none": "Divide by 255 (the job subtracts no mean: `mean.safetensors` is zeros)."}
 
 
 def _metadata(snapshot: Path) -> dict[str, Any]:
@@ -260,7 +263,7 @@ def readme(meta: dict[str, Any], weights: str = archive_predict.WEIGHTS) -> str:
    `fill` scales so the image fits inside, then pads the rest with random noise; `half_crop` scales
    halfway between the two, then crops and pads.
 3. Lay it out as (channels, height, width), as float32 pixel values in 0..255; a batch is (N, C, H, W).
-4. Subtract `mean.safetensors` (as it is, whatever the job's `mean` setting), then divide by 255.
+4. {_MEAN_STEP[p.get('mean', 'image')]}
 5. The network returns logits (N, {len(meta['classes'])}); softmax gives probabilities in the class order above.
 
 The TorchScript and ONNX exports of a snapshot include step 4's normalisation: they take

@@ -3,6 +3,7 @@ clipping and label smoothing: run through the real backend on a tiny dataset wri
 from __future__ import annotations
 
 import json
+import zipfile
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from safetensors.torch import load_file
 from jobs.backends import archive_predict
 from jobs.backends.base import TrainingPlan
 from jobs.backends.pytorch import ModelCache, _Run, train
+from jobs.backends.torch_export import export_snapshot
 from tests.jobs.test_augmentation import EVERYTHING
 
 CPU = torch.device("cpu")
@@ -112,7 +114,7 @@ def test_a_plain_job_normalises_exactly_as_before(dataset, tmp_path):
 
 
 @pytest.mark.parametrize("mode", ["image", "pixel", "none"])
-def test_the_mean_choice_is_subtracted_in_training_validation_inference_and_predict_py(dataset, tmp_path, mode):
+def test_the_mean_choice_is_subtracted_in_training_inference_and_the_exported_predict_py(dataset, tmp_path, mode):
     output = tmp_path / "job"
     plan = make_plan(dataset, output, augmentation={"mean": mode})
     assert train(plan, Recorder()) == "done"
@@ -130,8 +132,14 @@ def test_the_mean_choice_is_subtracted_in_training_validation_inference_and_pred
     expected = torch.softmax(model.eval()((torch.from_numpy(pixels).float() - want) / 255), 1).detach().numpy()
     weights = output / "snapshots" / "epoch_1.safetensors"
     assert np.allclose(ModelCache().infer(weights, pixels), expected, atol=1e-6)
-    assert np.allclose(archive_predict.classify(model, load_file(output / "mean.safetensors")["mean"], pixels),
-                       expected, atol=1e-6)
+    export_snapshot(weights, "archive", tmp_path / "model.zip")
+    with zipfile.ZipFile(tmp_path / "model.zip") as archive:
+        archive.extractall(tmp_path / "archive")
+    exported, mean, meta = archive_predict.load(tmp_path / "archive")  # what predict.py runs
+    assert meta["preprocessing"]["mean"] == mode
+    assert np.allclose(archive_predict.classify(exported, mean, pixels), expected, atol=1e-6)
+    readme = (tmp_path / "archive" / "README.md").read_text()
+    assert {"image": "Subtract the mean image", "pixel": "per-channel means", "none": "subtracts no mean"}[mode] in readme
 
 
 def test_an_augmented_job_trains_and_its_inference_is_not_augmented(dataset, tmp_path):
