@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from datasets.models import Dataset
 from jobs import live
-from jobs.augmentation import AugmentationError, augmentation_parse
+from jobs.augmentation import Augmentation, AugmentationError, augmentation_parse
 from jobs.models import MetricPoint, Network, TrainingJob
 from jobs.networks.builtin import BUILTIN_NETWORKS, builtin_spec
 from jobs.networks.spec import SpecError, summarize, validate_spec
@@ -156,9 +156,10 @@ def _checked_augmentation(options: JobSettings, dataset: Dataset) -> dict[str, A
         spec = augmentation_parse(raw, channels=dataset.channels)
     except AugmentationError as exc:
         raise JobInputError(str(exc), "augmentation") from None
-    backend = _backend_class(options.backend or settings.DEFAULT_TRAINING_BACKEND)
-    if spec.active and not backend.supports_augmentation:
-        raise JobInputError(f"The {backend.__name__} backend cannot augment training batches.", "augmentation")
+    alias = options.backend or settings.DEFAULT_TRAINING_BACKEND
+    if spec != Augmentation() and not _backend_class(alias).supports_augmentation:
+        raise JobInputError(f"The {alias} backend cannot augment training batches nor change the mean it "
+                            "subtracts.", "augmentation")
     return {key: value for key, value in spec.as_dict().items() if key in raw}
 
 

@@ -7,6 +7,7 @@ import random
 import pytest
 
 from datasets.models import Dataset
+from jobs.backends.torch_backend import TorchBackend
 from jobs.models import TrainingJob
 from tests.conftest import Worker, wait_for
 from tests.jobs.test_recovery import SETTINGS, curve, final_weights, log_text, reached, ready_digits
@@ -136,3 +137,23 @@ def test_the_torch_backend_says_it_augments_without_importing_torch():
     from jobs.backends import backends
 
     assert backends.backend_class("torch").supports_augmentation
+
+
+class PlainBackend(TorchBackend):
+    supports_augmentation = False
+
+
+@pytest.mark.django_db
+def test_a_backend_that_cannot_augment_is_refused_an_augmented_job(alice, alice_api, settings):
+    settings.TRAINING_BACKENDS = {**settings.TRAINING_BACKENDS,
+                                  "plain": {"BACKEND": "tests.jobs.test_augmentation_api.PlainBackend"}}
+    dataset = a_dataset(alice, channels=1)
+    body = {"dataset": dataset.pk, "network": "lenet", "backend": "plain"}
+
+    flipped = alice_api.post("/api/v1/jobs/", {**body, "augmentation": {"flip": "vertical"}}, format="json")
+    no_mean = alice_api.post("/api/v1/jobs/", {**body, "augmentation": {"mean": "none"}}, format="json")
+    plain = alice_api.post("/api/v1/jobs/", {**body, "augmentation": {"mean": "image", "flip": "none"}}, format="json")
+
+    for refused in (flipped, no_mean):
+        assert refused.status_code == 400 and "The plain backend cannot augment" in refused.json()["error"]
+    assert plain.status_code == 201
