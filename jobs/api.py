@@ -36,6 +36,7 @@ class JobOutput(serializers.ModelSerializer):
                   "best", "error", "snapshots", "dataset", "network", "backend", "epochs", "batch_size",
                   "optimizer", "learning_rate", "momentum", "weight_decay", "lr_policy", "lr_step_size", "lr_gamma",
                   "lr_milestones", "seed", "device", "device_used", "val_interval", "snapshot_interval",
+                  "augmentation", "accumulate", "grad_clip", "label_smoothing",
                   "resume_from_epoch", "attempt", "retries", "held_by", "heartbeat_at", "created_at", "started_at",
                   "finished_at", "url"]
         fields += ["group", "notes", "stop_reason", "sweep", "params"]
@@ -92,6 +93,13 @@ class JobInput(serializers.Serializer):
     group = serializers.CharField(max_length=services.GROUP_MAX_LENGTH, required=False, allow_blank=True, default="")
     notes = serializers.CharField(max_length=services.NOTES_MAX_LENGTH, required=False, allow_blank=True,
                                   default="", trim_whitespace=False)
+    # Their bounds are the service's (job_create): it names the key of a bad augmentation.
+    augmentation = serializers.JSONField(required=False, allow_null=True, default=dict,
+                                         help_text="flip, rot90, rotate_degrees, translate, scale, crop_padding, "
+                                                   "noise_std, hsv {hue, saturation, value}, mean image/pixel/none")
+    accumulate = serializers.IntegerField(default=DEFAULTS.accumulate, help_text="Batches per optimizer step.")
+    grad_clip = serializers.FloatField(default=DEFAULTS.grad_clip, help_text="Largest gradient norm; 0 is off.")
+    label_smoothing = serializers.FloatField(default=DEFAULTS.label_smoothing)
 
     def job_settings(self) -> services.JobSettings:
         data = {k: v for k, v in self.validated_data.items() if k not in ("dataset", "network")}

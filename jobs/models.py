@@ -66,6 +66,11 @@ class TrainingJob(Leased):
     val_interval = models.FloatField(default=1.0, help_text="Validate every this many epochs.")
     snapshot_interval = models.FloatField(default=1.0, help_text="Snapshot every this many epochs.")
     resume_from_epoch = models.FloatField(null=True, blank=True)
+    # jobs.augmentation's keys as the user gave them, normalised; `mean` among them.
+    augmentation = models.JSONField(default=dict, blank=True)
+    accumulate = models.PositiveIntegerField(default=1, help_text="Batches per optimizer step.")
+    grad_clip = models.FloatField(default=0.0, help_text="Largest gradient norm; 0 is off.")
+    label_smoothing = models.FloatField(default=0.0)
 
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     progress = models.FloatField(default=0.0)

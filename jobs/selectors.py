@@ -254,6 +254,7 @@ class Capabilities:
     inspect: bool
     export_formats: tuple[str, ...]
     compress_methods: tuple[str, ...]
+    augmentation: bool = False
 
 
 def job_capabilities(*, job: TrainingJob) -> Capabilities:
@@ -261,7 +262,8 @@ def job_capabilities(*, job: TrainingJob) -> Capabilities:
 
     backend = backends.backend_class(job.backend)
     return Capabilities(resume=backend.supports_resume, inspect=backend.supports_inspect,
-                        export_formats=tuple(backend.export_formats), compress_methods=tuple(backend.compress_methods))
+                        export_formats=tuple(backend.export_formats), compress_methods=tuple(backend.compress_methods),
+                        augmentation=backend.supports_augmentation)
 
 
 def job_snapshot_epochs(*, job: TrainingJob) -> list[float]:

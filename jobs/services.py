@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from datasets.models import Dataset
 from jobs import hooks, live
+from jobs.augmentation import Augmentation, AugmentationError, augmentation_parse
 from jobs.models import MetricPoint, Network, TrainingJob
 from jobs.networks.builtin import BUILTIN_NETWORKS, builtin_spec
 from jobs.networks.spec import SpecError, summarize, validate_spec
@@ -24,6 +25,7 @@ from jobs.selectors import job_capabilities
 
 log = logging.getLogger(__name__)
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda:\d{1,2})$")
+MAX_ACCUMULATE = 1024
 
 
 class JobInputError(Exception):
@@ -60,6 +62,10 @@ class JobSettings:
     backend: str = ""
     group: str = ""
     notes: str = ""
+    augmentation: dict[str, Any] = field(default_factory=dict)
+    accumulate: int = 1
+    grad_clip: float = 0.0
+    label_smoothing: float = 0.0
 
 
 # The bounds of each numeric setting: (lowest, highest or None). One table that the service checks
@@ -118,6 +124,7 @@ def job_create(*, owner: AbstractBaseUser, dataset: Dataset, network: str, optio
     spec, custom = job_network_check(owner=owner, network=network, dataset=dataset)
     job_options_check(options)
     fields = asdict(options)
+    fields["augmentation"] = _checked_augmentation(options, dataset)
     fields["backend"] = options.backend or settings.DEFAULT_TRAINING_BACKEND
     fields["name"] = options.name or f"{network} on {dataset.name}"
     with transaction.atomic():
@@ -158,10 +165,34 @@ def _check_options(options: JobSettings) -> None:
         (not options.backend or options.backend in settings.TRAINING_BACKENDS, "backend",
          f"Unknown backend; configured: {', '.join(settings.TRAINING_BACKENDS)}."),
         (all(m > 0 for m in options.lr_milestones), "lr_milestones", "Milestones are epochs above 0."),
+        (1 <= options.accumulate <= MAX_ACCUMULATE, "accumulate",
+         f"Accumulate 1 to {MAX_ACCUMULATE} batches per optimizer step."),
+        (0 <= options.grad_clip < float("inf"), "grad_clip", "The gradient norm limit is 0 (off) or above."),
+        (0 <= options.label_smoothing <= 0.5, "label_smoothing", "Label smoothing is from 0 to 0.5."),
     ]
     for ok, name, message in checks:
         if not ok:
             raise JobInputError(message, name)
+
+
+def _checked_augmentation(options: JobSettings, dataset: Dataset) -> dict[str, Any]:
+    """The augmentation keys the user gave, normalised; refused with the key named."""
+    raw = options.augmentation or {}
+    try:
+        spec = augmentation_parse(raw, channels=dataset.channels)
+    except AugmentationError as exc:
+        raise JobInputError(str(exc), "augmentation") from None
+    alias = options.backend or settings.DEFAULT_TRAINING_BACKEND
+    if spec != Augmentation() and not _backend_class(alias).supports_augmentation:
+        raise JobInputError(f"The {alias} backend cannot augment training batches nor change the mean it "
+                            "subtracts.", "augmentation")
+    return {key: value for key, value in spec.as_dict().items() if key in raw}
+
+
+def _backend_class(alias: str) -> Any:
+    from jobs.backends import backends
+
+    return backends.backend_class(alias)
 
 
 def job_clone(*, job: TrainingJob, owner: AbstractBaseUser) -> TrainingJob:
@@ -385,6 +416,7 @@ def training_plan(job: TrainingJob):  # type: ignore[no-untyped-def]
         momentum=job.momentum, weight_decay=job.weight_decay, lr_policy=job.lr_policy,
         lr_params={"step_size": job.lr_step_size, "gamma": job.lr_gamma, "milestones": job.lr_milestones},
         seed=job.seed, device=job.device, val_interval=job.val_interval, snapshot_interval=job.snapshot_interval,
-        resume_from_epoch=job.resume_from_epoch,
+        resume_from_epoch=job.resume_from_epoch, augmentation=job.augmentation, accumulate=job.accumulate,
+        grad_clip=job.grad_clip, label_smoothing=job.label_smoothing,
         preprocessing={"width": dataset.image_width, "height": dataset.image_height, "channels": dataset.channels,
                        "resize_mode": dataset.resize_mode, "seed": dataset.seed})

@@ -56,6 +56,11 @@ class TrainingPlan:
     snapshot_interval: float
     resume_from_epoch: float | None = None
     preprocessing: dict[str, Any] = field(default_factory=dict)
+    # jobs.augmentation's spec as the job stored it (training batches only; its `mean` applies everywhere).
+    augmentation: dict[str, Any] = field(default_factory=dict)
+    accumulate: int = 1  # batches per optimizer step
+    grad_clip: float = 0.0  # the largest gradient norm; 0 is off
+    label_smoothing: float = 0.0
 
 
 class TrainingBackend(ABC):
@@ -70,6 +75,7 @@ class TrainingBackend(ABC):
     export_formats: tuple[str, ...] = ()
     supports_inspect: bool = False
     compress_methods: tuple[str, ...] = ()
+    supports_augmentation: bool = False  # applies TrainingPlan.augmentation (else only plain training is offered)
 
     def __init__(self, alias: str, options: dict[str, Any]) -> None:
         self.alias = alias

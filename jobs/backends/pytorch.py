@@ -19,9 +19,11 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from datasets.ingest.store import open_split
+from jobs.augmentation import augmentation_from_stored
 from jobs.backends.base import Reporter, TrainingFailed, TrainingPlan
 from jobs.backends.devices import DeviceLeases
 from jobs.backends.tensorfile import write_safetensors
+from jobs.backends.torch_augment import Augmenter, mean_to_subtract
 from jobs.networks.torch_build import build_model
 from jobs.schedules import learning_rate
 from workbench import faults
@@ -69,8 +71,11 @@ class ModelCache:
 
 
 def model_metadata(plan: TrainingPlan) -> dict[str, Any]:
+    # mean.safetensors holds what is subtracted (the mean image, its per-channel means, or zeros):
+    # every reader subtracts it as it is, so inference and export follow the job's `mean` choice.
+    mean = augmentation_from_stored(plan.augmentation).mean
     return {"network_spec": plan.network_spec, "input_shape": list(plan.input_shape), "classes": plan.classes,
-            "preprocessing": {**plan.preprocessing, "mean_file": "mean.safetensors", "scale": 1 / 255}}
+            "preprocessing": {**plan.preprocessing, "mean": mean, "mean_file": "mean.safetensors", "scale": 1 / 255}}
 
 
 def model_folder(weights: Path) -> Path:
@@ -128,14 +133,17 @@ class _Run:
         np.random.seed(plan.seed % 2**32)
         self.train_split = _Split.open(plan.dataset_folder, "train")
         self.val_split = _Split.open(plan.dataset_folder, "val")
-        self.mean = torch.from_numpy(np.load(plan.dataset_folder / "mean.npy")).to(device)
+        spec = augmentation_from_stored(plan.augmentation)
+        self.mean = mean_to_subtract(spec.mean, torch.from_numpy(np.load(plan.dataset_folder / "mean.npy"))).to(device)
+        # Its own generator: dropout and shuffling draw what they drew before augmentation existed.
+        self.augment = Augmenter(spec, plan.seed, device) if spec.active else None
         self.model = build_model(plan.network_spec, plan.input_shape, len(plan.classes)).to(device)
         self.optimizer = make_optimizer(plan, self.model.parameters())
         self.lr = plan.learning_rate
         # The train loss is the mean over the steps since it was last reported; kept here (not in
         # the loop) so that a snapshot carries it and a resumed run reports the same numbers.
         self.running, self.count = torch.zeros((), device=device), 0
-        self.loss_fn = torch.nn.CrossEntropyLoss()
+        self.loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=plan.label_smoothing)
         self.steps_per_epoch = max(1, math.ceil(len(self.train_split) / plan.batch_size))
         self.total_steps = plan.epochs * self.steps_per_epoch
         self.log_every = max(1, self.steps_per_epoch // 20)
@@ -166,7 +174,7 @@ class _Run:
                 return False
             step = first + i + 1
             lr = self._set_lr((step - 1) / self.steps_per_epoch)
-            self.running += self._step(order[i * self.plan.batch_size : (i + 1) * self.plan.batch_size])
+            self.running += self._step(order[i * self.plan.batch_size : (i + 1) * self.plan.batch_size], i)
             self.count += 1
             if step % self.log_every == 0 or i == self.steps_per_epoch - 1:
                 self._report_train(self.running.item() / self.count, lr, step)
@@ -178,15 +186,28 @@ class _Run:
                 self._snapshot(step)
         return True
 
-    def _step(self, index: torch.Tensor) -> torch.Tensor:
+    def _step(self, index: torch.Tensor, i: int) -> torch.Tensor:
+        """Batch `i` of the epoch: its gradient is added to its group's; the group's last batch
+        steps the optimizer. A group is `accumulate` batches, the epoch's last one maybe fewer."""
         x, y = self.train_split.batch(index)
-        x = (x.to(self.device, non_blocking=True).float() - self.mean) / 255.0
+        x = self.train_input(x.to(self.device, non_blocking=True))
         y = y.to(self.device, non_blocking=True)
-        self.optimizer.zero_grad(set_to_none=True)
         loss = self.loss_fn(self.model(x), y)
-        loss.backward()
-        self.optimizer.step()
+        group_start = i - i % self.plan.accumulate
+        group = min(self.plan.accumulate, self.steps_per_epoch - group_start)
+        (loss / group if group > 1 else loss).backward()
+        if i + 1 == group_start + group:
+            if self.plan.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.plan.grad_clip)
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
         return loss.detach()
+
+    def train_input(self, pixels: torch.Tensor) -> torch.Tensor:
+        """A uint8 training batch on the device as the network sees it: augmented, mean subtracted."""
+        if self.augment is None:
+            return (pixels.float() - self.mean) / 255.0  # bit for bit what it was before augmentation
+        return self.augment(pixels) - self.mean / 255.0
 
     def _set_lr(self, epoch: float) -> float:
         p = self.plan
@@ -231,6 +252,11 @@ class _Run:
         tensors, state = flatten_optimizer(self.optimizer.state_dict())
         state = {**state, "rng": rng_state(self.device), "running_loss": float(self.running.item()),
                  "running_count": self.count}
+        if self.augment is not None:
+            state["augment_rng"] = self.augment.state()
+        # Taken inside a group of accumulated batches: its gradients so far go with it.
+        tensors.update({f"grad.{name}": p.grad.detach() for name, p in self.model.named_parameters()
+                        if p.grad is not None})
         self.snapshots.submit(round(step / self.steps_per_epoch, 4), step, self.model.state_dict(), tensors, state)
 
     def _write_snapshot(self, epoch: float, step: int, weights: dict[str, torch.Tensor],
@@ -266,12 +292,18 @@ class _Run:
         self.model.load_state_dict(load_file(f"{name}.safetensors"))
         meta = json.loads(Path(f"{name}.json").read_text())
         tensors = load_file(f"{name}.optim.safetensors", device=str(self.device))
+        grads = {key.removeprefix("grad."): tensors.pop(key) for key in list(tensors) if key.startswith("grad.")}
         self.optimizer.load_state_dict(unflatten_optimizer(tensors, meta["optimizer"]))
+        for param_name, p in self.model.named_parameters():
+            if param_name in grads:
+                p.grad = grads[param_name]
         self.lr = self.optimizer.param_groups[0]["lr"]
         if "rng" in meta:  # snapshots from before RNG state was kept resume without it
             set_rng_state(meta["rng"], self.device)
             self.running.fill_(meta["running_loss"])
             self.count = int(meta["running_count"])
+        if self.augment is not None and "augment_rng" in meta:
+            self.augment.load_state(meta["augment_rng"])
         self.reporter.log(f"Resumed from the snapshot at epoch {epoch:g} (step {meta['step']}).")
         return int(meta["step"])
 

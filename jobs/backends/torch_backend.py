@@ -19,6 +19,7 @@ class TorchBackend(TrainingBackend):
     export_formats = ("archive", "torchscript", "onnx")
     supports_inspect = True
     compress_methods = ("prune", "quantize_dynamic", "quantize_static")
+    supports_augmentation = True
 
     def __init__(self, alias: str, options: dict[str, Any]) -> None:
         super().__init__(alias, options)

@@ -85,6 +85,15 @@ def _atomic(target: Path) -> Iterator[Path]:
         partial.unlink(missing_ok=True)
 
 
+# The job's `mean` setting (model.json's preprocessing.mean); mean.safetensors already holds the result.
+_MEAN_DOC = {"image": "the training set's mean image (`mean`: image).",
+             "pixel": "the training set's per-channel means, repeated over the image (`mean`: pixel).",
+             "none": "zeros: nothing is subtracted (`mean`: none)."}
+_MEAN_STEP = {"image": "Subtract the mean image (`mean.safetensors`), then divide by 255.",
+              "pixel": "Subtract the per-channel means (`mean.safetensors`, as it is), then divide by 255.",
+              "none": "Divide by 255 (the job subtracts no mean: `mean.safetensors` is zeros)."}
+
+
 def _metadata(snapshot: Path) -> dict[str, Any]:
     meta = json.loads((model_folder(snapshot) / "model.json").read_text())
     plan = plan_network(meta["network_spec"], tuple(meta["input_shape"]), len(meta["classes"]))
@@ -242,7 +251,8 @@ def readme(meta: dict[str, Any], weights: str = archive_predict.WEIGHTS) -> str:
 {weights_doc}
 - `model.json`: the network spec (`network_spec`), its resolved layers (`layers`), the input shape
   `{meta['input_shape']}` (channels, height, width), the class names in output order, and the preprocessing.
-- `mean.safetensors`: the mean image (tensor `mean`, float32, shape {meta['input_shape']}).
+- `mean.safetensors`: what is subtracted from every image (tensor `mean`, float32, shape {meta['input_shape']}):
+  {_MEAN_DOC[p.get('mean', 'image')]}
 - `predict.py`: loads the model from these files and classifies image files. It needs only
   torch, safetensors, Pillow and numpy: `python predict.py image.png [more.jpg ...] [--json]`.
 
@@ -253,7 +263,7 @@ def readme(meta: dict[str, Any], weights: str = archive_predict.WEIGHTS) -> str:
    `fill` scales so the image fits inside, then pads the rest with random noise; `half_crop` scales
    halfway between the two, then crops and pads.
 3. Lay it out as (channels, height, width), as float32 pixel values in 0..255; a batch is (N, C, H, W).
-4. Subtract the mean image (`mean.safetensors`), then divide by 255.
+4. {_MEAN_STEP[p.get('mean', 'image')]}
 5. The network returns logits (N, {len(meta['classes'])}); softmax gives probabilities in the class order above.
 
 The TorchScript and ONNX exports of a snapshot include step 4's normalisation: they take
