@@ -124,7 +124,7 @@ def job_create(*, owner: AbstractBaseUser, dataset: Dataset, network: str, optio
     spec, custom = job_network_check(owner=owner, network=network, dataset=dataset)
     job_options_check(options)
     fields = asdict(options)
-    fields["augmentation"] = _checked_augmentation(options, dataset)
+    fields["augmentation"] = job_augmentation_check(options, dataset)
     fields["backend"] = options.backend or settings.DEFAULT_TRAINING_BACKEND
     fields["name"] = options.name or f"{network} on {dataset.name}"
     with transaction.atomic():
@@ -175,7 +175,7 @@ def _check_options(options: JobSettings) -> None:
             raise JobInputError(message, name)
 
 
-def _checked_augmentation(options: JobSettings, dataset: Dataset) -> dict[str, Any]:
+def job_augmentation_check(options: JobSettings, dataset: Dataset) -> dict[str, Any]:
     """The augmentation keys the user gave, normalised; refused with the key named."""
     raw = options.augmentation or {}
     try:

@@ -77,6 +77,7 @@ def _check_plan(owner: AbstractBaseUser, dataset: Dataset, spec: SweepSpec,
                 base: dict[str, Any]) -> tuple[dict[str, list[Any]] | None, dict[str, Any] | None, int]:
     if (spec.grid is None) == (spec.search is None):
         raise JobInputError("Give either a grid or a search, not both and not neither.", "grid")
+    _with_field(lambda: job_services.job_augmentation_check(JobSettings(**base), dataset), "base")
     check = _ValueCheck(owner, dataset, JobSettings(**base))
     if spec.grid is not None:
         grid = _check_grid(spec.grid, check)
@@ -205,11 +206,16 @@ def _with_field(check: Any, where: str) -> None:
 
 
 def _kind(name: str) -> type:
-    return {"int": int, "float": float, "str": str}.get(str(JobSettings.__dataclass_fields__[name].type), object)
+    kinds = {"int": int, "float": float, "str": str, "dict[str, Any]": dict}
+    return kinds.get(str(JobSettings.__dataclass_fields__[name].type), object)
 
 
 def _coerce(name: str, value: Any, where: str) -> Any:
     kind = _kind(name)
+    if kind is dict:  # the augmentation: checked with the dataset by job_create's rules
+        if not isinstance(value, dict):
+            raise JobInputError(f"'{name}' takes an object of settings, not {value!r}.", where)
+        return value
     if kind is object:  # the milestones: a list of epochs
         if not isinstance(value, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
                                                   for v in value):

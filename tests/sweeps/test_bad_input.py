@@ -95,3 +95,27 @@ def test_it_refuses_bad_early_stopping(alice_api, dataset):
 def test_it_does_not_find_another_users_dataset(bob_api, dataset):
     body = post(bob_api, dataset, grid={"seed": [1, 2]})
     assert "dataset" in body["detail"]
+
+
+def test_it_refuses_an_augmentation_the_dataset_cannot_take_before_any_trial(alice_api, dataset):
+    Dataset.objects.filter(pk=dataset.pk).update(channels=1)
+    body = post(alice_api, dataset, base={"epochs": 1, "augmentation": {"hsv": {"hue": 0.1}}},
+                grid={"learning_rate": [0.1, 0.01]})
+    assert "base.augmentation" in body["detail"] and "grayscale" in body["error"]
+    assert "base.augmentation" in post(alice_api, dataset, base={"augmentation": [1]},
+                                       grid={"learning_rate": [0.1]})["detail"]
+
+
+@pytest.mark.django_db(transaction=True)  # Optuna makes its study through a connection of its own
+def test_a_grid_from_the_job_form_becomes_a_sweep_whose_base_holds_every_other_setting(alice, client, dataset):
+    client.force_login(alice)
+    response = client.post("/jobs/new/", {
+        "dataset": dataset.pk, "network": "mlp", "epochs": "1", "batch_size": "8", "optimizer": "sgd",
+        "learning_rate": "0.1, 0.01", "momentum": "0.9", "weight_decay": "0", "lr_policy": "fixed",
+        "lr_step_size": "5", "lr_gamma": "0.1", "seed": "0", "device": "auto", "val_interval": "1",
+        "snapshot_interval": "1"})
+
+    assert response.status_code == 302, response.content.decode()[:2000]
+    sweep = Sweep.objects.get()
+    assert sweep.trials_total == 2 and sweep.grid == {"learning_rate": [0.1, 0.01]}
+    assert sweep.base["augmentation"] == {} and sweep.base["accumulate"] == 1 and "learning_rate" not in sweep.base

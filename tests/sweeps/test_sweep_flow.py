@@ -90,7 +90,7 @@ def test_it_aborts_a_sweep_with_its_running_and_queued_trials(celery_worker, ali
     wait_for(lambda: not TrainingJob.objects.filter(trial__sweep_id=pk, status__in=TrainingJob.ACTIVE).exists(),
              60, "the trials to stop")
     jobs = TrainingJob.objects.filter(trial__sweep_id=pk)
-    assert jobs.count() == 3 and {job.status for job in jobs} == {"aborted"}
+    assert jobs.count() == 3 and {job.status for job in jobs} == {"aborted"}, [(j.status, j.error) for j in jobs]
     assert {job.stop_reason for job in jobs} == {"user"}
     assert alice_api.post(f"/api/v1/sweeps/{pk}/abort/").status_code == 409
     assert Sweep.objects.get(pk=pk).trials.count() == 3  # no new trial after the abort

@@ -45,7 +45,11 @@ def test_a_real_worker_describes_itself_with_its_queues_and_its_host(alice_api, 
                  if w["name"].startswith(celery_worker.name) and w["pid"] == celery_worker.pid]  # (a restart: new pid)
         return found[0] if found else None
 
-    worker = wait_for(listed, 30, "the worker's own report")
+    try:
+        worker = wait_for(listed, 60, "the worker's own report")
+    except AssertionError:
+        raise AssertionError(f"{alice_api.get('/api/v1/workers/').json()} {list(Worker.objects.values())} "
+                             f"{celery_worker.log_text()[-3000:]}") from None
 
     assert worker["alive"] is True
     assert set(worker["queues"]) == {"ingest", "train", "infer"} and worker["concurrency"] == 2
