@@ -125,11 +125,11 @@ def _tell(study: Any, trial: Trial) -> None:
     job, sweep = trial.job, trial.sweep
     value = job.best.get(sweep.metric)
     if job.status == TrainingJob.Status.STOPPED and job.stop_reason == STOP_EARLY:
-        study.tell(trial.number, state=TrialState.PRUNED, skip_if_finished=True)
+        studies.study_tell(study, trial.number, state=TrialState.PRUNED)
     elif job.status == TrainingJob.Status.DONE and value is not None:
-        study.tell(trial.number, float(value), skip_if_finished=True)
+        studies.study_tell(study, trial.number, float(value))
     else:
-        study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
+        studies.study_tell(study, trial.number, state=TrialState.FAIL)
     Trial.objects.filter(pk=trial.pk).update(told=True)
 
 

@@ -114,3 +114,20 @@ def distributions(sweep: Sweep) -> dict[str, optuna.distributions.BaseDistributi
         else:
             wanted[name] = FloatDistribution(float(rule["low"]), float(rule["high"]), log=bool(rule.get("log")))
     return wanted
+
+
+def study_tell(study: Any, number: int, value: float | None = None, state: Any = None) -> None:
+    """Optuna's tell, once (a trial told already is skipped).
+
+    GridSampler asks the study to stop once its grid is spent, which only an `optimize` loop may
+    do: outside one, Optuna raises after it has stored the trial (in a `finally`). The sweep ends
+    by its own count of ended trials, so that request is nothing to act on.
+    """
+    try:
+        if value is not None:
+            study.tell(number, value, skip_if_finished=True)
+        else:
+            study.tell(number, state=state, skip_if_finished=True)
+    except RuntimeError as exc:
+        if "Study.stop" not in str(exc):
+            raise

@@ -66,3 +66,18 @@ def test_it_derives_the_storage_from_djangos_database():
     assert studies.storage_url(postgres) == "postgresql+psycopg://wb:p%40ss@db:5432/workbench"
     assert studies.storage_url({"ENGINE": "django.db.backends.sqlite3", "NAME": "/d/w.sqlite3"}) == "sqlite:////d/w.sqlite3"
     assert studies.storage_url() == f"sqlite:///{connection.settings_dict['NAME']}"  # the tests' own database
+
+
+def test_telling_the_last_point_of_a_grid_ends_it_without_an_error(alice):
+    """GridSampler asks a spent study to stop, which Optuna refuses outside optimize(): the sweep
+    never finished when its last trial was told (found by a walk through make run)."""
+    from optuna.trial import TrialState
+
+    sweep = sweep_of(alice, grid={"learning_rate": [0.1, 0.01], "batch_size": [16, 32]})
+    ask_one_per_load(sweep, 4)
+
+    for number in range(4):
+        studies.study_tell(studies.study_load(sweep, asked=4), number, 0.5 + number / 10)
+
+    trials = studies.study_load(sweep, asked=4).get_trials(deepcopy=False)
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 4 and [t.value for t in trials] == [0.5, 0.6, 0.7, 0.8]
