@@ -51,9 +51,9 @@
         const x = pairs.map((p) => p[0]), y = pairs.map((p) => p[1]);
         const line = { color: colours[i], width: 1.5 };
         return [
-          { x, y, name: job.name, mode: mode(curve), line, marker: { size: 4 }, opacity: 0.25,
+          { x, y, name: `#${job.id} ${job.name}`, mode: mode(curve), line, marker: { size: 4 }, opacity: 0.25,
             hoverinfo: "skip", legendgroup: String(job.id) },
-          { x: x.slice(), y: y.map(smoothers[curve][i]), name: job.name, mode: mode(curve), line,
+          { x: x.slice(), y: y.map(smoothers[curve][i]), name: `#${job.id} ${job.name}`, mode: mode(curve), line,
             marker: { size: 4 }, legendgroup: String(job.id) },
         ];
       });
