@@ -36,7 +36,7 @@ class JobOutput(serializers.ModelSerializer):
                   "best", "error", "snapshots", "dataset", "network", "backend", "epochs", "batch_size",
                   "optimizer", "learning_rate", "momentum", "weight_decay", "lr_policy", "lr_step_size", "lr_gamma",
                   "lr_milestones", "seed", "device", "device_used", "val_interval", "snapshot_interval",
-                  "augmentation", "accumulate", "grad_clip", "label_smoothing",
+                  "augmentation", "accumulate", "grad_clip", "label_smoothing", "amp",
                   "resume_from_epoch", "attempt", "retries", "held_by", "heartbeat_at", "created_at", "started_at",
                   "finished_at", "url"]
         fields += ["group", "notes", "stop_reason", "sweep", "params"]
@@ -100,6 +100,7 @@ class JobInput(serializers.Serializer):
     accumulate = serializers.IntegerField(default=DEFAULTS.accumulate, help_text="Batches per optimizer step.")
     grad_clip = serializers.FloatField(default=DEFAULTS.grad_clip, help_text="Largest gradient norm; 0 is off.")
     label_smoothing = serializers.FloatField(default=DEFAULTS.label_smoothing)
+    amp = serializers.CharField(default=DEFAULTS.amp, help_text="Mixed precision: off, bf16 (CPU or GPU) or fp16 (CUDA).")
 
     def job_settings(self) -> services.JobSettings:
         data = {k: v for k, v in self.validated_data.items() if k not in ("dataset", "network")}

@@ -71,6 +71,7 @@ class TrainingJob(Leased):
     accumulate = models.PositiveIntegerField(default=1, help_text="Batches per optimizer step.")
     grad_clip = models.FloatField(default=0.0, help_text="Largest gradient norm; 0 is off.")
     label_smoothing = models.FloatField(default=0.0)
+    amp = models.CharField(max_length=8, default="off", help_text="Mixed precision: off, bf16 or fp16.")
 
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     progress = models.FloatField(default=0.0)

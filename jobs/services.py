@@ -24,6 +24,7 @@ from jobs.schedules import LR_POLICIES, OPTIMIZERS
 from jobs.selectors import job_capabilities
 
 log = logging.getLogger(__name__)
+AMP_MODES = ("off", "bf16", "fp16")  # mixed precision: bf16 runs on CPUs too, fp16 needs CUDA
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda:\d{1,2})$")
 MAX_ACCUMULATE = 1024
 
@@ -66,6 +67,7 @@ class JobSettings:
     accumulate: int = 1
     grad_clip: float = 0.0
     label_smoothing: float = 0.0
+    amp: str = "off"
 
 
 # The bounds of each numeric setting: (lowest, highest or None). One table that the service checks
@@ -125,6 +127,7 @@ def job_create(*, owner: AbstractBaseUser, dataset: Dataset, network: str, optio
     job_options_check(options)
     fields = asdict(options)
     fields["augmentation"] = job_augmentation_check(options, dataset)
+    _check_amp(options)
     fields["backend"] = options.backend or settings.DEFAULT_TRAINING_BACKEND
     fields["name"] = options.name or f"{network} on {dataset.name}"
     with transaction.atomic():
@@ -169,6 +172,7 @@ def _check_options(options: JobSettings) -> None:
          f"Accumulate 1 to {MAX_ACCUMULATE} batches per optimizer step."),
         (0 <= options.grad_clip < float("inf"), "grad_clip", "The gradient norm limit is 0 (off) or above."),
         (0 <= options.label_smoothing <= 0.5, "label_smoothing", "Label smoothing is from 0 to 0.5."),
+        (options.amp in AMP_MODES, "amp", f"Choose one of: {', '.join(AMP_MODES)}."),
     ]
     for ok, name, message in checks:
         if not ok:
@@ -187,6 +191,13 @@ def job_augmentation_check(options: JobSettings, dataset: Dataset) -> dict[str, 
         raise JobInputError(f"The {alias} backend cannot augment training batches nor change the mean it "
                             "subtracts.", "augmentation")
     return {key: value for key, value in spec.as_dict().items() if key in raw}
+
+
+def _check_amp(options: JobSettings) -> None:
+    alias = options.backend or settings.DEFAULT_TRAINING_BACKEND
+    modes = _backend_class(alias).amp_modes
+    if options.amp not in modes:
+        raise JobInputError(f"The {alias} backend offers mixed precision {', '.join(modes)}.", "amp")
 
 
 def _backend_class(alias: str) -> Any:
@@ -417,6 +428,6 @@ def training_plan(job: TrainingJob):  # type: ignore[no-untyped-def]
         lr_params={"step_size": job.lr_step_size, "gamma": job.lr_gamma, "milestones": job.lr_milestones},
         seed=job.seed, device=job.device, val_interval=job.val_interval, snapshot_interval=job.snapshot_interval,
         resume_from_epoch=job.resume_from_epoch, augmentation=job.augmentation, accumulate=job.accumulate,
-        grad_clip=job.grad_clip, label_smoothing=job.label_smoothing,
+        grad_clip=job.grad_clip, label_smoothing=job.label_smoothing, amp=job.amp,
         preprocessing={"width": dataset.image_width, "height": dataset.image_height, "channels": dataset.channels,
                        "resize_mode": dataset.resize_mode, "seed": dataset.seed})

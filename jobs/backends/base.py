@@ -61,6 +61,7 @@ class TrainingPlan:
     accumulate: int = 1  # batches per optimizer step
     grad_clip: float = 0.0  # the largest gradient norm; 0 is off
     label_smoothing: float = 0.0
+    amp: str = "off"  # mixed precision: off, bf16, fp16
 
 
 class TrainingBackend(ABC):
@@ -75,6 +76,7 @@ class TrainingBackend(ABC):
     export_formats: tuple[str, ...] = ()
     supports_inspect: bool = False
     compress_methods: tuple[str, ...] = ()
+    amp_modes: tuple[str, ...] = ("off",)  # mixed precision it offers (AMP_MODES names them all)
     supports_augmentation: bool = False  # applies TrainingPlan.augmentation (else only plain training is offered)
 
     def __init__(self, alias: str, options: dict[str, Any]) -> None:

@@ -24,6 +24,7 @@ from jobs.backends.base import Reporter, TrainingFailed, TrainingPlan
 from jobs.backends.devices import DeviceLeases
 from jobs.backends.tensorfile import write_safetensors
 from jobs.backends.torch_augment import Augmenter, mean_to_subtract
+from jobs.backends.torch_precision import Precision
 from jobs.networks.torch_build import build_model
 from jobs.schedules import learning_rate
 from workbench import faults
@@ -138,6 +139,8 @@ class _Run:
         # Its own generator: dropout and shuffling draw what they drew before augmentation existed.
         self.augment = Augmenter(spec, plan.seed, device) if spec.active else None
         self.model = build_model(plan.network_spec, plan.input_shape, len(plan.classes)).to(device)
+        self.precision = Precision(plan.amp, device)
+        self.model = self.precision.prepare(self.model)
         self.optimizer = make_optimizer(plan, self.model.parameters())
         self.lr = plan.learning_rate
         # The train loss is the mean over the steps since it was last reported; kept here (not in
@@ -190,18 +193,20 @@ class _Run:
         """Batch `i` of the epoch: its gradient is added to its group's; the group's last batch
         steps the optimizer. A group is `accumulate` batches, the epoch's last one maybe fewer."""
         x, y = self.train_split.batch(index)
-        x = self.train_input(x.to(self.device, non_blocking=True))
+        x = self.precision.input(self.train_input(x.to(self.device, non_blocking=True)))
         y = y.to(self.device, non_blocking=True)
-        loss = self.loss_fn(self.model(x), y)
+        with self.precision.autocast():
+            loss = self.loss_fn(self.model(x), y)
         group_start = i - i % self.plan.accumulate
         group = min(self.plan.accumulate, self.steps_per_epoch - group_start)
-        (loss / group if group > 1 else loss).backward()
+        self.precision.backward(loss / group if group > 1 else loss)
         if i + 1 == group_start + group:
+            self.precision.unscale(self.optimizer)  # so that clipping sees the true gradients
             if self.plan.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.plan.grad_clip)
-            self.optimizer.step()
+            self.precision.step(self.optimizer)
             self.optimizer.zero_grad(set_to_none=True)
-        return loss.detach()
+        return loss.detach().float()
 
     def train_input(self, pixels: torch.Tensor) -> torch.Tensor:
         """A uint8 training batch on the device as the network sees it: augmented, mean subtracted."""
@@ -254,6 +259,8 @@ class _Run:
                  "running_count": self.count}
         if self.augment is not None:
             state["augment_rng"] = self.augment.state()
+        if self.precision.scaler is not None:
+            state["grad_scaler"] = self.precision.scaler.state_dict()
         # Taken inside a group of accumulated batches: its gradients so far go with it.
         tensors.update({f"grad.{name}": p.grad.detach() for name, p in self.model.named_parameters()
                         if p.grad is not None})
@@ -304,6 +311,7 @@ class _Run:
             self.count = int(meta["running_count"])
         if self.augment is not None and "augment_rng" in meta:
             self.augment.load_state(meta["augment_rng"])
+        self.precision.load_state(meta.get("grad_scaler"))
         self.reporter.log(f"Resumed from the snapshot at epoch {epoch:g} (step {meta['step']}).")
         return int(meta["step"])
 

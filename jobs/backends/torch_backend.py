@@ -20,6 +20,7 @@ class TorchBackend(TrainingBackend):
     supports_inspect = True
     compress_methods = ("prune", "quantize_dynamic", "quantize_static")
     supports_augmentation = True
+    amp_modes = ("off", "bf16", "fp16")  # fp16 on CUDA only (it needs a GradScaler); bf16 on CPU too
 
     def __init__(self, alias: str, options: dict[str, Any]) -> None:
         super().__init__(alias, options)

@@ -1,0 +1,67 @@
+"""Mixed precision (`amp`): bf16 autocast trains on the CPU too; fp16 needs CUDA and says so."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from jobs.backends.base import TrainingFailed
+from jobs.backends.pytorch import _Run, train
+from tests.conftest import wait_dataset
+from tests.jobs.test_training_extras import CPU, Recorder, make_plan, write_dataset
+from tests.jobs.test_training_flow import wait_job
+
+CONV = {"layers": [{"type": "conv2d", "out_channels": 4, "kernel_size": 3, "padding": 1}, {"type": "relu"},
+                   {"type": "flatten"}, {"type": "linear", "out_features": "num_classes"}]}
+
+
+def forward_dtypes(run: _Run) -> set[torch.dtype]:
+    seen: set[torch.dtype] = set()
+    for module in run.model.modules():
+        if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)):
+            module.register_forward_hook(lambda m, args, out: seen.add(out.dtype))
+    run._step(torch.arange(8), 0)
+    return seen
+
+
+def test_bf16_runs_the_forward_pass_in_bfloat16_and_keeps_float32_weights(tmp_path):
+    dataset = write_dataset(tmp_path / "data")
+    run = _Run(make_plan(dataset, tmp_path / "job", network_spec=CONV, amp="bf16"), Recorder(), CPU)
+
+    assert forward_dtypes(run) == {torch.bfloat16}
+    assert {p.dtype for p in run.model.parameters()} == {torch.float32}
+    assert all(p.grad is None or p.grad.dtype == torch.float32 for p in run.model.parameters())
+
+
+def test_off_runs_in_float32(tmp_path):
+    dataset = write_dataset(tmp_path / "data")
+    run = _Run(make_plan(dataset, tmp_path / "job", network_spec=CONV), Recorder(), CPU)
+
+    assert forward_dtypes(run) == {torch.float32}
+
+
+def test_fp16_on_a_cpu_is_refused_with_what_to_do_instead(tmp_path):
+    dataset = write_dataset(tmp_path / "data")
+
+    with pytest.raises(TrainingFailed, match="fp16 mixed precision needs a CUDA device.*use bf16"):
+        train(make_plan(dataset, tmp_path / "job", amp="fp16"), Recorder())
+
+
+@pytest.mark.django_db
+def test_the_api_refuses_an_unknown_amp_naming_the_field(alice_api, alice):
+    from tests.results.test_export import _finished_job
+
+    dataset = _finished_job(alice).dataset
+    response = alice_api.post("/api/v1/jobs/", {"dataset": dataset.pk, "network": "mlp", "amp": "fp8"}, format="json")
+
+    assert response.status_code == 400 and "amp" in response.json()["detail"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_bf16_job_trains_the_digits_to_the_usual_accuracy(celery_worker, alice_api):
+    dataset = wait_dataset(alice_api.post("/api/v1/datasets/example/").json()["id"])
+    body = {"dataset": dataset.pk, "network": "lenet", "epochs": 4, "amp": "bf16", "seed": 1}
+    job = wait_job(alice_api.post("/api/v1/jobs/", body, format="json").json()["id"], timeout=240)
+
+    assert job.status == "done", job.error
+    assert job.best["val_accuracy"] >= 0.9  # float32 reaches about 0.95 with these settings
+    assert alice_api.get(f"/api/v1/jobs/{job.pk}/").json()["amp"] == "bf16"
