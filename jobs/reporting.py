@@ -24,6 +24,7 @@ from jobs import hooks, live
 from jobs.backends.base import TrainingFailed
 from jobs.models import MetricPoint, Snapshot
 from workbench.leases import Lease
+from workers import probe
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,8 @@ class Summary:
         return summary
 
     def track(self, split: str, name: str, value: float, epoch: float) -> None:
+        if split == "system":  # the worker's CPU and memory: curves, not results
+            return
         key = "lr" if name == "lr" else f"{split}_{name}"
         finite = value if math.isfinite(value) else None
         self.latest[key] = finite
@@ -109,6 +112,7 @@ class DatabaseReporter:
         self._progress: ProgressEvent | None = None
         self._device: str | None = None
         self._first: ProgressEvent | None = None
+        self._sampler = probe.ProcessSampler()
 
     @property
     def latest(self) -> dict[str, Any]:
@@ -171,6 +175,7 @@ class DatabaseReporter:
                     if isinstance(event, ProgressEvent):
                         self._first = self._first or event
                         self._progress = event
+                points += self._system_points()
                 now = time.monotonic()
                 row_due = done or now - last_row >= _ROW_EVERY
                 if not self._write_or_retry(points, snapshots, row_due):
@@ -185,6 +190,23 @@ class DatabaseReporter:
         finally:
             self._healthy.set()  # never leave the training thread waiting
             connection.close()
+
+    def _system_points(self) -> list[MetricEvent]:
+        """Every WORKBENCH_SYSTEM_METRICS_SECONDS, the worker's CPU, memory and GPU as `system` points
+        at the current step (a second sample at the same step is dropped, like any repeated point)."""
+        now = time.monotonic()
+        if self._progress is None or now < self._system_due:
+            return []
+        self._system_due = now + settings.WORKBENCH_SYSTEM_METRICS_SECONDS
+        try:
+            values = self._sampler.sample(self._device)
+        except Exception:  # a reading is never worth a failed run
+            log.warning("could not read the system metrics of job %s", self.job_id, exc_info=True)
+            return []
+        p, stamp = self._progress, time.time()
+        return [MetricEvent("system", name, float(value), p.epoch, p.step, stamp) for name, value in values.items()]
+
+    _system_due = 0.0
 
     def _write_or_retry(self, points: list[MetricEvent], snapshots: list[tuple[Any, ...]], row: bool) -> bool:
         """Write; on a database error keep everything for the next try, pause training, back off."""

@@ -20,6 +20,7 @@ os.environ.setdefault("WORKBENCH_INGEST_WORKERS", "2")
 os.environ.setdefault("WORKBENCH_HEARTBEAT_SECONDS", "1")
 os.environ.setdefault("WORKBENCH_HEARTBEAT_TIMEOUT", "6")
 os.environ.setdefault("WORKBENCH_TORCH_THREADS", "1")
+os.environ.setdefault("WORKBENCH_SYSTEM_METRICS_SECONDS", "1")
 
 from workbench.settings import *  # noqa: E402,F403
 

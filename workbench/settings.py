@@ -281,6 +281,8 @@ WORKBENCH_LIVE_REDIS_URL = env_str(
     "WORKBENCH_LIVE_REDIS_URL", CELERY_BROKER_URL if CELERY_BROKER_URL.startswith("redis") else "")
 WORKBENCH_LIVE_POLL_SECONDS = 0.1
 # Each worker describes itself (host, queues, devices) this often; silent for three times it, it is stopped.
+# A training job records its worker's CPU, memory and GPU as `system` points this often.
+WORKBENCH_SYSTEM_METRICS_SECONDS = env_int("WORKBENCH_SYSTEM_METRICS_SECONDS", 5, minimum=1)
 WORKBENCH_WORKER_REPORT_SECONDS = env_int("WORKBENCH_WORKER_REPORT_SECONDS", 5, minimum=1)
 
 # --- production hardening (manage.py check --deploy) ----------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from typing import Any
 
 Device = dict[str, Any]
@@ -90,3 +91,46 @@ def _maybe(read: Any) -> Any:
         return read()
     except Exception:
         return None
+
+
+class ProcessSampler:
+    """A training job's `system` points: its worker process's CPU (percent of one core, over the
+    interval since the last sample) and resident memory, and, on a GPU, that GPU's utilisation and
+    memory in use. The process is the worker's: jobs it runs at the same time share the figures."""
+
+    def __init__(self) -> None:
+        self._last = (time.monotonic(), _cpu_seconds())
+
+    def sample(self, device: str | None) -> dict[str, float]:
+        now, cpu = time.monotonic(), _cpu_seconds()
+        then, before = self._last
+        self._last = (now, cpu)
+        values = {"cpu_percent": 100 * (cpu - before) / max(now - then, 1e-6)}
+        rss = _resident_bytes()
+        if rss is not None:
+            values["memory_mb"] = rss / 1024**2
+        gpu = _gpu_reading(device)
+        if gpu is not None:
+            if gpu.get("utilization") is not None:
+                values["gpu_utilization"] = 100 * gpu["utilization"]
+            values["gpu_memory_mb"] = gpu["memory_used"] / 1024**2
+        return values
+
+
+def _cpu_seconds() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
+def _resident_bytes() -> int | None:
+    try:
+        with open("/proc/self/statm") as handle:
+            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _gpu_reading(device: str | None) -> Device | None:
+    if not device or not device.startswith("cuda"):
+        return None
+    return next((gpu for gpu in _gpus() if gpu["id"] == device), None)

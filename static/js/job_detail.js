@@ -6,6 +6,9 @@
   if (!panel || !window.Plotly) return;
   const lossEl = document.getElementById("loss-chart");
   const lrEl = document.getElementById("lr-chart");
+  const systemEl = document.getElementById("system-chart");
+  // The worker's `system` points: CPU and GPU in percent on the left axis, memory in MB on the right.
+  const SYSTEM = { cpu_percent: 0, memory_mb: 1, gpu_utilization: 2, gpu_memory_mb: 3 };
   const TRACES = { "train/loss": 0, "val/loss": 1, "val/accuracy": 2 };
   const layout = { margin: { t: 10, r: 60, b: 45, l: 60 }, legend: { orientation: "h", y: 1.12 },
     xaxis: { title: { text: "Epoch" }, rangemode: "tozero" }, yaxis: { title: { text: "Loss" }, rangemode: "tozero" },
@@ -20,6 +23,14 @@
   Plotly.newPlot(lrEl, [{ name: "learning rate", x: [], y: [], mode: "lines", line: { color: "#7048e8" } }],
     { margin: { t: 10, r: 60, b: 45, l: 60 }, xaxis: { title: { text: "Epoch" }, rangemode: "tozero" },
       yaxis: { title: { text: "Learning rate" }, type: "log", exponentformat: "power" } }, config);
+  Plotly.newPlot(systemEl, [
+    { name: "CPU %", x: [], y: [], mode: "lines", line: { color: "#2b59c3" } },
+    { name: "memory MB", x: [], y: [], mode: "lines", yaxis: "y2", line: { color: "#9c36b5" } },
+    { name: "GPU %", x: [], y: [], mode: "lines", line: { color: "#16794c" } },
+    { name: "GPU memory MB", x: [], y: [], mode: "lines", yaxis: "y2", line: { color: "#e8590c", dash: "dot" } },
+  ], { margin: { t: 10, r: 70, b: 45, l: 60 }, legend: { orientation: "h", y: 1.15 },
+    xaxis: { title: { text: "Epoch" }, rangemode: "tozero" }, yaxis: { title: { text: "%" }, rangemode: "tozero" },
+    yaxis2: { title: { text: "MB" }, overlaying: "y", side: "right", rangemode: "tozero", showgrid: false } }, config);
 
   let pending = [];
   let scheduled = false;
@@ -27,7 +38,13 @@
     scheduled = false;
     const loss = { x: [[], [], []], y: [[], [], []] };
     const lr = { x: [[]], y: [[]] };
+    const system = { x: [[], [], [], []], y: [[], [], [], []] };
     for (const p of pending) {
+      if (p.split === "system") {
+        const s = SYSTEM[p.name];
+        if (s !== undefined) { system.x[s].push(p.epoch); system.y[s].push(p.value); }
+        continue;
+      }
       if (p.name === "lr") { lr.x[0].push(p.epoch); lr.y[0].push(p.value); continue; }
       const i = TRACES[p.split + "/" + p.name];
       if (i === undefined) continue;
@@ -36,6 +53,8 @@
     pending = [];
     Plotly.extendTraces(lossEl, loss, [0, 1, 2]);
     Plotly.extendTraces(lrEl, lr, [0]);
+    Plotly.extendTraces(systemEl, system, [0, 1, 2, 3]);
+    window.systemPointsShown = (window.systemPointsShown || 0) + system.x.flat().length;
     window.jobPointsShown = (window.jobPointsShown || 0) + loss.x.flat().length + lr.x[0].length;
   }
   function addPoint(p) {
@@ -126,6 +145,7 @@
         pending = [];
         Plotly.restyle(lossEl, { x: [[], [], []], y: [[], [], []] }, [0, 1, 2]);
         Plotly.restyle(lrEl, { x: [[]], y: [[]] }, [0]);
+        Plotly.restyle(systemEl, { x: [[], [], [], []], y: [[], [], [], []] }, [0, 1, 2, 3]);
         window.jobRedraws = (window.jobRedraws || 0) + 1;
         window.jobPointsShown = 0;
         load();  // the cut anew (the dropped points are gone from it), then the stream after its cursor

@@ -32,7 +32,8 @@ def final_weights(job: TrainingJob) -> dict[str, torch.Tensor]:
 
 
 def curve(pk: int) -> dict[tuple[str, str, int], float]:
-    return {(p.split, p.name, p.step): p.value for p in MetricPoint.objects.filter(job_id=pk)}
+    # The `system` points (CPU, memory) differ from run to run by nature: the training curves must not.
+    return {(p.split, p.name, p.step): p.value for p in MetricPoint.objects.filter(job_id=pk).exclude(split="system")}
 
 
 def log_text(job: TrainingJob) -> str:

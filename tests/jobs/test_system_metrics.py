@@ -1,0 +1,37 @@
+"""A training job records its worker's CPU and memory (and GPU, on one) as `system` points."""
+from __future__ import annotations
+
+import pytest
+
+from jobs.models import MetricPoint
+from tests.conftest import wait_dataset
+from tests.jobs.test_training_flow import wait_job
+from workers.probe import ProcessSampler
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_a_job_records_its_workers_cpu_and_memory_every_few_seconds(celery_worker, alice_api):
+    dataset = wait_dataset(alice_api.post("/api/v1/datasets/example/").json()["id"])
+    body = {"dataset": dataset.pk, "network": "lenet", "epochs": 6, "batch_size": 16}
+    job = wait_job(alice_api.post("/api/v1/jobs/", body, format="json").json()["id"], timeout=240)
+
+    assert job.status == "done", job.error
+    points = MetricPoint.objects.filter(job=job, split="system")
+    cpu = list(points.filter(name="cpu_percent").order_by("step").values_list("step", "value"))
+    memory = list(points.filter(name="memory_mb").values_list("value", flat=True))
+    assert len(cpu) >= 2 and len(memory) == len(cpu), "about one sample a second (the tests' setting)"
+    assert all(value > 0 for _, value in cpu) and all(100 < value < 16_000 for value in memory)
+    steps = [step for step, _ in cpu]
+    assert steps == sorted(set(steps)) and steps[-1] <= job.epochs * 80  # at training steps, each once
+    assert not points.filter(name__startswith="gpu").exists()  # on the CPU
+    assert not [key for key in job.latest if key.startswith("system")], "system points are curves, not results"
+
+
+def test_the_sampler_measures_this_process():
+    sampler = ProcessSampler()
+    sum(i * i for i in range(2_000_000))  # some CPU work
+
+    values = sampler.sample("cpu")
+
+    assert values["cpu_percent"] > 0 and values["memory_mb"] > 10 and "gpu_utilization" not in values
