@@ -281,6 +281,10 @@ WORKBENCH_LIVE_REDIS_URL = env_str(
     "WORKBENCH_LIVE_REDIS_URL", CELERY_BROKER_URL if CELERY_BROKER_URL.startswith("redis") else "")
 WORKBENCH_LIVE_POLL_SECONDS = 0.1
 # Each worker describes itself (host, queues, devices) this often; silent for three times it, it is stopped.
+# A training split that fits in this fraction of a GPU's free memory is copied to the GPU once.
+WORKBENCH_GPU_DATA_FRACTION = float(env_str("WORKBENCH_GPU_DATA_FRACTION", "0.5"))
+if not 0 <= WORKBENCH_GPU_DATA_FRACTION <= 1:
+    raise ImproperlyConfigured("WORKBENCH_GPU_DATA_FRACTION must be between 0 and 1")
 # A training job records its worker's CPU, memory and GPU as `system` points this often.
 WORKBENCH_SYSTEM_METRICS_SECONDS = env_int("WORKBENCH_SYSTEM_METRICS_SECONDS", 5, minimum=1)
 WORKBENCH_WORKER_REPORT_SECONDS = env_int("WORKBENCH_WORKER_REPORT_SECONDS", 5, minimum=1)

@@ -62,6 +62,7 @@ class TrainingPlan:
     grad_clip: float = 0.0  # the largest gradient norm; 0 is off
     label_smoothing: float = 0.0
     amp: str = "off"  # mixed precision: off, bf16, fp16
+    data_placement: str = ""  # "" chooses (jobs.backends.torch_data); device, memory or map force one (tests, bench)
 
 
 class TrainingBackend(ABC):

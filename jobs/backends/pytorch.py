@@ -10,7 +10,6 @@ import random
 import threading
 from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -18,20 +17,18 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from datasets.ingest.store import open_split
 from jobs.augmentation import augmentation_from_stored
 from jobs.backends.base import Reporter, TrainingFailed, TrainingPlan
 from jobs.backends.devices import DeviceLeases
 from jobs.backends.tensorfile import write_safetensors
 from jobs.backends.torch_augment import Augmenter, mean_to_subtract
+from jobs.backends.torch_data import Split
 from jobs.backends.torch_precision import Precision
 from jobs.networks.torch_build import build_model
 from jobs.schedules import learning_rate
 from workbench import faults
 from workbench.files import remove_leftovers, replaced_atomically, write_bytes_atomically
 
-# Splits up to this size are copied into memory once; larger ones are read from the memory map.
-_PRELOAD_BYTES = 2 * 1024**3
 _MODEL_CACHE = 8
 _DEVICES = DeviceLeases()  # this worker's training jobs and the devices they hold
 
@@ -104,27 +101,8 @@ def load_snapshot(weights: Path) -> tuple[Any, torch.Tensor]:
 
 # --- one training run -----------------------------------------------------------------------
 
-@dataclass
-class _Split:
-    images: Any  # a uint8 tensor in memory, or the numpy memory map
-    labels: torch.Tensor
-
-    @classmethod
-    def open(cls, folder: Path, split: str) -> _Split:
-        images, labels = open_split(folder, split)
-        if images.nbytes <= _PRELOAD_BYTES:
-            images = torch.from_numpy(np.array(images))  # a writable copy in memory
-        return cls(images, torch.from_numpy(labels.astype(np.int64)))
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def batch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if isinstance(self.images, torch.Tensor):
-            return self.images[index], self.labels[index]
-        # Sorted reads are sequential on disk; the order inside a batch does not change its gradient.
-        index = index.sort().values
-        return torch.from_numpy(self.images[index.numpy()]), self.labels[index]
+# A split's pixels on the device, in memory or on the map (jobs.backends.torch_data).
+_Split = Split
 
 
 class _Run:
@@ -132,8 +110,8 @@ class _Run:
         self.plan, self.reporter, self.device = plan, reporter, device
         torch.manual_seed(plan.seed)
         np.random.seed(plan.seed % 2**32)
-        self.train_split = _Split.open(plan.dataset_folder, "train")
-        self.val_split = _Split.open(plan.dataset_folder, "val")
+        self.train_split = _Split.open(plan.dataset_folder, "train", device, forced=plan.data_placement)
+        self.val_split = _Split.open(plan.dataset_folder, "val", device, forced=plan.data_placement)
         spec = augmentation_from_stored(plan.augmentation)
         self.mean = mean_to_subtract(spec.mean, torch.from_numpy(np.load(plan.dataset_folder / "mean.npy"))).to(device)
         # Its own generator: dropout and shuffling draw what they drew before augmentation existed.
