@@ -1,0 +1,43 @@
+"""The job form's augmentation preview in Chromium: training images, redrawn as rotation is set."""
+from __future__ import annotations
+
+import pytest
+
+from tests.browser.conftest import log_in
+from tests.jobs.test_recovery import ready_digits
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def sources(page, which: str) -> list[str]:  # type: ignore[no-untyped-def]
+    return page.eval_on_selector_all(f"#augmentation-preview img.augmentation-{which}", "imgs => imgs.map((i) => i.src)")
+
+
+def test_the_preview_grid_changes_when_rotation_is_set(page, celery_worker, alice, alice_api, screenshot):  # type: ignore[no-untyped-def]
+    dataset = ready_digits(alice_api)
+    log_in(page, "alice", "alice-password")
+    page.goto(f"/jobs/new/?dataset={dataset.pk}")
+    page.wait_for_function("() => window.augmentationPreviewDrawn >= 1", timeout=30_000)
+    originals, plain = sources(page, "original"), sources(page, "augmented")
+    assert len(originals) == 12 and plain == originals  # nothing set: the images as they are
+    assert page.is_hidden("#augmentation-colour") and page.is_visible("#augmentation-grayscale-note")
+
+    page.fill("#id_aug_rotate_degrees", "45")
+    page.wait_for_function("() => window.augmentationPreviewDrawn >= 2", timeout=30_000)
+    rotated = sources(page, "augmented")
+    assert sources(page, "original") == originals
+    assert sum(a != b for a, b in zip(rotated, plain)) >= 10
+    screenshot(page, "44-augmentation-preview-rotated")
+
+    page.click("#augmentation-resample")
+    page.wait_for_function("() => window.augmentationPreviewDrawn >= 3", timeout=30_000)
+    assert sources(page, "original") != originals  # a new sample of images
+
+    shown = sources(page, "augmented")
+    page.check("#augmentation-network-view")  # the same images, less the mean
+    assert sources(page, "augmented") != shown and sources(page, "original") != originals
+    screenshot(page, "45-augmentation-preview-network-view")
+
+    page.fill("#id_aug_rotate_degrees", "400")
+    page.wait_for_selector("#augmentation-preview-error:not([hidden])")
+    assert "augmentation.rotate_degrees" in page.inner_text("#augmentation-preview-error")
