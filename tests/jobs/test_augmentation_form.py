@@ -122,3 +122,18 @@ def test_it_puts_a_service_error_beside_the_field_of_the_key_it_names():
     assert augmentation_error_field("augmentation.scale: low 2 is above high 1.") == "aug_scale_low"
     assert augmentation_error_field("augmentation.shear: unknown key") is None
     assert augmentation_error_field("The torch backend cannot augment") is None
+
+
+def test_the_job_page_lists_the_augmentation_and_solver_extras_it_runs_with(client, alice, alice_api):
+    dataset = a_dataset(alice)
+    job = alice_api.post("/api/v1/jobs/", {"dataset": dataset.pk, "network": "lenet", "augmentation": AUGMENTED,
+                                           "accumulate": 3, "label_smoothing": 0.2}, format="json").json()
+    plain = alice_api.post("/api/v1/jobs/", {"dataset": dataset.pk, "network": "lenet"}, format="json").json()
+    client.force_login(alice)
+
+    page = client.get(f"/jobs/{job['id']}/").content.decode()
+    assert ("left-right and top-bottom flips · quarter turns · rotate ±15° · shift ±0.1 · scale 0.9–1.2 · "
+            "pad and crop 2 px · noise σ 0.05 · subtracts the mean of each channel") in page
+    assert "accumulate 3 batches per step · label smoothing 0.2" in page and "clip the gradient" not in page
+    page = client.get(f"/jobs/{plain['id']}/").content.decode()
+    assert "none · subtracts the mean image" in page and "Solver extras" not in page
