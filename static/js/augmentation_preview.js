@@ -48,7 +48,8 @@
 
   function showColourFields() {
     const known = dataset && dataset.value in channels;
-    document.getElementById("augmentation-colour").hidden = known && !colour();
+    const row = document.getElementById("augmentation-colour");
+    row.hidden = known && !colour() && !row.querySelector(".has-error");  // a refused value stays in sight
     document.getElementById("augmentation-grayscale-note").hidden = !known || colour();
   }
 
