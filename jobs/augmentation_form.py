@@ -31,7 +31,9 @@ def _number(label: str, help_text: str = "", *, initial: float = 0, integer: boo
 class AugmentationForm(forms.Form):
     """Fields named aug_<key>; `clean()` leaves the checked dict in cleaned_data["augmentation"]."""
 
-    aug_flip = forms.ChoiceField(choices=[(f, FLIP_LABELS[f]) for f in FLIPS], initial="none", label="Random flips")
+    # Blank choices mean the default, like the blank numbers: a form posted without them augments nothing.
+    aug_flip = forms.ChoiceField(choices=[(f, FLIP_LABELS[f]) for f in FLIPS], initial="none", required=False,
+                                 label="Random flips")
     aug_rot90 = forms.BooleanField(required=False, label="Random quarter turns")
     aug_rotate_degrees = _number("Rotate ± (degrees)", "0 to 180")
     aug_translate = _number("Shift ± (of the side)", "0 to 0.5")
@@ -42,7 +44,7 @@ class AugmentationForm(forms.Form):
     aug_hue = _number("Hue ±", "0 to 0.5 of the circle")
     aug_saturation = _number("Saturation ±", "0 to 1")
     aug_value = _number("Brightness ±", "0 to 1")
-    aug_mean = forms.ChoiceField(choices=[(m, MEAN_LABELS[m]) for m in MEANS], initial="image",
+    aug_mean = forms.ChoiceField(choices=[(m, MEAN_LABELS[m]) for m in MEANS], initial="image", required=False,
                                  label="Subtract", help_text="From every image, in training and after")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -39,11 +39,12 @@ class JobForm(AugmentationForm):
     lr_step_size = forms.FloatField(min_value=0.01, initial=DEFAULTS.lr_step_size, label="Step size (epochs)")
     lr_gamma = forms.FloatField(min_value=1e-6, max_value=10, initial=DEFAULTS.lr_gamma, label="Gamma")
     lr_milestones = forms.CharField(required=False, label="Milestones (epochs)", help_text="e.g. 5, 8")
+    # Optional (blank: the default), so a form posted without them still trains as before.
     accumulate = forms.IntegerField(min_value=1, max_value=services.MAX_ACCUMULATE, initial=DEFAULTS.accumulate,
-                                    label="Accumulate (batches per step)")
-    grad_clip = forms.FloatField(min_value=0, initial=DEFAULTS.grad_clip, label="Clip gradient norm",
-                                 help_text="0: off")
-    label_smoothing = forms.FloatField(min_value=0, max_value=0.5, initial=DEFAULTS.label_smoothing)
+                                    required=False, label="Accumulate (batches per step)")
+    grad_clip = forms.FloatField(min_value=0, initial=DEFAULTS.grad_clip, required=False,
+                                 label="Clip gradient norm", help_text="0: off")
+    label_smoothing = forms.FloatField(min_value=0, max_value=0.5, initial=DEFAULTS.label_smoothing, required=False)
     seed = forms.IntegerField(min_value=0, max_value=2**32 - 1, initial=DEFAULTS.seed)
     device = forms.RegexField(services.DEVICE_PATTERN, initial=DEFAULTS.device,
                               error_messages={"invalid": "Use auto, cpu or cuda:N."})
@@ -80,7 +81,7 @@ class JobForm(AugmentationForm):
         return field if field in self.fields else None
 
     def job_settings(self) -> services.JobSettings:
-        data = {k: v for k, v in self.cleaned_data.items() if k not in ("dataset", "network")}
+        data = {k: v for k, v in self.cleaned_data.items() if k not in ("dataset", "network") and v is not None}
         return services.JobSettings(**data)
 
 

@@ -11,6 +11,7 @@ from django.contrib.auth.models import AbstractBaseUser
 
 from datasets.models import Dataset
 from jobs import services as job_services
+from jobs.augmentation import AugmentationError, augmentation_parse
 from jobs.services import JobInputError, JobSettings
 
 # Settings a sweep may vary: every job setting but the labels (name, group, notes) and the list of
@@ -52,6 +53,7 @@ def spec_check(*, owner: AbstractBaseUser, dataset: Dataset, spec: SweepSpec) ->
         raise JobInputError(f"The dataset '{dataset.name}' is not ready (status: {dataset.status}).", "dataset")
     job_services.job_network_check(owner=owner, network=spec.network, dataset=dataset)
     base = _check_base(spec.base)
+    _check_augmentation(base, dataset)
     grid, search, total = _check_plan(owner, dataset, spec, base)
     if not 1 <= spec.max_concurrent <= 100:
         raise JobInputError("Run between 1 and 100 trials at once.", "max_concurrent")
@@ -71,6 +73,14 @@ def _check_base(base: dict[str, Any]) -> dict[str, Any]:
     checked = {name: _coerce(name, value, f"base.{name}") for name, value in base.items()}
     _check_settings(JobSettings(**checked), "base")
     return checked
+
+
+def _check_augmentation(base: dict[str, Any], dataset: Dataset) -> None:
+    """Every trial trains on this dataset: its augmentation is checked once, here, naming the key."""
+    try:
+        augmentation_parse(base.get("augmentation") or {}, channels=dataset.channels)
+    except AugmentationError as exc:
+        raise JobInputError(str(exc), "base.augmentation") from None
 
 
 def _check_plan(owner: AbstractBaseUser, dataset: Dataset, spec: SweepSpec,
@@ -210,6 +220,10 @@ def _kind(name: str) -> type:
 
 def _coerce(name: str, value: Any, where: str) -> Any:
     kind = _kind(name)
+    if name == "augmentation":  # an object of its own keys, checked against the dataset (_check_augmentation)
+        if not isinstance(value, dict):
+            raise JobInputError("'augmentation' takes an object such as {\"flip\": \"horizontal\"}.", where)
+        return value
     if kind is object:  # the milestones: a list of epochs
         if not isinstance(value, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
                                                   for v in value):

@@ -137,3 +137,17 @@ def test_the_job_page_lists_the_augmentation_and_solver_extras_it_runs_with(clie
     assert "accumulate 3 batches per step · label smoothing 0.2" in page and "clip the gradient" not in page
     page = client.get(f"/jobs/{plain['id']}/").content.decode()
     assert "none · subtracts the mean image" in page and "Solver extras" not in page
+
+
+@pytest.mark.django_db(transaction=True)  # the sweep's Optuna study opens its own connection
+def test_a_sweep_from_the_form_gives_every_trial_the_augmentation(client, alice):
+    from sweeps.models import Sweep
+
+    client.force_login(alice)
+
+    response = client.post("/jobs/new/", form_data(a_dataset(alice), learning_rate="0.1, 0.01", aug_rot90="on",
+                                                   grad_clip="2"))
+
+    assert response.status_code == 302, response.context["form"].errors
+    sweep = Sweep.objects.get()
+    assert sweep.base["augmentation"] == {"rot90": True} and sweep.base["grad_clip"] == 2.0
