@@ -41,3 +41,8 @@ def test_the_preview_grid_changes_when_rotation_is_set(page, celery_worker, alic
     page.fill("#id_aug_rotate_degrees", "400")
     page.wait_for_selector("#augmentation-preview-error:not([hidden])")
     assert "augmentation.rotate_degrees" in page.inner_text("#augmentation-preview-error")
+
+    page.click("text=Start training")  # the same message, beside the field, and nothing queued
+    page.wait_for_selector(".has-error #id_aug_rotate_degrees")
+    assert "augmentation.rotate_degrees: 400" in page.inner_text("#augmentation")
+    screenshot(page, "46-augmentation-field-error")

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
+import sys
 from urllib.parse import quote
 
 import pytest
 
+from tests.conftest import ROOT
 from tests.jobs.test_augmentation_form import a_dataset
 from tests.jobs.test_recovery import ready_digits
 
@@ -116,3 +119,11 @@ def test_the_schema_documents_the_endpoint(alice_api):
 
     operation = schema["paths"]["/api/v1/datasets/{id}/augmentation-preview/"]["get"]
     assert {p["name"] for p in operation["parameters"]} >= {"augmentation", "seed", "count"}
+
+
+def test_the_web_side_of_the_preview_never_imports_torch():
+    code = ("import django, os, sys; os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'tests.settings'); "
+            "django.setup(); import jobs.augmentation_api, jobs.augmentation_preview, jobs.augmentation_form, "
+            "jobs.templatetags.job_settings, jobs.tasks; assert 'torch' not in sys.modules, 'torch imported'")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
