@@ -37,12 +37,12 @@ def solver_extras_line(job: TrainingJob) -> str:
 
 def _augmentation_parts(s: Augmentation) -> list[str]:
     low, high = s.scale
-    hue, saturation, value = s.hsv
+    colour = [f"{word} ±{amount:g}" for word, amount in zip(("hue", "saturation", "brightness"), s.hsv) if amount]
     parts = [FLIP_WORDS.get(s.flip, ""), "quarter turns" if s.rot90 else "",
              f"rotate ±{s.rotate_degrees:g}°" if s.rotate_degrees else "",
              f"shift ±{s.translate:g}" if s.translate else "",
              f"scale {low:g}–{high:g}" if (low, high) != (1.0, 1.0) else "",
              f"pad and crop {s.crop_padding} px" if s.crop_padding else "",
              f"noise σ {s.noise_std:g}" if s.noise_std else "",
-             f"hue ±{hue:g}, saturation ±{saturation:g}, brightness ±{value:g}" if any(s.hsv) else ""]
+             ", ".join(colour)]
     return [p for p in parts if p]
