@@ -20,8 +20,8 @@ class AugmentationPreviewQuery(serializers.Serializer):
     augmentation = serializers.CharField(required=False, default="{}", max_length=2000,
                                          help_text='The job\'s `augmentation` setting as JSON, e.g. {"rot90": true}.')
     seed = serializers.IntegerField(min_value=0, max_value=2**32 - 1, default=0,
-                                    help_text="Picks the images and what is drawn for them; a job with this seed "
-                                              "draws the same for its first batch of these images.")
+                                    help_text="Picks the images and what is drawn for them: the same seed shows "
+                                              "the same, another seed another sample.")
     count = serializers.IntegerField(min_value=1, max_value=MAX_PREVIEW_IMAGES, default=16)
 
     def validate_augmentation(self, raw: str) -> Any:

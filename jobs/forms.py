@@ -39,14 +39,13 @@ class JobForm(AugmentationForm):
     lr_step_size = forms.FloatField(min_value=0.01, initial=DEFAULTS.lr_step_size, label="Step size (epochs)")
     lr_gamma = forms.FloatField(min_value=1e-6, max_value=10, initial=DEFAULTS.lr_gamma, label="Gamma")
     lr_milestones = forms.CharField(required=False, label="Milestones (epochs)", help_text="e.g. 5, 8")
-    # Optional (blank: the default), so a form posted without them still trains as before.
-    accumulate = forms.IntegerField(min_value=1, max_value=services.MAX_ACCUMULATE, initial=DEFAULTS.accumulate,
-                                    required=False, label="Accumulate",
+    # Optional (blank: the default), so a form posted without them still trains as before. Their
+    # bounds are the service's (_check_options): its error is shown beside the field.
+    accumulate = forms.IntegerField(initial=DEFAULTS.accumulate, required=False, label="Accumulate",
                                     help_text="Batches per optimizer step")
-    grad_clip = forms.FloatField(min_value=0, initial=DEFAULTS.grad_clip, required=False,
-                                 label="Clip gradient norm", help_text="0: off")
-    label_smoothing = forms.FloatField(min_value=0, max_value=0.5, initial=DEFAULTS.label_smoothing, required=False,
-                                       help_text="0 to 0.5")
+    grad_clip = forms.FloatField(initial=DEFAULTS.grad_clip, required=False, label="Clip gradient norm",
+                                 help_text="0: off")
+    label_smoothing = forms.FloatField(initial=DEFAULTS.label_smoothing, required=False, help_text="0 to 0.5")
     seed = forms.IntegerField(min_value=0, max_value=2**32 - 1, initial=DEFAULTS.seed)
     device = forms.RegexField(services.DEVICE_PATTERN, initial=DEFAULTS.device,
                               error_messages={"invalid": "Use auto, cpu or cuda:N."})
