@@ -8,6 +8,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from datasets.models import Dataset
 from datasets.selectors import dataset_list
 from jobs import services
+from jobs.augmentation_form import AugmentationForm, augmentation_error_field, augmentation_initial
 from jobs.networks.spec import SpecError, parse_spec_text
 from jobs.schedules import LR_POLICIES, OPTIMIZERS
 from jobs.selectors import network_list
@@ -23,7 +24,7 @@ POLICY_LABELS = {"fixed": "Fixed", "step": "Step down every N epochs", "multiste
                  "exp": "Exponential decay", "cosine": "Cosine annealing"}
 
 
-class JobForm(forms.Form):
+class JobForm(AugmentationForm):
     dataset = forms.ModelChoiceField(queryset=Dataset.objects.none(), empty_label=None)
     network = forms.ChoiceField()
     name = forms.CharField(max_length=200, required=False, help_text="Blank: '<network> on <dataset>'.")
@@ -38,6 +39,13 @@ class JobForm(forms.Form):
     lr_step_size = forms.FloatField(min_value=0.01, initial=DEFAULTS.lr_step_size, label="Step size (epochs)")
     lr_gamma = forms.FloatField(min_value=1e-6, max_value=10, initial=DEFAULTS.lr_gamma, label="Gamma")
     lr_milestones = forms.CharField(required=False, label="Milestones (epochs)", help_text="e.g. 5, 8")
+    # Optional (blank: the default), so a form posted without them still trains as before. Their
+    # bounds are the service's (_check_options): its error is shown beside the field.
+    accumulate = forms.IntegerField(initial=DEFAULTS.accumulate, required=False, label="Accumulate",
+                                    help_text="Batches per optimizer step")
+    grad_clip = forms.FloatField(initial=DEFAULTS.grad_clip, required=False, label="Clip gradient norm",
+                                 help_text="0: off")
+    label_smoothing = forms.FloatField(initial=DEFAULTS.label_smoothing, required=False, help_text="0 to 0.5")
     seed = forms.IntegerField(min_value=0, max_value=2**32 - 1, initial=DEFAULTS.seed)
     device = forms.RegexField(services.DEVICE_PATTERN, initial=DEFAULTS.device,
                               error_messages={"invalid": "Use auto, cpu or cuda:N."})
@@ -68,8 +76,13 @@ class JobForm(forms.Form):
         except ValueError:
             raise forms.ValidationError("Give epochs as numbers separated by commas, e.g. 5, 8.") from None
 
+    def error_field(self, exc: services.JobInputError) -> str | None:
+        """The field a service error belongs beside (an augmentation error: the field of the key it names)."""
+        field = augmentation_error_field(str(exc)) if exc.field == "augmentation" else exc.field
+        return field if field in self.fields else None
+
     def job_settings(self) -> services.JobSettings:
-        data = {k: v for k, v in self.cleaned_data.items() if k not in ("dataset", "network")}
+        data = {k: v for k, v in self.cleaned_data.items() if k not in ("dataset", "network") and v is not None}
         return services.JobSettings(**data)
 
 
@@ -77,6 +90,7 @@ def initial_from_job(settings_: services.JobSettings, dataset_id: int, network: 
     initial: dict[str, Any] = {k: getattr(settings_, k) for k in services.JobSettings.__dataclass_fields__}
     initial.update(dataset=dataset_id, network=network, name=f"{settings_.name} (clone)",
                    lr_milestones=", ".join(f"{m:g}" for m in settings_.lr_milestones))
+    initial.update(augmentation_initial(settings_.augmentation))
     return initial
 
 

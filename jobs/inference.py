@@ -67,13 +67,20 @@ def run_on_worker(task: Any, pixels: np.ndarray, *args: Any) -> Any:
     """
     path = Path(settings.FILE_UPLOAD_TEMP_DIR) / f"{task.name}-{uuid.uuid4().hex}.npy"
     np.save(path, pixels)
+    try:
+        return ask_worker(task, *args, str(path))
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def ask_worker(task: Any, *args: Any) -> Any:
+    """A request/response task's answer (resent once, then WorkerUnavailable); forgotten once read."""
     sent: list[Any] = []
     try:
-        return _first_answer(task, [*args, str(path)], sent)
+        return _first_answer(task, list(args), sent)
     finally:
         for result in sent:
             result.forget()
-        path.unlink(missing_ok=True)
 
 
 def _first_answer(task: Any, args: list[Any], sent: list[Any]) -> Any:

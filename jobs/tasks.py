@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from celery import shared_task
 
 from jobs import services
@@ -15,6 +17,13 @@ def classify_images(job_id: int, snapshot_id: int, images_path: str) -> list[lis
     from jobs.inference import classify_on_worker
 
     return classify_on_worker(job_id=job_id, snapshot_id=snapshot_id, images_path=images_path)
+
+
+@shared_task(name="jobs.augmentation_preview", ignore_result=False)
+def augmentation_preview(dataset_id: int, augmentation: dict[str, Any], seed: int, count: int) -> dict[str, Any]:
+    from jobs.backends.torch_augment_preview import preview_on_worker
+
+    return preview_on_worker(dataset_id=dataset_id, augmentation=augmentation, seed=seed, count=count)
 
 
 @shared_task(name="jobs.reap_stale")

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from jobs import api, events, views
+from jobs import api, augmentation_api, events, views
 
 urlpatterns = [
     path("", views.job_list, name="job-list"),
@@ -31,6 +31,8 @@ api_urlpatterns = [
     path("jobs/<int:pk>/events/", events.job_events, name="api-job-events"),
     path("jobs/<int:pk>/classify/", api.JobClassifyApi.as_view(), name="api-job-classify"),
     path("lr-schedule/", api.LrScheduleApi.as_view(), name="api-lr-schedule"),
+    path("datasets/<int:pk>/augmentation-preview/", augmentation_api.AugmentationPreviewApi.as_view(),
+         name="api-augmentation-preview"),
     path("networks/", api.NetworkListApi.as_view(), name="api-network-list"),
     path("networks/<str:key>/", api.NetworkDetailApi.as_view(), name="api-network-detail"),
 ]

@@ -101,7 +101,7 @@ def job_create(request: HttpRequest) -> HttpResponse:
             job = services.job_create(owner=request.user, dataset=form.cleaned_data["dataset"],
                                       network=form.cleaned_data["network"], options=form.job_settings())
         except services.JobInputError as exc:
-            form.add_error(exc.field if exc.field in form.fields else None, str(exc))
+            form.add_error(form.error_field(exc), str(exc))
         else:
             return redirect("job-detail", pk=job.pk)
     status = 400 if request.method == "POST" else 200

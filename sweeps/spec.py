@@ -11,6 +11,7 @@ from django.contrib.auth.models import AbstractBaseUser
 
 from datasets.models import Dataset
 from jobs import services as job_services
+from jobs.augmentation import AugmentationError, augmentation_parse
 from jobs.services import JobInputError, JobSettings
 
 # Settings a sweep may vary: every job setting but the labels (name, group, notes) and the list of
@@ -52,6 +53,7 @@ def spec_check(*, owner: AbstractBaseUser, dataset: Dataset, spec: SweepSpec) ->
         raise JobInputError(f"The dataset '{dataset.name}' is not ready (status: {dataset.status}).", "dataset")
     job_services.job_network_check(owner=owner, network=spec.network, dataset=dataset)
     base = _check_base(spec.base)
+    _check_augmentation(base, dataset)
     grid, search, total = _check_plan(owner, dataset, spec, base)
     if not 1 <= spec.max_concurrent <= 100:
         raise JobInputError("Run between 1 and 100 trials at once.", "max_concurrent")
@@ -73,11 +75,18 @@ def _check_base(base: dict[str, Any]) -> dict[str, Any]:
     return checked
 
 
+def _check_augmentation(base: dict[str, Any], dataset: Dataset) -> None:
+    """Every trial trains on this dataset: its augmentation is checked once, here, naming the key."""
+    try:
+        augmentation_parse(base.get("augmentation") or {}, channels=dataset.channels)
+    except AugmentationError as exc:
+        raise JobInputError(str(exc), "base.augmentation") from None
+
+
 def _check_plan(owner: AbstractBaseUser, dataset: Dataset, spec: SweepSpec,
                 base: dict[str, Any]) -> tuple[dict[str, list[Any]] | None, dict[str, Any] | None, int]:
     if (spec.grid is None) == (spec.search is None):
         raise JobInputError("Give either a grid or a search, not both and not neither.", "grid")
-    _with_field(lambda: job_services.job_augmentation_check(JobSettings(**base), dataset), "base")
     check = _ValueCheck(owner, dataset, JobSettings(**base))
     if spec.grid is not None:
         grid = _check_grid(spec.grid, check)
@@ -206,15 +215,14 @@ def _with_field(check: Any, where: str) -> None:
 
 
 def _kind(name: str) -> type:
-    kinds = {"int": int, "float": float, "str": str, "dict[str, Any]": dict}
-    return kinds.get(str(JobSettings.__dataclass_fields__[name].type), object)
+    return {"int": int, "float": float, "str": str}.get(str(JobSettings.__dataclass_fields__[name].type), object)
 
 
 def _coerce(name: str, value: Any, where: str) -> Any:
     kind = _kind(name)
-    if kind is dict:  # the augmentation: checked with the dataset by job_create's rules
+    if name == "augmentation":  # an object of its own keys, checked against the dataset (_check_augmentation)
         if not isinstance(value, dict):
-            raise JobInputError(f"'{name}' takes an object of settings, not {value!r}.", where)
+            raise JobInputError("'augmentation' takes an object such as {\"flip\": \"horizontal\"}.", where)
         return value
     if kind is object:  # the milestones: a list of epochs
         if not isinstance(value, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)

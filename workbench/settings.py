@@ -245,6 +245,7 @@ CELERY_TASK_ROUTES = {
     "datasets.*": {"queue": "ingest"},
     "jobs.train": {"queue": "train"},
     "jobs.classify": {"queue": "infer"},
+    "jobs.augmentation_preview": {"queue": "infer"},
     "results.*": {"queue": "infer"},
     "jobs.*": {"queue": "ingest"},
     "sweeps.*": {"queue": "ingest"},
