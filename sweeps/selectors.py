@@ -76,4 +76,5 @@ def sweep_dict(*, sweep: Sweep) -> dict[str, Any]:
 
 
 def sweep_param_names(*, sweep: Sweep) -> list[str]:
-    return list((sweep.grid or (sweep.search or {}).get("space") or {}).keys())
+    # Sorted: PostgreSQL's jsonb keeps an object's keys in an order of its own, not the one given.
+    return sorted((sweep.grid or (sweep.search or {}).get("space") or {}).keys())
