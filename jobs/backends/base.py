@@ -61,6 +61,10 @@ class TrainingPlan:
     accumulate: int = 1  # batches per optimizer step
     grad_clip: float = 0.0  # the largest gradient norm; 0 is off
     label_smoothing: float = 0.0
+    # Fine-tuning: {"weights": absolute path, "copy": [state_dict names], "label": ...} or {} (fresh start).
+    pretrained: dict[str, Any] = field(default_factory=dict)
+    freeze_epochs: int = 0  # -1: the whole run
+    pretrained_lr_mult: float = 1.0
 
 
 class TrainingBackend(ABC):
