@@ -129,7 +129,7 @@ class CompatibilityQuery(serializers.Serializer):
     epoch = serializers.FloatField(required=False, allow_null=True, default=None)
     model = serializers.IntegerField(required=False, allow_null=True, default=None)
 
-    def source(self) -> dict[str, Any]:
+    def weights_source(self) -> dict[str, Any]:
         data = self.validated_data
         if data["model"] is not None:
             return {"model": data["model"]}
@@ -149,7 +149,7 @@ class CompatibilityApi(APIView):
             return error_response("No such dataset.", {"dataset": ["No such dataset."]})
         try:
             spec, _ = job_network_check(owner=request.user, network=query.validated_data["network"], dataset=dataset)
-            source = services.source_resolve(user=request.user, given=query.source())
+            source = services.source_resolve(user=request.user, given=query.weights_source())
         except JobInputError as exc:
             return refused(exc)
         return Response(services.compatibility_report(spec=spec, dataset=dataset, source=source))
