@@ -1,11 +1,10 @@
 """Fine-tuning end to end: API → real Celery worker → torch backend, from a previous job's snapshot."""
 from __future__ import annotations
 
+import pytest
 from safetensors.torch import load_file
 
 from tests.pretrained.digits import big_digits, five_digits, small_digits, train, wait_job
-
-import pytest
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
