@@ -1,9 +1,12 @@
 """Fine-tuning end to end: API → real Celery worker → torch backend, from a previous job's snapshot."""
 from __future__ import annotations
 
+import json
+
 import pytest
 from safetensors.torch import load_file
 
+from jobs.models import Snapshot, TrainingJob
 from tests.pretrained.digits import big_digits, five_digits, small_digits, train, wait_job
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -61,3 +64,27 @@ def test_it_remakes_the_classifier_and_keeps_a_frozen_backbone_unchanged(celery_
     assert after["7.weight"].shape == (10, 500) and before["7.weight"].shape == (5, 500)
     assert tuned.best["val_accuracy"] > 0.3
     assert "re-made 2 (7.weight, 7.bias)" in (tuned.folder / "log.txt").read_text()
+
+
+def test_it_unfreezes_after_freeze_epochs_and_a_resume_loads_its_own_snapshot(celery_worker, alice_api):
+    small = small_digits(alice_api)
+    source = wait_job(train(alice_api, small)["id"])
+    tuned = wait_job(train(alice_api, small, pretrained={"job": source.pk}, freeze_epochs=1, epochs=2,
+                           pretrained_lr_mult=2.0)["id"])
+
+    before = load_file(source.folder / "snapshots" / "epoch_1.safetensors")
+    first = load_file(tuned.folder / "snapshots" / "epoch_1.safetensors")
+    second = load_file(tuned.folder / "snapshots" / "epoch_2.safetensors")
+    assert first["0.weight"].equal(before["0.weight"]) and not second["0.weight"].equal(first["0.weight"])
+    rates = json.loads((tuned.folder / "snapshots" / "epoch_2.json").read_text())["optimizer"]["param_groups"]
+    assert [(g["pretrained"], g["lr"]) for g in rates] == [(True, 0.04)]  # every tensor copied: one group, 2 × 0.02
+
+    # Resumed from epoch 1 (still frozen there): its own snapshot, not a second copy, and the same epoch 2.
+    Snapshot.objects.filter(job=tuned, epoch=2).delete()
+    TrainingJob.objects.filter(pk=tuned.pk).update(status="aborted")
+    assert alice_api.post(f"/api/v1/jobs/{tuned.pk}/resume/").status_code == 200
+    resumed = wait_job(tuned.pk)
+    log = (resumed.folder / "log.txt").read_text()
+    assert log.count("Copied 8 tensors") == 1 and "Resumed from the snapshot at epoch 1" in log
+    again = load_file(tuned.folder / "snapshots" / "epoch_2.safetensors")
+    assert all(again[name].equal(second[name]) for name in second)
