@@ -40,3 +40,10 @@ def test_it_fine_tunes_from_a_previous_jobs_page(page, celery_worker, alice, ali
     wait_job(tuned.pk)
     page.reload()
     screenshot(page, "41-fine-tuned-job")
+
+    page.goto(f"/jobs/{source.pk}/")
+    page.fill("#pretrained-name", "digits 0-4 LeNet")
+    page.click("#make-pretrained button[type=submit]")
+    page.wait_for_url("**/pretrained/")
+    assert "digits 0-4 LeNet" in page.text_content("#pretrained-models")
+    screenshot(page, "42-pretrained-page")
