@@ -31,6 +31,7 @@ def refused(exc: Exception) -> Response:
 
 class PretrainedOutput(serializers.ModelSerializer):
     owner = serializers.CharField(source="owner.get_username", read_only=True)
+    source = serializers.CharField(help_text="upload, or job (made from a job's snapshot)")
     source_job = serializers.IntegerField(source="source_job_id", allow_null=True)
     url = serializers.SerializerMethodField()
 
@@ -137,10 +138,19 @@ class CompatibilityQuery(serializers.Serializer):
             if data["job"] is not None else {}
 
 
+class CompatibilityOutput(serializers.Serializer):
+    source = serializers.CharField(help_text='e.g. "job 3 epoch 5" or "pretrained model <name>"')
+    summary = serializers.CharField()
+    counts = serializers.DictField(child=serializers.IntegerField(), help_text="copied, remade, new, unused")
+    rows = serializers.ListField(child=serializers.DictField(),
+                                 help_text="each target tensor: name, layer, type, shape, source_shape, action")
+    unused = serializers.ListField(child=serializers.DictField(), help_text="source tensors nothing takes: name, shape")
+
+
 class CompatibilityApi(APIView):
     """What a fine-tune of `network` on `dataset` would copy from a job's snapshot or a pretrained model."""
 
-    @extend_schema(parameters=[CompatibilityQuery])
+    @extend_schema(parameters=[CompatibilityQuery], responses=CompatibilityOutput)
     def get(self, request: Request) -> Response:
         query = CompatibilityQuery(data=request.query_params)
         query.is_valid(raise_exception=True)

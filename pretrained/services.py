@@ -128,7 +128,7 @@ def pretrained_upload(*, owner: AbstractBaseUser, upload: Upload, weights: IO[by
     classes, shape = _classes(upload.classes), _input_shape(upload.input_shape)
     builtin, spec = _network(upload.network, shape, len(classes))
     header, index = _header(weights, size)
-    rename = _fitting_rename(tensors.torchvision_rename(builtin, index), spec, shape, len(classes), index)
+    rename = fitting_rename(tensors.torchvision_rename(builtin, index), spec, shape, len(classes), index)
     index = {rename.get(name, name): shape_ for name, shape_ in index.items()}
     _refuse_conflicts(spec, shape, len(classes), index)
     with transaction.atomic():
@@ -208,12 +208,16 @@ def _header(weights: IO[bytes], size: int) -> tuple[dict[str, Any], TensorIndex]
     return json.loads(weights.read(length)), index
 
 
-def _fitting_rename(rename: dict[str, str], spec: dict[str, Any], shape: tuple[int, int, int], classes: int,
+def fitting_rename(rename: dict[str, str], spec: dict[str, Any], shape: tuple[int, int, int], classes: int,
                     index: TensorIndex) -> dict[str, str]:
     """Only the torchvision names whose tensors fit the built-in's: the rest keep their own names
     (and show as unused), so the built-in's layers of another width are left new rather than clash."""
     target = tensors.network_tensors(spec, shape, classes)
-    return {old: new for old, new in rename.items() if new in target and target[new]["shape"] == index[old]}
+    clashing = {old.rpartition(".")[0] for old, new in rename.items()
+                if new in target and target[new]["shape"] != index[old]}
+    # A layer moves whole or not at all: never the bias of a classifier whose weight does not fit.
+    return {old: new for old, new in rename.items()
+            if new in target and old.rpartition(".")[0] not in clashing}
 
 
 def _refuse_conflicts(spec: dict[str, Any], shape: tuple[int, int, int], classes: int, index: TensorIndex) -> None:

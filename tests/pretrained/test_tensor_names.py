@@ -8,6 +8,7 @@ import struct
 import pytest
 
 from jobs.networks.builtin import BUILTIN_NETWORKS, builtin_spec
+from pretrained.services import fitting_rename
 from pretrained.tensors import WeightsRejected, compatibility, network_tensors, read_index, torchvision_rename
 
 SHAPES = [(1, 8, 8), (3, 32, 32), (1, 28, 28), (3, 96, 96)]
@@ -107,3 +108,22 @@ def _torchvision_resnet18() -> dict[str, list[int]]:
                 names.update(bn(f"{prefix}.downsample.1", channels))
         inputs = channels
     return {**names, "fc.weight": [1000, 512], "fc.bias": [1000]}
+
+
+def test_it_maps_torchvision_alexnets_convolutions_onto_the_builtin():
+    """torchvision/models/alexnet.py: features 0, 3, 6, 8, 10 convolutions (with biases), classifier 1, 4, 6."""
+    shape = (3, 224, 224)
+    convs = {"features.0": [64, 3, 11, 11], "features.3": [192, 64, 5, 5], "features.6": [384, 192, 3, 3],
+             "features.8": [256, 384, 3, 3], "features.10": [256, 256, 3, 3]}
+    linears = {"classifier.1": [4096, 9216], "classifier.4": [4096, 4096], "classifier.6": [1000, 4096]}
+    index = {f"{name}.{kind}": (size if kind == "weight" else size[:1])
+             for name, size in {**convs, **linears}.items() for kind in ("weight", "bias")}
+    target = network_tensors(builtin_spec("alexnet", shape, 1000), shape, 1000)
+    fitting = fitting_rename(torchvision_rename("alexnet", index), builtin_spec("alexnet", shape, 1000), shape, 1000,
+                              index)
+
+    report = compatibility(target, {fitting.get(name, name): size for name, size in index.items()})
+
+    assert sorted(row["name"] for row in report["rows"] if row["action"] == "copied") == [
+        "0.weight", "11.weight", "14.weight", "4.weight", "8.weight"]
+    assert report["counts"]["remade"] == 0
