@@ -89,6 +89,9 @@ def job_create(request: HttpRequest) -> HttpResponse:
     if dataset.isdigit():
         initial["dataset"] = int(dataset)
     initial.update(network_source_initial(request.GET))
+    fine_tuned = selectors.job_list(user=request.user).filter(pk=initial.get("pretrained_job", 0)).first()
+    if fine_tuned is not None:  # the Fine-tune link: the same network, on a dataset the user picks
+        initial.setdefault("network", fine_tuned.network)
     data, grid = _several_values(request)
     form = JobForm(data, initial=initial, user=request.user)
     if request.method == "POST" and form.is_valid() and grid:

@@ -419,7 +419,11 @@ def param_groups(model: torch.nn.Module, plan: TrainingPlan) -> list[dict[str, A
 
 def copy_pretrained(model: torch.nn.Module, pretrained: dict[str, Any]) -> str:
     """Copy the tensors the web found to match (name and shape) from safetensors; the line to log."""
-    source = load_file(pretrained["weights"])
+    try:
+        source = load_file(pretrained["weights"])
+    except FileNotFoundError:
+        raise TrainingFailed(f"The weights of {pretrained.get('label') or 'the pretrained model'} are gone "
+                             "(deleted since the job was queued).") from None
     state = model.state_dict()
     copy = set(pretrained["copy"])
     for name in copy:

@@ -156,3 +156,17 @@ def test_it_refuses_freezing_without_pretrained_weights_and_a_multiplier_out_of_
     response = alice_api.post("/api/v1/jobs/", {**base, "pretrained": {"job": job.pk}, "pretrained_lr_mult": 11},
                               format="json")
     assert "pretrained_lr_mult" in response.json()["detail"]
+
+
+def test_it_clones_a_fine_tune_with_its_source_and_echoes_it(alice, alice_api):
+    job = _finished_job(alice, lenet_weights())
+    created = alice_api.post("/api/v1/jobs/", {"dataset": job.dataset_id, "network": "lenet", "freeze_epochs": 3,
+                                               "pretrained": {"job": job.pk}}, format="json").json()
+    assert created["pretrained"]["job"] == job.pk and created["pretrained"]["epoch"] == 1.0
+    TrainingJob.objects.filter(pk=created["id"]).update(status="done")
+
+    clone = alice_api.post(f"/api/v1/jobs/{created['id']}/clone/").json()
+
+    assert clone["pretrained"]["job"] == job.pk and clone["freeze_epochs"] == 3
+    detail = alice_api.get(f"/api/v1/jobs/{clone['id']}/").json()
+    assert detail["pretrained_report"]["counts"]["copied"] == 8
