@@ -60,10 +60,10 @@ class JobForm(forms.Form):
     pretrained_epoch = forms.FloatField(required=False, label="Epoch", help_text="Blank: its latest snapshot.")
     pretrained_model = forms.ModelChoiceField(queryset=PretrainedModel.objects.none(), required=False,
                                               label="Pretrained model")
-    freeze_epochs = forms.IntegerField(min_value=services.FREEZE_WHOLE_RUN, max_value=10_000,
+    freeze_epochs = forms.IntegerField(min_value=services.FREEZE_WHOLE_RUN, max_value=10_000, required=False,
                                        initial=DEFAULTS.freeze_epochs, label="Freeze copied layers (epochs)",
                                        help_text="0: never; -1: the whole run.")
-    pretrained_lr_mult = forms.FloatField(min_value=0, max_value=10, initial=DEFAULTS.pretrained_lr_mult,
+    pretrained_lr_mult = forms.FloatField(min_value=0, max_value=10, initial=DEFAULTS.pretrained_lr_mult, required=False,
                                           label="LR multiplier, copied layers")
 
     def __init__(self, *args: Any, user: AbstractBaseUser, **kwargs: Any) -> None:
@@ -87,6 +87,10 @@ class JobForm(forms.Form):
 
     def job_settings(self) -> services.JobSettings:
         data = {k: v for k, v in self.cleaned_data.items() if k not in ("dataset", "network", *SOURCE_FIELDS)}
+        # Left blank (or not on the page): no freezing, the full learning rate.
+        data["freeze_epochs"] = data.get("freeze_epochs") or DEFAULTS.freeze_epochs
+        if data.get("pretrained_lr_mult") is None:
+            data["pretrained_lr_mult"] = DEFAULTS.pretrained_lr_mult
         return services.JobSettings(**data, pretrained=self.network_source())
 
     def network_source(self) -> dict[str, Any]:

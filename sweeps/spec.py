@@ -210,6 +210,11 @@ def _kind(name: str) -> type:
 
 def _coerce(name: str, value: Any, where: str) -> Any:
     kind = _kind(name)
+    if str(JobSettings.__dataclass_fields__[name].type).startswith("dict"):
+        # augmentation, pretrained: objects that job_create checks (naming the bad key) for each trial
+        if not isinstance(value, dict):
+            raise JobInputError(f"'{name}' takes an object.", where)
+        return value
     if kind is object:  # the milestones: a list of epochs
         if not isinstance(value, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
                                                   for v in value):
