@@ -37,6 +37,7 @@ class JobOutput(serializers.ModelSerializer):
                   "optimizer", "learning_rate", "momentum", "weight_decay", "lr_policy", "lr_step_size", "lr_gamma",
                   "lr_milestones", "seed", "device", "device_used", "val_interval", "snapshot_interval",
                   "augmentation", "accumulate", "grad_clip", "label_smoothing", "amp",
+                  "pretrained", "freeze_epochs", "pretrained_lr_mult",
                   "resume_from_epoch", "attempt", "retries", "held_by", "heartbeat_at", "created_at", "started_at",
                   "finished_at", "url"]
         fields += ["group", "notes", "stop_reason", "sweep", "params"]
@@ -64,7 +65,7 @@ class JobDetailOutput(JobOutput):
     network_spec = serializers.JSONField()
 
     class Meta(JobOutput.Meta):
-        fields = JobOutput.Meta.fields + ["log_tail", "network_spec"]
+        fields = JobOutput.Meta.fields + ["log_tail", "network_spec", "pretrained_report"]
 
     def get_log_tail(self, job: TrainingJob) -> list[str]:
         return selectors.job_log_tail(job=job)
@@ -101,9 +102,17 @@ class JobInput(serializers.Serializer):
     grad_clip = serializers.FloatField(default=DEFAULTS.grad_clip, help_text="Largest gradient norm; 0 is off.")
     label_smoothing = serializers.FloatField(default=DEFAULTS.label_smoothing)
     amp = serializers.CharField(default=DEFAULTS.amp, help_text="Mixed precision: off, bf16 (CPU or GPU) or fp16 (CUDA).")
+    # Checked by the service (pretrained.services): the source must be the user's and fit the network.
+    pretrained = serializers.JSONField(required=False, allow_null=True, default=dict,
+                                       help_text='{"job": id, "epoch": e} (epoch optional: latest) or {"model": id}')
+    freeze_epochs = serializers.IntegerField(default=DEFAULTS.freeze_epochs,
+                                             help_text="Epochs the copied weights stay fixed: 0 none, -1 the whole run.")
+    pretrained_lr_mult = serializers.FloatField(default=DEFAULTS.pretrained_lr_mult,
+                                                help_text="Learning-rate multiplier of the copied weights, 0 to 10.")
 
     def job_settings(self) -> services.JobSettings:
         data = {k: v for k, v in self.validated_data.items() if k not in ("dataset", "network")}
+        data["pretrained"] = data.get("pretrained") or {}
         return services.JobSettings(**data)
 
 
@@ -117,7 +126,9 @@ def _job_create(request: Request) -> Response:
         job = services.job_create(owner=request.user, dataset=dataset, network=given.validated_data["network"],
                                   options=given.job_settings())
     except services.JobInputError as exc:
-        return error_response(str(exc), {exc.field or "non_field_errors": [str(exc)]})
+        report = getattr(exc, "report", None)  # pretrained weights that fit nothing: the report says why
+        return error_response(str(exc), {exc.field or "non_field_errors": [str(exc)],
+                                         **({"report": report} if report else {})})
     return Response(JobOutput(job).data, status=status.HTTP_201_CREATED)
 
 

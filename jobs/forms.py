@@ -12,6 +12,8 @@ from jobs.augmentation_form import AugmentationForm, augmentation_error_field, a
 from jobs.networks.spec import SpecError, parse_spec_text
 from jobs.schedules import LR_POLICIES, OPTIMIZERS
 from jobs.selectors import network_list
+from pretrained.models import PretrainedModel
+from pretrained.selectors import pretrained_list
 
 DEFAULTS = services.JobSettings()
 OPTIMIZER_LABELS = {"sgd": "SGD with momentum", "nesterov": "SGD, Nesterov momentum", "adam": "Adam",
@@ -20,6 +22,8 @@ OPTIMIZER_LABELS = {"sgd": "SGD with momentum", "nesterov": "SGD, Nesterov momen
 # sweep of one job per combination (sweeps.forms.several_values); text inputs so a comma can be typed.
 MULTI_VALUE_FIELDS = ("epochs", "batch_size", "learning_rate", "momentum", "weight_decay", "seed", "lr_gamma",
                       "lr_step_size")
+NETWORK_SOURCES = [("", "Its initial weights"), ("job", "A previous job's snapshot"), ("model", "A pretrained model")]
+SOURCE_FIELDS = ("pretrained_source", "pretrained_job", "pretrained_epoch", "pretrained_model")
 POLICY_LABELS = {"fixed": "Fixed", "step": "Step down every N epochs", "multistep": "Step down at milestones",
                  "exp": "Exponential decay", "cosine": "Cosine annealing"}
 
@@ -57,6 +61,18 @@ class JobForm(AugmentationForm):
                             help_text="Jobs of one group are listed and compared together.")
     notes = forms.CharField(max_length=services.NOTES_MAX_LENGTH, required=False, strip=False,
                             widget=forms.Textarea(attrs={"rows": 2}))
+    # Start from (templates/jobs/_network_source.html): the service checks the source and its fit.
+    pretrained_source = forms.ChoiceField(choices=NETWORK_SOURCES, initial="", required=False, label="Weights",
+                                          widget=forms.RadioSelect)
+    pretrained_job = forms.IntegerField(required=False, min_value=1, label="Previous job (id)")
+    pretrained_epoch = forms.FloatField(required=False, label="Epoch", help_text="Blank: its latest snapshot.")
+    pretrained_model = forms.ModelChoiceField(queryset=PretrainedModel.objects.none(), required=False,
+                                              label="Pretrained model")
+    freeze_epochs = forms.IntegerField(min_value=services.FREEZE_WHOLE_RUN, max_value=10_000, required=False,
+                                       initial=DEFAULTS.freeze_epochs, label="Freeze copied layers (epochs)",
+                                       help_text="0: never; -1: the whole run.")
+    pretrained_lr_mult = forms.FloatField(min_value=0, max_value=10, initial=DEFAULTS.pretrained_lr_mult, required=False,
+                                          label="LR multiplier, copied layers")
 
     def __init__(self, *args: Any, user: AbstractBaseUser, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -65,6 +81,7 @@ class JobForm(AugmentationForm):
             ("Built-in", [(e.name, e.title) for e in network_list(user=user) if e.builtin]),
             ("Custom", [(e.name, e.name) for e in network_list(user=user) if not e.builtin]),
         ]
+        self.fields["pretrained_model"].queryset = pretrained_list(user=user)
         for name in MULTI_VALUE_FIELDS:
             self.fields[name].widget.input_type = "text"
             self.fields[name].widget.attrs.update(inputmode="decimal", title="Several values, e.g. 0.1, 0.01: a sweep")
@@ -82,8 +99,30 @@ class JobForm(AugmentationForm):
         return field if field in self.fields else None
 
     def job_settings(self) -> services.JobSettings:
-        data = {k: v for k, v in self.cleaned_data.items() if k not in ("dataset", "network") and v is not None}
-        return services.JobSettings(**data)
+        data = {k: v for k, v in self.cleaned_data.items()
+                if k not in ("dataset", "network", *SOURCE_FIELDS) and v is not None}
+        # Left blank (or not on the page): the defaults, e.g. no freezing and the full learning rate.
+        return services.JobSettings(**data, pretrained=self.network_source())
+
+    def network_source(self) -> dict[str, Any]:
+        """The API's `pretrained` from the "Start from" fields: {"job", "epoch"}, {"model"} or {}."""
+        data = self.cleaned_data
+        if data.get("pretrained_source") == "job":
+            epoch = data.get("pretrained_epoch")
+            return {"job": data.get("pretrained_job") or 0, **({"epoch": epoch} if epoch is not None else {})}
+        if data.get("pretrained_source") == "model":
+            model = data.get("pretrained_model")
+            return {"model": model.pk if model is not None else 0}
+        return {}
+
+
+def network_source_initial(query: Any) -> dict[str, Any]:
+    """?pretrained_job=<id>&pretrained_epoch=<e> (a job page's Fine-tune link) as the form's initial."""
+    job, epoch = query.get("pretrained_job", ""), query.get("pretrained_epoch", "")
+    if not job.isdigit():
+        return {}
+    return {"pretrained_source": "job", "pretrained_job": int(job),
+            **({"pretrained_epoch": float(epoch)} if epoch.replace(".", "", 1).isdigit() else {})}
 
 
 def initial_from_job(settings_: services.JobSettings, dataset_id: int, network: str) -> dict[str, Any]:

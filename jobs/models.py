@@ -72,6 +72,13 @@ class TrainingJob(Leased):
     grad_clip = models.FloatField(default=0.0, help_text="Largest gradient norm; 0 is off.")
     label_smoothing = models.FloatField(default=0.0)
     amp = models.CharField(max_length=8, default="off", help_text="Mixed precision: off, bf16 or fp16.")
+    # What the job starts from: {"job": id, "epoch": e} or {"model": id}, resolved by pretrained.services
+    # with the weights file (relative to the data folder) and the names to copy; {} for a fresh start.
+    pretrained = models.JSONField(default=dict, blank=True)
+    pretrained_report = models.JSONField(default=dict, blank=True)
+    # Epochs the copied weights stay fixed: 0 none, -1 the whole run.
+    freeze_epochs = models.IntegerField(default=0)
+    pretrained_lr_mult = models.FloatField(default=1.0, help_text="Learning-rate multiplier of the copied weights.")
 
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     progress = models.FloatField(default=0.0)

@@ -5,6 +5,7 @@ import logging
 import re
 import shutil
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -68,14 +69,20 @@ class JobSettings:
     grad_clip: float = 0.0
     label_smoothing: float = 0.0
     amp: str = "off"
+    # Fine-tuning: {"job": id, "epoch": e} or {"model": id} ({} a fresh start); see pretrained.services.
+    pretrained: dict[str, Any] = field(default_factory=dict)
+    freeze_epochs: int = 0  # epochs the copied weights stay fixed: 0 none, -1 (FREEZE_WHOLE_RUN) the whole run
+    pretrained_lr_mult: float = 1.0
 
 
+FREEZE_WHOLE_RUN = -1
 # The bounds of each numeric setting: (lowest, highest or None). One table that the service checks
 # and that sweeps reads to check every value a sweep may try; the form and the API say the same.
 SETTING_BOUNDS: dict[str, tuple[float, float | None]] = {
     "epochs": (1, 10_000), "batch_size": (1, 65_536), "learning_rate": (1e-8, 10), "momentum": (0, 0.999),
     "weight_decay": (0, 1), "lr_step_size": (0.01, None), "lr_gamma": (1e-6, 10), "seed": (0, 2**32 - 1),
     "val_interval": (0.01, 1000), "snapshot_interval": (0.01, 1000),
+    "freeze_epochs": (FREEZE_WHOLE_RUN, 10_000), "pretrained_lr_mult": (0, 10),
 }
 
 
@@ -128,6 +135,7 @@ def job_create(*, owner: AbstractBaseUser, dataset: Dataset, network: str, optio
     fields = asdict(options)
     fields["augmentation"] = job_augmentation_check(options, dataset)
     _check_amp(options)
+    fields["pretrained"], fields["pretrained_report"] = _checked_pretrained(owner, options, spec, dataset)
     fields["backend"] = options.backend or settings.DEFAULT_TRAINING_BACKEND
     fields["name"] = options.name or f"{network} on {dataset.name}"
     with transaction.atomic():
@@ -198,6 +206,19 @@ def _check_amp(options: JobSettings) -> None:
     modes = _backend_class(alias).amp_modes
     if options.amp not in modes:
         raise JobInputError(f"The {alias} backend offers mixed precision {', '.join(modes)}.", "amp")
+
+
+def _checked_pretrained(owner: AbstractBaseUser, options: JobSettings, spec: dict[str, Any],
+                        dataset: Dataset) -> tuple[dict[str, Any], dict[str, Any]]:
+    """What the job starts from and the compatibility report; ({}, {}) for a fresh start."""
+    if not options.pretrained:
+        if options.freeze_epochs or options.pretrained_lr_mult != 1.0:
+            raise JobInputError("Freezing and the learning-rate multiplier apply to pretrained weights: "
+                                "choose what the job starts from.", "pretrained")
+        return {}, {}
+    from pretrained.services import job_pretrained_check
+
+    return job_pretrained_check(owner=owner, given=options.pretrained, spec=spec, dataset=dataset)
 
 
 def _backend_class(alias: str) -> Any:
@@ -428,6 +449,15 @@ def training_plan(job: TrainingJob):  # type: ignore[no-untyped-def]
         lr_params={"step_size": job.lr_step_size, "gamma": job.lr_gamma, "milestones": job.lr_milestones},
         seed=job.seed, device=job.device, val_interval=job.val_interval, snapshot_interval=job.snapshot_interval,
         resume_from_epoch=job.resume_from_epoch, augmentation=job.augmentation, accumulate=job.accumulate,
-        grad_clip=job.grad_clip, label_smoothing=job.label_smoothing, amp=job.amp,
+        grad_clip=job.grad_clip, label_smoothing=job.label_smoothing, amp=job.amp, pretrained=_plan_pretrained(job),
+        freeze_epochs=job.freeze_epochs, pretrained_lr_mult=job.pretrained_lr_mult,
         preprocessing={"width": dataset.image_width, "height": dataset.image_height, "channels": dataset.channels,
                        "resize_mode": dataset.resize_mode, "seed": dataset.seed})
+
+
+def _plan_pretrained(job: TrainingJob) -> dict[str, Any]:
+    source = job.pretrained or {}
+    if not source.get("weights"):
+        return {}
+    return {"weights": str(Path(settings.DATA_DIR) / source["weights"]), "copy": source.get("copy", []),
+            "label": source.get("label", "")}

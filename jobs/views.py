@@ -14,7 +14,7 @@ from django.views.decorators.http import require_POST
 from datasets import selectors as dataset_selectors
 from jobs import selectors, services
 from jobs.columns import DEFAULT_COLUMNS
-from jobs.forms import MULTI_VALUE_FIELDS, JobForm, NetworkForm, initial_from_job
+from jobs.forms import MULTI_VALUE_FIELDS, JobForm, NetworkForm, initial_from_job, network_source_initial
 from jobs.inference import WorkerUnavailable, job_classify
 from jobs.models import TrainingJob
 from jobs.networks.spec import SpecError
@@ -88,6 +88,10 @@ def job_create(request: HttpRequest) -> HttpResponse:
     dataset = request.GET.get("dataset", "")
     if dataset.isdigit():
         initial["dataset"] = int(dataset)
+    initial.update(network_source_initial(request.GET))
+    fine_tuned = selectors.job_list(user=request.user).filter(pk=initial.get("pretrained_job", 0)).first()
+    if fine_tuned is not None:  # the Fine-tune link: the same network, on a dataset the user picks
+        initial.setdefault("network", fine_tuned.network)
     data, grid = _several_values(request)
     form = JobForm(data, initial=initial, user=request.user)
     if request.method == "POST" and form.is_valid() and grid:

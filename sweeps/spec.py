@@ -220,9 +220,10 @@ def _kind(name: str) -> type:
 
 def _coerce(name: str, value: Any, where: str) -> Any:
     kind = _kind(name)
-    if name == "augmentation":  # an object of its own keys, checked against the dataset (_check_augmentation)
+    if str(JobSettings.__dataclass_fields__[name].type).startswith("dict"):
+        # augmentation, pretrained: objects that job_create checks (naming the bad key) for each trial
         if not isinstance(value, dict):
-            raise JobInputError("'augmentation' takes an object such as {\"flip\": \"horizontal\"}.", where)
+            raise JobInputError(f"'{name}' takes an object.", where)
         return value
     if kind is object:  # the milestones: a list of epochs
         if not isinstance(value, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)

@@ -51,6 +51,7 @@ INSTALLED_APPS = [
     "compare",
     "workers",
     "sweeps",
+    "pretrained",
 ]
 
 MIDDLEWARE = [

@@ -8,6 +8,7 @@ from compare.urls import api_urlpatterns as compare_api
 from datasets.urls import api_urlpatterns as dataset_api
 from jobs.urls import api_urlpatterns as job_api
 from jobs.urls import network_urlpatterns
+from pretrained.urls import api_urlpatterns as pretrained_api
 from results.urls import api_urlpatterns as result_api
 from sweeps.urls import api_urlpatterns as sweep_api
 from workbench import views
@@ -25,6 +26,7 @@ api_v1 = [
     *compare_api,
     *workers_api,
     *sweep_api,
+    *pretrained_api,
     re_path(r"^.*$", api_not_found),
 ]
 
@@ -39,6 +41,7 @@ urlpatterns = [
     path("compare/", include("compare.urls")),
     path("workers/", include("workers.urls")),
     path("sweeps/", include("sweeps.urls")),
+    path("pretrained/", include("pretrained.urls")),
     path("api/v1/", include(api_v1)),
 ]
 

@@ -63,6 +63,10 @@ class TrainingPlan:
     label_smoothing: float = 0.0
     amp: str = "off"  # mixed precision: off, bf16, fp16
     data_placement: str = ""  # "" chooses (jobs.backends.torch_data); device, memory or map force one (tests, bench)
+    # Fine-tuning: {"weights": absolute path, "copy": [state_dict names], "label": ...} or {} (fresh start).
+    pretrained: dict[str, Any] = field(default_factory=dict)
+    freeze_epochs: int = 0  # -1: the whole run
+    pretrained_lr_mult: float = 1.0
 
 
 class TrainingBackend(ABC):

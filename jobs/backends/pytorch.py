@@ -119,8 +119,9 @@ class _Run:
         self.model = build_model(plan.network_spec, plan.input_shape, len(plan.classes)).to(device)
         self.precision = Precision(plan.amp, device)
         self.model = self.precision.prepare(self.model)
-        self.optimizer = make_optimizer(plan, self.model.parameters())
+        self.optimizer = make_optimizer(plan, param_groups(self.model, plan))
         self.lr = plan.learning_rate
+        self._lr_key: tuple[float, bool] | None = None  # the (rate, frozen) the param groups were last set for
         # The train loss is the mean over the steps since it was last reported; kept here (not in
         # the loop) so that a snapshot carries it and a resumed run reports the same numbers.
         self.running, self.count = torch.zeros((), device=device), 0
@@ -134,6 +135,9 @@ class _Run:
     def train(self) -> str:
         self._write_model_files()
         self.reporter.using_device(str(self.device))
+        if self.plan.pretrained and self.plan.resume_from_epoch is None:
+            # A resumed fine-tune loads its own snapshot (below), never the pretrained weights again.
+            self.reporter.log(copy_pretrained(self.model, self.plan.pretrained))
         start = self._resume()
         self.reporter.log(f"Training {len(self.train_split)} images, {self.steps_per_epoch} steps per epoch, "
                           f"{self.plan.epochs} epochs on {self.device}.")
@@ -177,7 +181,8 @@ class _Run:
             loss = self.loss_fn(self.model(x), y)
         group_start = i - i % self.plan.accumulate
         group = min(self.plan.accumulate, self.steps_per_epoch - group_start)
-        self.precision.backward(loss / group if group > 1 else loss)
+        if loss.requires_grad:  # not when every weight is frozen
+            self.precision.backward(loss / group if group > 1 else loss)
         if i + 1 == group_start + group:
             self.precision.unscale(self.optimizer)  # so that clipping sees the true gradients
             if self.plan.grad_clip > 0:
@@ -195,10 +200,15 @@ class _Run:
     def _set_lr(self, epoch: float) -> float:
         p = self.plan
         lr = learning_rate(p.lr_policy, p.learning_rate, epoch, p.epochs, p.lr_params)
-        if lr != self.lr:  # most policies hold the rate for many steps; skip the param-group writes
+        frozen = bool(p.pretrained) and (p.freeze_epochs < 0 or epoch < p.freeze_epochs)
+        if (lr, frozen) != self._lr_key:  # most policies hold the rate for many steps; skip the writes
             for group in self.optimizer.param_groups:
-                group["lr"] = lr
-            self.lr = lr
+                pretrained = group.get("pretrained", False)
+                # Frozen: rate 0 and no gradient, so the optimizer's state layout never changes.
+                group["lr"] = 0.0 if frozen and pretrained else lr * group.get("lr_mult", 1.0)
+                for param in group["params"]:
+                    param.requires_grad_(not (frozen and pretrained))
+            self.lr, self._lr_key = lr, (lr, frozen)
         return lr
 
     def _report_train(self, loss: float, lr: float, step: int) -> None:
@@ -378,6 +388,38 @@ def evaluate(model: torch.nn.Module, split: _Split, mean: torch.Tensor, device: 
             total_loss += torch.nn.functional.cross_entropy(logits, y, reduction="sum").item()
             correct += int((logits.argmax(1) == y).sum())
     return total_loss / len(split), correct / len(split)
+
+
+def param_groups(model: torch.nn.Module, plan: TrainingPlan) -> list[dict[str, Any]]:
+    """One group, or with pretrained weights two: the copied parameters (their own rate multiplier,
+    frozen for plan.freeze_epochs) and the rest. Made from the plan alone, so a resumed run has the
+    same layout as the run whose optimizer state it loads."""
+    copied = set(plan.pretrained.get("copy", ())) if plan.pretrained else set()
+    if not copied:
+        return [{"params": list(model.parameters())}]
+    named = list(model.named_parameters())
+    groups = [{"params": [p for n, p in named if n in copied], "pretrained": True, "lr_mult": plan.pretrained_lr_mult},
+              {"params": [p for n, p in named if n not in copied], "pretrained": False, "lr_mult": 1.0}]
+    return [group for group in groups if group["params"]]
+
+
+def copy_pretrained(model: torch.nn.Module, pretrained: dict[str, Any]) -> str:
+    """Copy the tensors the web found to match (name and shape) from safetensors; the line to log."""
+    try:
+        source = load_file(pretrained["weights"])
+    except FileNotFoundError:
+        raise TrainingFailed(f"The weights of {pretrained.get('label') or 'the pretrained model'} are gone "
+                             "(deleted since the job was queued).") from None
+    state = model.state_dict()
+    copy = set(pretrained["copy"])
+    for name in copy:
+        if name not in source or name not in state or source[name].shape != state[name].shape:
+            raise TrainingFailed(f"The pretrained weights changed since the job was queued: {name!r} no longer fits.")
+    model.load_state_dict({**state, **{name: source[name] for name in copy}})
+    remade = [n for n in state if n not in copy and n in source]
+    new = [n for n in state if n not in copy and n not in source]
+    return (f"Copied {len(copy)} tensors from {pretrained.get('label') or 'the pretrained weights'}; "
+            f"re-made {len(remade)}{' (' + ', '.join(remade) + ')' if remade else ''}; {len(new)} left new.")
 
 
 def make_optimizer(plan: TrainingPlan, params: Any) -> torch.optim.Optimizer:

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('jobs', '0005_augmentation_solver'),
+        ('jobs', '0006_pretrained_source'),
     ]
 
     operations = [
