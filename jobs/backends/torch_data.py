@@ -41,7 +41,7 @@ def placement(nbytes: int, device: torch.device, forced: str = "") -> str:
 class Split:
     images: Any  # a uint8 tensor (on the device, or in host memory), or the numpy memory map
     labels: torch.Tensor
-    where: str
+    where: str = "memory"
 
     @classmethod
     def open(cls, folder: Path, split: str, device: torch.device | None = None, forced: str = "") -> Split:
