@@ -181,13 +181,9 @@ REST_FRAMEWORK = {
 _count, _, _period = REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["token"].partition("/")  # type: ignore[index]
 if not (_count.isdigit() and int(_count) > 0 and _period[:1] in ("s", "m", "h", "d")):  # DRF reads the first letter
     raise ImproperlyConfigured("WORKBENCH_TOKEN_RATE must read like 20/min (a count per second, minute, hour or day)")
-# `default` holds the token throttle's counts. `curves` holds downsampled curves of long runs
-# (jobs.selectors.job_metrics_downsampled), each a few hundred KB: a bounded number, per process.
-CACHES = {
-    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "default"},
-    "curves": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "curves",
-               "TIMEOUT": 3600, "OPTIONS": {"MAX_ENTRIES": env_int("WORKBENCH_CURVE_CACHE_ENTRIES", 200)}},
-}
+# Downsampled curves of long runs each web process keeps (jobs.selectors.job_metrics_downsampled),
+# each a few hundred KB.
+WORKBENCH_CURVE_CACHE_ENTRIES = env_int("WORKBENCH_CURVE_CACHE_ENTRIES", 200, minimum=1)
 SPECTACULAR_SETTINGS = {
     "TITLE": "Workbench API",
     "DESCRIPTION": "Datasets, networks and training jobs of the deep-learning workbench.",

@@ -97,10 +97,10 @@ def test_it_compares_a_group(alice, alice_api, three):
 
 
 def test_it_reads_a_fixed_number_of_queries_per_job(alice, alice_api, three):
-    from django.core.cache import caches
+    from jobs.selectors import _kept_cuts
 
     def count(ids: list[int]) -> int:
-        caches["curves"].clear()  # no job's cut kept from before: each is read
+        _kept_cuts.clear()  # no job's cut kept from before: each is read
         with CaptureQueriesContext(connection) as captured:
             compare(alice_api, "jobs=" + ",".join(map(str, ids)))
         return len(captured)
@@ -142,9 +142,9 @@ def test_it_needs_a_login(client):
 
 
 def test_it_reads_a_jobs_points_once_and_again_when_they_change(alice, alice_api, three):
-    from django.core.cache import caches
+    from jobs.selectors import _kept_cuts
 
-    caches["curves"].clear()
+    _kept_cuts.clear()
     job = three[0]
 
     def points_read() -> int:
