@@ -4,11 +4,13 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import time
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
 from django.db import close_old_connections
+from django.utils import timezone
 
 from datasets.models import Dataset
 from jobs import events, selectors, watchers
@@ -31,8 +33,11 @@ def job(alice):  # type: ignore[no-untyped-def]
     dataset = Dataset.objects.create(owner=alice, name="digits", source="example", source_name="x", image_width=28,
                                      image_height=28, channels=1, resize_mode="squash", val_percent=20,
                                      test_percent=0, seed=0, status="ready", classes=[str(i) for i in range(10)])
+    # A heartbeat ahead of the clock: the watchers' reaper (every 5 s) must not take back this
+    # hand-made running job and rewind its points while a slow test still reads them.
     job = TrainingJob.objects.create(owner=alice, dataset=dataset, name="live", network="lenet", network_spec={},
-                                     status=TrainingJob.Status.RUNNING)
+                                     status=TrainingJob.Status.RUNNING,
+                                     heartbeat_at=timezone.now() + timedelta(hours=1))
     add_points(job.pk, range(3))
     return job
 
