@@ -39,6 +39,7 @@ def running_job(owner, name: str, worker: str, device: str) -> TrainingJob:  # t
                                       device_used=device, heartbeat_at=timezone.now())
 
 
+@pytest.mark.django_db(transaction=True)  # the worker writes its row: no test transaction may hold SQLite's lock
 def test_a_real_worker_describes_itself_with_its_queues_and_its_host(alice_api, celery_worker):
     def listed():  # type: ignore[no-untyped-def]
         found = [w for w in alice_api.get("/api/v1/workers/").json()["results"]
