@@ -53,6 +53,9 @@ class JobForm(AugmentationForm):
     seed = forms.IntegerField(min_value=0, max_value=2**32 - 1, initial=DEFAULTS.seed)
     device = forms.RegexField(services.DEVICE_PATTERN, initial=DEFAULTS.device,
                               error_messages={"invalid": "Use auto, cpu or cuda:N."})
+    # Not required: a form posted without it (a script, an older page) trains in float32.
+    amp = forms.TypedChoiceField(choices=[("off", "Off (float32)"), ("bf16", "bf16 (GPU or CPU)"), ("fp16", "fp16 (GPU)")],
+                                 initial=DEFAULTS.amp, required=False, empty_value=None, label="Mixed precision")
     val_interval = forms.FloatField(min_value=0.01, max_value=1000, initial=DEFAULTS.val_interval,
                                     label="Validate every (epochs)")
     snapshot_interval = forms.FloatField(min_value=0.01, max_value=1000, initial=DEFAULTS.snapshot_interval,

@@ -65,3 +65,17 @@ def test_a_bf16_job_trains_the_digits_to_the_usual_accuracy(celery_worker, alice
     assert job.status == "done", job.error
     assert job.best["val_accuracy"] >= 0.9  # float32 reaches about 0.95 with these settings
     assert alice_api.get(f"/api/v1/jobs/{job.pk}/").json()["amp"] == "bf16"
+
+
+@pytest.mark.django_db
+def test_the_job_form_takes_mixed_precision_and_a_clone_keeps_it(alice, client):
+    from jobs.models import TrainingJob
+    from tests.results.test_export import _finished_job
+
+    source = _finished_job(alice)
+    TrainingJob.objects.filter(pk=source.pk).update(amp="bf16")
+    client.force_login(alice)
+
+    page = client.get(f"/jobs/new/?clone={source.pk}").content.decode()
+
+    assert 'name="amp"' in page and '<option value="bf16" selected>' in page
