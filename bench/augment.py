@@ -51,8 +51,9 @@ if str(ROOT) not in sys.path:
 
 from jobs.augmentation import augmentation_parse  # noqa: E402
 from jobs.backends.base import TrainingPlan  # noqa: E402
-from jobs.backends.pytorch import _Run, _Split, evaluate, load_snapshot, train  # noqa: E402
+from jobs.backends.pytorch import _Run, evaluate, load_snapshot, train  # noqa: E402
 from jobs.backends.torch_augment import Augmenter  # noqa: E402
+from jobs.backends.torch_data import Split  # noqa: E402
 from jobs.networks.builtin import builtin_spec  # noqa: E402
 
 CPU = torch.device("cpu")
@@ -233,7 +234,7 @@ def rotation_gain(args: argparse.Namespace, tmp: Path) -> None:
                        epochs=args.gain_epochs, classes=[str(i) for i in range(10)])
         train(plan, Quiet())  # type: ignore[arg-type]
         model, mean = load_snapshot(tmp / label / "snapshots" / f"epoch_{args.gain_epochs}.safetensors")
-        scores = [evaluate(model, _Split(torch.from_numpy(np.array(x)), torch.from_numpy(labels)),
+        scores = [evaluate(model, Split(torch.from_numpy(np.array(x)), torch.from_numpy(labels)),
                            mean, CPU, 256)[1] for x in (images, turned)]
         print(f"  {label:18s} validation {scores[0]:.1%}   rotated by ±25 degrees {scores[1]:.1%}")
 

@@ -47,22 +47,11 @@ django.setup()
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from bench.augment import Quiet  # noqa: E402  (a reporter that drops everything)
 from jobs.backends.base import TrainingPlan  # noqa: E402
 from jobs.backends.pytorch import _Run  # noqa: E402
 from jobs.networks.builtin import builtin_spec  # noqa: E402
 from jobs.networks.torch_build import build_model  # noqa: E402
-
-
-class Quiet:
-    """A reporter that drops everything: the bench measures the step, not the reporting."""
-
-    def metric(self, **_: object) -> None: ...
-    def progress(self, **_: object) -> None: ...
-    def snapshot(self, **_: object) -> None: ...
-    def log(self, message: str) -> None: ...
-    def using_device(self, name: str) -> None: ...
-    def should_stop(self) -> bool:
-        return False
 
 
 class Utilisation(threading.Thread):

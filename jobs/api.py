@@ -16,7 +16,7 @@ from jobs.inference import job_classify
 from jobs.models import TrainingJob
 from jobs.networks.spec import SpecError
 from jobs.schedules import LR_POLICIES, OPTIMIZERS, learning_rate_curve
-from workbench.api import Pagination, error_response, paginated
+from workbench.api import Pagination, error_response, paginated, refused
 from workbench.uploads import TOO_LARGE, upload_too_large
 
 DEFAULTS = services.JobSettings()
@@ -125,10 +125,8 @@ def _job_create(request: Request) -> Response:
     try:
         job = services.job_create(owner=request.user, dataset=dataset, network=given.validated_data["network"],
                                   options=given.job_settings())
-    except services.JobInputError as exc:
-        report = getattr(exc, "report", None)  # pretrained weights that fit nothing: the report says why
-        return error_response(str(exc), {exc.field or "non_field_errors": [str(exc)],
-                                         **({"report": report} if report else {})})
+    except services.JobInputError as exc:  # a fine-tune that would copy nothing carries its report
+        return refused(exc)
     return Response(JobOutput(job).data, status=status.HTTP_201_CREATED)
 
 
@@ -199,7 +197,7 @@ class JobDetailApi(APIView):
         try:
             job = services.job_update(job=job, **given.validated_data)
         except services.JobInputError as exc:
-            return error_response(str(exc), {exc.field or "non_field_errors": [str(exc)]})
+            return refused(exc)
         return Response(JobDetailOutput(job).data)
 
     @extend_schema(responses={204: None})
@@ -207,7 +205,7 @@ class JobDetailApi(APIView):
         try:
             services.job_delete(job=selectors.job_get(user=request.user, pk=pk))
         except services.JobStateError as exc:
-            return error_response(str(exc), status_code=status.HTTP_409_CONFLICT)
+            return refused(exc)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -219,10 +217,8 @@ class _JobActionApi(APIView):
         job = selectors.job_get(user=request.user, pk=pk)
         try:
             result = self.act(job, request)
-        except services.JobStateError as exc:
-            return error_response(str(exc), status_code=status.HTTP_409_CONFLICT)
-        except services.JobInputError as exc:
-            return error_response(str(exc), {exc.field or "non_field_errors": [str(exc)]})
+        except (services.JobStateError, services.JobInputError) as exc:
+            return refused(exc)
         return Response(JobOutput(result).data, status=status.HTTP_201_CREATED if self.created else 200)
 
     def act(self, job: TrainingJob, request: Request) -> TrainingJob:
@@ -336,10 +332,8 @@ class JobClassifyApi(APIView):
         given.is_valid(raise_exception=True)
         try:
             result = job_classify(job=job, image=given.validated_data["image"], epoch=given.validated_data["epoch"])
-        except services.JobStateError as exc:
-            return error_response(str(exc), status_code=status.HTTP_409_CONFLICT)
-        except services.JobInputError as exc:
-            return error_response(str(exc), {exc.field or "non_field_errors": [str(exc)]})
+        except (services.JobStateError, services.JobInputError) as exc:
+            return refused(exc)
         return Response({"predictions": [asdict(p) for p in result.predictions], "epoch": result.snapshot_epoch,
                          "preprocessed": result.preprocessed_png})
 
@@ -399,7 +393,7 @@ class NetworkListApi(APIView):
         try:
             network = services.network_create(owner=request.user, **given.validated_data)
         except services.JobInputError as exc:
-            return error_response(str(exc), {exc.field or "non_field_errors": [str(exc)]})
+            return refused(exc)
         return Response({"id": str(network.pk), "name": network.name, "builtin": False, "spec": network.spec},
                         status=status.HTTP_201_CREATED)
 

@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 from datasets import selectors as dataset_selectors
 from jobs.augmentation_preview import MAX_PREVIEW_IMAGES, augmentation_preview
 from jobs.services import JobInputError
-from workbench.api import error_response
+from workbench.api import refused
 
 
 class AugmentationPreviewQuery(serializers.Serializer):
@@ -56,4 +56,4 @@ class AugmentationPreviewApi(APIView):
         try:
             return Response(augmentation_preview(dataset=dataset, **query.validated_data))
         except JobInputError as exc:
-            return error_response(str(exc), {exc.field or "non_field_errors": [str(exc)]})
+            return refused(exc)

@@ -24,6 +24,7 @@ MULTI_VALUE_FIELDS = ("epochs", "batch_size", "learning_rate", "momentum", "weig
                       "lr_step_size")
 NETWORK_SOURCES = [("", "Its initial weights"), ("job", "A previous job's snapshot"), ("model", "A pretrained model")]
 SOURCE_FIELDS = ("pretrained_source", "pretrained_job", "pretrained_epoch", "pretrained_model")
+AMP_LABELS = {"off": "Off (float32)", "bf16": "bf16 (GPU or CPU)", "fp16": "fp16 (GPU)"}
 POLICY_LABELS = {"fixed": "Fixed", "step": "Step down every N epochs", "multistep": "Step down at milestones",
                  "exp": "Exponential decay", "cosine": "Cosine annealing"}
 
@@ -54,7 +55,7 @@ class JobForm(AugmentationForm):
     device = forms.RegexField(services.DEVICE_PATTERN, initial=DEFAULTS.device,
                               error_messages={"invalid": "Use auto, cpu or cuda:N."})
     # Not required: a form posted without it (a script, an older page) trains in float32.
-    amp = forms.TypedChoiceField(choices=[("off", "Off (float32)"), ("bf16", "bf16 (GPU or CPU)"), ("fp16", "fp16 (GPU)")],
+    amp = forms.TypedChoiceField(choices=[(mode, AMP_LABELS[mode]) for mode in services.AMP_MODES],
                                  initial=DEFAULTS.amp, required=False, empty_value=None, label="Mixed precision")
     val_interval = forms.FloatField(min_value=0.01, max_value=1000, initial=DEFAULTS.val_interval,
                                     label="Validate every (epochs)")

@@ -16,17 +16,8 @@ from jobs import selectors as job_selectors
 from jobs.services import JobInputError, JobStateError, job_network_check
 from pretrained import selectors, services
 from pretrained.models import PretrainedModel
-from workbench.api import Pagination, error_response, paginated
+from workbench.api import Pagination, error_response, paginated, refused
 from workbench.uploads import TOO_LARGE, upload_too_large
-
-
-def refused(exc: Exception) -> Response:
-    """A service error as the API says it: 400 naming the field (with the report if any), 409 for state."""
-    if isinstance(exc, JobStateError):
-        return error_response(str(exc), status_code=status.HTTP_409_CONFLICT)
-    assert isinstance(exc, JobInputError)
-    report = getattr(exc, "report", None)
-    return error_response(str(exc), {exc.field or "non_field_errors": [str(exc)], **({"report": report} if report else {})})
 
 
 class PretrainedOutput(serializers.ModelSerializer):
@@ -119,7 +110,7 @@ class PretrainedFromJobApi(APIView):
         try:
             model = services.pretrained_from_job(owner=request.user, job=job, **given.validated_data)
         except (JobInputError, JobStateError) as exc:
-            return error_response(str(exc), {"epoch": [str(exc)]})
+            return refused(exc)
         return Response(PretrainedDetailOutput(model).data, status=status.HTTP_201_CREATED)
 
 

@@ -16,16 +16,8 @@ from results.batch import batch_start, listing_text
 from results.evaluation import SPLITS, evaluation_start
 from results.models import BatchClassification, Evaluation
 from results.work import work_get
-from workbench.api import Pagination, error_response, paginated
+from workbench.api import Pagination, error_response, paginated, refused
 from workbench.uploads import TOO_LARGE, upload_too_large
-
-
-def refused(exc: Exception) -> Response:
-    """The API answer for a service refusal: 409 for a state problem, 400 naming the field otherwise."""
-    if isinstance(exc, JobStateError):
-        return error_response(str(exc), status_code=status.HTTP_409_CONFLICT)
-    field = getattr(exc, "field", None) or "non_field_errors"
-    return error_response(str(exc), {field: [str(exc)]})
 
 
 class EvaluationOutput(serializers.ModelSerializer):

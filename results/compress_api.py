@@ -14,12 +14,11 @@ from rest_framework.views import APIView
 from jobs import selectors as job_selectors
 from jobs.api import ClassifyOutput
 from jobs.services import JobInputError, JobStateError
-from results.api import refused
 from results.compress import METHODS, compression_classify, compression_package, compression_start
 from results.inspect import inspect_image
 from results.models import Compression
 from results.work import WorkFailed, work_get
-from workbench.api import Pagination, error_response, paginated
+from workbench.api import Pagination, error_response, paginated, refused
 from workbench.uploads import TOO_LARGE, upload_too_large
 
 

@@ -13,11 +13,10 @@ from rest_framework.views import APIView
 from jobs import selectors as job_selectors
 from jobs.models import TrainingJob
 from jobs.services import JobInputError, JobStateError
-from results.api import refused
 from results.export import FORMATS, download_name, export_file, export_start, snapshot_file
 from results.models import Export
 from results.work import work_get
-from workbench.api import Pagination, paginated
+from workbench.api import Pagination, paginated, refused
 
 
 class ExportOutput(serializers.ModelSerializer):

@@ -11,10 +11,9 @@ from rest_framework.views import APIView
 
 from datasets import selectors as dataset_selectors
 from jobs.services import JobInputError, JobStateError
-from results.api import refused  # the one mapping of a service refusal to 400/409
 from sweeps import selectors, services
 from sweeps.models import Sweep
-from workbench.api import Pagination, error_response, paginated
+from workbench.api import Pagination, error_response, paginated, refused
 
 
 class SweepInput(serializers.Serializer):

@@ -11,7 +11,6 @@ from django.contrib.auth.models import AbstractBaseUser
 
 from datasets.models import Dataset
 from jobs import services as job_services
-from jobs.augmentation import AugmentationError, augmentation_parse
 from jobs.services import JobInputError, JobSettings
 
 # Settings a sweep may vary: every job setting but the labels (name, group, notes) and the list of
@@ -76,10 +75,11 @@ def _check_base(base: dict[str, Any]) -> dict[str, Any]:
 
 
 def _check_augmentation(base: dict[str, Any], dataset: Dataset) -> None:
-    """Every trial trains on this dataset: its augmentation is checked once, here, naming the key."""
+    """Every trial trains on this dataset: its augmentation is checked once, here, by job_create's own rule."""
+    options = JobSettings(augmentation=base.get("augmentation") or {}, backend=base.get("backend", ""))
     try:
-        augmentation_parse(base.get("augmentation") or {}, channels=dataset.channels)
-    except AugmentationError as exc:
+        job_services.job_augmentation_check(options, dataset)
+    except JobInputError as exc:  # its message names the key already (augmentation.hsv: ...)
         raise JobInputError(str(exc), "base.augmentation") from None
 
 

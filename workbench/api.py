@@ -39,6 +39,17 @@ def error_response(message: str, detail: dict[str, Any] | None = None, *, status
     return Response({"error": message, "detail": detail or {}}, status=status_code)
 
 
+def refused(exc: Exception) -> Response:
+    """The API answer for a service refusal: the status it names (`http_status`: 409 for a state
+    problem), else 400 naming the field, with its `report` (a fine-tune that would copy nothing) if any."""
+    http_status = getattr(exc, "http_status", None)
+    if isinstance(http_status, int):
+        return error_response(str(exc), status_code=http_status)
+    report = getattr(exc, "report", None)
+    field = getattr(exc, "field", None) or "non_field_errors"
+    return error_response(str(exc), {field: [str(exc)], **({"report": report} if report else {})})
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """Every API error as `{"error": "...", "detail": {...}}` with a 4xx status."""
     if isinstance(exc, Http404):

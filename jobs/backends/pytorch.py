@@ -101,17 +101,13 @@ def load_snapshot(weights: Path) -> tuple[Any, torch.Tensor]:
 
 # --- one training run -----------------------------------------------------------------------
 
-# A split's pixels on the device, in memory or on the map (jobs.backends.torch_data).
-_Split = Split
-
-
 class _Run:
     def __init__(self, plan: TrainingPlan, reporter: Reporter, device: torch.device) -> None:
         self.plan, self.reporter, self.device = plan, reporter, device
         torch.manual_seed(plan.seed)
         np.random.seed(plan.seed % 2**32)
-        self.train_split = _Split.open(plan.dataset_folder, "train", device, forced=plan.data_placement)
-        self.val_split = _Split.open(plan.dataset_folder, "val", device, forced=plan.data_placement)
+        self.train_split = Split.open(plan.dataset_folder, "train", device, forced=plan.data_placement)
+        self.val_split = Split.open(plan.dataset_folder, "val", device, forced=plan.data_placement)
         spec = augmentation_from_stored(plan.augmentation)
         self.mean = mean_to_subtract(spec.mean, torch.from_numpy(np.load(plan.dataset_folder / "mean.npy"))).to(device)
         # Its own generator: dropout and shuffling draw what they drew before augmentation existed.
@@ -376,7 +372,7 @@ def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
         torch.cuda.set_rng_state(torch.tensor(state["cuda"], dtype=torch.uint8), device)
 
 
-def evaluate(model: torch.nn.Module, split: _Split, mean: torch.Tensor, device: torch.device,
+def evaluate(model: torch.nn.Module, split: Split, mean: torch.Tensor, device: torch.device,
              batch_size: int) -> tuple[float, float]:
     model.eval()
     total_loss, correct = 0.0, 0

@@ -27,7 +27,8 @@ from torch import nn
 from torch.nn.utils import prune
 
 from jobs.backends.base import Reporter, TrainingFailed, TrainingPlan
-from jobs.backends.pytorch import _Split, evaluate, load_snapshot, make_optimizer, model_folder
+from jobs.backends.pytorch import evaluate, load_snapshot, make_optimizer, model_folder
+from jobs.backends.torch_data import Split
 from jobs.networks.torch_build import ResidualBlock
 
 CALIBRATION_IMAGES = 256
@@ -39,7 +40,7 @@ def compress_snapshot(snapshot: Path, method: str, params: dict[str, Any], targe
                       plan: TrainingPlan, reporter: Reporter) -> dict[str, Any]:
     """Write the compressed model into the folder `target`; sizes and val accuracy before and after."""
     model, mean = load_snapshot(snapshot)
-    val = _Split.open(plan.dataset_folder, "val")
+    val = Split.open(plan.dataset_folder, "val")
     before = _measure(model, val, mean, plan.batch_size)
     target.mkdir(parents=True, exist_ok=True)
     for name in ("model.json", "mean.safetensors"):
@@ -86,7 +87,7 @@ def deflated_size(file: Path) -> int:
     return total + len(squeeze.flush())
 
 
-def _measure(model: Any, val: _Split, mean: torch.Tensor, batch_size: int) -> dict[str, Any]:
+def _measure(model: Any, val: Split, mean: torch.Tensor, batch_size: int) -> dict[str, Any]:
     if len(val) == 0:
         return {"accuracy": None, "latency_ms": None, "batch": 0}
     _, accuracy = evaluate(model, val, mean, torch.device("cpu"), max(batch_size * 2, 64))
@@ -141,7 +142,7 @@ def _prune(model: nn.Module, mean: torch.Tensor, params: dict[str, Any], target:
 
 def _fine_tune(model: nn.Module, mean: torch.Tensor, epochs: int, plan: TrainingPlan, reporter: Reporter) -> None:
     """A few epochs at a tenth of the job's learning rate; the pruning hooks keep pruned weights at zero."""
-    train = _Split.open(plan.dataset_folder, "train")
+    train = Split.open(plan.dataset_folder, "train")
     optimizer = make_optimizer(replace(plan, learning_rate=plan.learning_rate / 10), model.parameters())
     steps = max(1, -(-len(train) // plan.batch_size))
     loss_fn = nn.CrossEntropyLoss()
@@ -261,7 +262,7 @@ class _QuantizableResidual(nn.Module):
 
 
 def _calibrate(model: nn.Module, mean: torch.Tensor, plan: TrainingPlan, reporter: Reporter) -> None:
-    train = _Split.open(plan.dataset_folder, "train")
+    train = Split.open(plan.dataset_folder, "train")
     count = min(CALIBRATION_IMAGES, len(train))
     if count == 0:
         raise TrainingFailed("Static quantization calibrates on training images, and the train split is empty.")
@@ -274,7 +275,7 @@ def _calibrate(model: nn.Module, mean: torch.Tensor, plan: TrainingPlan, reporte
 
 
 def _train_count(plan: TrainingPlan) -> int:
-    return len(_Split.open(plan.dataset_folder, "train"))
+    return len(Split.open(plan.dataset_folder, "train"))
 
 
 def _save_script(model: nn.Module, plan: TrainingPlan, file: Path) -> None:
