@@ -24,10 +24,12 @@
     { margin: { t: 10, r: 60, b: 45, l: 60 }, xaxis: { title: { text: "Epoch" }, rangemode: "tozero" },
       yaxis: { title: { text: "Learning rate" }, type: "log", exponentformat: "power" } }, config);
   Plotly.newPlot(systemEl, [
-    { name: "CPU %", x: [], y: [], mode: "lines", line: { color: "#2b59c3" } },
-    { name: "memory MB", x: [], y: [], mode: "lines", yaxis: "y2", line: { color: "#9c36b5" } },
-    { name: "GPU %", x: [], y: [], mode: "lines", line: { color: "#16794c" } },
-    { name: "GPU memory MB", x: [], y: [], mode: "lines", yaxis: "y2", line: { color: "#e8590c", dash: "dot" } },
+    // Markers too: a job shorter than the sampling interval has one sample, which a line alone does not show.
+    { name: "CPU %", x: [], y: [], mode: "lines+markers", marker: { size: 4 }, line: { color: "#2b59c3" } },
+    { name: "memory MB", x: [], y: [], mode: "lines+markers", marker: { size: 4 }, yaxis: "y2", line: { color: "#9c36b5" } },
+    { name: "GPU %", x: [], y: [], mode: "lines+markers", marker: { size: 4 }, line: { color: "#16794c" } },
+    { name: "GPU memory MB", x: [], y: [], mode: "lines+markers", marker: { size: 4 }, yaxis: "y2",
+      line: { color: "#e8590c", dash: "dot" } },
   ], { margin: { t: 10, r: 70, b: 45, l: 60 }, legend: { orientation: "h", y: 1.15 },
     xaxis: { title: { text: "Epoch" }, rangemode: "tozero" }, yaxis: { title: { text: "%" }, rangemode: "tozero" },
     yaxis2: { title: { text: "MB" }, overlaying: "y", side: "right", rangemode: "tozero", showgrid: false } }, config);
