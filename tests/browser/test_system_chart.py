@@ -11,7 +11,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def system_points(page) -> dict[str, int]:  # type: ignore[no-untyped-def]
-    return page.evaluate("() => Object.fromEntries(document.getElementById('system-chart').data"
+    # Empty until the page's script has drawn the chart.
+    return page.evaluate("() => Object.fromEntries((document.getElementById('system-chart').data || [])"
                          ".map((t) => [t.name, t.x.length]))")
 
 
@@ -22,7 +23,7 @@ def test_the_job_page_draws_the_system_chart(page, celery_worker, alice, alice_a
     log_in(page, "alice", "alice-password")
     page.goto(f"/jobs/{job['id']}/")
 
-    wait_for(lambda: system_points(page)["CPU %"] >= 2, 120, "CPU samples on the System chart")
+    wait_for(lambda: system_points(page).get("CPU %", 0) >= 2, 120, "CPU samples on the System chart")
 
     drawn = system_points(page)
     assert drawn["memory MB"] >= 2 and drawn["GPU %"] == 0
