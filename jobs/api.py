@@ -36,7 +36,7 @@ class JobOutput(serializers.ModelSerializer):
                   "best", "error", "snapshots", "dataset", "network", "backend", "epochs", "batch_size",
                   "optimizer", "learning_rate", "momentum", "weight_decay", "lr_policy", "lr_step_size", "lr_gamma",
                   "lr_milestones", "seed", "device", "device_used", "val_interval", "snapshot_interval",
-                  "augmentation", "accumulate", "grad_clip", "label_smoothing", "amp",
+                  "augmentation", "accumulate", "grad_clip", "label_smoothing", "amp", "devices", "compile",
                   "pretrained", "freeze_epochs", "pretrained_lr_mult",
                   "resume_from_epoch", "attempt", "retries", "held_by", "heartbeat_at", "created_at", "started_at",
                   "finished_at", "url"]
@@ -102,6 +102,10 @@ class JobInput(serializers.Serializer):
     grad_clip = serializers.FloatField(default=DEFAULTS.grad_clip, help_text="Largest gradient norm; 0 is off.")
     label_smoothing = serializers.FloatField(default=DEFAULTS.label_smoothing)
     amp = serializers.CharField(default=DEFAULTS.amp, help_text="Mixed precision: off, bf16 (CPU or GPU) or fp16 (CUDA).")
+    devices = serializers.ListField(child=serializers.CharField(max_length=16), default=list, max_length=64,
+                                    help_text='One job on several devices (DDP), one process each: "cuda:N", '
+                                              '"cuda" (the next free GPU) or "cpu". The batch size is split across them.')
+    compile = serializers.BooleanField(default=DEFAULTS.compile, help_text="torch.compile the network; eager if it fails.")
     # Checked by the service (pretrained.services): the source must be the user's and fit the network.
     pretrained = serializers.JSONField(required=False, allow_null=True, default=dict,
                                        help_text='{"job": id, "epoch": e} (epoch optional: latest) or {"model": id}')

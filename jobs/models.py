@@ -72,6 +72,9 @@ class TrainingJob(Leased):
     grad_clip = models.FloatField(default=0.0, help_text="Largest gradient norm; 0 is off.")
     label_smoothing = models.FloatField(default=0.0)
     amp = models.CharField(max_length=8, default="off", help_text="Mixed precision: off, bf16 or fp16.")
+    # One job on several devices (DDP), one process each: "cuda:N", "cuda" (next free) or "cpu"; [] uses `device`.
+    devices = models.JSONField(default=list, blank=True)
+    compile = models.BooleanField(default=False, help_text="torch.compile the network (eager if that fails).")
     # What the job starts from: {"job": id, "epoch": e} or {"model": id}, resolved by pretrained.services
     # with the weights file (relative to the data folder) and the names to copy; {} for a fresh start.
     pretrained = models.JSONField(default=dict, blank=True)

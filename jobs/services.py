@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import re
 import shutil
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,10 @@ from jobs.selectors import job_capabilities
 log = logging.getLogger(__name__)
 AMP_MODES = ("off", "bf16", "fp16")  # mixed precision: bf16 runs on CPUs too, fp16 needs CUDA
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda:\d{1,2})$")
+# One job on several devices (DDP), one process per entry: "cuda:N", "cuda" (the next free GPU) or
+# "cpu" (gloo, one process per entry; for tests and CPU hosts).
+RANK_DEVICE_PATTERN = re.compile(r"^(cpu|cuda|cuda:\d{1,2})$")
+MAX_DEVICES = 16
 MAX_ACCUMULATE = 1024
 
 
@@ -75,6 +80,8 @@ class JobSettings:
     pretrained: dict[str, Any] = field(default_factory=dict)
     freeze_epochs: int = 0  # epochs the copied weights stay fixed: 0 none, -1 (FREEZE_WHOLE_RUN) the whole run
     pretrained_lr_mult: float = 1.0
+    devices: list[str] = field(default_factory=list)  # several: one job on several devices (DDP); [] uses `device`
+    compile: bool = False  # torch.compile, falling back to eager with a log line when it fails
 
 
 FREEZE_WHOLE_RUN = -1
@@ -137,6 +144,7 @@ def job_create(*, owner: AbstractBaseUser, dataset: Dataset, network: str, optio
     fields = asdict(options)
     fields["augmentation"] = job_augmentation_check(options, dataset)
     _check_amp(options)
+    _check_devices(options)
     fields["pretrained"], fields["pretrained_report"] = _checked_pretrained(owner, options, spec, dataset)
     fields["backend"] = options.backend or settings.DEFAULT_TRAINING_BACKEND
     fields["name"] = options.name or f"{network} on {dataset.name}"
@@ -208,6 +216,25 @@ def _check_amp(options: JobSettings) -> None:
     modes = _backend_class(alias).amp_modes
     if options.amp not in modes:
         raise JobInputError(f"The {alias} backend offers mixed precision {', '.join(modes)}.", "amp")
+
+
+def _check_devices(options: JobSettings) -> None:
+    """`devices`: each one a process of one job, all on one kind of device, no GPU named twice."""
+    devices = options.devices
+    if not isinstance(devices, list) or not all(isinstance(d, str) and RANK_DEVICE_PATTERN.match(d) for d in devices):
+        raise JobInputError("List the devices as cpu, cuda (the next free GPU) or cuda:N, one per process.", "devices")
+    if len(devices) > MAX_DEVICES:
+        raise JobInputError(f"One job runs on at most {MAX_DEVICES} devices.", "devices")
+    if len({d.partition(":")[0] for d in devices}) > 1:
+        raise JobInputError("All the devices of one job are GPUs, or all are CPU processes.", "devices")
+    named = [d for d in devices if ":" in d]
+    if len(named) != len(set(named)):
+        raise JobInputError("A GPU is named twice: each process of a job has a GPU of its own.", "devices")
+    alias = options.backend or settings.DEFAULT_TRAINING_BACKEND
+    if len(devices) > 1 and not _backend_class(alias).supports_distributed:
+        raise JobInputError(f"The {alias} backend trains a job on one device.", "devices")
+    if options.compile and not _backend_class(alias).supports_compile:
+        raise JobInputError(f"The {alias} backend cannot compile networks.", "compile")
 
 
 def _checked_pretrained(owner: AbstractBaseUser, options: JobSettings, spec: dict[str, Any],
@@ -367,12 +394,72 @@ def append_log(job: TrainingJob, line: str) -> None:
 
 # --- training (runs on the worker) ------------------------------------------------------------
 
-def job_train(*, job_id: int) -> None:
-    """Claim a queued job and train it; a second delivery of the same task finds it claimed.
+def job_train(*, job_id: int) -> bool:
+    """Claim a queued job and train it on devices it holds alone; a second delivery of the same task
+    finds it claimed. False when its devices are busy: the caller puts it at the back of the queue.
 
     Every write of this run is fenced on its attempt (workbench.leases): if the run is taken back
     while it stalls and another attempt starts, this one stops at its next step and writes nothing.
     """
+    from jobs.backends import backends
+    from workbench.leases import this_process
+    from workers.devices import DeviceMissing, asked
+    from workers.services import device_lease_release
+
+    job = TrainingJob.objects.filter(pk=job_id, status=TrainingJob.Status.QUEUED, abort_requested=False).first()
+    if job is None:
+        return True
+    owner, backend = this_process(), backends[job.backend]
+    requested = asked(job.device, job.devices)
+    gpus = [d for d in backend.devices() if d.startswith("cuda")]
+    try:
+        devices = _devices_wait(job_id, owner, requested, gpus)
+    except DeviceMissing as exc:
+        _refuse_devices(job_id, str(exc))
+        return True
+    if devices is None:
+        _log_waiting(job, requested)
+        return False
+    try:
+        _train_claimed(job_id, tuple(devices))
+    finally:
+        device_lease_release(job_id=job_id, owner=owner)
+    return True
+
+
+def _devices_wait(job_id: int, owner: str, requested: list[str], gpus: list[str]) -> list[str] | None:
+    """The devices, once free; None after WORKBENCH_DEVICE_WAIT_SECONDS of trying."""
+    from workers.services import device_lease_acquire
+
+    deadline = time.monotonic() + settings.WORKBENCH_DEVICE_WAIT_SECONDS
+    while True:
+        devices = device_lease_acquire(job_id=job_id, owner=owner, requested=requested, gpus=gpus)
+        if devices is not None or time.monotonic() >= deadline:
+            return devices
+        time.sleep(0.5)
+
+
+def _log_waiting(job: TrainingJob, requested: list[str]) -> None:
+    """One log line while a job waits for busy devices (not one per try)."""
+    line = f"Waiting for {', '.join(requested)}: held by other jobs. It stays queued and starts once they are free."
+    path = job.folder / "log.txt"
+    tail = path.read_text(errors="replace")[-400:] if path.exists() else ""
+    if not tail.rstrip().endswith(line):
+        append_log(job, line)
+        live.notify(job.pk)
+
+
+def _refuse_devices(job_id: int, message: str) -> None:
+    """A job asking for devices this worker never has ends in error, saying so."""
+    from workbench.leases import lease_claim
+
+    lease = lease_claim(TrainingJob, job_id, stop_field="abort_requested", started_at=timezone.now())
+    if lease is not None:
+        append_log(TrainingJob.objects.get(pk=job_id), f"Error: {message}")
+        _finish(lease, TrainingJob.Status.ERROR, message)
+
+
+def _train_claimed(job_id: int, devices: tuple[str, ...]) -> None:
     from jobs.backends import backends
     from jobs.backends.base import TrainingFailed
     from jobs.reporting import DatabaseReporter
@@ -391,7 +478,7 @@ def job_train(*, job_id: int) -> None:
     with heartbeat(lease):
         reporter.start()
         try:
-            outcome, error = backends[job.backend].train(training_plan(job), reporter), ""
+            outcome, error = backends[job.backend].train(training_plan(job, devices), reporter), ""
         except LeaseLost as exc:
             reporter.log(f"Attempt {lease.attempt} stopped writing: {exc}")
         except TrainingFailed as exc:
@@ -439,7 +526,8 @@ def _finish(lease: Any, outcome: str, error: str, stop_reason: str = "") -> None
     live.notify(lease.pk)
 
 
-def training_plan(job: TrainingJob):  # type: ignore[no-untyped-def]
+def training_plan(job: TrainingJob, devices: tuple[str, ...] = ()):  # type: ignore[no-untyped-def]
+    """What the backend needs to train `job`, on `devices` (the ones this run holds; () for `device`)."""
     from jobs.backends.base import TrainingPlan
 
     dataset = job.dataset
@@ -452,6 +540,7 @@ def training_plan(job: TrainingJob):  # type: ignore[no-untyped-def]
         seed=job.seed, device=job.device, val_interval=job.val_interval, snapshot_interval=job.snapshot_interval,
         resume_from_epoch=job.resume_from_epoch, augmentation=job.augmentation, accumulate=job.accumulate,
         grad_clip=job.grad_clip, label_smoothing=job.label_smoothing, amp=job.amp, pretrained=_plan_pretrained(job),
+        devices=tuple(devices), compile=job.compile,
         freeze_epochs=job.freeze_epochs, pretrained_lr_mult=job.pretrained_lr_mult,
         preprocessing={"width": dataset.image_width, "height": dataset.image_height, "channels": dataset.channels,
                        "resize_mode": dataset.resize_mode, "seed": dataset.seed})

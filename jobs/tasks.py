@@ -7,9 +7,12 @@ from celery import shared_task
 from jobs import services
 
 
-@shared_task(name="jobs.train", acks_late=True, reject_on_worker_lost=True)
-def train_job(job_id: int) -> None:
-    services.job_train(job_id=job_id)
+@shared_task(bind=True, name="jobs.train", acks_late=True, reject_on_worker_lost=True)
+def train_job(self: Any, job_id: int) -> None:
+    if not services.job_train(job_id=job_id):
+        # Its devices are busy: to the back of the queue it came from, so the jobs behind it can run.
+        queue = (self.request.delivery_info or {}).get("routing_key")
+        train_job.apply_async(args=[job_id], queue=queue or None)
 
 
 @shared_task(name="jobs.classify", ignore_result=False)

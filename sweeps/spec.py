@@ -225,6 +225,15 @@ def _coerce(name: str, value: Any, where: str) -> Any:
         if not isinstance(value, dict):
             raise JobInputError(f"'{name}' takes an object.", where)
         return value
+    declared = str(JobSettings.__dataclass_fields__[name].type)
+    if declared == "bool":  # compile
+        if not isinstance(value, bool):
+            raise JobInputError(f"'{name}' takes true or false, not {value!r}.", where)
+        return value
+    if declared == "list[str]":  # devices: job_create checks each
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise JobInputError(f"'{name}' takes a list of names.", where)
+        return value
     if kind is object:  # the milestones: a list of epochs
         if not isinstance(value, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
                                                   for v in value):

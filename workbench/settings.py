@@ -278,13 +278,18 @@ WORKBENCH_REQUEST_RESEND_SECONDS = env_int("WORKBENCH_REQUEST_RESEND_SECONDS", 1
 WORKBENCH_LIVE_REDIS_URL = env_str(
     "WORKBENCH_LIVE_REDIS_URL", CELERY_BROKER_URL if CELERY_BROKER_URL.startswith("redis") else "")
 WORKBENCH_LIVE_POLL_SECONDS = 0.1
-# Each worker describes itself (host, queues, devices) this often; silent for three times it, it is stopped.
 # A training split that fits in this fraction of a GPU's free memory is copied to the GPU once.
 WORKBENCH_GPU_DATA_FRACTION = float(env_str("WORKBENCH_GPU_DATA_FRACTION", "0.5"))
 if not 0 <= WORKBENCH_GPU_DATA_FRACTION <= 1:
     raise ImproperlyConfigured("WORKBENCH_GPU_DATA_FRACTION must be between 0 and 1")
+# GPUs are held by one job at a time (workers.devices). CPU training processes share a host unless
+# this caps how many train at once (0: no cap); a job asking for more waits in the queue.
+WORKBENCH_CPU_SLOTS = env_int("WORKBENCH_CPU_SLOTS", 0, minimum=0)
+# A job whose devices are busy waits this long on its worker, then goes to the back of the queue.
+WORKBENCH_DEVICE_WAIT_SECONDS = env_int("WORKBENCH_DEVICE_WAIT_SECONDS", 5, minimum=1)
 # A training job records its worker's CPU, memory and GPU as `system` points this often.
 WORKBENCH_SYSTEM_METRICS_SECONDS = env_int("WORKBENCH_SYSTEM_METRICS_SECONDS", 5, minimum=1)
+# Each worker describes itself (host, queues, devices) this often; silent for three times it, it is stopped.
 WORKBENCH_WORKER_REPORT_SECONDS = env_int("WORKBENCH_WORKER_REPORT_SECONDS", 5, minimum=1)
 
 # --- production hardening (manage.py check --deploy) ----------------------------------------

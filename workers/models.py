@@ -26,3 +26,25 @@ class Worker(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class DeviceLease(models.Model):
+    """One device of one host held by one training job (workers.devices): jobs never share a GPU.
+
+    Taken before the job's row is claimed and given back when its run ends. A lease whose job is no
+    longer running under the process that took it (a killed worker's, once its job was taken back)
+    is stale, and the next job that needs the device removes it.
+    """
+
+    host = models.CharField(max_length=200)
+    device = models.CharField(max_length=32, help_text='"cuda:N", or "cpu#K" for a CPU slot.')
+    job = models.ForeignKey("jobs.TrainingJob", on_delete=models.CASCADE, related_name="device_leases")
+    owner = models.CharField(max_length=200, help_text="The process that took it (workbench.leases.this_process).")
+    acquired_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["host", "device"]
+        constraints = [models.UniqueConstraint(fields=["host", "device"], name="device_lease_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.device} on {self.host}: job {self.job_id}"

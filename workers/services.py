@@ -1,13 +1,18 @@
-"""Writes for workers: each worker reports itself."""
+"""Writes for workers: each worker reports itself; training jobs take and give back devices."""
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
-from workers.models import Worker
+from workers import devices as device_choice
+from workers.models import DeviceLease, Worker
 
 
 @dataclass(frozen=True)
@@ -33,3 +38,47 @@ def worker_report(*, report: WorkerReport) -> Worker:
 def worker_stopped(*, name: str) -> None:
     """A worker that shuts down cleanly says so: it leaves the list at once, not after the timeout."""
     Worker.objects.filter(name=name).delete()
+
+
+# --- device leases ----------------------------------------------------------------------------
+
+def device_lease_acquire(*, job_id: int, owner: str, requested: list[str], gpus: list[str],
+                         host: str | None = None) -> list[str] | None:
+    """Take the devices `requested` (workers.devices) on this host for `job_id`: the devices to train
+    on, one per process, or None when some are held by other jobs (the job waits). Raises
+    devices.DeviceMissing when this host can never give them. Held until device_lease_release."""
+    host = host or socket.gethostname()
+    slots = settings.WORKBENCH_CPU_SLOTS
+    if not slots and not any(r.startswith("cuda") or (r == "auto" and gpus) for r in requested):
+        return [pick.device for pick in device_choice.choose(requested, gpus, set())]  # type: ignore[union-attr]
+    _release_stale(host)
+    taken = set(DeviceLease.objects.filter(host=host).exclude(job_id=job_id).values_list("device", flat=True))
+    picks = device_choice.choose(requested, gpus, taken, slots)
+    if picks is None:
+        return None
+    now = timezone.now()
+    try:
+        with transaction.atomic():  # the unique (host, device) decides between two jobs that chose at once
+            DeviceLease.objects.filter(host=host, job_id=job_id).delete()  # a re-delivered task's own
+            DeviceLease.objects.bulk_create([DeviceLease(host=host, device=p.lease, job_id=job_id, owner=owner,
+                                                         acquired_at=now) for p in picks if p.lease])
+    except IntegrityError:
+        return None
+    return [pick.device for pick in picks]
+
+
+def device_lease_release(*, job_id: int, owner: str) -> None:
+    DeviceLease.objects.filter(job_id=job_id, owner=owner).delete()
+
+
+def device_lease_holders(*, host: str, devices: list[str]) -> dict[str, int]:
+    """Which job holds each of `devices` (lease keys) on `host`, for a waiting job's log line."""
+    return dict(DeviceLease.objects.filter(host=host, device__in=devices).values_list("device", "job_id"))
+
+
+def _release_stale(host: str) -> None:
+    """Leases whose job no longer runs under the process that took them: a killed worker's (its job
+    was taken back, or ended), or a process that died between taking them and claiming the job."""
+    grace = timezone.now() - timedelta(seconds=settings.HEARTBEAT_TIMEOUT)
+    DeviceLease.objects.filter(host=host, acquired_at__lt=grace).exclude(
+        job__status="running", job__held_by=F("owner")).delete()

@@ -62,6 +62,9 @@ class TrainingPlan:
     grad_clip: float = 0.0  # the largest gradient norm; 0 is off
     label_smoothing: float = 0.0
     amp: str = "off"  # mixed precision: off, bf16, fp16
+    # The devices this run holds (workers.leases), one process each; () trains on `device` alone.
+    devices: tuple[str, ...] = ()
+    compile: bool = False  # torch.compile, eager with a log line when compilation fails
     data_placement: str = ""  # "" chooses (jobs.backends.torch_data); device, memory or map force one (tests, bench)
     # Fine-tuning: {"weights": absolute path, "copy": [state_dict names], "label": ...} or {} (fresh start).
     pretrained: dict[str, Any] = field(default_factory=dict)
@@ -83,6 +86,8 @@ class TrainingBackend(ABC):
     compress_methods: tuple[str, ...] = ()
     amp_modes: tuple[str, ...] = ("off",)  # mixed precision it offers (AMP_MODES names them all)
     supports_augmentation: bool = False  # applies TrainingPlan.augmentation (else only plain training is offered)
+    supports_distributed: bool = False  # trains one job on several devices (TrainingPlan.devices)
+    supports_compile: bool = False  # honours TrainingPlan.compile
 
     def __init__(self, alias: str, options: dict[str, Any]) -> None:
         self.alias = alias

@@ -19,7 +19,6 @@ from safetensors.torch import load_file, save_file
 
 from jobs.augmentation import augmentation_from_stored
 from jobs.backends.base import Reporter, TrainingFailed, TrainingPlan
-from jobs.backends.devices import DeviceLeases
 from jobs.backends.tensorfile import write_safetensors
 from jobs.backends.torch_augment import Augmenter, mean_to_subtract
 from jobs.backends.torch_data import Split
@@ -30,15 +29,14 @@ from workbench import faults
 from workbench.files import remove_leftovers, replaced_atomically, write_bytes_atomically
 
 _MODEL_CACHE = 8
-_DEVICES = DeviceLeases()  # this worker's training jobs and the devices they hold
 
 
 def train(plan: TrainingPlan, reporter: Reporter, threads: int = 0) -> str:
     """Train one job; "done" or "aborted". `threads` > 0 sets torch's intra-op threads."""
     if threads:
         torch.set_num_threads(threads)
-    with _DEVICES.lease(plan.device, torch.cuda.device_count()) as device:
-        return _Run(plan, reporter, torch.device(device)).train()
+    devices = plan.devices or (plan.device if plan.device != "auto" else "cpu",)
+    return _Run(plan, reporter, torch.device(devices[0])).train()
 
 
 class ModelCache:

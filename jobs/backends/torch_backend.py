@@ -21,6 +21,8 @@ class TorchBackend(TrainingBackend):
     compress_methods = ("prune", "quantize_dynamic", "quantize_static")
     supports_augmentation = True
     amp_modes = ("off", "bf16", "fp16")  # fp16 on CUDA only (it needs a GradScaler); bf16 on CPU too
+    supports_distributed = True  # DDP: NCCL on GPUs, gloo on CPU processes (jobs.backends.torch_distributed)
+    supports_compile = True
 
     def __init__(self, alias: str, options: dict[str, Any]) -> None:
         super().__init__(alias, options)

@@ -146,7 +146,8 @@ def test_a_job_on_a_gpu_the_worker_lacks_ends_in_error_saying_so(celery_worker, 
 
     assert job.status == "error"
     assert job.error == (f"Device cuda:{missing} was asked for, but this worker has {missing} CUDA device(s). "
-                         "Choose 'auto' or 'cpu'.")
+                         "Choose auto, cpu, or a GPU it has.")
+    assert f"Error: Device cuda:{missing} was asked for" in (job.folder / "log.txt").read_text()
 
 
 def test_a_classify_the_worker_cannot_do_is_a_json_503_with_the_reason(celery_worker, alice_api):
