@@ -421,9 +421,13 @@ def job_train(*, job_id: int) -> bool:
         _log_waiting(job, requested)
         return False
     try:
-        _train_claimed(job_id, tuple(devices))
+        lost = _train_claimed(job_id, tuple(devices))
     finally:
         device_lease_release(job_id=job_id, owner=owner)
+    if lost is not None:  # after the devices are free: the run queued again may want them at once
+        from workbench.recovery import work_lost
+
+        work_lost(model=TrainingJob, pk=job_id, attempt=lost[0], reason=lost[1])
     return True
 
 
@@ -459,9 +463,10 @@ def _refuse_devices(job_id: int, message: str) -> None:
         _finish(lease, TrainingJob.Status.ERROR, message)
 
 
-def _train_claimed(job_id: int, devices: tuple[str, ...]) -> None:
+def _train_claimed(job_id: int, devices: tuple[str, ...]) -> tuple[int, str] | None:
+    """Train the job if this run claims it; (attempt, reason) when a part of the run died."""
     from jobs.backends import backends
-    from jobs.backends.base import TrainingFailed
+    from jobs.backends.base import RunLost, TrainingFailed
     from jobs.reporting import DatabaseReporter
     from workbench.leases import LeaseLost, heartbeat, lease_claim
 
@@ -469,18 +474,22 @@ def _train_claimed(job_id: int, devices: tuple[str, ...]) -> None:
     lease = lease_claim(TrainingJob, job_id, stop_field="abort_requested",
                         started_at=Coalesce(F("started_at"), Value(timezone.now())), error="")
     if lease is None:
-        return
+        return None
     live.notify(job_id)
     # A resumed attempt finds its points already rewound: by the take-back or the resume that queued it.
     job = TrainingJob.objects.select_related("dataset").get(pk=job_id)
     reporter = DatabaseReporter(lease, job.folder, latest=job.latest, best=job.best)
     outcome: str | None = None
+    lost: tuple[int, str] | None = None
     with heartbeat(lease):
         reporter.start()
         try:
             outcome, error = backends[job.backend].train(training_plan(job, devices), reporter), ""
         except LeaseLost as exc:
             reporter.log(f"Attempt {lease.attempt} stopped writing: {exc}")
+        except RunLost as exc:
+            lost = (lease.attempt, str(exc))
+            reporter.log(f"Attempt {lease.attempt} ended on every device: {exc}.")
         except TrainingFailed as exc:
             outcome, error = TrainingJob.Status.ERROR, str(exc)
             reporter.log(f"Error: {exc}")
@@ -492,6 +501,7 @@ def _train_claimed(job_id: int, devices: tuple[str, ...]) -> None:
             reporter.close()
     if outcome is not None:
         _finish(lease, outcome, error, reporter.stop_reason)
+    return lost
 
 
 def rewind_points(job: TrainingJob) -> TrainingJob:

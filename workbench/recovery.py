@@ -80,6 +80,14 @@ def work_take_back(*, worker: str | None = None, models_: Iterable[type[models.M
     return sum(_take_back_kind(kind, worker) for kind in _KINDS if wanted is None or kind.model in wanted)
 
 
+def work_lost(*, model: type[models.Model], pk: int, attempt: int, reason: str) -> int:
+    """A run that knows it cannot go on (a process of a several-device run died) gives its row back
+    now, as a reaper would once its heartbeat fell silent: queued again, or ended after too many."""
+    kind = next(k for k in _KINDS if k.model is model)
+    row = model.objects.get(pk=pk)  # type: ignore[attr-defined]
+    return _take_back(kind, row, reason, Q(attempt=attempt))
+
+
 def _take_back_kind(kind: WorkKind, worker: str | None) -> int:
     cutoff = timezone.now() - timedelta(seconds=settings.HEARTBEAT_TIMEOUT)
     silent = Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True)

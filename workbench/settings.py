@@ -287,6 +287,8 @@ if not 0 <= WORKBENCH_GPU_DATA_FRACTION <= 1:
 WORKBENCH_CPU_SLOTS = env_int("WORKBENCH_CPU_SLOTS", 0, minimum=0)
 # A job whose devices are busy waits this long on its worker, then goes to the back of the queue.
 WORKBENCH_DEVICE_WAIT_SECONDS = env_int("WORKBENCH_DEVICE_WAIT_SECONDS", 5, minimum=1)
+# A collective of a several-device job (DDP) that waits this long for a process fails the run.
+WORKBENCH_DDP_TIMEOUT = env_int("WORKBENCH_DDP_TIMEOUT", 600, minimum=10)
 # A training job records its worker's CPU, memory and GPU as `system` points this often.
 WORKBENCH_SYSTEM_METRICS_SECONDS = env_int("WORKBENCH_SYSTEM_METRICS_SECONDS", 5, minimum=1)
 # Each worker describes itself (host, queues, devices) this often; silent for three times it, it is stopped.

@@ -32,6 +32,11 @@ class TrainingFailed(Exception):
     """A failure worded for the user (diverged loss, device missing, bad data)."""
 
 
+class RunLost(Exception):
+    """A part of the run died (a process of a several-device run): the run ends on every device,
+    and the job is queued again from its last snapshot, as when its worker is lost."""
+
+
 @dataclass(frozen=True)
 class TrainingPlan:
     """Everything a backend needs to train one job; built by the service, never by a backend."""

@@ -23,6 +23,7 @@ from jobs.backends.tensorfile import write_safetensors
 from jobs.backends.torch_augment import Augmenter, mean_to_subtract
 from jobs.backends.torch_data import Split
 from jobs.backends.torch_precision import Precision
+from jobs.backends.torch_ranks import Solo
 from jobs.networks.torch_build import build_model
 from jobs.schedules import learning_rate
 from workbench import faults
@@ -35,6 +36,10 @@ def train(plan: TrainingPlan, reporter: Reporter, threads: int = 0) -> str:
     """Train one job; "done" or "aborted". `threads` > 0 sets torch's intra-op threads."""
     if threads:
         torch.set_num_threads(threads)
+    if len(plan.devices) > 1:  # one process per device (DDP)
+        from jobs.backends.torch_distributed import launch
+
+        return launch(plan, reporter)
     devices = plan.devices or (plan.device if plan.device != "auto" else "cpu",)
     return _Run(plan, reporter, torch.device(devices[0])).train()
 
@@ -100,20 +105,27 @@ def load_snapshot(weights: Path) -> tuple[Any, torch.Tensor]:
 # --- one training run -----------------------------------------------------------------------
 
 class _Run:
-    def __init__(self, plan: TrainingPlan, reporter: Reporter, device: torch.device) -> None:
+    """One training run, or one rank of it (`ranks`: jobs.backends.torch_ranks)."""
+
+    def __init__(self, plan: TrainingPlan, reporter: Reporter, device: torch.device, ranks: Solo | None = None) -> None:
         self.plan, self.reporter, self.device = plan, reporter, device
-        torch.manual_seed(plan.seed)
-        np.random.seed(plan.seed % 2**32)
+        self.ranks = ranks or Solo()
+        seed = plan.seed + _RANK_SEED_STEP * self.ranks.rank  # rank 0 draws what one process draws
+        torch.manual_seed(seed)
+        np.random.seed(seed % 2**32)
         self.train_split = Split.open(plan.dataset_folder, "train", device, forced=plan.data_placement)
         self.val_split = Split.open(plan.dataset_folder, "val", device, forced=plan.data_placement)
         spec = augmentation_from_stored(plan.augmentation)
         self.mean = mean_to_subtract(spec.mean, torch.from_numpy(np.load(plan.dataset_folder / "mean.npy"))).to(device)
         # Its own generator: dropout and shuffling draw what they drew before augmentation existed.
-        self.augment = Augmenter(spec, plan.seed, device) if spec.active else None
+        self.augment = Augmenter(spec, seed, device) if spec.active else None
         self.model = build_model(plan.network_spec, plan.input_shape, len(plan.classes)).to(device)
         self.precision = Precision(plan.amp, device)
-        self.model = self.precision.prepare(self.model)
-        self.optimizer = make_optimizer(plan, param_groups(self.model, plan))
+        # `net` is the network itself: its weights are snapshotted, validated, resumed. `model` is
+        # what trains: the same network, wrapped by DDP when there are several ranks.
+        self.net = self.model = self.precision.prepare(self.model)
+        self.optimizer = make_optimizer(plan, param_groups(self.net, plan))
+        self.model = self.ranks.wrap(self.net, device)
         self.lr = plan.learning_rate
         self._lr_key: tuple[float, bool] | None = None  # the (rate, frozen) the param groups were last set for
         # The train loss is the mean over the steps since it was last reported; kept here (not in
@@ -127,14 +139,16 @@ class _Run:
         self.snapshot_every = max(1, round(plan.snapshot_interval * self.steps_per_epoch))
 
     def train(self) -> str:
-        self._write_model_files()
-        self.reporter.using_device(str(self.device))
+        if self.ranks.leader:
+            self._write_model_files()
+        self.reporter.using_device(", ".join(self.plan.devices) if self.ranks.size > 1 else str(self.device))
         if self.plan.pretrained and self.plan.resume_from_epoch is None:
             # A resumed fine-tune loads its own snapshot (below), never the pretrained weights again.
-            self.reporter.log(copy_pretrained(self.model, self.plan.pretrained))
+            self.reporter.log(copy_pretrained(self.net, self.plan.pretrained))
         start = self._resume()
+        on = f"{self.ranks.size} processes ({', '.join(self.plan.devices)})" if self.ranks.size > 1 else self.device
         self.reporter.log(f"Training {len(self.train_split)} images, {self.steps_per_epoch} steps per epoch, "
-                          f"{self.plan.epochs} epochs on {self.device}.")
+                          f"{self.plan.epochs} epochs on {on}.")
         with _SnapshotWriter(self._write_snapshot) as self.snapshots:
             finished = all(self._train_epoch(epoch, start)
                            for epoch in range(start // self.steps_per_epoch, self.plan.epochs))
@@ -149,14 +163,14 @@ class _Run:
             self.running.zero_()
             self.count = 0
         for i in range(max(start - first, 0), self.steps_per_epoch):
-            if self.reporter.should_stop():
+            if self.ranks.should_stop(self.reporter):
                 return False
             step = first + i + 1
             lr = self._set_lr((step - 1) / self.steps_per_epoch)
             self.running += self._step(order[i * self.plan.batch_size : (i + 1) * self.plan.batch_size], i)
             self.count += 1
             if step % self.log_every == 0 or i == self.steps_per_epoch - 1:
-                self._report_train(self.running.item() / self.count, lr, step)
+                self._report_train(self.ranks.mean(self.running).item() / self.count, lr, step)
                 self.running.zero_()
                 self.count = 0
             if step % self.val_every == 0 or step == self.total_steps:
@@ -168,11 +182,13 @@ class _Run:
     def _step(self, index: torch.Tensor, i: int) -> torch.Tensor:
         """Batch `i` of the epoch: its gradient is added to its group's; the group's last batch
         steps the optimizer. A group is `accumulate` batches, the epoch's last one maybe fewer."""
-        x, y = self.train_split.batch(index)
+        x, y = self.train_split.batch(self.ranks.shard(index))
         x = self.precision.input(self.train_input(x.to(self.device, non_blocking=True)))
         y = y.to(self.device, non_blocking=True)
         with self.precision.autocast():
             loss = self.loss_fn(self.model(x), y)
+        if self.ranks.size > 1:
+            loss = loss * self.ranks.loss_scale(len(index))
         group_start = i - i % self.plan.accumulate
         group = min(self.plan.accumulate, self.steps_per_epoch - group_start)
         if loss.requires_grad:  # not when every weight is frozen
@@ -180,7 +196,7 @@ class _Run:
         if i + 1 == group_start + group:
             self.precision.unscale(self.optimizer)  # so that clipping sees the true gradients
             if self.plan.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.plan.grad_clip)
+                torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.plan.grad_clip)
             self.precision.step(self.optimizer)
             self.optimizer.zero_grad(set_to_none=True)
         return loss.detach().float()
@@ -216,9 +232,9 @@ class _Run:
         self.reporter.progress(epoch=epoch, step=step, total_steps=self.total_steps)
 
     def _validate(self, step: int) -> None:
-        if len(self.val_split) == 0:
+        if len(self.val_split) == 0 or not self.ranks.leader:  # the other ranks go on to the next step's all-reduce
             return
-        loss, accuracy = evaluate(self.model, self.val_split, self.mean, self.device, self.plan.batch_size * 2)
+        loss, accuracy = evaluate(self.net, self.val_split, self.mean, self.device, self.plan.batch_size * 2)
         epoch = step / self.steps_per_epoch
         self.reporter.metric(split="val", name="loss", value=loss, epoch=epoch, step=step)
         self.reporter.metric(split="val", name="accuracy", value=accuracy, epoch=epoch, step=step)
@@ -236,17 +252,27 @@ class _Run:
 
     def _snapshot(self, step: int) -> None:
         """Copy the weights, optimizer and loop state now; write them while the next steps run."""
+        ranks = self.ranks.gather(self._rank_state())  # collectives first: every rank joins them
+        running = float(self.ranks.mean(self.running).item())  # every rank resumes with the mean
+        if not self.ranks.leader:
+            return
         tensors, state = flatten_optimizer(self.optimizer.state_dict())
-        state = {**state, "rng": rng_state(self.device), "running_loss": float(self.running.item()),
-                 "running_count": self.count}
-        if self.augment is not None:
-            state["augment_rng"] = self.augment.state()
+        state = {**state, **ranks[0], "running_loss": running, "running_count": self.count}
+        if self.ranks.size > 1:
+            state["ranks"] = ranks[1:]  # each other rank's generators, for a faithful resume
         if self.precision.scaler is not None:
             state["grad_scaler"] = self.precision.scaler.state_dict()
         # Taken inside a group of accumulated batches: its gradients so far go with it.
-        tensors.update({f"grad.{name}": p.grad.detach() for name, p in self.model.named_parameters()
+        tensors.update({f"grad.{name}": p.grad.detach() for name, p in self.net.named_parameters()
                         if p.grad is not None})
-        self.snapshots.submit(round(step / self.steps_per_epoch, 4), step, self.model.state_dict(), tensors, state)
+        self.snapshots.submit(round(step / self.steps_per_epoch, 4), step, self.net.state_dict(), tensors, state)
+
+    def _rank_state(self) -> dict[str, Any]:
+        """This rank's random generators (dropout, shuffling helpers, augmentation)."""
+        state: dict[str, Any] = {"rng": rng_state(self.device)}
+        if self.augment is not None:
+            state["augment_rng"] = self.augment.state()
+        return state
 
     def _write_snapshot(self, epoch: float, step: int, weights: dict[str, torch.Tensor],
                         tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
@@ -278,21 +304,26 @@ class _Run:
         if epoch is None:
             return 0
         name = self.plan.output_folder / f"snapshots/epoch_{round(epoch, 4):g}"
-        self.model.load_state_dict(load_file(f"{name}.safetensors"))
+        self.net.load_state_dict(load_file(f"{name}.safetensors"))
         meta = json.loads(Path(f"{name}.json").read_text())
         tensors = load_file(f"{name}.optim.safetensors", device=str(self.device))
         grads = {key.removeprefix("grad."): tensors.pop(key) for key in list(tensors) if key.startswith("grad.")}
         self.optimizer.load_state_dict(unflatten_optimizer(tensors, meta["optimizer"]))
-        for param_name, p in self.model.named_parameters():
+        for param_name, p in self.net.named_parameters():
             if param_name in grads:
                 p.grad = grads[param_name]
         self.lr = self.optimizer.param_groups[0]["lr"]
-        if "rng" in meta:  # snapshots from before RNG state was kept resume without it
-            set_rng_state(meta["rng"], self.device)
+        if "running_loss" in meta:  # snapshots from before RNG state was kept resume without it
             self.running.fill_(meta["running_loss"])
             self.count = int(meta["running_count"])
-        if self.augment is not None and "augment_rng" in meta:
-            self.augment.load_state(meta["augment_rng"])
+        mine = meta
+        if self.ranks.rank:  # another rank: its own generators, kept by rank 0 in the snapshot
+            others = meta.get("ranks", [])
+            mine = others[self.ranks.rank - 1] if len(others) >= self.ranks.rank else {}
+        if "rng" in mine:
+            set_rng_state(mine["rng"], self.device)
+        if self.augment is not None and "augment_rng" in mine:
+            self.augment.load_state(mine["augment_rng"])
         self.precision.load_state(meta.get("grad_scaler"))
         self.reporter.log(f"Resumed from the snapshot at epoch {epoch:g} (step {meta['step']}).")
         return int(meta["step"])
@@ -346,6 +377,7 @@ def _hold(buffers: dict[str, torch.Tensor], prefix: str, tensors: dict[str, torc
 
 
 _OPTIMIZER_KEYS = ("param_groups", "scalars")
+_RANK_SEED_STEP = 1_000_003  # rank r of a job draws from seed + r times this
 
 
 def rng_state(device: torch.device) -> dict[str, Any]:

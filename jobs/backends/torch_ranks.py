@@ -1,0 +1,85 @@
+"""What changes in the training loop when one job runs as several processes (DDP), and what does not.
+
+`Solo` is one process: every method is the identity, so a one-device run is what it always was,
+bit for bit. `Ranks` is one process of several, joined by torch.distributed:
+
+- every rank draws the same epoch order and takes its part of each (global) batch;
+- each rank's loss is scaled so that DDP's average of the ranks' gradients is the gradient of the
+  whole batch's mean loss: the same as one process with the same batch, whatever the split;
+- rank 0 asks the job's reporter whether to stop and broadcasts the answer, so all ranks stop at
+  the same step; it alone validates, logs and snapshots.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from jobs.backends.base import Reporter
+
+
+class Solo:
+    rank, size, leader = 0, 1, True
+
+    def wrap(self, model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+        return model
+
+    def shard(self, index: torch.Tensor) -> torch.Tensor:
+        return index
+
+    def loss_scale(self, total: int) -> float:
+        return 1.0
+
+    def should_stop(self, reporter: Reporter) -> bool:
+        return reporter.should_stop()
+
+    def mean(self, value: torch.Tensor) -> torch.Tensor:
+        return value
+
+    def gather(self, state: dict[str, Any]) -> list[dict[str, Any]]:
+        return [state]
+
+
+class Ranks(Solo):
+    def __init__(self, rank: int, size: int, device: torch.device) -> None:
+        self.rank, self.size, self.leader = rank, size, rank == 0
+        self.device = device
+
+    def wrap(self, model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+        from torch.nn.parallel import DistributedDataParallel
+
+        return DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+
+    def shard(self, index: torch.Tensor) -> torch.Tensor:
+        """This rank's part of a global batch: a contiguous run of the sorted indices. A rank left
+        with none (a last batch smaller than the ranks) takes the batch's first image, weighted 0 by
+        loss_scale, so that every rank still joins the gradient's all-reduce."""
+        part = index.sort().values.tensor_split(self.size)[self.rank]
+        return part if len(part) else index[:1]
+
+    def loss_scale(self, total: int) -> float:
+        """This rank's share of a batch of `total`, times the ranks: its mean loss times this is what
+        DDP's average turns into the whole batch's mean."""
+        part = len(torch.empty(total).tensor_split(self.size)[self.rank])
+        return part * self.size / total
+
+    def should_stop(self, reporter: Reporter) -> bool:
+        flag = torch.tensor([int(reporter.should_stop()) if self.leader else 0], device=self._comm_device)
+        dist.broadcast(flag, src=0)
+        return bool(flag.item())
+
+    def mean(self, value: torch.Tensor) -> torch.Tensor:
+        total = value.detach().clone().to(self._comm_device)
+        dist.all_reduce(total)
+        return (total / self.size).to(value.device)
+
+    def gather(self, state: dict[str, Any]) -> list[dict[str, Any]]:
+        """Every rank's state (its random generators), in rank order, on every rank."""
+        states: list[Any] = [None] * self.size
+        dist.all_gather_object(states, state)
+        return states
+
+    @property
+    def _comm_device(self) -> torch.device:
+        return self.device if self.device.type == "cuda" else torch.device("cpu")

@@ -1,0 +1,109 @@
+"""One job on several devices (DDP): here two gloo processes on the CPU, through the real worker."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+
+import pytest
+
+from jobs.models import MetricPoint, TrainingJob
+from tests.conftest import wait_for
+from tests.jobs.test_training_flow import ready_colours, start, wait_job
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def curve(job: TrainingJob, split: str, name: str) -> list[tuple[int, float]]:
+    return list(MetricPoint.objects.filter(job=job, split=split, name=name).order_by("step")
+                .values_list("step", "value"))
+
+
+def log_text(job: TrainingJob) -> str:
+    path = job.folder / "log.txt"
+    return path.read_text() if path.exists() else ""
+
+
+def rank_pids(job: TrainingJob) -> list[int]:
+    found = wait_for(lambda: re.search(r"Started 2 processes \(gloo\): rank 0 pid (\d+) on cpu, rank 1 pid (\d+) on cpu",
+                                       log_text(job)), 60, "the ranks to start")
+    return [int(pid) for pid in found.groups()]  # type: ignore[union-attr]
+
+
+def gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def test_two_processes_train_the_same_model_as_one_with_the_same_global_batch(celery_worker, alice_api):
+    dataset = ready_colours(alice_api)
+    settings_ = {"network": "lenet", "epochs": 6, "batch_size": 9, "learning_rate": 0.05, "seed": 5}
+
+    one = wait_job(start(alice_api, dataset, **settings_)["id"])
+    two = wait_job(start(alice_api, dataset, devices=["cpu", "cpu"], **settings_)["id"], timeout=240)
+
+    assert (one.status, two.status) == ("done", "done"), two.error
+    assert two.device_used == "cpu, cpu"
+    assert "Started 2 processes (gloo)" in (two.folder / "log.txt").read_text()
+    # Each rank computes half of each batch of 9 (5 and 4 images); the averaged gradient is the whole
+    # batch's: the curves are those of one process, up to the order of floating-point sums.
+    losses_one, losses_two = curve(one, "train", "loss"), curve(two, "train", "loss")
+    assert [s for s, _ in losses_one] == [s for s, _ in losses_two]
+    assert [v for _, v in losses_two] == pytest.approx([v for _, v in losses_one], rel=1e-3, abs=1e-4)
+    assert two.best["val_accuracy"] == one.best["val_accuracy"] > 0.9
+    assert curve(two, "val", "accuracy") == curve(one, "val", "accuracy")
+    val_one, val_two = curve(one, "val", "loss"), curve(two, "val", "loss")
+    assert [v for _, v in val_two] == pytest.approx([v for _, v in val_one], rel=1e-3)
+    assert two.snapshots.count() == one.snapshots.count() == 6
+
+
+def test_abort_stops_every_rank(celery_worker, alice_api):
+    dataset = ready_colours(alice_api)
+    job = TrainingJob.objects.get(pk=start(alice_api, dataset, epochs=2000, devices=["cpu", "cpu"])["id"])
+    pids = rank_pids(job)
+    wait_for(lambda: MetricPoint.objects.filter(job_id=job.pk, split="train").count() >= 4, 60, "training")
+
+    alice_api.post(f"/api/v1/jobs/{job.pk}/abort/")
+
+    aborted = wait_job(job.pk, timeout=60)
+    assert aborted.status == "aborted" and aborted.stop_reason == "user"
+    assert all(gone(pid) for pid in pids), "a rank outlived its aborted job"
+    assert "Aborted." in (job.folder / "log.txt").read_text()
+
+
+def test_a_killed_rank_ends_the_run_on_every_device_and_the_job_resumes_from_its_snapshot(celery_worker, alice_api):
+    dataset = ready_colours(alice_api)
+    job = TrainingJob.objects.get(pk=start(alice_api, dataset, epochs=150, devices=["cpu", "cpu"])["id"])
+    pids = rank_pids(job)
+    wait_for(lambda: job.snapshots.count() >= 3, 120, "a few snapshots")
+
+    os.kill(pids[1], signal.SIGKILL)
+
+    finished = wait_job(job.pk, timeout=300)
+    log = (job.folder / "log.txt").read_text()
+    assert finished.status == "done", finished.error
+    assert finished.attempt == 2 and finished.epoch == 150
+    assert f"Attempt 1 ended on every device: rank 1 (cpu, pid {pids[1]}) was killed by SIGKILL" in log
+    assert "Queued again by itself to resume from the snapshot at epoch" in log
+    assert all(gone(pid) for pid in pids)
+    steps = [s for s, _ in curve(finished, "train", "loss")]
+    assert steps == sorted(set(steps)), "every step once"
+
+
+def test_the_plan_reaches_each_rank_whole(tmp_path):
+    from jobs.backends.base import TrainingPlan
+    from jobs.backends.torch_distributed import plan_from_json, plan_to_json
+
+    plan = TrainingPlan(job_id=1, output_folder=tmp_path / "out", dataset_folder=tmp_path / "data",
+                        input_shape=(3, 8, 8), classes=["a", "b"], network_spec={"layers": []}, epochs=2, batch_size=4,
+                        optimizer="sgd", learning_rate=0.1, momentum=0.9, weight_decay=0.0, lr_policy="step",
+                        lr_params={"step_size": 1, "gamma": 0.5, "milestones": [1.0]}, seed=7, device="auto",
+                        val_interval=1.0, snapshot_interval=1.0, resume_from_epoch=1.0, devices=("cuda:0", "cuda:1"),
+                        compile=True, amp="bf16", augmentation={"flip": "horizontal"},
+                        pretrained={"weights": "/w.safetensors", "copy": ["a.weight"], "label": "x"})
+
+    assert plan_from_json(json.loads(json.dumps(plan_to_json(plan)))) == plan
