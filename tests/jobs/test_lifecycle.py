@@ -108,7 +108,12 @@ def test_a_stalled_run_that_comes_back_after_it_was_taken_back_writes_nothing_mo
     finally:
         doomed_worker.send_signal(signal.SIGCONT)
     log = job.folder / "log.txt"
-    wait_for(lambda: "Attempt 1 stopped writing" in log.read_text(), 60, "the stale run to notice")
+    try:
+        wait_for(lambda: "Attempt 1 stopped writing" in log.read_text(), 90, "the stale run to notice")
+    except AssertionError as exc:  # say what the stalled worker was doing
+        worker_log = Path(settings.DATA_DIR) / "doomed-worker.log"
+        raise AssertionError(f"{exc}\njob log:\n{log.read_text()[-2000:]}\ndoomed worker:\n"
+                             f"{worker_log.read_text(errors='replace')[-4000:]}") from None
     finished = wait_job(job.pk, timeout=120)
 
     assert finished.status == "done", finished.error
