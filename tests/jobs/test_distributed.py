@@ -111,10 +111,9 @@ def test_the_plan_reaches_each_rank_whole(tmp_path):
 
 def test_two_ranks_resume_from_a_snapshot_to_the_weights_of_an_uninterrupted_run(tmp_path):
     """Each rank's augmentation generator and the accumulated gradients travel in rank 0's snapshot."""
+    from jobs.backends.pytorch import train
     from tests.jobs.test_augmentation import EVERYTHING
     from tests.jobs.test_training_extras import Recorder, last_weights, make_plan, max_difference, write_dataset
-
-    from jobs.backends.pytorch import train
 
     dataset = write_dataset(tmp_path / "dataset")
     fields = {"epochs": 3, "batch_size": 4, "snapshot_interval": 0.5, "accumulate": 3, "augmentation": EVERYTHING,
