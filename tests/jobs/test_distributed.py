@@ -10,6 +10,7 @@ import pytest
 
 from jobs.models import MetricPoint, TrainingJob
 from tests.conftest import wait_for
+from tests.jobs.test_lifecycle import doomed_worker  # noqa: F401 (a fixture)
 from tests.jobs.test_training_flow import ready_colours, start, wait_job
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -131,3 +132,24 @@ def test_two_ranks_resume_from_a_snapshot_to_the_weights_of_an_uninterrupted_run
     assert max_difference(last_weights(tmp_path / "reference"), last_weights(output)) < 1e-6
     after = {k: v for k, v in reference.points.items() if k[2] > 12}
     assert resumed.points == pytest.approx(after)
+
+
+def test_ranks_end_with_their_worker_and_the_job_is_taken_back(celery_worker, doomed_worker, alice_api, alice):  # noqa: F811
+    from jobs.networks.builtin import builtin_spec
+    from jobs.tasks import train_job
+
+    job = TrainingJob.objects.create(owner=alice, dataset=ready_colours(alice_api), name="ranks", network="mlp",
+                                     epochs=100, batch_size=8, devices=["cpu", "cpu"],
+                                     network_spec=builtin_spec("mlp", (3, 8, 8), 3))
+    job.folder.mkdir(parents=True, exist_ok=True)
+    train_job.apply_async(args=[job.pk], queue="doomed")
+    pids = rank_pids(job)
+    wait_for(lambda: job.snapshots.count() >= 2, 120, "a few snapshots")
+
+    doomed_worker.send_signal(signal.SIGKILL)
+    doomed_worker.wait()
+
+    wait_for(lambda: all(gone(pid) for pid in pids), 30, "the ranks of the killed worker to end")
+    finished = wait_job(job.pk, timeout=300)
+    assert finished.status == "done", finished.error
+    assert finished.attempt == 2
