@@ -93,7 +93,7 @@ class TrainingJob(Leased):
     error = models.TextField(blank=True)
     # Why a job ended before its last epoch: "" (it did not), user, early_stopping, diverged, ...
     stop_reason = models.CharField(max_length=32, blank=True)
-    device_used = models.CharField(max_length=32, blank=True)
+    device_used = models.CharField(max_length=255, blank=True, help_text="Where it trains: one device, or several.")
     latest = models.JSONField(default=dict)
     best = models.JSONField(default=dict)
 
