@@ -55,10 +55,10 @@ class JobForm(AugmentationForm):
     label_smoothing = forms.FloatField(initial=DEFAULTS.label_smoothing, required=False, help_text="0 to 0.5")
     seed = forms.IntegerField(min_value=0, max_value=2**32 - 1, initial=DEFAULTS.seed)
     # Choices: what live workers report (workers.selectors.device_choices); the API takes any device.
-    device = forms.ChoiceField(initial=DEFAULTS.device, help_text="GPUs checked or counted below come first.")
+    device = forms.ChoiceField(initial=DEFAULTS.device, help_text="GPUs checked below, or more than one counted, are used instead.")
     gpu_count = forms.IntegerField(min_value=1, max_value=services.MAX_DEVICES, initial=1, required=False,
                                    label="GPUs for this job",
-                                   help_text="The next free N GPUs (N processes with device cpu); 1: the device alone.")
+                                   help_text="The next free N (with cpu: N processes). 1: the device alone.")
     devices = forms.MultipleChoiceField(required=False, widget=forms.CheckboxSelectMultiple, label="Or these GPUs")
     compile = forms.BooleanField(required=False, initial=DEFAULTS.compile, label="Compile the network (torch.compile)",
                                  help_text="Training goes on without it, with a log line, if compilation fails.")
