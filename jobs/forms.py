@@ -14,6 +14,7 @@ from jobs.schedules import LR_POLICIES, OPTIMIZERS
 from jobs.selectors import network_list
 from pretrained.models import PretrainedModel
 from pretrained.selectors import pretrained_list
+from workers.selectors import device_choices
 
 DEFAULTS = services.JobSettings()
 OPTIMIZER_LABELS = {"sgd": "SGD with momentum", "nesterov": "SGD, Nesterov momentum", "adam": "Adam",
@@ -34,7 +35,8 @@ class JobForm(AugmentationForm):
     network = forms.ChoiceField()
     name = forms.CharField(max_length=200, required=False, help_text="Blank: '<network> on <dataset>'.")
     epochs = forms.IntegerField(min_value=1, max_value=10_000, initial=DEFAULTS.epochs)
-    batch_size = forms.IntegerField(min_value=1, max_value=65_536, initial=DEFAULTS.batch_size)
+    batch_size = forms.IntegerField(min_value=1, max_value=65_536, initial=DEFAULTS.batch_size, help_text=(
+        "The batch size is for the whole job: with several devices it is split across them."))
     optimizer = forms.ChoiceField(choices=[(o, OPTIMIZER_LABELS[o]) for o in OPTIMIZERS], initial=DEFAULTS.optimizer)
     learning_rate = forms.FloatField(min_value=1e-8, max_value=10, initial=DEFAULTS.learning_rate)
     momentum = forms.FloatField(min_value=0, max_value=0.999, initial=DEFAULTS.momentum)
@@ -52,8 +54,14 @@ class JobForm(AugmentationForm):
                                  help_text="0: off")
     label_smoothing = forms.FloatField(initial=DEFAULTS.label_smoothing, required=False, help_text="0 to 0.5")
     seed = forms.IntegerField(min_value=0, max_value=2**32 - 1, initial=DEFAULTS.seed)
-    device = forms.RegexField(services.DEVICE_PATTERN, initial=DEFAULTS.device,
-                              error_messages={"invalid": "Use auto, cpu or cuda:N."})
+    # Choices: what live workers report (workers.selectors.device_choices); the API takes any device.
+    device = forms.ChoiceField(initial=DEFAULTS.device, help_text="GPUs checked below, or more than one counted, are used instead.")
+    gpu_count = forms.IntegerField(min_value=1, max_value=services.MAX_DEVICES, initial=1, required=False,
+                                   label="GPUs for this job",
+                                   help_text="The next free N (with cpu: N processes). 1: the device alone.")
+    devices = forms.MultipleChoiceField(required=False, widget=forms.CheckboxSelectMultiple, label="Or these GPUs")
+    compile = forms.BooleanField(required=False, initial=DEFAULTS.compile, label="Compile the network (torch.compile)",
+                                 help_text="Training goes on without it, with a log line, if compilation fails.")
     # Not required: a form posted without it (a script, an older page) trains in float32.
     amp = forms.TypedChoiceField(choices=[(mode, AMP_LABELS[mode]) for mode in services.AMP_MODES],
                                  initial=DEFAULTS.amp, required=False, empty_value=None, label="Mixed precision")
@@ -86,9 +94,29 @@ class JobForm(AugmentationForm):
             ("Custom", [(e.name, e.name) for e in network_list(user=user) if not e.builtin]),
         ]
         self.fields["pretrained_model"].queryset = pretrained_list(user=user)
+        self.device_choices = device_choices(user=user, keep=self._devices_set())
+        self.fields["device"].choices = self.device_choices.device
+        self.fields["devices"].choices = self.device_choices.gpus
         for name in MULTI_VALUE_FIELDS:
             self.fields[name].widget.input_type = "text"
             self.fields[name].widget.attrs.update(inputmode="decimal", title="Several values, e.g. 0.1, 0.01: a sweep")
+
+    def _devices_set(self) -> list[str]:
+        """The devices this form already names (posted, or a clone's): offered even if no worker reports them."""
+        if self.is_bound:
+            getlist = getattr(self.data, "getlist", lambda key: self.data.get(key) or [])
+            return [self.data.get("device") or "", *getlist("devices")]
+        return [self.initial.get("device") or "", *(self.initial.get("devices") or [])]
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        checked, count = cleaned.get("devices") or [], cleaned.pop("gpu_count", None) or 1
+        if checked and count > 1:
+            self.add_error("devices", "Check GPUs or give a number of GPUs for this job, not both.")
+        # One entry per process (JobSettings.devices): the checked GPUs, else N of the next free ones.
+        kind = "cpu" if cleaned.get("device") == "cpu" else "cuda"
+        cleaned["devices"] = list(checked) or ([kind] * count if count > 1 else [])
+        return cleaned
 
     def clean_lr_milestones(self) -> list[float]:
         raw = self.cleaned_data.get("lr_milestones") or ""
@@ -134,7 +162,16 @@ def initial_from_job(settings_: services.JobSettings, dataset_id: int, network: 
     initial.update(dataset=dataset_id, network=network, name=f"{settings_.name} (clone)",
                    lr_milestones=", ".join(f"{m:g}" for m in settings_.lr_milestones))
     initial.update(augmentation_initial(settings_.augmentation))
+    initial.update(devices_initial(settings_.devices))
     return initial
+
+
+def devices_initial(devices: list[str]) -> dict[str, Any]:
+    """A job's `devices` as the form's controls: named GPUs checked, else a count of the next free ones."""
+    if devices and all(d.startswith("cuda:") for d in devices):
+        return {"devices": devices, "gpu_count": 1}
+    cpu = bool(devices) and all(d == "cpu" for d in devices)  # N CPU processes: the count beside device cpu
+    return {"devices": [], "gpu_count": max(len(devices), 1), **({"device": "cpu"} if cpu else {})}
 
 
 class NetworkForm(forms.Form):

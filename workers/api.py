@@ -21,8 +21,10 @@ class DeviceOutput(serializers.Serializer):
     utilization = serializers.FloatField(allow_null=True, help_text="0..1")
     temperature = serializers.FloatField(allow_null=True, help_text="°C")
     source = serializers.CharField(help_text="nvml, torch or host: where the reading comes from")
-    jobs = serializers.ListField(child=serializers.DictField(), help_text="your running jobs on it: {id, name, url}")
-    busy = serializers.IntegerField(help_text="running jobs on it, yours and others'")
+    jobs = serializers.ListField(child=serializers.DictField(), help_text="your jobs running on it or holding it: "
+                                 "{id, name, url, held} (held: the job holds the device, a DeviceLease)")
+    busy = serializers.IntegerField(help_text="jobs running on it or holding it, yours and others'")
+    held_by_others = serializers.IntegerField(help_text="other users' jobs holding it: counted, not named")
 
 
 class WorkerOutput(serializers.Serializer):
@@ -45,10 +47,11 @@ def worker_dict(view: selectors.WorkerView) -> dict[str, Any]:
 
 
 def _device_dict(device: selectors.DeviceView) -> dict[str, Any]:
-    jobs = [{"id": job.pk, "name": job.name, "url": reverse("job-detail", args=[job.pk])} for job in device.jobs]
+    jobs = [{"id": job.pk, "name": job.name, "url": reverse("job-detail", args=[job.pk]), "held": job.pk in device.held}
+            for job in device.jobs]
     return {**{key: device.reading.get(key) for key in ("id", "name", "memory_total", "memory_used", "utilization",
                                                         "temperature", "source")},
-            "jobs": jobs, "busy": device.busy}
+            "jobs": jobs, "busy": device.busy, "held_by_others": device.held_by_others}
 
 
 class WorkerListApi(APIView):

@@ -12,7 +12,7 @@ from datasets.models import Dataset
 from jobs.models import TrainingJob
 from tests.conftest import wait_for
 from workers import probe, services
-from workers.models import Worker
+from workers.models import DeviceLease, Worker
 
 pytestmark = pytest.mark.django_db
 
@@ -120,3 +120,73 @@ def test_nvml_readings_become_devices(monkeypatch):
     assert [(g["id"], g["name"], g["utilization"], g["temperature"]) for g in gpus] == [
         ("cuda:0", "NVIDIA A100", 0.87, 55), ("cuda:1", "NVIDIA A100", 0.87, 56)]
     assert gpus[0]["memory_used"] == 3 * 1024**3 and gpus[0]["source"] == "nvml"
+
+
+def lease(job: TrainingJob, device: str, host: str = "gpu-1") -> None:
+    DeviceLease.objects.create(host=host, device=device, job=job, owner=job.held_by, acquired_at=timezone.now())
+
+
+def worker_device(client, worker: str, id_: str) -> dict:  # type: ignore[no-untyped-def]
+    found = [w for w in client.get("/api/v1/workers/").json()["results"] if w["name"] == worker][0]
+    return [d for d in found["devices"] if d["id"] == id_][0]
+
+
+def test_a_device_lists_the_job_holding_it_and_counts_other_users_holders(alice, bob, alice_api):
+    report(devices=[{"id": f"cuda:{i}", "name": "NVIDIA H200", "source": "nvml"} for i in range(3)])
+    ddp = running_job(alice, "alice-ddp", "celery@gpu-1", "cuda:0")
+    lease(ddp, "cuda:0")
+    lease(ddp, "cuda:1")  # its second process: not its device_used, held all the same
+    lease(running_job(bob, "bob-secret", "celery@other", "cuda:2"), "cuda:2")
+
+    first, second, third = (worker_device(alice_api, "celery@gpu-1", f"cuda:{i}") for i in range(3))
+
+    assert [(j["name"], j["held"]) for j in first["jobs"]] == [("alice-ddp", True)] and first["busy"] == 1
+    assert [(j["name"], j["held"]) for j in second["jobs"]] == [("alice-ddp", True)] and second["busy"] == 1
+    assert third["jobs"] == [] and third["busy"] == 1 and third["held_by_others"] == 1
+
+
+def test_a_cpu_slot_lease_is_listed_under_the_cpu_device(alice, alice_api):
+    report()
+    lease(running_job(alice, "alice-cpu", "celery@gpu-1", "cpu"), "cpu#0")
+    lease(running_job(alice, "alice-cpu-2", "celery@gpu-1", "cpu"), "cpu#1")
+
+    cpu = worker_device(alice_api, "celery@gpu-1", "cpu")
+
+    assert sorted((j["name"], j["held"]) for j in cpu["jobs"]) == [("alice-cpu", True), ("alice-cpu-2", True)]
+    assert worker_device(alice_api, "celery@gpu-1", "cuda:0")["busy"] == 0
+
+
+def test_the_page_labels_the_job_holding_a_device(alice, bob, client):
+    report()
+    job = running_job(alice, "alice-resnet", "celery@gpu-1", "cuda:0")
+    lease(job, "cuda:0")
+    client.force_login(bob)
+    assert "Held by 1 job of other users" in client.get("/workers/").content.decode()
+
+    client.force_login(alice)
+    page = client.get("/workers/").content.decode()
+
+    assert f"Held by job {job.pk}" in page and "alice-resnet" in page
+
+
+def test_the_query_count_does_not_grow_with_workers_jobs_or_leases(alice, alice_api, client,
+                                                                    django_assert_max_num_queries):
+    """The workers, the running jobs, the leases with their jobs: three queries, plus the request's own."""
+    client.force_login(alice)
+    report()
+    lease(running_job(alice, "one", "celery@gpu-1", "cuda:0"), "cuda:0")
+    with django_assert_max_num_queries(20) as few:
+        assert alice_api.get("/api/v1/workers/").status_code == 200
+    with django_assert_max_num_queries(20) as few_page:
+        assert client.get("/workers/").status_code == 200
+
+    for i in range(2, 6):
+        report(f"celery@gpu-{i}")
+        job = running_job(alice, f"job-{i}", f"celery@gpu-{i}", "cuda:0")
+        lease(job, "cuda:0", host=f"gpu-{i}")
+        lease(job, "cpu#0", host=f"gpu-{i}")
+
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        assert len(alice_api.get("/api/v1/workers/").json()["results"]) >= 5
+    with django_assert_max_num_queries(len(few_page.captured_queries)):
+        assert client.get("/workers/").content.decode().count("Held by job") == 9
