@@ -13,13 +13,19 @@ utilisation while it ran:
                        channels-last and cuDNN autotuning as the backend always does on CUDA)
   backend bf16         the same with amp=bf16
   backend bf16, map    the same with the data forced onto the memory map (gathered on the host, copied)
+  backend bf16, memory / map, prefetched
+                       host data gathered ahead on the Prefetcher's thread into pinned memory, copied
+                       with non_blocking (the job's loop plans each epoch's batches the same way)
+  backend bf16 compile the job's `compile`: torch.compile through the backend (skipped, with the
+                       reason, when compilation fails and the backend falls back to eager)
 Ratios: bf16 / fp32 (target >= 1.8), GPU-resident / map (>= 1.3), backend / bare of the same
-setting (>= 0.97), and GPU utilisation at batch 256 (> 90%). With several GPUs it also runs
+setting (>= 0.97), prefetched host data against GPU-resident (>= 0.9) and against the map
+gathered per step (>= 1.0), compile / eager (>= 1.0), and GPU utilisation at batch 256 (> 90%). With several GPUs it also runs
 DDP scaling from 1 to N when the backend can train one job on several GPUs; this one cannot yet,
 which it says.
 
-On a machine without CUDA it runs the fp32 and bf16 cases on the CPU, small (size 32, batch 32,
-10 steps), and says plainly what it skipped. It must finish in under 8 minutes on one GPU.
+On a machine without CUDA it runs the fp32 and bf16 cases and the map with and without prefetching
+on the CPU, small (size 32, batch 32, 10 steps), and says plainly what it skipped. It must finish in under 8 minutes on one GPU.
 """
 from __future__ import annotations
 
@@ -151,17 +157,55 @@ def bare_step(folder: Path, args: argparse.Namespace, device: torch.device, *, a
     return step
 
 
-def backend_step(folder: Path, args: argparse.Namespace, device: torch.device, **fields: object) -> Callable[[int], None]:
-    run = _Run(plan_for(folder, args, str(device), **fields), Quiet(), device)  # type: ignore[arg-type]
+class Lines(Quiet):
+    """Keeps the log: a compile that fell back to eager says why there."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def log(self, message: str) -> None:
+        self.lines.append(message)
+
+
+def backend_run(folder: Path, args: argparse.Namespace, device: torch.device, *, prefetch: bool = False,
+                **fields: object) -> tuple[Callable[[int], None], _Run]:
+    """The job's own step; with `prefetch`, the batches timed() will ask for are planned ahead, as an epoch's are."""
+    run = _Run(plan_for(folder, args, str(device), **fields), Lines(), device)  # type: ignore[arg-type]
     batches = len(run.train_split) // args.batch_size
-    return lambda i: run._step(torch.arange((i % batches) * args.batch_size, (i % batches + 1) * args.batch_size),
-                               i % batches)
+
+    def index(i: int) -> torch.Tensor:
+        return torch.arange((i % batches) * args.batch_size, (i % batches + 1) * args.batch_size)
+
+    if prefetch:
+        run.batches.plan([index(i) for i in [*range(5), *range(args.steps)]])  # timed(): 5 warm-up steps, then --steps
+    return lambda i: run._step(index(i), i % batches), run
+
+
+def backend_step(folder: Path, args: argparse.Namespace, device: torch.device, **fields: object) -> Callable[[int], None]:
+    return backend_run(folder, args, device, **fields)[0]
+
+
+def compile_case(case: Callable[[str, Callable[[int], None]], None], step: Callable[[int], None], run: _Run) -> None:
+    """The job's `compile` through the backend; said as skipped when it fell back to eager (or failed outright)."""
+    name = "backend bf16 compile"
+    started = time.perf_counter()
+    try:
+        step(0)  # the first step compiles (or falls back): timed apart
+    except Exception as exc:
+        print(f"  {name:32s} skipped: {type(exc).__name__}: {exc}")
+        return
+    if not run.compiled.compiled:
+        why = next((line for line in getattr(run.reporter, "lines", []) if "torch.compile" in line), "torch.compile fell back to eager")
+        print(f"  {name:32s} skipped: {why}")
+        return
+    print(f"  {name:32s} first step (compilation) {time.perf_counter() - started:.1f} s")
+    case(name, step)
 
 
 def report(name: str, seconds: float, utilisation: float | None, batch: int) -> float:
     rate = batch / seconds
     gpu = f"   GPU {utilisation:5.1f}%" if utilisation is not None else ""
-    print(f"  {name:28s} {rate:9.1f} images/s{gpu}", flush=True)
+    print(f"  {name:32s} {rate:9.1f} images/s{gpu}", flush=True)
     return rate
 
 
@@ -179,10 +223,11 @@ def main() -> None:
     cuda = torch.cuda.is_available()
     if not cuda:
         args.batch_size, args.size, args.steps = min(args.batch_size, 32), min(args.size, 32), min(args.steps, 10)
-        print("No CUDA device here: the fp32 and bf16 cases run on the CPU, small (ResNet-18, "
+        print("No CUDA device here: the fp32 and bf16 cases and the map with and without prefetching run on the "
+              "CPU, small (ResNet-18, "
               f"{args.size}x{args.size}, batch {args.batch_size}, {args.steps} steps).")
-        print("Skipped: GPU-resident data against the memory map on a GPU, channels-last, torch.compile, "
-              "GPU utilisation, DDP scaling.")
+        print("Skipped: GPU-resident data against the memory map and pinned prefetching on a GPU, channels-last, "
+              "torch.compile (bare and through the backend: no GPU), GPU utilisation, DDP scaling.")
     device = torch.device("cuda:0" if cuda else "cpu")
     print(f"device: {torch.cuda.get_device_name(0) if cuda else 'CPU'}; torch {torch.__version__}", flush=True)
     with tempfile.TemporaryDirectory(prefix="wb-bench-gpu-data-") as tmp:
@@ -198,9 +243,15 @@ def main() -> None:
         case("backend fp32", backend_step(folder, args, device))
         case("bare bf16", bare_step(folder, args, device, amp="bf16", channels_last=cuda))
         case("backend bf16", backend_step(folder, args, device, amp="bf16"))
+        host = "bf16" if cuda else "fp32"
+        case(f"backend {host}, data on the map", backend_step(folder, args, device, amp=host, data_placement="map"))
+        for where in ("memory", "map") if cuda else ("map",):
+            step, run = backend_run(folder, args, device, prefetch=True, amp=host, data_placement=where)
+            case(f"backend {host}, {where}, prefetched", step)
+            run.batches.close()
         if cuda:
             case("bare fp32 channels-last", bare_step(folder, args, device, channels_last=True))
-            case("backend bf16, data on the map", backend_step(folder, args, device, amp="bf16", data_placement="map"))
+            compile_case(case, *backend_run(folder, args, device, amp="bf16", compile=True))
             try:
                 case("bare bf16 compile", bare_step(folder, args, device, amp="bf16", channels_last=True, compile_=True))
             except Exception as exc:  # a compiler the machine lacks: said, not fatal
@@ -209,9 +260,16 @@ def main() -> None:
         ratio("bf16 / fp32 (backend)", rates["backend bf16"] / rates["backend fp32"], 1.8)
         ratio("backend / bare, fp32", rates["backend fp32"] / rates["bare fp32"], 0.97)
         ratio("backend / bare, bf16", rates["backend bf16"] / rates["bare bf16"], 0.97)
+        ratio(f"map prefetched / map per step (backend {host})",
+              rates[f"backend {host}, map, prefetched"] / rates[f"backend {host}, data on the map"], 1.0)
         if cuda:
             ratio("GPU-resident / memory map (backend bf16)",
                   rates["backend bf16"] / rates["backend bf16, data on the map"], 1.3)
+            for where in ("memory", "map"):
+                ratio(f"{where} prefetched, pinned / GPU-resident (backend bf16)",
+                      rates[f"backend bf16, {where}, prefetched"] / rates["backend bf16"], 0.9)
+            if "backend bf16 compile" in rates:
+                ratio("compile / eager (backend bf16)", rates["backend bf16 compile"] / rates["backend bf16"], 1.0)
             if gpu["backend fp32"] is not None:
                 print(f"  GPU utilisation, backend fp32 at batch {args.batch_size}: {gpu['backend fp32']:.1f}% "
                       f"(target > 90%)")

@@ -282,6 +282,9 @@ WORKBENCH_LIVE_POLL_SECONDS = 0.1
 WORKBENCH_GPU_DATA_FRACTION = float(env_str("WORKBENCH_GPU_DATA_FRACTION", "0.5"))
 if not 0 <= WORKBENCH_GPU_DATA_FRACTION <= 1:
     raise ImproperlyConfigured("WORKBENCH_GPU_DATA_FRACTION must be between 0 and 1")
+# The torch.compile backend a job with `compile` uses (jobs.backends.torch_compile). Tests and
+# benchmarks change it (an unknown name forces the eager fallback); deployments keep inductor.
+WORKBENCH_COMPILE_BACKEND = env_str("WORKBENCH_COMPILE_BACKEND", "inductor")
 # GPUs are held by one job at a time (workers.devices). CPU training processes share a host unless
 # this caps how many train at once (0: no cap); a job asking for more waits in the queue.
 WORKBENCH_CPU_SLOTS = env_int("WORKBENCH_CPU_SLOTS", 0, minimum=0)

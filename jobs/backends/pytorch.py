@@ -21,7 +21,8 @@ from jobs.augmentation import augmentation_from_stored
 from jobs.backends.base import Reporter, TrainingFailed, TrainingPlan
 from jobs.backends.tensorfile import write_safetensors
 from jobs.backends.torch_augment import Augmenter, mean_to_subtract
-from jobs.backends.torch_data import Split
+from jobs.backends.torch_compile import CompiledModel
+from jobs.backends.torch_data import Prefetcher, Split
 from jobs.backends.torch_precision import Precision
 from jobs.backends.torch_ranks import Solo
 from jobs.networks.torch_build import build_model
@@ -122,10 +123,13 @@ class _Run:
         self.model = build_model(plan.network_spec, plan.input_shape, len(plan.classes)).to(device)
         self.precision = Precision(plan.amp, device)
         # `net` is the network itself: its weights are snapshotted, validated, resumed. `model` is
-        # what trains: the same network, wrapped by DDP when there are several ranks.
-        self.net = self.model = self.precision.prepare(self.model)
+        # what trains: the same network, wrapped by DDP when there are several ranks; `compiled`
+        # runs it, through torch.compile when the plan asks.
+        self.net = self.precision.prepare(self.model)
         self.optimizer = make_optimizer(plan, param_groups(self.net, plan))
         self.model = self.ranks.wrap(self.net, device)
+        self.compiled = CompiledModel(self.model, reporter, plan.compile)
+        self.batches = Prefetcher(self.train_split, device)
         self.lr = plan.learning_rate
         self._lr_key: tuple[float, bool] | None = None  # the (rate, frozen) the param groups were last set for
         # The train loss is the mean over the steps since it was last reported; kept here (not in
@@ -149,7 +153,7 @@ class _Run:
         on = f"{self.ranks.size} processes ({', '.join(self.plan.devices)})" if self.ranks.size > 1 else self.device
         self.reporter.log(f"Training {len(self.train_split)} images, {self.steps_per_epoch} steps per epoch, "
                           f"{self.plan.epochs} epochs on {on}.")
-        with _SnapshotWriter(self._write_snapshot) as self.snapshots:
+        with _SnapshotWriter(self._write_snapshot) as self.snapshots, self.batches:
             finished = all(self._train_epoch(epoch, start)
                            for epoch in range(start // self.steps_per_epoch, self.plan.epochs))
         self.reporter.log("Done." if finished else "Aborted.")
@@ -162,6 +166,9 @@ class _Run:
         if start <= first:
             self.running.zero_()
             self.count = 0
+        size = self.plan.batch_size
+        self.batches.plan([self.ranks.shard(order[i * size : (i + 1) * size])
+                           for i in range(max(start - first, 0), self.steps_per_epoch)])
         for i in range(max(start - first, 0), self.steps_per_epoch):
             if self.ranks.should_stop(self.reporter):
                 return False
@@ -182,17 +189,13 @@ class _Run:
     def _step(self, index: torch.Tensor, i: int) -> torch.Tensor:
         """Batch `i` of the epoch: its gradient is added to its group's; the group's last batch
         steps the optimizer. A group is `accumulate` batches, the epoch's last one maybe fewer."""
-        x, y = self.train_split.batch(self.ranks.shard(index))
+        x, y = self.batches.get(self.ranks.shard(index))
         x = self.precision.input(self.train_input(x.to(self.device, non_blocking=True)))
         y = y.to(self.device, non_blocking=True)
-        with self.precision.autocast():
-            loss = self.loss_fn(self.model(x), y)
-        if self.ranks.size > 1:
-            loss = loss * self.ranks.loss_scale(len(index))
         group_start = i - i % self.plan.accumulate
         group = min(self.plan.accumulate, self.steps_per_epoch - group_start)
-        if loss.requires_grad:  # not when every weight is frozen
-            self.precision.backward(loss / group if group > 1 else loss)
+        scale = self.ranks.loss_scale(len(index))
+        loss = self.compiled.first_step(lambda: self._forward_backward(x, y, group, scale))
         if i + 1 == group_start + group:
             self.precision.unscale(self.optimizer)  # so that clipping sees the true gradients
             if self.plan.grad_clip > 0:
@@ -200,6 +203,15 @@ class _Run:
             self.precision.step(self.optimizer)
             self.optimizer.zero_grad(set_to_none=True)
         return loss.detach().float()
+
+    def _forward_backward(self, x: torch.Tensor, y: torch.Tensor, group: int, scale: float) -> torch.Tensor:
+        with self.precision.autocast():
+            loss = self.loss_fn(self.compiled(x), y)
+        if scale != 1.0:  # one rank of several: its share of the batch (torch_ranks.loss_scale)
+            loss = loss * scale
+        if loss.requires_grad:  # not when every weight is frozen
+            self.precision.backward(loss / group if group > 1 else loss)
+        return loss
 
     def train_input(self, pixels: torch.Tensor) -> torch.Tensor:
         """A uint8 training batch on the device as the network sees it: augmented, mean subtracted."""

@@ -9,9 +9,16 @@
 
 Every placement gathers a batch's images in sorted index order (sequential reads on the map): the
 same seed gives the same batches, bit for bit, wherever the data lives.
+
+For `memory` and `map`, a `Prefetcher` gathers the epoch's next batches on a background thread
+while the current one trains; on CUDA into pinned (page-locked) memory, so the copy to the GPU is
+asynchronous. `device` needs none: its batches are one indexing operation on the GPU.
 """
 from __future__ import annotations
 
+import queue
+import threading
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +31,7 @@ from datasets.ingest.store import open_split
 
 PRELOAD_BYTES = 2 * 1024**3
 PLACEMENTS = ("device", "memory", "map")
+PREFETCH_DEPTH = 3  # batches gathered ahead: enough to hide a slow read, little memory
 
 
 def placement(nbytes: int, device: torch.device, forced: str = "") -> str:
@@ -59,9 +67,89 @@ class Split:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def batch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch(self, index: torch.Tensor, pin: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """The images and labels at `index`; `pin` gathers host batches straight into pinned memory (CUDA)."""
         index = index.sort().values  # the order inside a batch does not change its gradient
-        if isinstance(self.images, torch.Tensor):
+        if isinstance(self.images, torch.Tensor) and self.images.device.type != "cpu":
             index = index.to(self.images.device)
             return self.images[index], self.labels[index]
-        return torch.from_numpy(self.images[index.numpy()]), self.labels[index]
+        if not pin:
+            if isinstance(self.images, torch.Tensor):
+                return self.images[index], self.labels[index]
+            return torch.from_numpy(self.images[index.numpy()]), self.labels[index]
+        images = torch.empty((len(index), *self.images.shape[1:]), dtype=torch.uint8, pin_memory=True)
+        if isinstance(self.images, torch.Tensor):
+            torch.index_select(self.images, 0, index, out=images)
+        else:
+            np.take(self.images, index.numpy(), axis=0, out=images.numpy())
+        return images, self.labels[index].pin_memory()
+
+
+class Prefetcher:
+    """The next batches of a host-side split, gathered on a background thread while training runs.
+
+    `plan(indices)` names the batches an epoch will ask for, in order, and starts the thread;
+    `get(index)` returns them one by one. A request that is not the next planned batch (or comes
+    with no plan: tests, benchmarks) is gathered directly and ends the plan, so what a step
+    receives never depends on prefetching. `close()` (or leaving its `with`) ends the thread.
+    """
+
+    def __init__(self, split: Split, device: torch.device, depth: int = PREFETCH_DEPTH) -> None:
+        self.split, self.depth = split, depth
+        self.pin = device.type == "cuda"
+        self._expected: deque[torch.Tensor] = deque()
+        self._batches: queue.Queue[Any] = queue.Queue()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> Prefetcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def plan(self, indices: list[torch.Tensor]) -> None:
+        self.close()
+        if self.split.where == "device" or not indices:
+            return
+        self._expected = deque(indices)
+        self._batches, self._stop = queue.Queue(maxsize=self.depth), threading.Event()
+        self._thread = threading.Thread(target=self._gather, args=(list(indices), self._batches, self._stop),
+                                        name="prefetch", daemon=True)
+        self._thread.start()
+
+    def get(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if not (self._expected and torch.equal(self._expected[0], index)):
+            self.close()
+            return self.split.batch(index, pin=self.pin and self.split.where != "device")
+        self._expected.popleft()
+        batch = self._batches.get()
+        if isinstance(batch, BaseException):
+            self.close()
+            raise batch
+        return batch
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self._thread, self._expected = None, deque()
+
+    def _gather(self, indices: list[torch.Tensor], batches: queue.Queue[Any], stop: threading.Event) -> None:
+        try:
+            for index in indices:
+                if not _put(batches, self.split.batch(index, pin=self.pin), stop):
+                    return
+        except Exception as exc:  # a read that failed fails the step that needed it
+            _put(batches, exc, stop)
+
+
+def _put(batches: queue.Queue[Any], item: Any, stop: threading.Event) -> bool:
+    """Wait for room, checking `stop` so that a run that ended never leaves this thread behind."""
+    while not stop.is_set():
+        try:
+            batches.put(item, timeout=0.05)
+            return True
+        except queue.Full:
+            continue
+    return False
