@@ -600,8 +600,9 @@ def test_it_accepts_compressed_tar_uploads(celery_worker, alice_api, mode, name)
     assert dataset.classes == ["blue", "red"]
     assert dataset.split_counts == {"train": 8, "val": 2, "test": 0}
     assert dataset.source_name == name
-    assert not (dataset.folder / "extracted").exists()
-    assert not list(dataset.folder.glob("upload*"))
+    # The sources go once the dataset is ready (the upload stays until then, for a retry).
+    wait_for(lambda: not (dataset.folder / "extracted").exists() and not list(dataset.folder.glob("upload*")), 10,
+             "the extracted files and the upload to be removed")
 
 
 @pytest.mark.parametrize("pack", ["zip", "tar"])
