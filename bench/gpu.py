@@ -21,8 +21,10 @@ utilisation while it ran:
 Ratios: bf16 / fp32 (target >= 1.8), GPU-resident / map (>= 1.3), backend / bare of the same
 setting (>= 0.97), prefetched host data against GPU-resident (>= 0.9) and against the map
 gathered per step (>= 1.0), compile / eager (>= 1.0), and GPU utilisation at batch 256 (> 90%). With several GPUs it also runs
-DDP scaling from 1 to N when the backend can train one job on several GPUs; this one cannot yet,
-which it says.
+DDP scaling from 1 to N (whole jobs through the backend, `devices`, the per-GPU batch held at
+--batch-size, so the job's batch grows with N): images/s of each and the efficiency, N=1 rate times
+N against the N-GPU rate (target >= 0.9 on NVLink). Without several GPUs it runs the same thing as 1
+and 2 gloo processes on the CPU, which checks the path and says it is not a GPU figure.
 
 On a machine without CUDA it runs the fp32 and bf16 cases and the map with and without prefetching
 on the CPU, small (size 32, batch 32, 10 steps), and says plainly what it skipped. It must finish in under 8 minutes on one GPU.
@@ -55,7 +57,7 @@ import torch  # noqa: E402
 
 from bench.augment import Quiet  # noqa: E402  (a reporter that drops everything)
 from jobs.backends.base import TrainingPlan  # noqa: E402
-from jobs.backends.pytorch import _Run  # noqa: E402
+from jobs.backends.pytorch import _Run, train  # noqa: E402
 from jobs.networks.builtin import builtin_spec  # noqa: E402
 from jobs.networks.torch_build import build_model  # noqa: E402
 
@@ -213,6 +215,51 @@ def ratio(label: str, value: float, target: float) -> None:
     print(f"  {label:52s} {value:5.2f}x   target {target:.2f}   {'PASS' if value >= target else 'MISS'}")
 
 
+class Clock(Quiet):
+    """Keeps when each step was reported: a whole job's throughput, its start-up left out."""
+
+    def __init__(self) -> None:
+        self.steps: list[tuple[float, int]] = []
+
+    def progress(self, *, epoch: float, step: int, total_steps: int) -> None:
+        self.steps.append((time.perf_counter(), step))
+
+
+def job_rate(folder: Path, args: argparse.Namespace, devices: tuple[str, ...], epochs: int) -> float:
+    """Images/s of a whole job on `devices` (one process each when several), over its second half."""
+    batch = args.batch_size * len(devices)
+    plan = plan_for(folder, args, devices[0], devices=devices if len(devices) > 1 else (), batch_size=batch,
+                    epochs=epochs, val_interval=1000.0, snapshot_interval=1000.0, amp="bf16" if devices[0] != "cpu"
+                    else "off", output_folder=folder / f"out-{len(devices)}")
+    clock = Clock()
+    train(plan, clock)
+    (t0, s0), (t1, s1) = clock.steps[len(clock.steps) // 2], clock.steps[-1]
+    return (s1 - s0) * batch / (t1 - t0)
+
+
+def ddp_scaling(folder: Path, args: argparse.Namespace, gpus: int) -> None:
+    """1 to N devices, the per-device batch fixed; the CPU's gloo pair stands in without several GPUs."""
+    if gpus > 1:
+        counts, kind = sorted({1, 2, gpus} | ({4} if gpus >= 4 else set())), "cuda"
+        print(f"DDP scaling, whole jobs (bf16, per-GPU batch {args.batch_size}):")
+    else:
+        counts, kind = [1, 2], "cpu"
+        print(f"DDP on {'one GPU: no scaling to measure; ' if gpus == 1 else ''}the same path as 1 and 2 gloo "
+              f"processes on the CPU ({os.cpu_count()} cores; a check of the path, not a GPU figure):")
+    rates = {}
+    for n in counts:
+        devices = tuple(f"cuda:{i}" for i in range(n)) if kind == "cuda" else ("cpu",) * n
+        rates[n] = job_rate(folder, args, devices, epochs=max(2, 2 * n * args.steps // 8))
+        print(f"  {n} {'GPU' if kind == 'cuda' else 'process'}{'es' if kind == 'cpu' and n > 1 else ''}"
+              f"{'s' if kind == 'cuda' and n > 1 else ''}: {rates[n]:10.1f} images/s", flush=True)
+    for n in counts[1:]:
+        efficiency = rates[n] / (n * rates[1])
+        if kind == "cuda":
+            ratio(f"DDP efficiency, {n} GPUs", efficiency, 0.9)
+        else:
+            print(f"  efficiency, {n} gloo processes on {os.cpu_count()} cores: {efficiency:.2f} (not a GPU figure)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch-size", type=int, default=256)
@@ -227,7 +274,8 @@ def main() -> None:
               "CPU, small (ResNet-18, "
               f"{args.size}x{args.size}, batch {args.batch_size}, {args.steps} steps).")
         print("Skipped: GPU-resident data against the memory map and pinned prefetching on a GPU, channels-last, "
-              "torch.compile (bare and through the backend: no GPU), GPU utilisation, DDP scaling.")
+              "torch.compile (bare and through the backend: no GPU), GPU utilisation, DDP scaling on GPUs "
+              "(gloo processes on the CPU check the DDP path instead).")
     device = torch.device("cuda:0" if cuda else "cpu")
     print(f"device: {torch.cuda.get_device_name(0) if cuda else 'CPU'}; torch {torch.__version__}", flush=True)
     with tempfile.TemporaryDirectory(prefix="wb-bench-gpu-data-") as tmp:
@@ -273,9 +321,7 @@ def main() -> None:
             if gpu["backend fp32"] is not None:
                 print(f"  GPU utilisation, backend fp32 at batch {args.batch_size}: {gpu['backend fp32']:.1f}% "
                       f"(target > 90%)")
-            count = args.gpus or torch.cuda.device_count()
-            print(f"DDP scaling 1 -> {count} GPUs: skipped: the backend trains one job on one GPU (`devices` "
-                  "with several GPUs is not built yet)." if count > 1 else "DDP scaling: skipped, one GPU here.")
+        ddp_scaling(folder, args, (args.gpus or torch.cuda.device_count()) if cuda else 0)
 
 
 if __name__ == "__main__":
