@@ -94,7 +94,8 @@ def test_it_reserves_a_gpu_for_the_worker(compose):
     worker = compose["services"]["worker"]
     devices = worker["deploy"]["resources"]["reservations"]["devices"]
 
-    assert devices == [{"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}]
+    assert devices == [{"driver": "nvidia", "count": "${WORKER_GPUS:-1}", "capabilities": ["gpu"]}]
+    assert worker["shm_size"] == "${WORKER_SHM_SIZE:-2gb}"  # NCCL's shared memory for a job on several GPUs
     command = worker["command"]
     assert " ".join(command).startswith("celery -A workbench worker")
 
