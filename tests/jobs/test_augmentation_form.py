@@ -100,6 +100,15 @@ def test_it_refuses_solver_extras_out_of_range_beside_the_field(client, alice, f
     assert list(response.context["form"].errors) == [field]
 
 
+def submit_clone(client, pk: int) -> TrainingJob:  # type: ignore[no-untyped-def]
+    """Open the form as a clone of job `pk`, submit it as it comes, and return the new job."""
+    form = client.get(f"/jobs/new/?clone={pk}").context["form"]
+    data = {name: form[name].value() for name in form.fields}
+    response = client.post("/jobs/new/", {k: v for k, v in data.items() if v is not None and v is not False})
+    assert response.status_code == 302, response.context["form"].errors
+    return TrainingJob.objects.exclude(pk=pk).get()
+
+
 def test_a_clone_through_the_form_keeps_augmentation_and_solver_extras(client, alice, alice_api):
     dataset = a_dataset(alice)
     source = alice_api.post("/api/v1/jobs/", {"dataset": dataset.pk, "network": "lenet", "augmentation": AUGMENTED,
@@ -107,12 +116,7 @@ def test_a_clone_through_the_form_keeps_augmentation_and_solver_extras(client, a
                             format="json").json()
     client.force_login(alice)
 
-    form = client.get(f"/jobs/new/?clone={source['id']}").context["form"]
-    data = {name: form[name].value() for name in form.fields}
-    response = client.post("/jobs/new/", {k: v for k, v in data.items() if v is not None and v is not False})
-
-    assert response.status_code == 302, response.context["form"].errors
-    clone = TrainingJob.objects.exclude(pk=source["id"]).get()
+    clone = submit_clone(client, source["id"])
     assert clone.augmentation == source["augmentation"] == AUGMENTED
     assert (clone.accumulate, clone.grad_clip, clone.label_smoothing) == (3, 2.0, 0.2)
 

@@ -8,7 +8,7 @@ import pytest
 
 from jobs.forms import JobForm
 from jobs.models import TrainingJob
-from tests.jobs.test_augmentation_form import a_dataset, form_data
+from tests.jobs.test_augmentation_form import a_dataset, form_data, submit_clone
 from tests.workers.test_workers import report
 from workers.models import DeviceLease
 
@@ -130,12 +130,7 @@ def test_a_clone_through_the_form_keeps_devices_and_compile(client, alice, alice
                                               "devices": devices, "compile": True}, format="json").json()
     client.force_login(alice)
 
-    form = client.get(f"/jobs/new/?clone={source['id']}").context["form"]
-    data = {name: form[name].value() for name in form.fields}
-    response = client.post("/jobs/new/", {k: v for k, v in data.items() if v is not None and v is not False})
-
-    assert response.status_code == 302, response.context["form"].errors
-    clone = TrainingJob.objects.exclude(pk=source["id"]).get()
+    clone = submit_clone(client, source["id"])
     assert (clone.devices, clone.compile) == (devices, True)
     assert clone.device == ("cpu" if devices == ["cpu", "cpu"] else device)
 

@@ -110,30 +110,6 @@ def test_the_plan_reaches_each_rank_whole(tmp_path):
     assert plan_from_json(json.loads(json.dumps(plan_to_json(plan)))) == plan
 
 
-def test_two_ranks_resume_from_a_snapshot_to_the_weights_of_an_uninterrupted_run(tmp_path):
-    """Each rank's augmentation generator and the accumulated gradients travel in rank 0's snapshot."""
-    from jobs.backends.pytorch import train
-    from tests.jobs.test_augmentation import EVERYTHING
-    from tests.jobs.test_training_extras import Recorder, last_weights, make_plan, max_difference, write_dataset
-
-    dataset = write_dataset(tmp_path / "dataset")
-    fields = {"epochs": 3, "batch_size": 4, "snapshot_interval": 0.5, "accumulate": 3, "augmentation": EVERYTHING,
-              "optimizer": "adam", "learning_rate": 0.01, "devices": ("cpu", "cpu")}
-    reference = Recorder()
-    assert train(make_plan(dataset, tmp_path / "reference", **fields), reference) == "done"
-
-    output = tmp_path / "resumed"
-    first = Recorder(stop_after=13)
-    assert train(make_plan(dataset, output, **fields), first) == "aborted"
-    resumed = Recorder()
-    assert train(make_plan(dataset, output, resume_from_epoch=max(first.snapshots), **fields), resumed) == "done"
-
-    assert max(first.snapshots) == 1.5
-    assert max_difference(last_weights(tmp_path / "reference"), last_weights(output)) < 1e-6
-    after = {k: v for k, v in reference.points.items() if k[2] > 12}
-    assert resumed.points == pytest.approx(after)
-
-
 def test_ranks_end_with_their_worker_and_the_job_is_taken_back(celery_worker, doomed_worker, alice_api, alice):  # noqa: F811
     from jobs.networks.builtin import builtin_spec
     from jobs.tasks import train_job

@@ -187,11 +187,13 @@ def test_label_smoothing_reaches_the_loss(dataset, tmp_path):
 
 # --- resume -----------------------------------------------------------------------------------
 
-def test_an_augmented_accumulating_job_resumes_bit_for_bit(dataset, tmp_path):
+@pytest.mark.parametrize("devices", [(), ("cpu", "cpu")], ids=["one process", "two DDP ranks"])
+def test_an_augmented_accumulating_job_resumes_bit_for_bit(dataset, tmp_path, devices):
     """Snapshots every half epoch fall inside groups of 3 accumulated batches: the pending
-    gradients and the augmentation generator travel with them."""
+    gradients and the augmentation generator travel with them (with two ranks, each rank's
+    generator, kept in rank 0's snapshot; the all-reduce's sums leave float noise)."""
     fields = {"epochs": 3, "batch_size": 4, "snapshot_interval": 0.5, "accumulate": 3, "augmentation": EVERYTHING,
-              "optimizer": "adam", "learning_rate": 0.01}
+              "optimizer": "adam", "learning_rate": 0.01, "devices": devices}
     reference = Recorder()
     assert train(make_plan(dataset, tmp_path / "reference", **fields), reference) == "done"
 
@@ -202,6 +204,10 @@ def test_an_augmented_accumulating_job_resumes_bit_for_bit(dataset, tmp_path):
     assert train(make_plan(dataset, output, resume_from_epoch=max(first.snapshots), **fields), resumed) == "done"
 
     assert max(first.snapshots) == 1.5
-    assert max_difference(last_weights(tmp_path / "reference"), last_weights(output)) == 0.0
     after = {k: v for k, v in reference.points.items() if k[2] > 12}
-    assert resumed.points == after
+    if devices:
+        assert max_difference(last_weights(tmp_path / "reference"), last_weights(output)) < 1e-6
+        assert resumed.points == pytest.approx(after)
+    else:
+        assert max_difference(last_weights(tmp_path / "reference"), last_weights(output)) == 0.0
+        assert resumed.points == after
