@@ -127,7 +127,7 @@ class _Run:
         # runs it, through torch.compile when the plan asks.
         self.net = self.precision.prepare(self.model)
         self.optimizer = make_optimizer(plan, param_groups(self.net, plan))
-        self.model = self.ranks.wrap(self.net, device)
+        self.model = self.ranks.wrap(self.net, device, some_frozen=bool(plan.pretrained) and plan.freeze_epochs != 0)
         self.compiled = CompiledModel(self.model, reporter, plan.compile)
         self.batches = Prefetcher(self.train_split, device)
         self.lr = plan.learning_rate

@@ -22,7 +22,7 @@ from jobs.backends.base import Reporter
 class Solo:
     rank, size, leader = 0, 1, True
 
-    def wrap(self, model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    def wrap(self, model: torch.nn.Module, device: torch.device, some_frozen: bool = False) -> torch.nn.Module:
         return model
 
     def shard(self, index: torch.Tensor) -> torch.Tensor:
@@ -46,10 +46,13 @@ class Ranks(Solo):
         self.rank, self.size, self.leader = rank, size, rank == 0
         self.device = device
 
-    def wrap(self, model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    def wrap(self, model: torch.nn.Module, device: torch.device, some_frozen: bool = False) -> torch.nn.Module:
+        """`some_frozen`: pretrained layers are frozen for a while (no gradient): DDP must look for
+        the parameters a step leaves without one, at some cost, instead of waiting for them."""
         from torch.nn.parallel import DistributedDataParallel
 
-        return DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+        return DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None,
+                                       find_unused_parameters=some_frozen)
 
     def shard(self, index: torch.Tensor) -> torch.Tensor:
         """This rank's part of a global batch: a contiguous run of the sorted indices. A rank left

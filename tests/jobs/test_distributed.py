@@ -129,3 +129,27 @@ def test_ranks_end_with_their_worker_and_the_job_is_taken_back(celery_worker, do
     finished = wait_job(job.pk, timeout=300)
     assert finished.status == "done", finished.error
     assert finished.attempt == 2
+
+
+@pytest.mark.parametrize("freeze_epochs", [-1, 1])
+def test_two_ranks_fine_tune_with_frozen_pretrained_layers(tmp_path, freeze_epochs):
+    """Frozen layers get no gradient: DDP is told to expect that, instead of waiting for one."""
+    from jobs.backends.pytorch import train
+    from tests.jobs.test_training_extras import Recorder, last_weights, make_plan, write_dataset
+
+    dataset = write_dataset(tmp_path / "dataset")
+    mlp = {"layers": [{"type": "flatten"}, {"type": "linear", "out_features": 16}, {"type": "relu"},
+                      {"type": "linear", "out_features": "num_classes"}]}
+    assert train(make_plan(dataset, tmp_path / "source", network_spec=mlp), Recorder()) == "done"
+    source = last_weights(tmp_path / "source")
+    weights = next(p for p in (tmp_path / "source" / "snapshots").glob("epoch_*.safetensors") if ".optim" not in p.name)
+    copy = ["1.weight", "1.bias"]
+
+    plan = make_plan(dataset, tmp_path / "tuned", network_spec=mlp, epochs=3, devices=("cpu", "cpu"),
+                     pretrained={"weights": str(weights), "copy": copy, "label": "source"}, freeze_epochs=freeze_epochs)
+    assert train(plan, Recorder()) == "done"
+
+    tuned = last_weights(tmp_path / "tuned")
+    moved = {name: bool((tuned[name] != source[name]).any()) for name in copy}
+    assert moved == {name: freeze_epochs != -1 for name in copy}
+    assert (tuned["3.weight"] != source["3.weight"]).any()  # the head learns either way
