@@ -418,7 +418,7 @@ def job_train(*, job_id: int) -> bool:
         _refuse_devices(job_id, str(exc))
         return True
     if devices is None:
-        _log_waiting(job, requested)
+        _log_waiting(job, requested, gpus)
         return False
     try:
         lost = _train_claimed(job_id, tuple(devices))
@@ -443,12 +443,17 @@ def _devices_wait(job_id: int, owner: str, requested: list[str], gpus: list[str]
         time.sleep(0.5)
 
 
-def _log_waiting(job: TrainingJob, requested: list[str]) -> None:
+def _log_waiting(job: TrainingJob, requested: list[str], gpus: list[str]) -> None:
     """One log line while a job waits for busy devices (not one per try)."""
-    line = f"Waiting for {', '.join(requested)}: held by other jobs. It stays queued and starts once they are free."
+    from workers.devices import describe
+    from workers.services import device_lease_holders
+
+    held = ", ".join(f"{device} by job {pk}" for device, pk in sorted(device_lease_holders().items()))
+    line = (f"Waiting for {describe(requested, gpus)}: held now: {held or 'none (freed since)'}. It stays queued "
+            "and starts once they are free.")
     path = job.folder / "log.txt"
-    tail = path.read_text(errors="replace")[-400:] if path.exists() else ""
-    if not tail.rstrip().endswith(line):
+    last = path.read_text(errors="replace")[-1000:].rstrip().rpartition("\n")[2] if path.exists() else ""
+    if "Waiting for" not in last:
         append_log(job, line)
         live.notify(job.pk)
 

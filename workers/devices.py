@@ -67,3 +67,13 @@ def choose(requested: list[str], gpus: list[str], taken: set[str], cpu_slots: in
         else:
             return None
     return picks
+
+
+def describe(requested: list[str], gpus: list[str]) -> str:
+    """What a job waits for, in words: "cuda:0", "2 free GPUs", "a CPU slot"."""
+    named = [r for r in requested if r.startswith("cuda:")]
+    free = sum(1 for r in requested if r == "cuda" or (r == "auto" and gpus))
+    cpus = len(requested) - len(named) - free
+    parts = named + ([f"{free} free GPU{'s' if free > 1 else ''}" if free > 1 else "a free GPU"] if free else [])
+    parts += [f"{cpus} CPU slots" if cpus > 1 else "a CPU slot"] if cpus else []
+    return " and ".join(parts)

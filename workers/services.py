@@ -71,9 +71,9 @@ def device_lease_release(*, job_id: int, owner: str) -> None:
     DeviceLease.objects.filter(job_id=job_id, owner=owner).delete()
 
 
-def device_lease_holders(*, host: str, devices: list[str]) -> dict[str, int]:
-    """Which job holds each of `devices` (lease keys) on `host`, for a waiting job's log line."""
-    return dict(DeviceLease.objects.filter(host=host, device__in=devices).values_list("device", "job_id"))
+def device_lease_holders(*, host: str | None = None) -> dict[str, int]:
+    """Which job holds each leased device of this host (lease key → job id), for a waiting job's log."""
+    return dict(DeviceLease.objects.filter(host=host or socket.gethostname()).values_list("device", "job_id"))
 
 
 def _release_stale(host: str) -> None:

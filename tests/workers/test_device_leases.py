@@ -14,7 +14,7 @@ from tests.conftest import _subprocess_env, wait_for
 from tests.jobs.test_training_flow import ready_colours, wait_job
 from tests.workers.test_workers import running_job
 from workbench import processes
-from workers.devices import DeviceMissing, Pick, choose
+from workers.devices import DeviceMissing, Pick, choose, describe
 from workers.models import DeviceLease
 from workers.services import device_lease_acquire, device_lease_release
 
@@ -51,6 +51,15 @@ def test_cpu_processes_share_the_host_unless_slots_cap_them():
     assert choose(["cpu", "cpu"], GPUS, taken=set()) == [Pick("cpu", None), Pick("cpu", None)]
     assert choose(["cpu"], [], taken={"cpu#0"}, cpu_slots=2) == [Pick("cpu", "cpu#1")]
     assert choose(["cpu"], [], taken={"cpu#0"}, cpu_slots=1) is None
+
+
+def test_a_waiting_job_says_what_it_waits_for():
+    assert describe(["cuda:1"], GPUS) == "cuda:1"
+    assert describe(["cuda", "cuda"], GPUS) == "2 free GPUs"
+    assert describe(["auto"], GPUS) == "a free GPU"
+    assert describe(["auto"], []) == "a CPU slot"
+    assert describe(["cpu", "cpu"], GPUS) == "2 CPU slots"
+    assert describe(["cuda:0", "cuda"], GPUS) == "cuda:0 and a free GPU"
 
 
 # --- held in the database ---------------------------------------------------------------------
@@ -125,5 +134,5 @@ def test_two_jobs_asking_for_the_same_device_never_run_on_it_at_once(celery_work
 
     assert (first.status, second.status) == ("done", "done"), (first.error, second.error)
     assert first.finished_at <= second.started_at, "the second started before the first gave the CPU slot back"
-    assert "Waiting for cpu: held by other jobs." in (second.folder / "log.txt").read_text()
+    assert f"Waiting for a CPU slot: held now: cpu#0 by job {first.pk}." in (second.folder / "log.txt").read_text()
     wait_for(lambda: not DeviceLease.objects.exists(), 10, "the leases to be given back")
