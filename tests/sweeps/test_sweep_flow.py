@@ -81,8 +81,10 @@ def test_it_aborts_a_sweep_with_its_running_and_queued_trials(celery_worker, ali
     dataset = ready_digits(alice_api)
     pk = create(alice_api, dataset, base={**BASE, "epochs": 30, "batch_size": 8},
                 grid={"seed": [1, 2, 3, 4, 5]}, max_concurrent=3)
-    wait_for(lambda: TrainingJob.objects.filter(trial__sweep_id=pk, status="running").exists(), 90,
-             "a trial to run")
+    # The advance asks its three trials one by one: abort once all three are there and one runs.
+    wait_for(lambda: TrainingJob.objects.filter(trial__sweep_id=pk).count() == 3
+             and TrainingJob.objects.filter(trial__sweep_id=pk, status="running").exists(), 90,
+             "three trials, one of them running")
 
     response = alice_api.post(f"/api/v1/sweeps/{pk}/abort/")
 
