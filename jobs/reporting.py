@@ -113,6 +113,7 @@ class DatabaseReporter:
         self._device: str | None = None
         self._first: ProgressEvent | None = None
         self._sampler = probe.ProcessSampler()
+        self._processes: tuple[int, ...] = ()
 
     @property
     def latest(self) -> dict[str, Any]:
@@ -135,8 +136,9 @@ class DatabaseReporter:
     def log(self, message: str) -> None:
         self._log.write(f"{time.strftime('%H:%M:%S')} {message}\n")
 
-    def using_device(self, name: str) -> None:
+    def using_device(self, name: str, processes: tuple[int, ...] = ()) -> None:
         self._device = name  # written with the next row update, by the writer thread
+        self._processes = tuple(processes)
 
     def should_stop(self) -> bool:
         """True once abort is asked. Waits while reports cannot be stored; raises TrainingFailed when
@@ -199,7 +201,7 @@ class DatabaseReporter:
             return []
         self._system_due = now + settings.WORKBENCH_SYSTEM_METRICS_SECONDS
         try:
-            values = self._sampler.sample(self._device)
+            values = self._sampler.sample(self._device, self._processes)
         except Exception:  # a reading is never worth a failed run
             log.warning("could not read the system metrics of job %s", self.job_id, exc_info=True)
             return []

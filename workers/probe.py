@@ -95,42 +95,57 @@ def _maybe(read: Any) -> Any:
 
 class ProcessSampler:
     """A training job's `system` points: its worker process's CPU (percent of one core, over the
-    interval since the last sample) and resident memory, and, on a GPU, that GPU's utilisation and
-    memory in use. The process is the worker's: jobs it runs at the same time share the figures."""
+    interval since the last sample) and resident memory, with those of the processes it trains
+    through (a several-device run's ranks), and, on GPUs, their mean utilisation and the memory in
+    use on them. The worker process is shared: jobs it runs at the same time share its figures."""
 
     def __init__(self) -> None:
-        self._last = (time.monotonic(), _cpu_seconds())
+        self._last_time = time.monotonic()
+        self._last_cpu: dict[int, float] = {os.getpid(): _cpu_seconds(os.getpid())}
 
-    def sample(self, device: str | None) -> dict[str, float]:
-        now, cpu = time.monotonic(), _cpu_seconds()
-        then, before = self._last
-        self._last = (now, cpu)
-        values = {"cpu_percent": 100 * (cpu - before) / max(now - then, 1e-6)}
-        rss = _resident_bytes()
-        if rss is not None:
-            values["memory_mb"] = rss / 1024**2
-        gpu = _gpu_reading(device)
-        if gpu is not None:
-            if gpu.get("utilization") is not None:
-                values["gpu_utilization"] = 100 * gpu["utilization"]
-            values["gpu_memory_mb"] = gpu["memory_used"] / 1024**2
+    def sample(self, device: str | None, processes: tuple[int, ...] = ()) -> dict[str, float]:
+        now, then = time.monotonic(), self._last_time
+        cpu = {pid: seconds for pid in (os.getpid(), *processes) if (seconds := _cpu_seconds(pid)) is not None}
+        # A process first seen counts from now; one that ended drops out.
+        spent = sum(seconds - self._last_cpu.get(pid, seconds) for pid, seconds in cpu.items())
+        self._last_time, self._last_cpu = now, cpu
+        values = {"cpu_percent": 100 * spent / max(now - then, 1e-6)}
+        memory = [rss for pid in cpu if (rss := _resident_bytes(pid)) is not None]
+        if memory:
+            values["memory_mb"] = sum(memory) / 1024**2
+        gpus = _gpu_readings(device)
+        if gpus:
+            busy = [gpu["utilization"] for gpu in gpus if gpu.get("utilization") is not None]
+            if busy:
+                values["gpu_utilization"] = 100 * sum(busy) / len(busy)
+            values["gpu_memory_mb"] = sum(gpu["memory_used"] for gpu in gpus) / 1024**2
         return values
 
 
-def _cpu_seconds() -> float:
-    times = os.times()
-    return times.user + times.system
+_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def _resident_bytes() -> int | None:
+def _cpu_seconds(pid: int) -> float | None:
+    """User and system CPU time of a live process, from /proc (None once it is gone)."""
     try:
-        with open("/proc/self/statm") as handle:
+        with open(f"/proc/{pid}/stat") as handle:
+            fields = handle.read().rpartition(")")[2].split()  # after the command name, which may hold spaces
+        return (int(fields[11]) + int(fields[12])) / _TICKS
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _resident_bytes(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/statm") as handle:
             return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
         return None
 
 
-def _gpu_reading(device: str | None) -> Device | None:
-    if not device or not device.startswith("cuda"):
-        return None
-    return next((gpu for gpu in _gpus() if gpu["id"] == device), None)
+def _gpu_readings(device: str | None) -> list[Device]:
+    """The readings of the GPUs a job trains on: `device` is one ("cuda:0") or several ("cuda:0, cuda:1")."""
+    wanted = [d.strip() for d in (device or "").split(",") if d.strip().startswith("cuda")]
+    if not wanted:
+        return []
+    return [gpu for gpu in _gpus() if gpu["id"] in wanted]

@@ -21,7 +21,9 @@ class Reporter(Protocol):
 
     def log(self, message: str) -> None: ...
 
-    def using_device(self, name: str) -> None: ...
+    def using_device(self, name: str, processes: tuple[int, ...] = ()) -> None:
+        """Where the run trains; `processes`: the pids it trains through besides this one (a
+        several-device run's ranks), counted in its system metrics."""
 
     def should_stop(self) -> bool:
         """Checked every step: True once abort was asked. It may wait (reports cannot be stored yet)

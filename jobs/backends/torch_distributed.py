@@ -107,7 +107,7 @@ class _Relay:
         elif kind == "log":
             self.reporter.log(body)
         elif kind == "device":
-            self.reporter.using_device(body)
+            self.reporter.using_device(body, processes=tuple(proc.pid for proc in self.procs))
         elif kind == "done":
             self.outcome = body
         elif kind == "failed":
@@ -196,7 +196,7 @@ class _PipeReporter:
     def log(self, message: str) -> None:
         self._send("log", message)
 
-    def using_device(self, name: str) -> None:
+    def using_device(self, name: str, processes: tuple[int, ...] = ()) -> None:
         self._send("device", name)
 
     def should_stop(self) -> bool:
@@ -222,7 +222,7 @@ class _QuietReporter:
 
     def log(self, message: str) -> None: ...
 
-    def using_device(self, name: str) -> None: ...
+    def using_device(self, name: str, processes: tuple[int, ...] = ()) -> None: ...
 
     def should_stop(self) -> bool:
         return False

@@ -35,3 +35,26 @@ def test_the_sampler_measures_this_process():
     values = sampler.sample("cpu")
 
     assert values["cpu_percent"] > 0 and values["memory_mb"] > 10 and "gpu_utilization" not in values
+
+
+def test_the_sampler_counts_the_processes_a_run_trains_through():
+    """A several-device run's ranks are processes of their own: their CPU and memory are the job's."""
+    import subprocess
+    import sys
+    import time
+
+    rank = subprocess.Popen([sys.executable, "-c", "x = bytearray(200 * 1024**2)\nwhile True: pass"])
+    try:
+        time.sleep(1.0)  # its memory is written, its loop spinning
+        sampler = ProcessSampler()
+        sampler.sample("cpu", processes=(rank.pid,))  # a process first seen counts from now
+        time.sleep(1.0)
+        both = sampler.sample("cpu", processes=(rank.pid,))
+        own = ProcessSampler().sample("cpu")
+    finally:
+        rank.kill()
+        rank.wait()
+
+    assert both["memory_mb"] - own["memory_mb"] > 190
+    assert both["cpu_percent"] > 50  # the rank's busy core (this test's process sleeps)
+    assert sampler.sample("cpu", processes=(rank.pid,))["memory_mb"] < both["memory_mb"] - 190  # ended: dropped

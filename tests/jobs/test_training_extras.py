@@ -43,7 +43,7 @@ class Recorder:
     def log(self, message: str) -> None:
         pass
 
-    def using_device(self, name: str) -> None:
+    def using_device(self, name: str, processes: tuple[int, ...] = ()) -> None:
         pass
 
     def should_stop(self) -> bool:
