@@ -45,7 +45,9 @@ JOB_COLUMNS = [
     JobColumn("learning_rate", "Learning rate", lambda job: format(job.learning_rate, "g"), "learning_rate"),
     JobColumn("lr_policy", "LR policy", _setting("lr_policy")),
     JobColumn("seed", "Seed", _setting("seed")),
-    JobColumn("device", "Device", _setting("device")),
+    # Where it ran (several devices for a job on several), else what it asked for.
+    JobColumn("device", "Device", lambda job: job.device_used or ", ".join(job.devices) or job.device),
+    JobColumn("amp", "Precision", lambda job: {"off": "fp32"}.get(job.amp, job.amp) + (", compiled" if job.compile else "")),
     JobColumn("best_val_accuracy", "Best val accuracy", _metric("best", "val_accuracy", ".2%"), "best_val_accuracy",
               "-", default=True),
     JobColumn("best_val_loss", "Best val loss", _metric("best", "val_loss", ".4f"), "best_val_loss"),
