@@ -68,6 +68,10 @@ def launch(plan: TrainingPlan, reporter: Reporter) -> str:
 
 def _rank_env(plan: TrainingPlan) -> dict[str, str]:
     env = dict(os.environ)
+    # Every rank is on this host: talk over loopback, whatever the host name resolves to (a
+    # container's may not resolve at all). Set them in the worker's environment to choose otherwise.
+    env.setdefault("GLOO_SOCKET_IFNAME", "lo")
+    env.setdefault("NCCL_SOCKET_IFNAME", "lo")
     if not plan.devices[0].startswith("cuda"):  # CPU processes share the cores instead of each taking all
         env["WORKBENCH_RANK_THREADS"] = str(max(1, (os.cpu_count() or 1) // len(plan.devices)))
     return env
