@@ -45,6 +45,9 @@ class Ranks(Solo):
     def __init__(self, rank: int, size: int, device: torch.device) -> None:
         self.rank, self.size, self.leader = rank, size, rank == 0
         self.device = device
+        # The stop flag and the generators' states go over gloo, on the CPU: over NCCL each step's
+        # flag would make the host wait for the GPU, and the host could no longer queue work ahead.
+        self._control = dist.new_group(backend="gloo") if device.type == "cuda" else None
 
     def wrap(self, model: torch.nn.Module, device: torch.device, some_frozen: bool = False) -> torch.nn.Module:
         """`some_frozen`: pretrained layers are frozen for a while (no gradient): DDP must look for
@@ -68,21 +71,18 @@ class Ranks(Solo):
         return part * self.size / total
 
     def should_stop(self, reporter: Reporter) -> bool:
-        flag = torch.tensor([int(reporter.should_stop()) if self.leader else 0], device=self._comm_device)
-        dist.broadcast(flag, src=0)
+        flag = torch.tensor([int(reporter.should_stop()) if self.leader else 0])
+        dist.broadcast(flag, src=0, group=self._control)
         return bool(flag.item())
 
     def mean(self, value: torch.Tensor) -> torch.Tensor:
-        total = value.detach().clone().to(self._comm_device)
+        """The mean over the ranks (the reported train loss, read on the host anyway)."""
+        total = value.detach().clone()
         dist.all_reduce(total)
-        return (total / self.size).to(value.device)
+        return total / self.size
 
     def gather(self, state: dict[str, Any]) -> list[dict[str, Any]]:
         """Every rank's state (its random generators), in rank order, on every rank."""
         states: list[Any] = [None] * self.size
-        dist.all_gather_object(states, state)
+        dist.all_gather_object(states, state, group=self._control)
         return states
-
-    @property
-    def _comm_device(self) -> torch.device:
-        return self.device if self.device.type == "cuda" else torch.device("cpu")
