@@ -23,6 +23,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 from dataclasses import asdict, fields
 from datetime import timedelta
 from multiprocessing.connection import Connection
@@ -259,7 +260,9 @@ def rank_main(plan_path: str, rank: int, store: str, fd: str) -> int:
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo", init_method=f"file://{store}", rank=rank,
                             world_size=len(plan.devices), timeout=timedelta(seconds=settings.WORKBENCH_DDP_TIMEOUT))
     try:
-        outcome = _Run(plan, reporter, device, Ranks(rank, len(plan.devices), device)).train()
+        ranks = Ranks(rank, len(plan.devices), device)
+        outcome = _Run(plan, reporter, device, ranks).train()
+        ranks.barrier()  # rank 0 validates and snapshots last: the others wait for it before they go
         reporter.send("done", outcome)
         return 0
     except _Ended:
@@ -276,4 +279,13 @@ def rank_main(plan_path: str, rank: int, store: str, fd: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(rank_main(sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]))
+    try:
+        code = rank_main(sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4])
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # No interpreter teardown: the process group's native threads can abort it there (SIGABRT,
+    # "terminate called without an active exception") after the run is over.
+    os._exit(code)

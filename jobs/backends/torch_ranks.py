@@ -86,3 +86,7 @@ class Ranks(Solo):
         states: list[Any] = [None] * self.size
         dist.all_gather_object(states, state, group=self._control)
         return states
+
+    def barrier(self) -> None:
+        """Wait for every rank: the run ends on all of them before any process group goes away."""
+        dist.barrier(group=self._control)
