@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: run test lint install install-test system-tools chromium migrate bench clean
+.PHONY: run test lint install install-test system-tools chromium migrate bench gpu-check clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,12 @@ test: install-test system-tools lint
 
 bench: install
 	$(PY) bench/ingest.py
+
+# On a GPU host, in one go: the CUDA tests (training, AMP, channels-last, compile, pinned prefetch,
+# DDP on two GPUs), then bench/gpu.py's figures. Without CUDA the tests skip and the bench says what it skipped.
+gpu-check: install-test
+	$(PY) -m pytest -m gpu -q -rs
+	$(PY) bench/gpu.py
 
 clean:
 	rm -rf $(VENV) data
