@@ -50,7 +50,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from jobs.augmentation import augmentation_parse  # noqa: E402
-from jobs.backends.base import TrainingPlan  # noqa: E402
+from jobs.backends.base import SilentReporter, TrainingPlan  # noqa: E402
 from jobs.backends.pytorch import _Run, evaluate, load_snapshot, train  # noqa: E402
 from jobs.backends.torch_augment import Augmenter  # noqa: E402
 from jobs.backends.torch_data import Split  # noqa: E402
@@ -76,18 +76,6 @@ def every_op(channels: int) -> dict[str, object]:
     return keys
 
 
-class Quiet:
-    """A reporter that drops everything: the bench measures the step, not the reporting."""
-
-    def metric(self, **_: object) -> None: ...
-    def progress(self, **_: object) -> None: ...
-    def snapshot(self, **_: object) -> None: ...
-    def log(self, message: str) -> None: ...
-    def using_device(self, name: str, processes: tuple[int, ...] = ()) -> None: ...
-    def should_stop(self) -> bool:
-        return False
-
-
 def write_dataset(folder: Path, shape: tuple[int, int, int], n: int) -> None:
     rng = np.random.default_rng(0)
     folder.mkdir(parents=True)
@@ -108,7 +96,7 @@ def plan_for(network: str, folder: Path, batch_size: int, augmentation: dict[str
 
 def step_seconds(run: _Run, index: torch.Tensor, i: int) -> float:
     started = time.perf_counter()
-    run._step(index, i)
+    run._step(index, len(index), i)
     return time.perf_counter() - started
 
 
@@ -117,7 +105,7 @@ def throughput(network: str, args: argparse.Namespace, tmp: Path) -> None:
     folder = tmp / network
     write_dataset(folder, shape, 8 * size)
     plans = {"none": plan_for(network, folder, size, {}), "all-on": plan_for(network, folder, size, every_op(shape[0]))}
-    runs = {name: _Run(plan, Quiet(), CPU) for name, plan in plans.items()}  # type: ignore[arg-type]
+    runs = {name: _Run(plan, SilentReporter(), CPU) for name, plan in plans.items()}  # type: ignore[arg-type]
     order = torch.randperm(8 * size)
     times: dict[str, list[float]] = {"none": [], "all-on": []}
     started, i = time.perf_counter(), 0
@@ -232,7 +220,7 @@ def rotation_gain(args: argparse.Namespace, tmp: Path) -> None:
     for label, augmentation in (("no augmentation", {}), ("rotate_degrees 25", {"rotate_degrees": 25})):
         plan = replace(plan_for("lenet", folder, 64, augmentation), output_folder=tmp / label,
                        epochs=args.gain_epochs, classes=[str(i) for i in range(10)])
-        train(plan, Quiet())  # type: ignore[arg-type]
+        train(plan, SilentReporter())  # type: ignore[arg-type]
         model, mean = load_snapshot(tmp / label / "snapshots" / f"epoch_{args.gain_epochs}.safetensors")
         scores = [evaluate(model, Split(torch.from_numpy(np.array(x)), torch.from_numpy(labels)),
                            mean, CPU, 256)[1] for x in (images, turned)]

@@ -55,8 +55,7 @@ django.setup()
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from bench.augment import Quiet  # noqa: E402  (a reporter that drops everything)
-from jobs.backends.base import TrainingPlan  # noqa: E402
+from jobs.backends.base import SilentReporter, TrainingPlan  # noqa: E402
 from jobs.backends.pytorch import _Run, train  # noqa: E402
 from jobs.networks.builtin import builtin_spec  # noqa: E402
 from jobs.networks.torch_build import build_model  # noqa: E402
@@ -159,7 +158,7 @@ def bare_step(folder: Path, args: argparse.Namespace, device: torch.device, *, a
     return step
 
 
-class Lines(Quiet):
+class Lines(SilentReporter):
     """Keeps the log: a compile that fell back to eager says why there."""
 
     def __init__(self) -> None:
@@ -180,7 +179,7 @@ def backend_run(folder: Path, args: argparse.Namespace, device: torch.device, *,
 
     if prefetch:
         run.batches.plan([index(i) for i in [*range(5), *range(args.steps)]])  # timed(): 5 warm-up steps, then --steps
-    return lambda i: run._step(index(i), i % batches), run
+    return lambda i: run._step(index(i), args.batch_size, i % batches), run
 
 
 def backend_step(folder: Path, args: argparse.Namespace, device: torch.device, **fields: object) -> Callable[[int], None]:
@@ -215,7 +214,7 @@ def ratio(label: str, value: float, target: float) -> None:
     print(f"  {label:52s} {value:5.2f}x   target {target:.2f}   {'PASS' if value >= target else 'MISS'}")
 
 
-class Clock(Quiet):
+class Clock(SilentReporter):
     """Keeps when each step was reported: a whole job's throughput, its start-up left out."""
 
     def __init__(self) -> None:

@@ -23,7 +23,7 @@ from jobs.models import MetricPoint, Network, TrainingJob
 from jobs.networks.builtin import BUILTIN_NETWORKS, builtin_spec
 from jobs.networks.spec import SpecError, summarize, validate_spec
 from jobs.schedules import LR_POLICIES, OPTIMIZERS
-from jobs.selectors import job_capabilities
+from jobs.selectors import job_capabilities, job_log_tail
 
 log = logging.getLogger(__name__)
 AMP_MODES = ("off", "bf16", "fp16")  # mixed precision: bf16 runs on CPUs too, fp16 needs CUDA
@@ -451,9 +451,7 @@ def _log_waiting(job: TrainingJob, requested: list[str], gpus: list[str]) -> Non
     held = ", ".join(f"{device} by job {pk}" for device, pk in sorted(device_lease_holders().items()))
     line = (f"Waiting for {describe(requested, gpus)}: held now: {held or 'none (freed since)'}. It stays queued "
             "and starts once they are free.")
-    path = job.folder / "log.txt"
-    last = path.read_text(errors="replace")[-1000:].rstrip().rpartition("\n")[2] if path.exists() else ""
-    if "Waiting for" not in last:
+    if "Waiting for" not in "".join(job_log_tail(job=job, lines=1)):
         append_log(job, line)
         live.notify(job.pk)
 

@@ -15,6 +15,7 @@ from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 from django.utils.text import slugify
 
+from jobs.backends.base import SilentReporter
 from jobs.inference import Prediction, preprocess, run_on_worker, top_k
 from jobs.models import TrainingJob
 from jobs.selectors import job_capabilities
@@ -101,7 +102,7 @@ def compression_run(*, compression_id: int) -> None:
         result.update(facts, epoch=compression.snapshot.epoch)
 
 
-class _ProgressOnly:
+class _ProgressOnly(SilentReporter):
     """The reporter a compression needs: progress goes to the row; nothing else is recorded."""
 
     def __init__(self, progress: Any) -> None:
@@ -109,17 +110,6 @@ class _ProgressOnly:
 
     def progress(self, *, epoch: float, step: int, total_steps: int) -> None:
         self.write(step / max(total_steps, 1))
-
-    def metric(self, **kwargs: Any) -> None: ...
-
-    def snapshot(self, **kwargs: Any) -> None: ...
-
-    def log(self, message: str) -> None: ...
-
-    def using_device(self, name: str, processes: tuple[int, ...] = ()) -> None: ...
-
-    def should_stop(self) -> bool:
-        return False
 
 
 def compression_classify(*, compression: Compression, image: UploadedFile) -> dict[str, Any]:

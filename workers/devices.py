@@ -31,9 +31,14 @@ def asked(device: str, devices: list[str]) -> list[str]:
     return list(devices) or [device]
 
 
+def kind(request: str, gpus: list[str]) -> str:
+    """"cuda" or "cpu": what one entry asks for on a host with `gpus` ("auto" takes a GPU where there is one)."""
+    return "cuda" if request.startswith("cuda") or (request == "auto" and gpus) else "cpu"
+
+
 def choose(requested: list[str], gpus: list[str], taken: set[str], cpu_slots: int = 0) -> list[Pick] | None:
     """`gpus`: this host's GPUs ("cuda:N"); `taken`: the lease keys other jobs hold on it."""
-    kinds = ["cuda" if r.startswith("cuda") or (r == "auto" and gpus) else "cpu" for r in requested]
+    kinds = [kind(r, gpus) for r in requested]
     named = [r for r in requested if r.startswith("cuda:")]
     missing = [r for r in named if r not in gpus]
     if missing:
@@ -51,8 +56,8 @@ def choose(requested: list[str], gpus: list[str], taken: set[str], cpu_slots: in
     free = [g for g in gpus if g not in taken and g not in named]
     free_slots = [f"cpu#{k}" for k in range(cpu_slots) if f"cpu#{k}" not in taken]
     picks = []
-    for request, kind in zip(requested, kinds):
-        if kind == "cpu":
+    for request, wanted in zip(requested, kinds):
+        if wanted == "cpu":
             if not cpu_slots:
                 picks.append(Pick("cpu", None))
             elif free_slots:
@@ -72,8 +77,8 @@ def choose(requested: list[str], gpus: list[str], taken: set[str], cpu_slots: in
 def describe(requested: list[str], gpus: list[str]) -> str:
     """What a job waits for, in words: "cuda:0", "2 free GPUs", "a CPU slot"."""
     named = [r for r in requested if r.startswith("cuda:")]
-    free = sum(1 for r in requested if r == "cuda" or (r == "auto" and gpus))
-    cpus = len(requested) - len(named) - free
+    cpus = sum(kind(r, gpus) == "cpu" for r in requested)
+    free = len(requested) - len(named) - cpus
     parts = named + ([f"{free} free GPU{'s' if free > 1 else ''}" if free > 1 else "a free GPU"] if free else [])
     parts += [f"{cpus} CPU slots" if cpus > 1 else "a CPU slot"] if cpus else []
     return " and ".join(parts)

@@ -76,7 +76,8 @@ def _running_jobs_by_worker_device() -> dict[str, dict[str, list[TrainingJob]]]:
         "id", "name", "owner_id", "held_by", "device_used", "device")
     for job in running:
         worker = job.held_by.rsplit(" pid ", 1)[0]
-        by_worker[worker][job.device_used or job.device].append(job)
+        for device in (job.device_used or job.device).split(", "):  # several for a job on several devices
+            by_worker[worker][device].append(job)
     return by_worker
 
 

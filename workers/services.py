@@ -47,10 +47,10 @@ def device_lease_acquire(*, job_id: int, owner: str, requested: list[str], gpus:
     """Take the devices `requested` (workers.devices) on this host for `job_id`: the devices to train
     on, one per process, or None when some are held by other jobs (the job waits). Raises
     devices.DeviceMissing when this host can never give them. Held until device_lease_release."""
-    host = host or socket.gethostname()
-    slots = settings.WORKBENCH_CPU_SLOTS
-    if not slots and not any(r.startswith("cuda") or (r == "auto" and gpus) for r in requested):
-        return [pick.device for pick in device_choice.choose(requested, gpus, set())]  # type: ignore[union-attr]
+    host, slots = host or socket.gethostname(), settings.WORKBENCH_CPU_SLOTS
+    unheld = device_choice.choose(requested, gpus, set(), slots)  # what it would get on an idle host
+    if unheld is not None and not any(pick.lease for pick in unheld):  # shared CPU processes: nothing to hold
+        return [pick.device for pick in unheld]
     _release_stale(host)
     taken = set(DeviceLease.objects.filter(host=host).exclude(job_id=job_id).values_list("device", flat=True))
     picks = device_choice.choose(requested, gpus, taken, slots)

@@ -30,6 +30,24 @@ class Reporter(Protocol):
         or raise (they could not be for too long; this run no longer holds its job): let it propagate."""
 
 
+class SilentReporter:
+    """A reporter that records nothing and never asks to stop: for a run whose reports go elsewhere
+    (the other ranks of a several-device run; a benchmark). Subclass it to keep one kind of report."""
+
+    def metric(self, *, split: str, name: str, value: float, epoch: float, step: int) -> None: ...
+
+    def progress(self, *, epoch: float, step: int, total_steps: int) -> None: ...
+
+    def snapshot(self, *, epoch: float, path: str, step: int | None = None) -> None: ...
+
+    def log(self, message: str) -> None: ...
+
+    def using_device(self, name: str, processes: tuple[int, ...] = ()) -> None: ...
+
+    def should_stop(self) -> bool:
+        return False
+
+
 class TrainingFailed(Exception):
     """A failure worded for the user (diverged loss, device missing, bad data)."""
 

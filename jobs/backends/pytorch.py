@@ -41,8 +41,9 @@ def train(plan: TrainingPlan, reporter: Reporter, threads: int = 0) -> str:
         from jobs.backends.torch_distributed import launch
 
         return launch(plan, reporter)
-    devices = plan.devices or (plan.device if plan.device != "auto" else "cpu",)
-    return _Run(plan, reporter, torch.device(devices[0])).train()
+    # A job's run holds its devices (workers.leases); tests and benches name one in `device`.
+    device = plan.devices[0] if plan.devices else plan.device
+    return _Run(plan, reporter, torch.device("cpu" if device == "auto" else device)).train()
 
 
 class ModelCache:
@@ -166,15 +167,16 @@ class _Run:
         if start <= first:
             self.running.zero_()
             self.count = 0
-        size = self.plan.batch_size
-        self.batches.plan([self.ranks.shard(order[i * size : (i + 1) * size])
-                           for i in range(max(start - first, 0), self.steps_per_epoch)])
-        for i in range(max(start - first, 0), self.steps_per_epoch):
+        size, begin = self.plan.batch_size, max(start - first, 0)
+        batches = [order[i * size : (i + 1) * size] for i in range(begin, self.steps_per_epoch)]
+        shards = [self.ranks.shard(batch) for batch in batches]  # this rank's part of each (all of it alone)
+        self.batches.plan(shards)
+        for i, batch, shard in zip(range(begin, self.steps_per_epoch), batches, shards):
             if self.ranks.should_stop(self.reporter):
                 return False
             step = first + i + 1
             lr = self._set_lr((step - 1) / self.steps_per_epoch)
-            self.running += self._step(order[i * self.plan.batch_size : (i + 1) * self.plan.batch_size], i)
+            self.running += self._step(shard, len(batch), i)
             self.count += 1
             if step % self.log_every == 0 or i == self.steps_per_epoch - 1:
                 self._report_train(self.ranks.mean(self.running).item() / self.count, lr, step)
@@ -186,15 +188,16 @@ class _Run:
                 self._snapshot(step)
         return True
 
-    def _step(self, index: torch.Tensor, i: int) -> torch.Tensor:
-        """Batch `i` of the epoch: its gradient is added to its group's; the group's last batch
-        steps the optimizer. A group is `accumulate` batches, the epoch's last one maybe fewer."""
-        x, y = self.batches.get(self.ranks.shard(index))
+    def _step(self, index: torch.Tensor, batch_size: int, i: int) -> torch.Tensor:
+        """Batch `i` of the epoch (of `batch_size` images, `index` this rank's): its gradient is added
+        to its group's; the group's last batch steps the optimizer. A group is `accumulate` batches,
+        the epoch's last one maybe fewer."""
+        x, y = self.batches.get(index)
         x = self.precision.input(self.train_input(x.to(self.device, non_blocking=True)))
         y = y.to(self.device, non_blocking=True)
         group_start = i - i % self.plan.accumulate
         group = min(self.plan.accumulate, self.steps_per_epoch - group_start)
-        scale = self.ranks.loss_scale(len(index))
+        scale = self.ranks.loss_scale(batch_size)
         loss = self.compiled.first_step(lambda: self._forward_backward(x, y, group, scale))
         if i + 1 == group_start + group:
             self.precision.unscale(self.optimizer)  # so that clipping sees the true gradients
@@ -325,7 +328,7 @@ class _Run:
             if param_name in grads:
                 p.grad = grads[param_name]
         self.lr = self.optimizer.param_groups[0]["lr"]
-        if "running_loss" in meta:  # snapshots from before RNG state was kept resume without it
+        if "running_loss" in meta:  # kept since the generators were (older snapshots resume without either)
             self.running.fill_(meta["running_loss"])
             self.count = int(meta["running_count"])
         mine = meta

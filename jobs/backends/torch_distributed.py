@@ -30,7 +30,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from jobs.backends.base import Reporter, RunLost, TrainingFailed, TrainingPlan
+from jobs.backends.base import Reporter, RunLost, SilentReporter, TrainingFailed, TrainingPlan
 
 _GRACE_SECONDS = 30  # after rank 0 is done, the others have this long to end before they are killed
 
@@ -216,25 +216,6 @@ class _PipeReporter:
         self._send(*message)
 
 
-class _QuietReporter:
-    """The other ranks': rank 0 speaks for the run."""
-
-    def metric(self, **kw: Any) -> None: ...
-
-    def progress(self, **kw: Any) -> None: ...
-
-    def snapshot(self, **kw: Any) -> None: ...
-
-    def log(self, message: str) -> None: ...
-
-    def using_device(self, name: str, processes: tuple[int, ...] = ()) -> None: ...
-
-    def should_stop(self) -> bool:
-        return False
-
-    def send(self, *message: Any) -> None: ...
-
-
 class _Ended(Exception):
     """The launcher said this run may write no more."""
 
@@ -256,23 +237,29 @@ def rank_main(plan_path: str, rank: int, store: str, fd: str) -> int:
         torch.cuda.set_device(device)
     if os.environ.get("WORKBENCH_RANK_THREADS"):
         torch.set_num_threads(int(os.environ["WORKBENCH_RANK_THREADS"]))
-    reporter: Any = _PipeReporter(int(fd)) if rank == 0 else _QuietReporter()
+    # Rank 0 speaks for the run; the others' reports would repeat it.
+    pipe = _PipeReporter(int(fd)) if rank == 0 else None
+    reporter = pipe or SilentReporter()
+
+    def tell(*message: Any) -> None:
+        if pipe is not None:
+            pipe.send(*message)
+
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo", init_method=f"file://{store}", rank=rank,
                             world_size=len(plan.devices), timeout=timedelta(seconds=settings.WORKBENCH_DDP_TIMEOUT))
     try:
         ranks = Ranks(rank, len(plan.devices), device)
         outcome = _Run(plan, reporter, device, ranks).train()
         ranks.barrier()  # rank 0 validates and snapshots last: the others wait for it before they go
-        reporter.send("done", outcome)
+        tell("done", outcome)
         return 0
     except _Ended:
         return 0
     except TrainingFailed as exc:  # every rank meets the same failure (a diverged loss is all-reduced)
-        reporter.send("failed", str(exc))
+        tell("failed", str(exc))
         return 0
     except Exception as exc:
-        if rank == 0:
-            reporter.send("error", f"rank 0 failed: {type(exc).__name__}: {exc}")
+        tell("error", f"rank 0 failed: {type(exc).__name__}: {exc}")
         raise
     finally:
         dist.destroy_process_group()

@@ -107,9 +107,11 @@ def test_it_edits_a_note_in_place(page, alice, some_jobs):  # type: ignore[no-un
     alpha.locator(".note-input").fill("diverges above lr 0.1")
     alpha.locator(".note-input").press("Enter")
 
-    wait_for(lambda: TrainingJob.objects.get(name="alpha").notes == "diverges above lr 0.1", 10, "the note saved")
-    # The row shows it once the browser has the answer, which may come a moment after the commit.
-    wait_for(lambda: alpha.locator(".note-text").inner_text() == "diverges above lr 0.1", 10, "the note shown")
+    # The row shows the note once the browser has the server's answer, so the database has it by then.
+    alpha.locator(".note-text", has_text="diverges above lr 0.1").wait_for(timeout=10_000)
+    assert alpha.locator(".note-text").inner_text() == "diverges above lr 0.1"
+    assert TrainingJob.objects.get(name="alpha").notes == "diverges above lr 0.1"
+    assert not alpha.locator(".note-input").count()  # the input is gone: back to the note
 
 
 def lr_values(page) -> list[float]:  # type: ignore[no-untyped-def]

@@ -19,7 +19,7 @@ def forward_dtypes(run: _Run) -> set[torch.dtype]:
     for module in run.model.modules():
         if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)):
             module.register_forward_hook(lambda m, args, out: seen.add(out.dtype))
-    run._step(torch.arange(8), 0)
+    run._step(torch.arange(8), 8, 0)
     return seen
 
 
