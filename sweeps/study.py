@@ -46,9 +46,12 @@ def storage_url(db: dict[str, Any] | None = None) -> str:
 def _storage(url: str) -> optuna.storages.RDBStorage:
     import optuna
     from sqlalchemy import event
+    from sqlalchemy.pool import NullPool
 
     if not url.startswith("sqlite"):
-        return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+        # No pool: a sweep talks to its study a few times per trial, and a pool would hold idle
+        # connections in the web process and every worker, beside Django's own.
+        return optuna.storages.RDBStorage(url, engine_kwargs={"poolclass": NullPool})
     # The driver's own transaction handling off, so that ours (BEGIN IMMEDIATE) is the one used.
     storage = optuna.storages.RDBStorage(url, engine_kwargs={
         "connect_args": {"timeout": _SQLITE_BUSY_SECONDS, "isolation_level": None}})

@@ -125,6 +125,8 @@ def test_it_exports_torchscript_and_onnx_that_match_torch(celery_worker, alice_a
 
 
 def _finished_job(owner, status: str = "done"):  # type: ignore[no-untyped-def]
+    from django.utils import timezone
+
     from datasets.models import Dataset
     from jobs.models import TrainingJob
 
@@ -132,8 +134,9 @@ def _finished_job(owner, status: str = "done"):  # type: ignore[no-untyped-def]
                                      image_height=8, channels=3, resize_mode="squash", val_percent=10,
                                      test_percent=0, seed=0, status="ready", classes=["a", "b"],
                                      split_counts={"train": 9, "val": 1, "test": 0})
+    # A running job beats: one with no heartbeat is taken back by any live worker's reaper.
     job = TrainingJob.objects.create(owner=owner, dataset=dataset, name="j", network="mlp", network_spec={},
-                                     status=status)
+                                     status=status, heartbeat_at=timezone.now() if status == "running" else None)
     job.snapshots.create(epoch=1.0, path="snapshots/epoch_1.safetensors")
     return job
 
