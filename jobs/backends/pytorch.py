@@ -198,8 +198,10 @@ class _Run:
         group_start = i - i % self.plan.accumulate
         group = min(self.plan.accumulate, self.steps_per_epoch - group_start)
         scale = self.ranks.loss_scale(batch_size)
-        loss = self.compiled.first_step(lambda: self._forward_backward(x, y, group, scale))
-        if i + 1 == group_start + group:
+        last = i + 1 == group_start + group
+        with self.ranks.accumulating(self.model, last):
+            loss = self.compiled.first_step(lambda: self._forward_backward(x, y, group, scale))
+        if last:
             self.precision.unscale(self.optimizer)  # so that clipping sees the true gradients
             if self.plan.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.plan.grad_clip)

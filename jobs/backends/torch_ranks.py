@@ -6,11 +6,13 @@ bit for bit. `Ranks` is one process of several, joined by torch.distributed:
 - every rank draws the same epoch order and takes its part of each (global) batch;
 - each rank's loss is scaled so that DDP's average of the ranks' gradients is the gradient of the
   whole batch's mean loss: the same as one process with the same batch, whatever the split;
+- a group of accumulated batches all-reduces its gradients once, at its last batch (no_sync before);
 - rank 0 asks the job's reporter whether to stop and broadcasts the answer, so all ranks stop at
   the same step; it alone validates, logs and snapshots.
 """
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import torch
@@ -27,6 +29,9 @@ class Solo:
 
     def shard(self, index: torch.Tensor) -> torch.Tensor:
         return index
+
+    def accumulating(self, model: torch.nn.Module, last: bool) -> AbstractContextManager[Any]:
+        return nullcontext()
 
     def loss_scale(self, total: int) -> float:
         return 1.0
@@ -56,6 +61,11 @@ class Ranks(Solo):
 
         return DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None,
                                        find_unused_parameters=some_frozen)
+
+    def accumulating(self, model: torch.nn.Module, last: bool) -> AbstractContextManager[Any]:
+        """Around a batch's backward: within a group of accumulated batches, the gradients stay on
+        each rank (DDP's no_sync) and are all-reduced, summed over the group, at its last batch."""
+        return nullcontext() if last else model.no_sync()  # type: ignore[operator]
 
     def shard(self, index: torch.Tensor) -> torch.Tensor:
         """This rank's part of a global batch: a contiguous run of the sorted indices. A rank left

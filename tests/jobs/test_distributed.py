@@ -155,3 +155,20 @@ def test_two_ranks_fine_tune_with_frozen_pretrained_layers(tmp_path, freeze_epoc
     moved = {name: bool((tuned[name] != source[name]).any()) for name in copy}
     assert moved == {name: freeze_epochs != -1 for name in copy}
     assert (tuned["3.weight"] != source["3.weight"]).any()  # the head learns either way
+
+
+def test_two_ranks_accumulating_batches_end_with_the_weights_of_one_process(tmp_path):
+    """Within a group of accumulated batches the ranks keep their gradients (no_sync) and all-reduce
+    the group's sum at its last batch: the weights are those of one process, up to float noise. A
+    group's last batch left out of the all-reduce would leave each rank on its own half of the data."""
+    from jobs.backends.pytorch import train
+    from tests.jobs.test_training_extras import Recorder, last_weights, make_plan, max_difference, write_dataset
+
+    dataset = write_dataset(tmp_path / "dataset", train=40)
+    # 5 batches of 8 an epoch: groups of 2, 2 and a last one of 1, over 3 epochs.
+    fields = {"epochs": 3, "accumulate": 2, "momentum": 0.9}
+    assert train(make_plan(dataset, tmp_path / "one", **fields), Recorder()) == "done"
+    assert train(make_plan(dataset, tmp_path / "two", devices=("cpu", "cpu"), **fields), Recorder()) == "done"
+
+    one, two = last_weights(tmp_path / "one"), last_weights(tmp_path / "two")
+    assert max_difference(one, two) < 1e-5
