@@ -126,7 +126,7 @@ class _Run:
         # `net` is the network itself: its weights are snapshotted, validated, resumed. `model` is
         # what trains: the same network, wrapped by DDP when there are several ranks; `compiled`
         # runs it, through torch.compile when the plan asks.
-        self.net = self.precision.prepare(self.model)
+        self.net = self.ranks.local(self.precision.prepare(self.model))
         self.optimizer = make_optimizer(plan, param_groups(self.net, plan))
         self.model = self.ranks.wrap(self.net, device, some_frozen=bool(plan.pretrained) and plan.freeze_epochs != 0)
         self.compiled = CompiledModel(self.model, reporter, plan.compile)

@@ -24,6 +24,9 @@ from jobs.backends.base import Reporter
 class Solo:
     rank, size, leader = 0, 1, True
 
+    def local(self, net: torch.nn.Module) -> torch.nn.Module:
+        return net
+
     def wrap(self, model: torch.nn.Module, device: torch.device, some_frozen: bool = False) -> torch.nn.Module:
         return model
 
@@ -53,6 +56,15 @@ class Ranks(Solo):
         # The stop flag and the generators' states go over gloo, on the CPU: over NCCL each step's
         # flag would make the host wait for the GPU, and the host could no longer queue work ahead.
         self._control = dist.new_group(backend="gloo") if device.type == "cuda" else None
+
+    def local(self, net: torch.nn.Module) -> torch.nn.Module:
+        """The network each rank holds. On GPUs its batch norms become SyncBatchNorm: their statistics
+        are the whole batch's, as in one process, not each rank's share (same weights and buffers, so
+        snapshots and resumes do not change). torch has no SyncBatchNorm on the CPU: gloo ranks keep
+        per-rank statistics."""
+        if self.device.type == "cuda" and any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in net.modules()):
+            return torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
+        return net
 
     def wrap(self, model: torch.nn.Module, device: torch.device, some_frozen: bool = False) -> torch.nn.Module:
         """`some_frozen`: pretrained layers are frozen for a while (no gradient): DDP must look for
