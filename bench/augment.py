@@ -51,9 +51,10 @@ if str(ROOT) not in sys.path:
 
 from jobs.augmentation import augmentation_parse  # noqa: E402
 from jobs.backends.base import SilentReporter, TrainingPlan  # noqa: E402
-from jobs.backends.pytorch import _Run, evaluate, load_snapshot, train  # noqa: E402
+from jobs.backends.pytorch import _Run, train  # noqa: E402
 from jobs.backends.torch_augment import Augmenter  # noqa: E402
 from jobs.backends.torch_data import Split  # noqa: E402
+from jobs.backends.torch_models import evaluate, load_snapshot  # noqa: E402
 from jobs.networks.builtin import builtin_spec  # noqa: E402
 
 CPU = torch.device("cpu")

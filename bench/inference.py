@@ -36,8 +36,8 @@ import onnxruntime  # noqa: E402
 import torch  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
 
-from jobs.backends.pytorch import load_snapshot  # noqa: E402
 from jobs.backends.torch_export import Preprocessed, export_snapshot  # noqa: E402
+from jobs.backends.torch_models import load_snapshot  # noqa: E402
 from jobs.networks.builtin import builtin_spec  # noqa: E402
 
 SHAPES = {"lenet": (1, 28, 28), "resnet18": (3, 32, 32)}

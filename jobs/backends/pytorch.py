@@ -6,12 +6,8 @@ from __future__ import annotations
 
 import json
 import math
-import random
-import threading
-from collections import OrderedDict
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,14 +19,24 @@ from jobs.backends.tensorfile import write_safetensors
 from jobs.backends.torch_augment import Augmenter, mean_to_subtract
 from jobs.backends.torch_compile import CompiledModel
 from jobs.backends.torch_data import Prefetcher, Split
+from jobs.backends.torch_models import evaluate, model_metadata
+from jobs.backends.torch_optim import copy_pretrained, make_optimizer, param_groups
 from jobs.backends.torch_precision import Precision
 from jobs.backends.torch_ranks import Solo
+from jobs.backends.torch_snapshots import (
+    SnapshotWriter,
+    flatten_optimizer,
+    rng_state,
+    set_rng_state,
+    snapshot_meta,
+    unflatten_optimizer,
+)
 from jobs.networks.torch_build import build_model
 from jobs.schedules import learning_rate
 from workbench import faults
 from workbench.files import remove_leftovers, replaced_atomically, write_bytes_atomically
 
-_MODEL_CACHE = 8
+_RANK_SEED_STEP = 1_000_003  # rank r of a job draws from seed + r times this
 
 
 def train(plan: TrainingPlan, reporter: Reporter, threads: int = 0) -> str:
@@ -44,64 +50,6 @@ def train(plan: TrainingPlan, reporter: Reporter, threads: int = 0) -> str:
     # A job's run holds its devices (workers.leases); tests and benches name one in `device`.
     device = plan.devices[0] if plan.devices else plan.device
     return _Run(plan, reporter, torch.device("cpu" if device == "auto" else device)).train()
-
-
-class ModelCache:
-    """The last few models a worker classified with, kept loaded: a warm classify skips the load."""
-
-    def __init__(self, size: int = _MODEL_CACHE) -> None:
-        self.size = size
-        self._models: OrderedDict[tuple[str, float], tuple[Any, torch.Tensor]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def infer(self, weights: Path, images: np.ndarray) -> np.ndarray:
-        model, mean = self.get(weights)
-        with torch.inference_mode():
-            x = (torch.from_numpy(np.array(images)).float() - mean) / 255.0
-            return torch.softmax(model(x), dim=1).numpy()
-
-    def get(self, weights: Path) -> tuple[Any, torch.Tensor]:
-        key = (str(weights), weights.stat().st_mtime)
-        with self._lock:
-            if key in self._models:
-                self._models.move_to_end(key)
-                return self._models[key]
-            loaded = load_snapshot(weights)
-            self._models[key] = loaded
-            while len(self._models) > self.size:
-                self._models.popitem(last=False)
-            return loaded
-
-
-def model_metadata(plan: TrainingPlan) -> dict[str, Any]:
-    # mean.safetensors holds what is subtracted (the mean image, its per-channel means, or zeros):
-    # every reader subtracts it as it is, so inference and export follow the job's `mean` choice.
-    mean = augmentation_from_stored(plan.augmentation).mean
-    return {"network_spec": plan.network_spec, "input_shape": list(plan.input_shape), "classes": plan.classes,
-            "preprocessing": {**plan.preprocessing, "mean": mean, "mean_file": "mean.safetensors", "scale": 1 / 255}}
-
-
-def model_folder(weights: Path) -> Path:
-    """Where model.json and mean.safetensors are: beside a compressed model, one folder above a snapshot."""
-    return weights.parent if (weights.parent / "model.json").exists() else weights.parent.parent
-
-
-def load_snapshot(weights: Path) -> tuple[Any, torch.Tensor]:
-    """A model in eval mode and its mean image, from its own files alone (no pickle).
-
-    `weights` is a snapshot (model.json and mean.safetensors one folder up) or a compressed
-    copy (its own model.json and mean.safetensors beside it; quantized ones are TorchScript).
-    """
-    folder = model_folder(weights)
-    mean = load_file(folder / "mean.safetensors")["mean"]
-    if weights.suffix == ".pt":
-        from jobs.backends.torch_compress import load_quantized
-
-        return load_quantized(weights), mean
-    meta = json.loads((folder / "model.json").read_text())
-    model = build_model(meta["network_spec"], tuple(meta["input_shape"]), len(meta["classes"]))
-    model.load_state_dict(load_file(weights))
-    return model.eval(), mean
 
 
 # --- one training run -----------------------------------------------------------------------
@@ -154,7 +102,7 @@ class _Run:
         on = f"{self.ranks.size} processes ({', '.join(self.plan.devices)})" if self.ranks.size > 1 else self.device
         self.reporter.log(f"Training {len(self.train_split)} images, {self.steps_per_epoch} steps per epoch, "
                           f"{self.plan.epochs} epochs on {on}.")
-        with _SnapshotWriter(self._write_snapshot) as self.snapshots, self.batches:
+        with SnapshotWriter(self._write_snapshot) as self.snapshots, self.batches:
             finished = all(self._train_epoch(epoch, start)
                            for epoch in range(start // self.steps_per_epoch, self.plan.epochs))
         self.reporter.log("Done." if finished else "Aborted.")
@@ -271,6 +219,7 @@ class _Run:
         """Copy the weights, optimizer and loop state now; write them while the next steps run."""
         ranks = self.ranks.gather(self._rank_state())  # collectives first: every rank joins them
         running = float(self.ranks.mean(self.running).item())  # every rank resumes with the mean
+        self.ranks.share_gradients(self.net)  # a group's pending gradients: the same on every rank
         if not self.ranks.leader:
             return
         tensors, state = flatten_optimizer(self.optimizer.state_dict())
@@ -304,9 +253,7 @@ class _Run:
         with replaced_atomically(folder / f"{name}.optim.safetensors") as temporary:
             write_safetensors(temporary, tensors)
             self._still_ours()
-        meta = {"epoch": epoch, "step": step, "optimizer": {k: v for k, v in state.items() if k in _OPTIMIZER_KEYS},
-                **{k: v for k, v in state.items() if k not in _OPTIMIZER_KEYS}}
-        write_bytes_atomically(folder / f"{name}.json", json.dumps(meta).encode())
+        write_bytes_atomically(folder / f"{name}.json", json.dumps(snapshot_meta(epoch, step, state)).encode())
         # Reported only once all its files are whole: resume trusts every snapshot row it finds.
         self.reporter.snapshot(epoch=epoch, path=f"{name}.safetensors", step=step)
         self.reporter.log(f"Snapshot at epoch {epoch:g}.")
@@ -344,159 +291,3 @@ class _Run:
         self.precision.load_state(meta.get("grad_scaler"))
         self.reporter.log(f"Resumed from the snapshot at epoch {epoch:g} (step {meta['step']}).")
         return int(meta["step"])
-
-
-class _SnapshotWriter:
-    """Writes snapshots on one background thread, in order, while training goes on.
-
-    The tensors are copied into one of two sets of CPU buffers that are kept and reused: a fresh
-    allocation per snapshot costs ten times the copy itself (page faults), all on the training
-    thread. A set is reused once the snapshot before it is on disk, so training waits only when
-    snapshots come faster than the disk takes them. A snapshot that could not be written fails the job.
-    """
-
-    def __init__(self, write: Callable[..., None]) -> None:
-        self._write = write
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="snapshot")
-        self._buffers: tuple[dict[str, torch.Tensor], ...] = ({}, {})
-        self._writes: list[Future[None] | None] = [None, None]
-        self._turn = 0
-
-    def __enter__(self) -> _SnapshotWriter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._pool.shutdown(wait=True)
-        if exc[0] is None:
-            for write in self._writes:
-                if write is not None:
-                    write.result()
-
-    def submit(self, epoch: float, step: int, weights: dict[str, torch.Tensor],
-               optimizer: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
-        turn, self._turn = self._turn, 1 - self._turn
-        previous = self._writes[turn]
-        if previous is not None:
-            previous.result()
-        buffers = self._buffers[turn]
-        self._writes[turn] = self._pool.submit(
-            self._write, epoch, step, _hold(buffers, "weights.", weights), _hold(buffers, "optimizer.", optimizer), state)
-
-
-def _hold(buffers: dict[str, torch.Tensor], prefix: str, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    held = {}
-    for name, value in tensors.items():
-        buffer = buffers.get(prefix + name)
-        if buffer is None or buffer.shape != value.shape or buffer.dtype != value.dtype:
-            buffer = buffers[prefix + name] = torch.empty(value.shape, dtype=value.dtype)
-        held[name] = buffer.copy_(value.detach())
-    return held
-
-
-_OPTIMIZER_KEYS = ("param_groups", "scalars")
-_RANK_SEED_STEP = 1_000_003  # rank r of a job draws from seed + r times this
-
-
-def rng_state(device: torch.device) -> dict[str, Any]:
-    """Every random generator a run may draw from (dropout, anything numpy or Python), as JSON."""
-    kind, keys, position, has_gauss, gauss = np.random.get_state()  # type: ignore[misc]
-    version, internal, gauss_next = random.getstate()
-    state: dict[str, Any] = {"torch": torch.get_rng_state().tolist(),
-                             "numpy": [kind, keys.tolist(), position, has_gauss, gauss],
-                             "python": [version, list(internal), gauss_next]}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device).tolist()
-    return state
-
-
-def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
-    torch.set_rng_state(torch.tensor(state["torch"], dtype=torch.uint8))
-    kind, keys, position, has_gauss, gauss = state["numpy"]
-    np.random.set_state((kind, np.array(keys, dtype=np.uint32), position, has_gauss, gauss))
-    version, internal, gauss_next = state["python"]
-    random.setstate((version, tuple(internal), gauss_next))
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(torch.tensor(state["cuda"], dtype=torch.uint8), device)
-
-
-def evaluate(model: torch.nn.Module, split: Split, mean: torch.Tensor, device: torch.device,
-             batch_size: int) -> tuple[float, float]:
-    model.eval()
-    total_loss, correct = 0.0, 0
-    with torch.inference_mode():
-        for start in range(0, len(split), batch_size):
-            x, y = split.batch(torch.arange(start, min(start + batch_size, len(split))))
-            logits = model((x.to(device).float() - mean) / 255.0)
-            y = y.to(device)
-            total_loss += torch.nn.functional.cross_entropy(logits, y, reduction="sum").item()
-            correct += int((logits.argmax(1) == y).sum())
-    return total_loss / len(split), correct / len(split)
-
-
-def param_groups(model: torch.nn.Module, plan: TrainingPlan) -> list[dict[str, Any]]:
-    """One group, or with pretrained weights two: the copied parameters (their own rate multiplier,
-    frozen for plan.freeze_epochs) and the rest. Made from the plan alone, so a resumed run has the
-    same layout as the run whose optimizer state it loads."""
-    copied = set(plan.pretrained.get("copy", ())) if plan.pretrained else set()
-    if not copied:
-        return [{"params": list(model.parameters())}]
-    named = list(model.named_parameters())
-    groups = [{"params": [p for n, p in named if n in copied], "pretrained": True, "lr_mult": plan.pretrained_lr_mult},
-              {"params": [p for n, p in named if n not in copied], "pretrained": False, "lr_mult": 1.0}]
-    return [group for group in groups if group["params"]]
-
-
-def copy_pretrained(model: torch.nn.Module, pretrained: dict[str, Any]) -> str:
-    """Copy the tensors the web found to match (name and shape) from safetensors; the line to log."""
-    try:
-        source = load_file(pretrained["weights"])
-    except FileNotFoundError:
-        raise TrainingFailed(f"The weights of {pretrained.get('label') or 'the pretrained model'} are gone "
-                             "(deleted since the job was queued).") from None
-    state = model.state_dict()
-    copy = set(pretrained["copy"])
-    for name in copy:
-        if name not in source or name not in state or source[name].shape != state[name].shape:
-            raise TrainingFailed(f"The pretrained weights changed since the job was queued: {name!r} no longer fits.")
-    model.load_state_dict({**state, **{name: source[name] for name in copy}})
-    remade = [n for n in state if n not in copy and n in source]
-    new = [n for n in state if n not in copy and n not in source]
-    return (f"Copied {len(copy)} tensors from {pretrained.get('label') or 'the pretrained weights'}; "
-            f"re-made {len(remade)}{' (' + ', '.join(remade) + ')' if remade else ''}; {len(new)} left new.")
-
-
-def make_optimizer(plan: TrainingPlan, params: Any) -> torch.optim.Optimizer:
-    lr, wd = plan.learning_rate, plan.weight_decay
-    if plan.optimizer in ("sgd", "nesterov"):
-        return torch.optim.SGD(params, lr=lr, momentum=plan.momentum, weight_decay=wd,
-                               nesterov=plan.optimizer == "nesterov" and plan.momentum > 0)
-    if plan.optimizer == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=wd)
-    if plan.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
-    if plan.optimizer == "rmsprop":
-        return torch.optim.RMSprop(params, lr=lr, momentum=plan.momentum, weight_decay=wd)
-    raise TrainingFailed(f"Unknown optimizer '{plan.optimizer}'.")
-
-
-def flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Split an optimizer state dict into tensors (the live ones, for safetensors) and plain JSON, never pickle."""
-    tensors: dict[str, torch.Tensor] = {}
-    scalars: dict[str, dict[str, Any]] = {}
-    for index, values in state["state"].items():
-        for key, value in values.items():
-            if isinstance(value, torch.Tensor):
-                tensors[f"{index}.{key}"] = value.detach()
-            else:
-                scalars.setdefault(str(index), {})[key] = value
-    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
-
-
-def unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
-    state: dict[int, dict[str, Any]] = {}
-    for name, tensor in tensors.items():
-        index, key = name.split(".", 1)
-        state.setdefault(int(index), {})[key] = tensor
-    for index, values in meta["scalars"].items():
-        state.setdefault(int(index), {}).update(values)
-    return {"state": state, "param_groups": meta["param_groups"]}

@@ -26,7 +26,7 @@ class TorchBackend(TrainingBackend):
 
     def __init__(self, alias: str, options: dict[str, Any]) -> None:
         super().__init__(alias, options)
-        from jobs.backends.pytorch import ModelCache
+        from jobs.backends.torch_models import ModelCache
 
         self._models = ModelCache()
 

@@ -27,8 +27,9 @@ from torch import nn
 from torch.nn.utils import prune
 
 from jobs.backends.base import Reporter, TrainingFailed, TrainingPlan
-from jobs.backends.pytorch import evaluate, load_snapshot, make_optimizer, model_folder
 from jobs.backends.torch_data import Split
+from jobs.backends.torch_models import evaluate, load_snapshot, model_folder
+from jobs.backends.torch_optim import make_optimizer
 from jobs.networks.torch_build import ResidualBlock
 
 CALIBRATION_IMAGES = 256

@@ -23,7 +23,7 @@ from torch import nn
 
 from jobs.backends import archive_predict
 from jobs.backends.base import TrainingFailed
-from jobs.backends.pytorch import load_snapshot, model_folder
+from jobs.backends.torch_models import load_snapshot, model_folder
 from jobs.networks.shapes import PlannedLayer
 from jobs.networks.spec import plan_network
 

@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from jobs.backends.pytorch import load_snapshot, model_folder
+from jobs.backends.torch_models import load_snapshot, model_folder
 from jobs.networks.spec import summarize
 
 MAX_MAPS = 32

@@ -45,6 +45,9 @@ class Solo:
     def mean(self, value: torch.Tensor) -> torch.Tensor:
         return value
 
+    def share_gradients(self, net: torch.nn.Module) -> None:
+        pass
+
     def gather(self, state: dict[str, Any]) -> list[dict[str, Any]]:
         return [state]
 
@@ -102,6 +105,16 @@ class Ranks(Solo):
         total = value.detach().clone()
         dist.all_reduce(total)
         return total / self.size
+
+    def share_gradients(self, net: torch.nn.Module) -> None:
+        """Inside a group of accumulated batches (no_sync) each rank holds its own partial gradient;
+        a snapshot keeps one set. Averaged here, every rank holds the mean, which the group's last
+        all-reduce turns into the same result (it averages linearly), and which a resumed run gives
+        every rank back. Outside a group there are no gradients and this does nothing."""
+        for param in net.parameters():
+            if param.grad is not None:
+                dist.all_reduce(param.grad)
+                param.grad /= self.size
 
     def gather(self, state: dict[str, Any]) -> list[dict[str, Any]]:
         """Every rank's state (its random generators), in rank order, on every rank."""

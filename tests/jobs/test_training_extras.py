@@ -15,8 +15,9 @@ from safetensors.torch import load_file
 
 from jobs.backends import archive_predict
 from jobs.backends.base import TrainingPlan
-from jobs.backends.pytorch import ModelCache, _Run, train
+from jobs.backends.pytorch import _Run, train
 from jobs.backends.torch_export import export_snapshot
+from jobs.backends.torch_models import ModelCache
 from tests.jobs.test_augmentation import EVERYTHING
 
 CPU = torch.device("cpu")

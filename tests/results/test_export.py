@@ -90,7 +90,7 @@ def test_it_exports_torchscript_and_onnx_that_match_torch(celery_worker, alice_a
     import onnxruntime
     import torch
 
-    from jobs.backends.pytorch import load_snapshot
+    from jobs.backends.torch_models import load_snapshot
 
     dataset = ready_colours(alice_api)
     job = wait_job(start(alice_api, dataset, network="lenet", epochs=1)["id"])
