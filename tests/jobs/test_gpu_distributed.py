@@ -30,7 +30,9 @@ def test_two_gpus_train_like_one_with_the_same_global_batch(tmp_path, amp):
 
 def test_two_gpus_normalise_batches_over_the_whole_batch(tmp_path):
     """Batch norm on two GPUs (SyncBatchNorm) takes its statistics over the global batch, as one GPU
-    does: per-rank statistics over half of each batch would move the curve well past 1e-3."""
+    does. Per-rank statistics (what two gloo ranks on the CPU do, with no SyncBatchNorm there) move
+    this very run's train losses by 15% (median) and up to 250%, and the running mean by 0.016:
+    the tolerances leave room for TF32's noise only."""
     dataset = write_dataset(tmp_path / "data", train=256, val=64)
     bn = {"layers": [{"type": "conv2d", "out_channels": 4, "kernel_size": 3, "padding": 1},
                      {"type": "batchnorm2d"}, {"type": "relu"},
@@ -42,7 +44,7 @@ def test_two_gpus_normalise_batches_over_the_whole_batch(tmp_path):
     assert train(make_plan(dataset, tmp_path / "two", devices=("cuda:0", "cuda:1"), **fields), two) == "done"
 
     losses = {k: v for k, v in one.points.items() if k[:2] == ("train", "loss")}
-    assert {k: two.points[k] for k in losses} == pytest.approx(losses, rel=1e-3)
+    assert {k: two.points[k] for k in losses} == pytest.approx(losses, rel=2e-2)
     weights_one, weights_two = last_weights(tmp_path / "one"), last_weights(tmp_path / "two")
     assert weights_one.keys() == weights_two.keys()  # the snapshot of a SyncBatchNorm net loads as ever
-    assert float((weights_one["1.running_mean"] - weights_two["1.running_mean"]).abs().max()) < 1e-3
+    assert float((weights_one["1.running_mean"] - weights_two["1.running_mean"]).abs().max()) < 2e-3
