@@ -44,12 +44,27 @@ def browser() -> Iterator[object]:
         chromium.close()
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    report = yield
+    if report.when == "call":
+        item.stash[_FAILED] = report.failed  # type: ignore[attr-defined]
+    return report
+
+
+_FAILED = pytest.StashKey[bool]()
+
+
 @pytest.fixture
-def page(browser, web_server: str) -> Iterator[object]:  # type: ignore[no-untyped-def]
+def page(browser, web_server: str, request: pytest.FixtureRequest) -> Iterator[object]:  # type: ignore[no-untyped-def]
     context = browser.new_context(base_url=web_server, viewport=VIEWPORT)
     context.set_default_timeout(15_000)
+    # A page's load waits for Plotly and every script: on a CI host busy training, give it longer.
+    context.set_default_navigation_timeout(45_000)
     tab = context.new_page()
     yield tab
+    if request.node.stash.get(_FAILED, False):
+        _show_failure(tab, request.node.name)
     # Let requests the page still has in flight (a self-reload, a poll) finish before the test's
     # database is flushed: on PostgreSQL a flush racing a request's query can deadlock.
     try:
@@ -79,3 +94,13 @@ def log_in(page, username: str, password: str) -> None:  # type: ignore[no-untyp
     page.fill("#id_password", password)
     page.click("button[type=submit]")
     page.wait_for_load_state("load")
+
+
+def _show_failure(tab, name: str) -> None:  # type: ignore[no-untyped-def]
+    """What the browser showed when the test failed: a screenshot, and the page's URL and text."""
+    try:
+        SCREENSHOTS.mkdir(exist_ok=True)
+        tab.screenshot(path=str(SCREENSHOTS / f"FAILED-{name}.png"), full_page=True)
+        print(f"\nThe page at the failure: {tab.url}\n{tab.inner_text('body')[:2000]}")
+    except Exception as exc:  # a closed or crashed page: say so, the test's own error stands
+        print(f"\nNo picture of the page at the failure: {exc}")
