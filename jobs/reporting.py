@@ -177,7 +177,7 @@ class DatabaseReporter:
                     if isinstance(event, ProgressEvent):
                         self._first = self._first or event
                         self._progress = event
-                points += self._system_points()
+                points += self._system_points(last=done)
                 now = time.monotonic()
                 row_due = done or now - last_row >= _ROW_EVERY
                 if not self._write_or_retry(points, snapshots, row_due):
@@ -193,11 +193,12 @@ class DatabaseReporter:
             self._healthy.set()  # never leave the training thread waiting
             connection.close()
 
-    def _system_points(self) -> list[MetricEvent]:
+    def _system_points(self, last: bool = False) -> list[MetricEvent]:
         """Every WORKBENCH_SYSTEM_METRICS_SECONDS, the worker's CPU, memory and GPU as `system` points
-        at the current step (a second sample at the same step is dropped, like any repeated point)."""
+        at the current step (a second sample at the same step is dropped, like any repeated point);
+        and once more as the run ends, so that even a short run's chart spans it."""
         now = time.monotonic()
-        if self._progress is None or now < self._system_due:
+        if self._progress is None or (now < self._system_due and not last):
             return []
         self._system_due = now + settings.WORKBENCH_SYSTEM_METRICS_SECONDS
         try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from jobs.models import MetricPoint
-from tests.conftest import wait_dataset
+from tests.conftest import wait_dataset, wait_for
 from tests.jobs.test_training_flow import wait_job
 from workers.probe import ProcessSampler
 
@@ -58,3 +58,23 @@ def test_the_sampler_counts_the_processes_a_run_trains_through():
     assert both["memory_mb"] - own["memory_mb"] > 190
     assert both["cpu_percent"] > 50  # the rank's busy core (this test's process sleeps)
     assert sampler.sample("cpu", processes=(rank.pid,))["memory_mb"] < both["memory_mb"] - 190  # ended: dropped
+
+
+def test_a_run_shorter_than_the_interval_has_a_sample_at_its_start_and_at_its_end(alice, tmp_path, settings):
+    from jobs.models import TrainingJob
+    from jobs.reporting import DatabaseReporter
+    from tests.results.test_export import _finished_job
+    from workbench.leases import Lease
+
+    settings.WORKBENCH_SYSTEM_METRICS_SECONDS = 3600
+    job = _finished_job(alice, status="running")
+    reporter = DatabaseReporter(Lease(TrainingJob, job.pk, job.attempt, "test"), tmp_path)
+    reporter.start()
+    reporter.progress(epoch=0.1, step=1, total_steps=100)
+    wait_for(lambda: MetricPoint.objects.filter(job=job, split="system").exists(), 30, "the first sample")
+    for step in range(2, 101):
+        reporter.progress(epoch=step / 10, step=step, total_steps=100)
+    reporter.close()
+
+    steps = list(MetricPoint.objects.filter(job=job, split="system", name="cpu_percent").values_list("step", flat=True))
+    assert len(steps) == 2 and steps[-1] == 100 and steps[0] < 100
