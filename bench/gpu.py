@@ -224,12 +224,12 @@ class Clock(SilentReporter):
         self.steps.append((time.perf_counter(), step))
 
 
-def job_rate(folder: Path, args: argparse.Namespace, devices: tuple[str, ...], epochs: int) -> float:
+def job_rate(folder: Path, args: argparse.Namespace, devices: tuple[str, ...], epochs: int, accumulate: int = 1) -> float:
     """Images/s of a whole job on `devices` (one process each when several), over its second half."""
     batch = args.batch_size * len(devices)
     plan = plan_for(folder, args, devices[0], devices=devices if len(devices) > 1 else (), batch_size=batch,
                     epochs=epochs, val_interval=1000.0, snapshot_interval=1000.0, amp="bf16" if devices[0] != "cpu"
-                    else "off", output_folder=folder / f"out-{len(devices)}")
+                    else "off", accumulate=accumulate, output_folder=folder / f"out-{len(devices)}-{accumulate}")
     clock = Clock()
     train(plan, clock)
     (t0, s0), (t1, s1) = clock.steps[len(clock.steps) // 2], clock.steps[-1]
@@ -257,6 +257,11 @@ def ddp_scaling(folder: Path, args: argparse.Namespace, gpus: int) -> None:
             ratio(f"DDP efficiency, {n} GPUs", efficiency, 0.9)
         else:
             print(f"  efficiency, {n} gloo processes on {os.cpu_count()} cores: {efficiency:.2f} (not a GPU figure)")
+    n = counts[-1]
+    devices = tuple(f"cuda:{i}" for i in range(n)) if kind == "cuda" else ("cpu",) * n
+    accumulated = job_rate(folder, args, devices, epochs=max(2, 2 * n * args.steps // 8), accumulate=4)
+    print(f"  accumulate 4 on {n}: {accumulated:10.1f} images/s, {accumulated / rates[n]:.2f}x accumulate 1 (one "
+          "all-reduce and one optimizer step per 4 batches; DDP's no_sync before the last)", flush=True)
 
 
 def main() -> None:
