@@ -25,7 +25,7 @@ MULTI_VALUE_FIELDS = ("epochs", "batch_size", "learning_rate", "momentum", "weig
                       "lr_step_size")
 NETWORK_SOURCES = [("", "Its initial weights"), ("job", "A previous job's snapshot"), ("model", "A pretrained model")]
 SOURCE_FIELDS = ("pretrained_source", "pretrained_job", "pretrained_epoch", "pretrained_model")
-AMP_LABELS = {"off": "Off (float32)", "bf16": "bf16 (GPU or CPU)", "fp16": "fp16 (GPU)"}
+AMP_LABELS = {"off": "Off (float32)", "bf16": "bf16 (GPU, or a CPU with bfloat16 instructions)", "fp16": "fp16 (GPU)"}
 POLICY_LABELS = {"fixed": "Fixed", "step": "Step down every N epochs", "multistep": "Step down at milestones",
                  "exp": "Exponential decay", "cosine": "Cosine annealing"}
 

@@ -102,6 +102,8 @@ class _Run:
         on = f"{self.ranks.size} processes ({', '.join(self.plan.devices)})" if self.ranks.size > 1 else self.device
         self.reporter.log(f"Training {len(self.train_split)} images, {self.steps_per_epoch} steps per epoch, "
                           f"{self.plan.epochs} epochs on {on}.")
+        if (slow := self.precision.warning()) and self.ranks.leader:
+            self.reporter.log(slow)
         with SnapshotWriter(self._write_snapshot) as self.snapshots, self.batches:
             finished = all(self._train_epoch(epoch, start)
                            for epoch in range(start // self.steps_per_epoch, self.plan.epochs))

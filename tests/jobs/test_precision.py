@@ -6,6 +6,7 @@ import torch
 
 from jobs.backends.base import TrainingFailed
 from jobs.backends.pytorch import _Run, train
+from jobs.backends.torch_precision import cpu_has_bf16
 from tests.conftest import wait_dataset
 from tests.jobs.test_training_extras import CPU, Recorder, make_plan, write_dataset
 from tests.jobs.test_training_flow import wait_job
@@ -65,6 +66,9 @@ def test_a_bf16_job_trains_the_digits_to_the_usual_accuracy(celery_worker, alice
     assert job.status == "done", job.error
     assert job.best["val_accuracy"] >= 0.9  # float32 reaches about 0.95 with these settings
     assert alice_api.get(f"/api/v1/jobs/{job.pk}/").json()["amp"] == "bf16"
+    # Said in the log exactly where bf16 is emulated (this CPU has no bfloat16 instructions).
+    warned = "bf16 is emulated here" in (job.folder / "log.txt").read_text()
+    assert warned == (not cpu_has_bf16())
 
 
 @pytest.mark.django_db
