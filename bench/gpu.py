@@ -57,6 +57,7 @@ import torch  # noqa: E402
 
 from jobs.backends.base import SilentReporter, TrainingPlan  # noqa: E402
 from jobs.backends.pytorch import _Run, train  # noqa: E402
+from jobs.backends.torch_precision import cpu_has_bf16  # noqa: E402
 from jobs.networks.builtin import builtin_spec  # noqa: E402
 from jobs.networks.torch_build import build_model  # noqa: E402
 
@@ -293,8 +294,13 @@ def main() -> None:
 
         case("bare fp32", bare_step(folder, args, device))
         case("backend fp32", backend_step(folder, args, device))
-        case("bare bf16", bare_step(folder, args, device, amp="bf16", channels_last=cuda))
-        case("backend bf16", backend_step(folder, args, device, amp="bf16"))
+        bf16 = cuda or cpu_has_bf16()
+        if bf16:
+            case("bare bf16", bare_step(folder, args, device, amp="bf16", channels_last=cuda))
+            case("backend bf16", backend_step(folder, args, device, amp="bf16"))
+        else:
+            print(f"  bf16 skipped: this CPU has no bfloat16 instructions ({torch.backends.cpu.get_cpu_capability()}); "
+                  "torch emulates it, far slower than fp32")
         host = "bf16" if cuda else "fp32"
         case(f"backend {host}, data on the map", backend_step(folder, args, device, amp=host, data_placement="map"))
         for where in ("memory", "map") if cuda else ("map",):
@@ -309,9 +315,10 @@ def main() -> None:
             except Exception as exc:  # a compiler the machine lacks: said, not fatal
                 print(f"  bare bf16 compile            skipped: torch.compile failed ({type(exc).__name__}: {exc})")
         print("ratios:")
-        ratio("bf16 / fp32 (backend)", rates["backend bf16"] / rates["backend fp32"], 1.8)
         ratio("backend / bare, fp32", rates["backend fp32"] / rates["bare fp32"], 0.97)
-        ratio("backend / bare, bf16", rates["backend bf16"] / rates["bare bf16"], 0.97)
+        if bf16:
+            ratio("bf16 / fp32 (backend)", rates["backend bf16"] / rates["backend fp32"], 1.8)
+            ratio("backend / bare, bf16", rates["backend bf16"] / rates["bare bf16"], 0.97)
         ratio(f"map prefetched / map per step (backend {host})",
               rates[f"backend {host}, map, prefetched"] / rates[f"backend {host}, data on the map"], 1.0)
         if cuda:
