@@ -33,7 +33,8 @@ def wait_sweep(client, pk: int, timeout: float = 240.0) -> dict[str, Any]:  # ty
 
 def test_it_runs_a_two_by_two_grid_as_four_jobs_and_names_the_best(celery_worker, alice_api):
     dataset = ready_digits(alice_api)
-    pk = create(alice_api, dataset, grid={"learning_rate": [0.05, 0.0001], "batch_size": [16, 32]})
+    # 0.02, not more: 0.05 diverged once in CI (another test, batches of 8), and a diverged trial is an error.
+    pk = create(alice_api, dataset, grid={"learning_rate": [0.02, 0.0001], "batch_size": [16, 32]})
 
     body = wait_sweep(alice_api, pk)
 
@@ -41,11 +42,11 @@ def test_it_runs_a_two_by_two_grid_as_four_jobs_and_names_the_best(celery_worker
     jobs = body["jobs"]
     assert len(jobs) == 4 and all(job["status"] == "done" for job in jobs)
     combos = {(job["params"]["learning_rate"], job["params"]["batch_size"]) for job in jobs}
-    assert combos == {(0.05, 16), (0.05, 32), (0.0001, 16), (0.0001, 32)}
+    assert combos == {(0.02, 16), (0.02, 32), (0.0001, 16), (0.0001, 32)}
     assert sorted(job["name"] for job in jobs) == [f"sweep #{n}" for n in range(1, 5)]
     values = [job["best"]["val_accuracy"] for job in jobs]
     assert values == sorted(values, reverse=True)  # the leaderboard, best first
-    assert body["best_job"]["id"] == jobs[0]["id"] and body["best_job"]["params"]["learning_rate"] == 0.05
+    assert body["best_job"]["id"] == jobs[0]["id"] and body["best_job"]["params"]["learning_rate"] == 0.02
     one = alice_api.get(f"/api/v1/jobs/{jobs[0]['id']}/").json()
     assert one["sweep"] == pk and one["params"] == jobs[0]["params"]
     assert one["learning_rate"] == jobs[0]["params"]["learning_rate"]
