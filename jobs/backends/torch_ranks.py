@@ -61,13 +61,7 @@ class Ranks(Solo):
         self._control = dist.new_group(backend="gloo") if device.type == "cuda" else None
 
     def local(self, net: torch.nn.Module) -> torch.nn.Module:
-        """The network each rank holds. On GPUs its batch norms become SyncBatchNorm: their statistics
-        are the whole batch's, as in one process, not each rank's share (same weights and buffers, so
-        snapshots and resumes do not change). torch has no SyncBatchNorm on the CPU: gloo ranks keep
-        per-rank statistics."""
-        if self.device.type == "cuda" and any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in net.modules()):
-            return torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
-        return net
+        return synced_batch_norms(net, self.device)
 
     def wrap(self, model: torch.nn.Module, device: torch.device, some_frozen: bool = False) -> torch.nn.Module:
         """`some_frozen`: pretrained layers are frozen for a while (no gradient): DDP must look for
@@ -125,3 +119,11 @@ class Ranks(Solo):
     def barrier(self) -> None:
         """Wait for every rank: the run ends on all of them before any process group goes away."""
         dist.barrier(group=self._control)
+
+
+def synced_batch_norms(net: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """The network one rank of several holds. On GPUs its batch norms become SyncBatchNorm: their
+    statistics are the whole batch's, as in one process, not each rank's share (same weights and
+    buffers, so snapshots and resumes do not change; a network without batch norm is returned as it
+    is). torch has no SyncBatchNorm on the CPU: gloo ranks keep per-rank statistics."""
+    return torch.nn.SyncBatchNorm.convert_sync_batchnorm(net) if device.type == "cuda" else net

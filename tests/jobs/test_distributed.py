@@ -175,26 +175,20 @@ def test_two_ranks_accumulating_batches_end_with_the_weights_of_one_process(tmp_
 
 
 def test_gpu_ranks_hold_sync_batch_norms_with_the_same_weights_and_cpu_ranks_plain_ones():
-    """The conversion itself (the 2-GPU run is in test_gpu_distributed): built without a process
-    group, as torch converts modules without one."""
+    """The conversion itself (the 2-GPU run is in test_gpu_distributed)."""
     import torch
 
-    from jobs.backends.torch_ranks import Ranks
+    from jobs.backends.torch_ranks import synced_batch_norms
     from jobs.networks.torch_build import build_model
 
     spec = {"layers": [{"type": "conv2d", "out_channels": 4, "kernel_size": 3}, {"type": "batchnorm2d"},
                        {"type": "relu"}, {"type": "flatten"}, {"type": "linear", "out_features": "num_classes"}]}
-
-    def ranks_on(device: str) -> Ranks:
-        ranks = Ranks.__new__(Ranks)
-        ranks.rank, ranks.size, ranks.leader, ranks.device = 0, 2, True, torch.device(device)
-        return ranks
-
     net = build_model(spec, (3, 6, 6), 2)
     keys = set(net.state_dict())
-    local = ranks_on("cuda:0").local(net)
 
-    assert any(isinstance(m, torch.nn.SyncBatchNorm) for m in local.modules())
-    assert set(local.state_dict()) == keys
-    on_cpu = ranks_on("cpu").local(build_model(spec, (3, 6, 6), 2))
-    assert not any(isinstance(m, torch.nn.SyncBatchNorm) for m in on_cpu.modules())
+    on_gpus = synced_batch_norms(net, torch.device("cuda:0"))  # converting needs no GPU, training does
+    on_cpus = synced_batch_norms(build_model(spec, (3, 6, 6), 2), torch.device("cpu"))
+
+    assert any(isinstance(m, torch.nn.SyncBatchNorm) for m in on_gpus.modules())
+    assert set(on_gpus.state_dict()) == keys
+    assert not any(isinstance(m, torch.nn.SyncBatchNorm) for m in on_cpus.modules())
