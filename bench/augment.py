@@ -8,7 +8,7 @@ with augmenting image by image with Pillow.
 
 1. Throughput. For each built-in network (LeNet on 1x28x28 grayscale, ResNet-18 on 3x32x32
    colour; random pixels written as a dataset folder), the real backend's training step
-   (`jobs.backends.pytorch._Run._step`: batch read, augmentation, mean, forward, backward,
+   (`training.torch.loop._Run._step`: batch read, augmentation, mean, forward, backward,
    optimizer step) runs with no augmentation and with every augmentation the images allow
    (flips, rot90, rotation, translation, scale, pad-and-crop, noise; HSV on colour), one step of
    each in turn (so a busy machine slows both alike) for about --seconds per network (at least 5
@@ -18,7 +18,7 @@ with augmenting image by image with Pillow.
    on the same batch) as a share of the fastest plain step: the same cost, free of the noise of
    two whole steps. Target: < 15%.
 2. Per batch. The same operations on one batch of --ops-batch-size images, batched in torch
-   (`jobs.backends.torch_augment.Augmenter`, uint8 batch in, float batch out) against a per-image
+   (`training.torch.augment.Augmenter`, uint8 batch in, float batch out) against a per-image
    Pillow implementation (Image.transpose, rotate, transform(AFFINE), ImageOps.expand + crop,
    numpy noise, convert("HSV") shifts; uint8 array in, float tensor out), each op alone and all
    together, for each of --ops-shapes; the fastest of --ops-repeat runs (the least disturbed by
@@ -49,13 +49,13 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from jobs.augmentation import augmentation_parse  # noqa: E402
-from jobs.backends.base import SilentReporter, TrainingPlan  # noqa: E402
-from jobs.backends.pytorch import _Run, train  # noqa: E402
-from jobs.backends.torch_augment import Augmenter  # noqa: E402
-from jobs.backends.torch_data import Split  # noqa: E402
-from jobs.backends.torch_models import evaluate, load_snapshot  # noqa: E402
-from jobs.networks.builtin import builtin_spec  # noqa: E402
+from networks.builtin import builtin_spec  # noqa: E402
+from training.augmentation import augmentation_parse  # noqa: E402
+from training.contract import SilentReporter, TrainingPlan  # noqa: E402
+from training.torch.augment import Augmenter  # noqa: E402
+from training.torch.data import Split  # noqa: E402
+from training.torch.loop import _Run, train  # noqa: E402
+from training.torch.models import evaluate, load_snapshot  # noqa: E402
 
 CPU = torch.device("cpu")
 SHAPES = {"lenet": (1, 28, 28), "resnet18": (3, 32, 32)}

@@ -9,7 +9,7 @@ utilisation while it ran:
 
   bare fp32            a hand-written loop: the same model, batches gathered on the GPU, SGD
   bare fp32 channels-last / bare bf16 channels-last / bare compile (torch.compile)
-  backend fp32         jobs.backends.pytorch._Run._step: the job's own step (amp off; data on the GPU;
+  backend fp32         training.torch.loop._Run._step: the job's own step (amp off; data on the GPU;
                        channels-last and cuDNN autotuning as the backend always does on CUDA)
   backend bf16         the same with amp=bf16
   backend bf16, map    the same with the data forced onto the memory map (gathered on the host, copied)
@@ -55,11 +55,11 @@ django.setup()
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from jobs.backends.base import SilentReporter, TrainingPlan  # noqa: E402
-from jobs.backends.pytorch import _Run, train  # noqa: E402
-from jobs.backends.torch_precision import cpu_has_bf16  # noqa: E402
-from jobs.networks.builtin import builtin_spec  # noqa: E402
-from jobs.networks.torch_build import build_model  # noqa: E402
+from networks.builtin import builtin_spec  # noqa: E402
+from training.contract import SilentReporter, TrainingPlan  # noqa: E402
+from training.torch.build import build_model  # noqa: E402
+from training.torch.loop import _Run, train  # noqa: E402
+from training.torch.precision import cpu_has_bf16  # noqa: E402
 
 
 class Utilisation(threading.Thread):

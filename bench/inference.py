@@ -5,7 +5,7 @@
 
 Trains nothing. For LeNet on 1x28x28 and ResNet-18 on 3x32x32 (the built-in specs, 10 classes,
 seeded random weights and a random mean image) it writes a snapshot folder as a training job would,
-exports it with the workbench's own export code (jobs.backends.torch_export: TorchScript and ONNX,
+exports it with the workbench's own export code (training.torch.export: TorchScript and ONNX,
 each checked against torch on sample inputs), then measures, with the same thread count for all:
   eager        the torch model with the mean subtraction in front, under torch.inference_mode()
   torchscript  the exported .pt, torch.jit.load + torch.jit.optimize_for_inference
@@ -36,9 +36,9 @@ import onnxruntime  # noqa: E402
 import torch  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
 
-from jobs.backends.torch_export import Preprocessed, export_snapshot  # noqa: E402
-from jobs.backends.torch_models import load_snapshot  # noqa: E402
-from jobs.networks.builtin import builtin_spec  # noqa: E402
+from networks.builtin import builtin_spec  # noqa: E402
+from training.torch.export import Preprocessed, export_snapshot  # noqa: E402
+from training.torch.models import load_snapshot  # noqa: E402
 
 SHAPES = {"lenet": (1, 28, 28), "resnet18": (3, 32, 32)}
 RUNTIMES = ("eager", "torchscript", "onnxruntime")
@@ -47,7 +47,7 @@ Run = Callable[[np.ndarray], object]
 
 def snapshot_folder(folder: Path, network: str, shape: tuple[int, int, int], classes: int = 10) -> Path:
     """A job folder as training leaves it: model.json, mean.safetensors, one seeded random snapshot."""
-    from jobs.networks.torch_build import build_model
+    from training.torch.build import build_model
 
     torch.manual_seed(0)
     spec = builtin_spec(network, shape, classes)

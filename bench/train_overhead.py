@@ -50,12 +50,12 @@ from datasets.example import write_digits  # noqa: E402
 from datasets.ingest.pipeline import IngestOptions, run_ingest  # noqa: E402
 from datasets.ingest.store import open_split  # noqa: E402
 from datasets.models import Dataset  # noqa: E402
-from jobs.backends.torch_backend import TorchBackend  # noqa: E402
 from jobs.models import TrainingJob  # noqa: E402
-from jobs.networks.builtin import builtin_spec  # noqa: E402
-from jobs.networks.torch_build import build_model  # noqa: E402
 from jobs.reporting import DatabaseReporter  # noqa: E402
 from jobs.services import training_plan  # noqa: E402
+from networks.builtin import builtin_spec  # noqa: E402
+from training.torch.backend import TorchBackend  # noqa: E402
+from training.torch.build import build_model  # noqa: E402
 
 SEED = 0
 LR, MOMENTUM = 0.01, 0.9

@@ -20,6 +20,7 @@ from datasets.ingest.pipeline import IngestOptions, IngestResult, ingest_workers
 from datasets.models import Dataset
 from workbench.leases import Lease, LeaseLost, heartbeat, lease_claim
 from workbench.progress import RowProgress
+from workbench.queue import enqueue
 
 log = logging.getLogger(__name__)
 
@@ -69,15 +70,13 @@ def dataset_create_example(*, owner: AbstractBaseUser) -> Dataset:
 
 def _dataset_insert(owner: AbstractBaseUser, name: str, options: IngestOptions, source: str,
                     source_name: str) -> Dataset:
-    from datasets.tasks import ingest_dataset
-
     with transaction.atomic():
         dataset = Dataset.objects.create(owner=owner, name=name, source=source, source_name=source_name,
                                          **_option_fields(options))
         # A rolled-back insert can hand the same id out again: never inherit its leftovers.
         shutil.rmtree(dataset.folder, ignore_errors=True)
         dataset.folder.mkdir(parents=True)
-        transaction.on_commit(lambda: ingest_dataset.delay(dataset.pk))
+        transaction.on_commit(lambda: enqueue("datasets.ingest", dataset.pk))
     return dataset
 
 

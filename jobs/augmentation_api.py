@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 
 from datasets import selectors as dataset_selectors
 from jobs.augmentation_preview import MAX_PREVIEW_IMAGES, augmentation_preview
-from jobs.services import JobInputError
+from jobs.errors import JobInputError
 from workbench.api import refused
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from django import forms
 
-from jobs.augmentation import FLIPS, HSV_KEYS, MEANS, AugmentationError, augmentation_parse
+from training.augmentation import FLIPS, HSV_KEYS, MEANS, AugmentationError, augmentation_parse
 
 FLIP_LABELS = {"none": "No flips", "horizontal": "Left-right", "vertical": "Top-bottom", "both": "Both"}
 MEAN_LABELS = {"image": "The mean image", "pixel": "The mean of each channel", "none": "Nothing"}

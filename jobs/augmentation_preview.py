@@ -4,9 +4,9 @@ from __future__ import annotations
 from typing import Any
 
 from datasets.models import Dataset
-from jobs.augmentation import AugmentationError, augmentation_parse
-from jobs.inference import ask_worker
-from jobs.services import JobInputError
+from jobs.errors import JobInputError
+from training.augmentation import AugmentationError, augmentation_parse
+from workbench.queue import ask_worker
 
 MAX_PREVIEW_IMAGES = 64
 
@@ -17,12 +17,10 @@ def augmentation_preview(*, dataset: Dataset, augmentation: object, seed: int, c
 
     JobInputError for a bad spec (naming its key) or a dataset that is not ready; WorkerUnavailable
     when no worker answers."""
-    from jobs.tasks import augmentation_preview as preview_task
-
     if dataset.status != Dataset.Status.READY:
         raise JobInputError(f"The dataset '{dataset.name}' is not ready (status: {dataset.status}).", "dataset")
     try:
         spec = augmentation_parse(augmentation, channels=dataset.channels)
     except AugmentationError as exc:
         raise JobInputError(str(exc), "augmentation") from None
-    return ask_worker(preview_task, dataset.pk, spec.as_dict(), seed, count)  # type: ignore[no-any-return]
+    return ask_worker("jobs.augmentation_preview", dataset.pk, spec.as_dict(), seed, count)  # type: ignore[no-any-return]

@@ -9,11 +9,10 @@ from datasets.models import Dataset
 from datasets.selectors import dataset_list
 from jobs import services
 from jobs.augmentation_form import AugmentationForm, augmentation_error_field, augmentation_initial
-from jobs.networks.spec import SpecError, parse_spec_text
-from jobs.schedules import LR_POLICIES, OPTIMIZERS
-from jobs.selectors import network_list
+from networks.selectors import network_list
 from pretrained.models import PretrainedModel
 from pretrained.selectors import pretrained_list
+from training.schedules import LR_POLICIES, OPTIMIZERS
 from workers.selectors import device_choices
 
 DEFAULTS = services.JobSettings()
@@ -174,15 +173,3 @@ def devices_initial(devices: list[str]) -> dict[str, Any]:
     return {"devices": [], "gpu_count": max(len(devices), 1), **({"device": "cpu"} if cpu else {})}
 
 
-class NetworkForm(forms.Form):
-    name = forms.RegexField(r"^[\w][\w .-]{0,99}$", error_messages={
-        "invalid": "Use letters, digits, spaces, '.', '-' or '_' (at most 100)."})
-    description = forms.CharField(required=False, max_length=500)
-    spec = forms.CharField(widget=forms.Textarea(attrs={"rows": 18, "spellcheck": "false", "class": "code"}),
-                           label="Layer spec (JSON)")
-
-    def clean_spec(self) -> dict[str, Any]:
-        try:
-            return parse_spec_text(self.cleaned_data["spec"])
-        except SpecError as exc:
-            raise forms.ValidationError(str(exc)) from None

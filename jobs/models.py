@@ -8,23 +8,6 @@ from django.db import models
 from workbench.leases import Leased
 
 
-class Network(models.Model):
-    """A custom network: a declarative layer spec, validated before any job uses it."""
-
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="networks")
-    name = models.CharField(max_length=100)
-    description = models.TextField(blank=True)
-    spec = models.JSONField()
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        ordering = ["name"]
-        constraints = [models.UniqueConstraint(fields=["owner", "name"], name="network_name_unique_per_owner")]
-
-    def __str__(self) -> str:
-        return self.name
-
-
 class TrainingJob(Leased):
     class Status(models.TextChoices):
         QUEUED = "queued"
@@ -41,7 +24,7 @@ class TrainingJob(Leased):
     name = models.CharField(max_length=200)
     dataset = models.ForeignKey("datasets.Dataset", on_delete=models.PROTECT, related_name="training_jobs")
     network = models.CharField(max_length=100, help_text="Built-in name or custom network name.")
-    custom_network = models.ForeignKey(Network, null=True, blank=True, on_delete=models.SET_NULL,
+    custom_network = models.ForeignKey("networks.Network", null=True, blank=True, on_delete=models.SET_NULL,
                                        related_name="training_jobs")
     # The spec as it was when the job was queued: later edits to a custom network never change a job.
     network_spec = models.JSONField()
@@ -66,7 +49,7 @@ class TrainingJob(Leased):
     val_interval = models.FloatField(default=1.0, help_text="Validate every this many epochs.")
     snapshot_interval = models.FloatField(default=1.0, help_text="Snapshot every this many epochs.")
     resume_from_epoch = models.FloatField(null=True, blank=True)
-    # jobs.augmentation's keys as the user gave them, normalised; `mean` among them.
+    # training.augmentation's keys as the user gave them, normalised; `mean` among them.
     augmentation = models.JSONField(default=dict, blank=True)
     accumulate = models.PositiveIntegerField(default=1, help_text="Batches per optimizer step.")
     grad_clip = models.FloatField(default=0.0, help_text="Largest gradient norm; 0 is off.")

@@ -20,9 +20,10 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 from django.utils import timezone
 
-from jobs import hooks, live
-from jobs.backends.base import TrainingFailed
+from jobs import hooks
 from jobs.models import MetricPoint, Snapshot
+from live import wakeup
+from training.contract import TrainingFailed
 from workbench.leases import Lease
 from workers import probe
 
@@ -183,7 +184,7 @@ class DatabaseReporter:
                 if not self._write_or_retry(points, snapshots, row_due):
                     continue
                 if points or snapshots or row_due:
-                    live.notify(self.job_id)
+                    wakeup.notify(self.job_id)
                     last_write = now
                 last_row = now if row_due else last_row
                 points, snapshots = [], []

@@ -31,15 +31,11 @@ from django.db.models import (
 )
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast
-from django.http import Http404
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
-from datasets.models import Dataset
 from jobs.downsample import bucket_count, bucket_index
-from jobs.models import MetricPoint, Network, Snapshot, TrainingJob
-from jobs.networks.builtin import BUILTIN_NETWORKS, builtin_spec
-from jobs.networks.spec import NetworkSummary, summarize
+from jobs.models import MetricPoint, Snapshot, TrainingJob
 
 LOG_TAIL_BYTES = 16 * 1024
 DEFAULT_SUMMARY_INPUT = ((1, 28, 28), 10)
@@ -261,7 +257,7 @@ def _curve_extremes(points: QuerySet[MetricPoint], curve: dict[str, Any], max_po
 
 def job_snapshot(*, job: TrainingJob, epoch: float | None = None) -> Snapshot:
     """The chosen snapshot (latest by default), with clear errors when there is none or no such epoch."""
-    from jobs.services import JobInputError, JobStateError
+    from jobs.errors import JobInputError, JobStateError
 
     snapshots = job.snapshots.order_by("-epoch")
     if not snapshots.exists():
@@ -287,7 +283,7 @@ class Capabilities:
 
 
 def job_capabilities(*, job: TrainingJob) -> Capabilities:
-    from jobs.backends import backends
+    from training.backends import backends
 
     backend = backends.backend_class(job.backend)
     return Capabilities(resume=backend.supports_resume, inspect=backend.supports_inspect,
@@ -325,34 +321,3 @@ def job_status_dict(*, job: TrainingJob) -> dict[str, Any]:
             "best": job.best, "snapshots": job_snapshot_epochs(job=job)}
 
 
-# --- networks -------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class NetworkEntry:
-    id: str
-    name: str
-    builtin: bool
-    title: str
-    network: Network | None = None
-
-
-def network_list(*, user: AbstractBaseUser) -> list[NetworkEntry]:
-    builtins = [NetworkEntry(name, name, True, title) for name, title in BUILTIN_NETWORKS.items()]
-    custom = Network.objects.all() if user.is_staff else Network.objects.filter(owner=user)
-    return builtins + [NetworkEntry(str(n.pk), n.name, False, n.description or n.name, n) for n in custom]
-
-
-def network_get(*, user: AbstractBaseUser, key: str) -> NetworkEntry:
-    for entry in network_list(user=user):
-        if key in (entry.id, entry.name):
-            return entry
-    raise Http404("No such network.")
-
-
-def network_summary(*, entry: NetworkEntry, dataset: Dataset | None) -> tuple[NetworkSummary, tuple[int, int, int], int]:
-    """The summary for a dataset's input (or 1x28x28 with 10 classes); SpecError if it does not fit."""
-    shape, classes = DEFAULT_SUMMARY_INPUT
-    if dataset is not None and dataset.status == Dataset.Status.READY:
-        shape, classes = tuple(dataset.image_shape), len(dataset.classes)  # type: ignore[assignment]
-    spec = builtin_spec(entry.name, shape, classes) if entry.builtin else entry.network.spec  # type: ignore[union-attr]
-    return summarize(spec, shape, classes), shape, classes

@@ -17,13 +17,18 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from datasets.models import Dataset
-from jobs import hooks, live
-from jobs.augmentation import Augmentation, AugmentationError, augmentation_parse
-from jobs.models import MetricPoint, Network, TrainingJob
-from jobs.networks.builtin import BUILTIN_NETWORKS, builtin_spec
-from jobs.networks.spec import SpecError, summarize, validate_spec
-from jobs.schedules import LR_POLICIES, OPTIMIZERS
+from jobs import hooks
+from jobs.errors import JobInputError, JobStateError
+from jobs.models import MetricPoint, TrainingJob
 from jobs.selectors import job_capabilities, job_log_tail
+from live import wakeup
+from networks.errors import NetworkInputError
+from networks.models import Network
+from networks.selectors import network_resolve
+from networks.spec import SpecError, summarize
+from training.augmentation import Augmentation, AugmentationError, augmentation_parse
+from training.schedules import LR_POLICIES, OPTIMIZERS
+from workbench.queue import enqueue
 
 log = logging.getLogger(__name__)
 AMP_MODES = ("off", "bf16", "fp16")  # mixed precision: bf16 runs on CPUs too, fp16 needs CUDA
@@ -33,20 +38,6 @@ DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda:\d{1,2})$")
 RANK_DEVICE_PATTERN = re.compile(r"^(cpu|cuda|cuda:\d{1,2})$")
 MAX_DEVICES = 16
 MAX_ACCUMULATE = 1024
-
-
-class JobInputError(Exception):
-    """Bad input from the user, with the form field it belongs to."""
-
-    def __init__(self, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.field = field
-
-
-class JobStateError(Exception):
-    """The action does not fit the job's state (abort a finished job, delete a running one)."""
-
-    http_status = 409  # workbench.api.refused
 
 
 @dataclass(frozen=True)
@@ -95,44 +86,6 @@ SETTING_BOUNDS: dict[str, tuple[float, float | None]] = {
 }
 
 
-# --- networks ---------------------------------------------------------------------------------
-
-def network_resolve(*, user: AbstractBaseUser, network: str, dataset: Dataset) -> tuple[dict[str, Any], Network | None]:
-    """The spec for a built-in name or one of the user's custom networks (by id or name)."""
-    shape, classes = tuple(dataset.image_shape), len(dataset.classes)
-    if network in BUILTIN_NETWORKS:
-        return builtin_spec(network, shape, classes), None  # type: ignore[arg-type]
-    custom = _custom_network(user, network)
-    if custom is None:
-        names = ", ".join(BUILTIN_NETWORKS)
-        raise JobInputError(f"Unknown network '{network}': use a built-in ({names}) or one of your networks.",
-                            "network")
-    return custom.spec, custom
-
-
-def _custom_network(user: AbstractBaseUser, network: str) -> Network | None:
-    mine = Network.objects.all() if user.is_staff else Network.objects.filter(owner=user)
-    if network.isdigit():
-        return mine.filter(pk=int(network)).first()
-    return mine.filter(name=network).first()
-
-
-def network_create(*, owner: AbstractBaseUser, name: str, spec: object, description: str = "") -> Network:
-    try:
-        normalized = validate_spec(spec)
-    except SpecError as exc:
-        raise JobInputError(str(exc), "spec") from None
-    if name in BUILTIN_NETWORKS:
-        raise JobInputError(f"'{name}' is the name of a built-in network; choose another.", "name")
-    if Network.objects.filter(owner=owner, name=name).exists():
-        raise JobInputError(f"You already have a network named '{name}'.", "name")
-    return Network.objects.create(owner=owner, name=name, spec=normalized, description=description)
-
-
-def network_delete(*, network: Network) -> None:
-    network.delete()
-
-
 # --- create, clone ----------------------------------------------------------------------------
 
 def job_create(*, owner: AbstractBaseUser, dataset: Dataset, network: str, options: JobSettings) -> TrainingJob:
@@ -160,7 +113,10 @@ def job_create(*, owner: AbstractBaseUser, dataset: Dataset, network: str, optio
 def job_network_check(*, owner: AbstractBaseUser, network: str,
                       dataset: Dataset) -> tuple[dict[str, Any], Network | None]:
     """The network's spec if it exists for this user and fits the dataset; JobInputError otherwise."""
-    spec, custom = network_resolve(user=owner, network=network, dataset=dataset)
+    try:
+        spec, custom = network_resolve(user=owner, network=network, dataset=dataset)
+    except NetworkInputError as exc:
+        raise JobInputError(str(exc), exc.field) from None
     try:
         summarize(spec, tuple(dataset.image_shape), len(dataset.classes))  # type: ignore[arg-type]
     except SpecError as exc:
@@ -251,7 +207,7 @@ def _checked_pretrained(owner: AbstractBaseUser, options: JobSettings, spec: dic
 
 
 def _backend_class(alias: str) -> Any:
-    from jobs.backends import backends
+    from training.backends import backends
 
     return backends.backend_class(alias)
 
@@ -268,10 +224,8 @@ def job_settings(*, job: TrainingJob) -> JobSettings:
 
 
 def _enqueue(job: TrainingJob) -> None:
-    from jobs.tasks import train_job
-
     job.folder.mkdir(parents=True, exist_ok=True)
-    transaction.on_commit(lambda: train_job.delay(job.pk))
+    transaction.on_commit(lambda: enqueue("jobs.train", job.pk))
 
 
 # --- lifecycle --------------------------------------------------------------------------------
@@ -281,7 +235,7 @@ def job_abort(*, job: TrainingJob) -> TrainingJob:
     now = timezone.now()
     if TrainingJob.objects.filter(pk=job.pk, status=TrainingJob.Status.QUEUED).update(
             status=TrainingJob.Status.ABORTED, abort_requested=True, finished_at=now, stop_reason="user"):
-        live.notify(job.pk)
+        wakeup.notify(job.pk)
         transaction.on_commit(lambda: hooks.job_ended(job.pk))
     elif not TrainingJob.objects.filter(pk=job.pk, status=TrainingJob.Status.RUNNING).update(abort_requested=True):
         raise JobStateError(f"Only queued or running jobs can be aborted; this one is {job.status}.")
@@ -383,7 +337,7 @@ def job_taken_back(job: TrainingJob, reason: str, queued: bool) -> None:
     else:
         line = f"Attempt {job.attempt} was lost: {reason}. Not retried."
     append_log(job, line)
-    transaction.on_commit(lambda: live.notify(job.pk))
+    transaction.on_commit(lambda: wakeup.notify(job.pk))
 
 
 def append_log(job: TrainingJob, line: str) -> None:
@@ -401,7 +355,7 @@ def job_train(*, job_id: int) -> bool:
     Every write of this run is fenced on its attempt (workbench.leases): if the run is taken back
     while it stalls and another attempt starts, this one stops at its next step and writes nothing.
     """
-    from jobs.backends import backends
+    from training.backends import backends
     from workbench.leases import this_process
     from workers.devices import DeviceMissing, asked
     from workers.services import device_lease_release
@@ -453,7 +407,7 @@ def _log_waiting(job: TrainingJob, requested: list[str], gpus: list[str]) -> Non
             "and starts once they are free.")
     if "Waiting for" not in "".join(job_log_tail(job=job, lines=1)):
         append_log(job, line)
-        live.notify(job.pk)
+        wakeup.notify(job.pk)
 
 
 def _refuse_devices(job_id: int, message: str) -> None:
@@ -468,9 +422,9 @@ def _refuse_devices(job_id: int, message: str) -> None:
 
 def _train_claimed(job_id: int, devices: tuple[str, ...]) -> tuple[int, str] | None:
     """Train the job if this run claims it; (attempt, reason) when a part of the run died."""
-    from jobs.backends import backends
-    from jobs.backends.base import RunLost, TrainingFailed
     from jobs.reporting import DatabaseReporter
+    from training.backends import backends
+    from training.contract import RunLost, TrainingFailed
     from workbench.leases import LeaseLost, heartbeat, lease_claim
 
     # started_at is the first attempt's: a resumed job's elapsed time counts the time it lost.
@@ -478,7 +432,7 @@ def _train_claimed(job_id: int, devices: tuple[str, ...]) -> tuple[int, str] | N
                         started_at=Coalesce(F("started_at"), Value(timezone.now())), error="")
     if lease is None:
         return None
-    live.notify(job_id)
+    wakeup.notify(job_id)
     # A resumed attempt finds its points already rewound: by the take-back or the resume that queued it.
     job = TrainingJob.objects.select_related("dataset").get(pk=job_id)
     reporter = DatabaseReporter(lease, job.folder, latest=job.latest, best=job.best)
@@ -536,12 +490,12 @@ def _finish(lease: Any, outcome: str, error: str, stop_reason: str = "") -> None
         fields["progress"] = 1.0
     if lease.end(**fields):
         transaction.on_commit(lambda: hooks.job_ended(lease.pk))
-    live.notify(lease.pk)
+    wakeup.notify(lease.pk)
 
 
 def training_plan(job: TrainingJob, devices: tuple[str, ...] = ()):  # type: ignore[no-untyped-def]
     """What the backend needs to train `job`, on `devices` (the ones this run holds; () for `device`)."""
-    from jobs.backends.base import TrainingPlan
+    from training.contract import TrainingPlan
 
     dataset = job.dataset
     return TrainingPlan(

@@ -24,7 +24,7 @@ def classify_images(job_id: int, snapshot_id: int, images_path: str) -> list[lis
 
 @shared_task(name="jobs.augmentation_preview", ignore_result=False)
 def augmentation_preview(dataset_id: int, augmentation: dict[str, Any], seed: int, count: int) -> dict[str, Any]:
-    from jobs.backends.torch_augment_preview import preview_on_worker
+    from training.torch.augment_preview import preview_on_worker
 
     return preview_on_worker(dataset_id=dataset_id, augmentation=augmentation, seed=seed, count=count)
 

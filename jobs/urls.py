@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from jobs import api, augmentation_api, events, views
+from jobs import api, augmentation_api, views
 
 urlpatterns = [
     path("", views.job_list, name="job-list"),
@@ -15,12 +15,6 @@ urlpatterns = [
     path("<int:pk>/classify/", views.job_classify_view, name="job-classify"),
 ]
 
-network_urlpatterns = [
-    path("", views.network_list, name="network-list"),
-    path("new/", views.network_create, name="network-create"),
-    path("<str:key>/", views.network_detail, name="network-detail"),
-]
-
 api_urlpatterns = [
     path("jobs/", api.JobListApi.as_view(), name="api-job-list"),
     path("jobs/<int:pk>/", api.JobDetailApi.as_view(), name="api-job-detail"),
@@ -28,11 +22,8 @@ api_urlpatterns = [
     path("jobs/<int:pk>/resume/", api.JobResumeApi.as_view(), name="api-job-resume"),
     path("jobs/<int:pk>/clone/", api.JobCloneApi.as_view(), name="api-job-clone"),
     path("jobs/<int:pk>/metrics/", api.JobMetricsApi.as_view(), name="api-job-metrics"),
-    path("jobs/<int:pk>/events/", events.job_events, name="api-job-events"),
     path("jobs/<int:pk>/classify/", api.JobClassifyApi.as_view(), name="api-job-classify"),
     path("lr-schedule/", api.LrScheduleApi.as_view(), name="api-lr-schedule"),
     path("datasets/<int:pk>/augmentation-preview/", augmentation_api.AugmentationPreviewApi.as_view(),
          name="api-augmentation-preview"),
-    path("networks/", api.NetworkListApi.as_view(), name="api-network-list"),
-    path("networks/<str:key>/", api.NetworkDetailApi.as_view(), name="api-network-detail"),
 ]

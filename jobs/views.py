@@ -14,10 +14,9 @@ from django.views.decorators.http import require_POST
 from datasets import selectors as dataset_selectors
 from jobs import selectors, services
 from jobs.columns import DEFAULT_COLUMNS
-from jobs.forms import MULTI_VALUE_FIELDS, JobForm, NetworkForm, initial_from_job, network_source_initial
+from jobs.forms import MULTI_VALUE_FIELDS, JobForm, initial_from_job, network_source_initial
 from jobs.inference import WorkerUnavailable, job_classify
 from jobs.models import TrainingJob
-from jobs.networks.spec import SpecError
 from workbench.pagination import page_context
 from workbench.uploads import TOO_LARGE_FORM, upload_too_large
 
@@ -188,37 +187,3 @@ def job_classify_view(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "jobs/classify.html", {"job": job, "form": form, "result": result}, status=status)
 
 
-# --- networks -------------------------------------------------------------------------------
-
-def network_list(request: HttpRequest) -> HttpResponse:
-    context = page_context(request, selectors.network_list(user=request.user))
-    return render(request, "jobs/network_list.html", context | {"networks": context["page"]})
-
-
-def network_create(request: HttpRequest) -> HttpResponse:
-    form = NetworkForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        try:
-            network = services.network_create(owner=request.user, name=form.cleaned_data["name"],
-                                              spec=form.cleaned_data["spec"],
-                                              description=form.cleaned_data["description"])
-        except services.JobInputError as exc:
-            form.add_error(exc.field if exc.field in form.fields else None, str(exc))
-        else:
-            return redirect("network-detail", key=network.pk)
-    status = 400 if request.method == "POST" else 200
-    return render(request, "jobs/network_create.html", {"form": form}, status=status)
-
-
-def network_detail(request: HttpRequest, key: str) -> HttpResponse:
-    entry = selectors.network_get(user=request.user, key=key)
-    datasets = dataset_selectors.dataset_list(user=request.user).filter(status="ready")
-    raw = request.GET.get("dataset", "")
-    dataset = datasets.filter(pk=int(raw)).first() if raw.isdigit() else None
-    context = {"entry": entry, "datasets": datasets, "dataset": dataset}
-    try:
-        context["summary"], context["shape"], context["classes"] = selectors.network_summary(entry=entry,
-                                                                                            dataset=dataset)
-    except SpecError as exc:
-        context["error"] = str(exc)
-    return render(request, "jobs/network_detail.html", context)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django import forms
 
-from jobs.networks.builtin import BUILTIN_NETWORKS
+from networks.builtin import BUILTIN_NETWORKS
 
 
 class UploadForm(forms.Form):

@@ -17,11 +17,11 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 
 from datasets.models import Dataset
+from jobs.errors import JobInputError, JobStateError
 from jobs.models import TrainingJob
-from jobs.networks.builtin import BUILTIN_NETWORKS, builtin_spec
-from jobs.networks.spec import SpecError, parse_spec_text, plan_network
 from jobs.selectors import job_list, job_snapshot
-from jobs.services import JobInputError, JobStateError
+from networks.builtin import BUILTIN_NETWORKS, builtin_spec
+from networks.spec import SpecError, parse_spec_text, plan_network
 from pretrained import tensors
 from pretrained.models import PretrainedModel
 from pretrained.selectors import data_relative, pretrained_in_use, pretrained_list

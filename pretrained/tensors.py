@@ -1,7 +1,7 @@
 """Tensor names and shapes without torch: a safetensors header, a spec's state_dict, the report.
 
 The web process never imports torch, yet must say before a job is queued what a fine-tune will
-copy. A network's state_dict names follow from the spec the way jobs.networks.torch_build builds
+copy. A network's state_dict names follow from the spec the way training.torch.build builds
 it (each layer's module is its path in the spec; a residual block has `layers` and `shortcut`),
 checked against torch's own state_dict in tests/pretrained/test_tensor_names.py.
 """
@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from jobs.networks.spec import PlannedLayer, plan_network
+from networks.spec import PlannedLayer, plan_network
 
 TensorIndex = dict[str, list[int]]
 # Float, bf16 and integer tensors only: a weights file has no business holding anything else.

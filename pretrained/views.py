@@ -7,7 +7,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from jobs import selectors as job_selectors
-from jobs.services import JobInputError, JobStateError
+from jobs.errors import JobInputError, JobStateError
 from pretrained import selectors, services
 from pretrained.forms import FromJobForm, UploadForm
 from workbench.pagination import page_context

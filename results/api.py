@@ -11,7 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from jobs import selectors as job_selectors
-from jobs.services import JobInputError, JobStateError
+from jobs.errors import JobInputError, JobStateError
 from results.batch import batch_start, listing_text
 from results.evaluation import SPLITS, evaluation_start
 from results.models import BatchClassification, Evaluation

@@ -23,8 +23,8 @@ from django.db import transaction
 
 from datasets.ingest import IngestError
 from datasets.ingest.archive import archive_kind, is_image_name, safe_parts
+from jobs.errors import JobInputError
 from jobs.models import Snapshot, TrainingJob
-from jobs.services import JobInputError
 from results.models import BatchClassification
 from results.work import WorkFailed, claimed, done_snapshot, enqueue
 
@@ -92,14 +92,12 @@ def _start_archive(job: TrainingJob, snapshot: Snapshot, name: str, archive: Upl
 
 def _insert(job: TrainingJob, snapshot: Snapshot, name: str, source: str, *, has_labels: bool,
             place: Any) -> BatchClassification:
-    from results.tasks import classify_many
-
     with transaction.atomic():
         batch = BatchClassification.objects.create(job=job, snapshot=snapshot, name=name[:300], source=source,
                                                    has_labels=has_labels)
         batch.folder.mkdir(parents=True, exist_ok=True)
         place(batch.folder)
-        enqueue(classify_many, batch.pk)
+        enqueue("results.classify_many", batch.pk)
     return batch
 
 
@@ -275,7 +273,7 @@ def _listed_entries(batch: BatchClassification) -> list[Entry]:
 
 def _classify(batch: BatchClassification, entries: list[Entry], progress: Any) -> tuple[list[dict[str, Any]], _Tally]:
     from datasets.ingest.pipeline import ingest_workers
-    from jobs.backends import backends
+    from training.backends import backends
 
     job, dataset = batch.job, batch.job.dataset
     backend, weights = backends[job.backend], job.folder / batch.snapshot.path

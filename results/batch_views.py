@@ -8,7 +8,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from jobs import selectors as job_selectors
-from jobs.services import JobInputError, JobStateError
+from jobs.errors import JobInputError, JobStateError
 from results.batch import CSV, batch_rows, batch_start, listing_text, thumb_path
 from results.models import BatchClassification
 from results.views import _epoch

@@ -15,13 +15,14 @@ from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 from django.utils.text import slugify
 
-from jobs.backends.base import SilentReporter
-from jobs.inference import Prediction, preprocess, run_on_worker, top_k
+from jobs.inference import Prediction, preprocess, top_k
 from jobs.models import TrainingJob
 from jobs.selectors import job_capabilities
 from jobs.services import JobInputError, JobStateError, training_plan
 from results.models import Compression
 from results.work import claimed, done_snapshot, enqueue, offered_choice
+from training.contract import SilentReporter
+from workbench.queue import run_on_worker
 
 
 @dataclass(frozen=True)
@@ -54,11 +55,9 @@ def compression_start(*, job: TrainingJob, method: str, params: dict[str, Any] |
                    unknown="Unknown method", cannot=f"The {job.backend} backend cannot compress with", field="method")
     checked = compression_params(method, params or {})
     snapshot = done_snapshot(job=job, epoch=epoch, action="compress")
-    from results.tasks import compress
-
     with transaction.atomic():
         compression = Compression.objects.create(job=job, snapshot=snapshot, method=method, params=checked)
-        enqueue(compress, compression.pk)
+        enqueue("results.compress", compression.pk)
     return compression
 
 
@@ -87,7 +86,7 @@ def _checked(name: str, param: Param, value: Any) -> float | int:
 
 def compression_run(*, compression_id: int) -> None:
     """On the worker: compress into job folder/compressed/<id>/ and store sizes and accuracies."""
-    from jobs.backends import backends
+    from training.backends import backends
 
     with claimed(Compression, compression_id) as claim:
         if claim is None:
@@ -114,13 +113,12 @@ class _ProgressOnly(SilentReporter):
 
 def compression_classify(*, compression: Compression, image: UploadedFile) -> dict[str, Any]:
     """Top-5 for one image with the compressed model, run on the worker."""
-    from jobs.inference import png_data_url
-    from results.tasks import classify_compressed
+    from datasets.ingest.store import png_data_url
 
     if compression.status != "done":
         raise JobStateError(f"The compression is {compression.status}; classify once it is done.")
     pixels = preprocess(job=compression.job, image=image)
-    answer = run_on_worker(classify_compressed, pixels[np.newaxis], compression.pk)
+    answer = run_on_worker("results.classify_compressed", pixels[np.newaxis], compression.pk)
     probabilities = np.asarray(answer[0])
     predictions: list[Prediction] = top_k(probabilities, compression.job.dataset.classes)
     return {"predictions": [{"label": p.label, "probability": p.probability} for p in predictions],
@@ -140,7 +138,7 @@ def compression_package(compression: Compression) -> tuple[Path, str] | None:
 
 
 def classify_compressed_on_worker(*, compression_id: int, images_path: str) -> list[list[float]]:
-    from jobs.backends import backends
+    from training.backends import backends
 
     compression = Compression.objects.select_related("job").get(pk=compression_id)
     backend = backends[compression.job.backend]

@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 
 from jobs import selectors as job_selectors
 from jobs.api import ClassifyOutput
-from jobs.services import JobInputError, JobStateError
+from jobs.errors import JobInputError, JobStateError
 from results.compress import METHODS, compression_classify, compression_package, compression_start
 from results.inspect import inspect_image
 from results.models import Compression

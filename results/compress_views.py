@@ -10,13 +10,13 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from jobs import selectors as job_selectors
-from jobs.inference import WorkerUnavailable
-from jobs.services import JobInputError, JobStateError
+from jobs.errors import JobInputError, JobStateError
 from results.compress import METHOD_TITLES, compression_classify, compression_package, compression_start
 from results.compress_api import compression_response
 from results.inspect import inspect_image
 from results.models import Compression
 from results.work import WorkFailed, work_get
+from workbench.queue import WorkerUnavailable
 from workbench.uploads import TOO_LARGE_FORM, upload_too_large
 
 

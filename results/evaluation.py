@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from jobs.errors import JobInputError
 from jobs.models import TrainingJob
-from jobs.services import JobInputError
 from results.metrics import evaluation_report
 from results.models import Evaluation
 from results.work import WorkFailed, claimed, done_snapshot, stored_or_new
@@ -20,15 +20,13 @@ def evaluation_start(*, job: TrainingJob, split: str, epoch: float | None = None
     if not job.dataset.split_counts.get(split):
         raise JobInputError(f"The dataset's {split} split is empty; choose another split.", "split")
     snapshot = done_snapshot(job=job, epoch=epoch, action="evaluate")
-    from results.tasks import evaluate
-
-    return stored_or_new(Evaluation, evaluate, job=job, snapshot=snapshot, split=split)
+    return stored_or_new(Evaluation, "results.evaluate", job=job, snapshot=snapshot, split=split)
 
 
 def evaluation_run(*, evaluation_id: int) -> None:
     """On the worker: score every image of the split in batches, then compute the report."""
     from datasets.ingest.store import open_split
-    from jobs.backends import backends
+    from training.backends import backends
 
     with claimed(Evaluation, evaluation_id) as claim:
         if claim is None:

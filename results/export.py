@@ -28,14 +28,12 @@ def export_start(*, job: TrainingJob, fmt: str, epoch: float | None = None) -> t
     snapshot = done_snapshot(job=job, epoch=epoch, action="export")
     offered_choice(value=fmt, offered=[name for name, _ in offered_formats(job=job)], known=FORMATS,
                    unknown="Unknown export format", cannot=f"The {job.backend} backend cannot export", field="format")
-    from results.tasks import export
-
-    return stored_or_new(Export, export, job=job, snapshot=snapshot, format=fmt)
+    return stored_or_new(Export, "results.export", job=job, snapshot=snapshot, format=fmt)
 
 
 def export_run(*, export_id: int) -> None:
     """On the worker: write the file with the job's backend and store its size and checks."""
-    from jobs.backends import backends
+    from training.backends import backends
 
     with claimed(Export, export_id) as claim:
         if claim is None:

@@ -11,8 +11,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from jobs import selectors as job_selectors
+from jobs.errors import JobInputError, JobStateError
 from jobs.models import TrainingJob
-from jobs.services import JobInputError, JobStateError
 from results.export import FORMATS, download_name, export_file, export_start, snapshot_file
 from results.models import Export
 from results.work import work_get

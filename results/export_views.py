@@ -8,7 +8,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from jobs import selectors as job_selectors
-from jobs.services import JobInputError, JobStateError
+from jobs.errors import JobInputError, JobStateError
 from results.export import FORMAT_NAMES, export_start
 from results.export_api import export_response, snapshot_response
 from results.models import Export

@@ -6,7 +6,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from jobs import selectors as job_selectors
-from jobs.services import JobInputError, JobStateError
+from jobs.errors import JobInputError, JobStateError
 from results.evaluation import evaluation_start
 from results.models import Evaluation
 from results.work import work_get

@@ -8,7 +8,7 @@ simply started again (workbench.recovery).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -17,13 +17,14 @@ from django.db import IntegrityError, transaction
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
-from jobs.backends.base import TrainingFailed
+from jobs.errors import JobInputError, JobStateError
 from jobs.models import Snapshot, TrainingJob
 from jobs.selectors import job_get, job_snapshot
-from jobs.services import JobInputError, JobStateError
 from results.models import Status, _Work
+from training.contract import TrainingFailed
 from workbench.leases import Lease, LeaseLost, heartbeat, lease_claim
 from workbench.progress import RowProgress
+from workbench.queue import enqueue as send
 from workbench.recovery import work_take_back
 
 log = logging.getLogger(__name__)
@@ -92,7 +93,7 @@ def _end(lease: Lease, status: str, *, error: str = "", result: dict[str, Any] |
     lease.end(**fields)
 
 
-def stored_or_new(model: type[W], task: Callable[..., Any], **unique: Any) -> tuple[W, bool]:
+def stored_or_new(model: type[W], task: str, **unique: Any) -> tuple[W, bool]:
     """The stored row for these unique fields (retried if it ended in error), or a new queued one.
 
     Returns (row, created). Results are kept, so asking again is instant and costs no work. A row
@@ -113,5 +114,6 @@ def stored_or_new(model: type[W], task: Callable[..., Any], **unique: Any) -> tu
     return new, True
 
 
-def enqueue(task: Callable[..., Any], pk: int) -> None:
-    transaction.on_commit(lambda: task.delay(pk))
+def enqueue(task: str, pk: int) -> None:
+    """Queue the task named `task` for this row once the transaction commits."""
+    transaction.on_commit(lambda: send(task, pk))

@@ -10,7 +10,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from datasets import selectors as dataset_selectors
-from jobs.services import JobInputError, JobStateError
+from jobs.errors import JobInputError, JobStateError
 from sweeps import selectors, services
 from sweeps.models import Sweep
 from workbench.api import Pagination, error_response, paginated, refused

@@ -11,9 +11,9 @@ from datasets.models import Dataset
 from datasets.selectors import dataset_list
 from jobs import services as job_services
 from jobs.forms import OPTIMIZER_LABELS
-from jobs.schedules import OPTIMIZERS
-from jobs.selectors import network_list
+from networks.selectors import network_list
 from sweeps.spec import SweepSpec
+from training.schedules import OPTIMIZERS
 
 DEFAULTS = job_services.JobSettings()
 PARAMETERS_HELP = ("One field a line. Grid: 'learning_rate: 0.1, 0.01'. Random or TPE: a range "

@@ -28,6 +28,7 @@ from sweeps import study as studies
 from sweeps.models import Sweep, Trial
 from sweeps.pruning import STOP_EARLY
 from sweeps.spec import SweepSpec, spec_check
+from workbench.queue import enqueue
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +52,7 @@ def sweep_create(*, owner: AbstractBaseUser, dataset: Dataset, spec: SweepSpec) 
 # --- advance ----------------------------------------------------------------------------------
 
 def _enqueue_advance(sweep_id: int) -> None:
-    from sweeps.tasks import advance_sweep
-
-    transaction.on_commit(lambda: advance_sweep.delay(sweep_id))
+    transaction.on_commit(lambda: enqueue("sweeps.advance", sweep_id))
 
 
 def sweep_job_ended(job_id: int) -> None:

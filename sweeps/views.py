@@ -9,7 +9,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from jobs.services import JobInputError, JobStateError
+from jobs.errors import JobInputError, JobStateError
 from sweeps import selectors, services
 from sweeps.forms import SweepForm, form_field
 from workbench.pagination import page_context

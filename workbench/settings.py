@@ -46,6 +46,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "workbench",
     "datasets",
+    "networks",
     "jobs",
     "results",
     "compare",
@@ -255,7 +256,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Alias → backend class and options, as STORAGES and DATABASES map theirs.
 TRAINING_BACKENDS = {
     "torch": {
-        "BACKEND": "jobs.backends.torch_backend.TorchBackend",
+        "BACKEND": "training.torch.backend.TorchBackend",
         "OPTIONS": {"threads": env_int("WORKBENCH_TORCH_THREADS", 0)},
     },
 }
@@ -282,7 +283,7 @@ WORKBENCH_LIVE_POLL_SECONDS = 0.1
 WORKBENCH_GPU_DATA_FRACTION = float(env_str("WORKBENCH_GPU_DATA_FRACTION", "0.5"))
 if not 0 <= WORKBENCH_GPU_DATA_FRACTION <= 1:
     raise ImproperlyConfigured("WORKBENCH_GPU_DATA_FRACTION must be between 0 and 1")
-# The torch.compile backend a job with `compile` uses (jobs.backends.torch_compile). Tests and
+# The torch.compile backend a job with `compile` uses (training.torch.compile). Tests and
 # benchmarks change it (an unknown name forces the eager fallback); deployments keep inductor.
 WORKBENCH_COMPILE_BACKEND = env_str("WORKBENCH_COMPILE_BACKEND", "inductor")
 # GPUs are held by one job at a time (workers.devices). CPU training processes share a host unless

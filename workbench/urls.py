@@ -7,7 +7,8 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from compare.urls import api_urlpatterns as compare_api
 from datasets.urls import api_urlpatterns as dataset_api
 from jobs.urls import api_urlpatterns as job_api
-from jobs.urls import network_urlpatterns
+from live.urls import api_urlpatterns as live_api
+from networks.urls import api_urlpatterns as network_api
 from pretrained.urls import api_urlpatterns as pretrained_api
 from results.urls import api_urlpatterns as result_api
 from sweeps.urls import api_urlpatterns as sweep_api
@@ -21,7 +22,9 @@ api_v1 = [
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     *dataset_api,
+    *live_api,
     *job_api,
+    *network_api,
     *result_api,
     *compare_api,
     *workers_api,
@@ -37,7 +40,7 @@ urlpatterns = [
     path("datasets/", include("datasets.urls")),
     path("jobs/", include("jobs.urls")),
     path("jobs/", include("results.urls")),
-    path("networks/", include(network_urlpatterns)),
+    path("networks/", include("networks.urls")),
     path("compare/", include("compare.urls")),
     path("workers/", include("workers.urls")),
     path("sweeps/", include("sweeps.urls")),

@@ -6,6 +6,7 @@
 """
 from __future__ import annotations
 
+import base64
 import io
 import json
 from pathlib import Path
@@ -37,6 +38,13 @@ def thumb_path(folder: Path, class_index: int, k: int) -> Path:
 
 def to_pil(chw: np.ndarray) -> Image.Image:
     return Image.fromarray(chw[0] if chw.shape[0] == 1 else chw.transpose(1, 2, 0))
+
+
+def png_data_url(chw: np.ndarray) -> str:
+    """A uint8 (C, H, W) image as a data: URL, for a page or a JSON answer to show."""
+    buf = io.BytesIO()
+    to_pil(chw).save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
 def write_outputs(folder: Path, staging: Path, labels: np.ndarray, splits: dict[str, np.ndarray],

@@ -5,8 +5,8 @@ from typing import Any
 
 from django import template
 
-from jobs.augmentation import Augmentation, augmentation_from_stored
 from jobs.models import TrainingJob
+from training.augmentation import Augmentation, augmentation_from_stored
 
 register = template.Library()
 

@@ -7,8 +7,8 @@ import colorsys
 import pytest
 import torch
 
-from jobs.augmentation import Augmentation, AugmentationError, augmentation_parse
-from jobs.backends.torch_augment import (
+from training.augmentation import Augmentation, AugmentationError, augmentation_parse
+from training.torch.augment import (
     Augmenter,
     affine,
     flip,

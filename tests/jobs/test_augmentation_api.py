@@ -7,11 +7,11 @@ import random
 import pytest
 
 from datasets.models import Dataset
-from jobs.backends.torch_backend import TorchBackend
 from jobs.models import TrainingJob
 from tests.conftest import Worker, wait_for
 from tests.jobs.test_recovery import SETTINGS, curve, final_weights, log_text, reached, ready_digits
 from tests.jobs.test_training_flow import start, wait_job
+from training.torch.backend import TorchBackend
 
 
 def a_dataset(owner, channels: int) -> Dataset:  # type: ignore[no-untyped-def]
@@ -134,7 +134,7 @@ def test_an_augmented_job_killed_at_a_random_step_resumes_as_if_never_killed(res
 
 
 def test_the_torch_backend_says_it_augments_without_importing_torch():
-    from jobs.backends import backends
+    from training.backends import backends
 
     assert backends.backend_class("torch").supports_augmentation
 

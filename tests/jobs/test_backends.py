@@ -10,8 +10,8 @@ import pytest
 from django.core.checks import run_checks
 from django.test import override_settings
 
-from jobs.backends import BackendHandler
 from tests.conftest import ROOT
+from training.backends import BackendHandler
 
 
 def check_ids() -> set[str]:
@@ -31,7 +31,7 @@ def test_it_reports_a_backend_without_a_dotted_path():
 def test_it_reports_an_empty_setting_and_a_missing_default():
     with override_settings(TRAINING_BACKENDS={}):
         assert "jobs.E001" in check_ids()
-    with override_settings(TRAINING_BACKENDS={"other": {"BACKEND": "jobs.backends.torch_backend.TorchBackend"}}):
+    with override_settings(TRAINING_BACKENDS={"other": {"BACKEND": "training.torch.backend.TorchBackend"}}):
         assert "jobs.E004" in check_ids()
 
 
@@ -50,12 +50,12 @@ def test_it_imports_a_backend_once_and_reuses_it():
 
 def test_it_never_imports_torch_in_the_web_process_modules():
     code = ("import django, os, sys; os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'tests.settings'); "
-            "django.setup(); import workbench.urls, workbench.asgi, jobs.api, jobs.views, jobs.events, "
+            "django.setup(); import workbench.urls, workbench.asgi, jobs.api, jobs.views, live.events, "
             "jobs.inference, jobs.services, jobs.forms, results.api, results.views, results.batch_views, "
             "results.export_api, results.export_views, results.compress_api, results.compress_views, "
             "results.evaluation, results.batch, results.export, results.compress, results.inspect, "
-            "results.templatetags.results_tools, jobs.backends.torch_backend; "
-            "from jobs.backends import backends; assert backends.backend_class('torch').export_formats; "
+            "results.templatetags.results_tools, training.torch.backend; "
+            "from training.backends import backends; assert backends.backend_class('torch').export_formats; "
             "assert 'torch' not in sys.modules, 'torch imported'")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

@@ -5,9 +5,9 @@ from typing import Any
 
 import torch
 
-from jobs.backends.pytorch import _Run, train
-from jobs.backends.torch_compile import CompiledModel
 from tests.jobs.test_training_extras import CPU, Recorder, last_weights, make_plan, max_difference, write_dataset
+from training.torch.compile import CompiledModel
+from training.torch.loop import _Run, train
 
 DROPOUT = {"layers": [{"type": "flatten"}, {"type": "dropout", "p": 0.3}, {"type": "linear", "out_features": "num_classes"}]}
 

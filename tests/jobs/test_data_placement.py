@@ -6,9 +6,9 @@ import threading
 import pytest
 import torch
 
-from jobs.backends.pytorch import _Run, train
-from jobs.backends.torch_data import PLACEMENTS, Prefetcher, Split, placement
 from tests.jobs.test_training_extras import CPU, Recorder, last_weights, make_plan, max_difference, write_dataset
+from training.torch.data import PLACEMENTS, Prefetcher, Split, placement
+from training.torch.loop import _Run, train
 
 
 def test_every_placement_gives_the_same_batches_for_the_same_seed(tmp_path):

@@ -98,8 +98,8 @@ def test_a_killed_rank_ends_the_run_on_every_device_and_the_job_resumes_from_its
 
 
 def test_the_plan_reaches_each_rank_whole(tmp_path):
-    from jobs.backends.base import TrainingPlan
-    from jobs.backends.torch_distributed import plan_from_json, plan_to_json
+    from training.contract import TrainingPlan
+    from training.torch.distributed import plan_from_json, plan_to_json
 
     plan = TrainingPlan(job_id=1, output_folder=tmp_path / "out", dataset_folder=tmp_path / "data",
                         input_shape=(3, 8, 8), classes=["a", "b"], network_spec={"layers": []}, epochs=2, batch_size=4,
@@ -113,8 +113,8 @@ def test_the_plan_reaches_each_rank_whole(tmp_path):
 
 
 def test_ranks_end_with_their_worker_and_the_job_is_taken_back(celery_worker, doomed_worker, alice_api, alice):  # noqa: F811
-    from jobs.networks.builtin import builtin_spec
     from jobs.tasks import train_job
+    from networks.builtin import builtin_spec
 
     job = TrainingJob.objects.create(owner=alice, dataset=ready_colours(alice_api), name="ranks", network="mlp",
                                      epochs=100, batch_size=8, devices=["cpu", "cpu"],
@@ -136,8 +136,8 @@ def test_ranks_end_with_their_worker_and_the_job_is_taken_back(celery_worker, do
 @pytest.mark.parametrize("freeze_epochs", [-1, 1])
 def test_two_ranks_fine_tune_with_frozen_pretrained_layers(tmp_path, freeze_epochs):
     """Frozen layers get no gradient: DDP is told to expect that, instead of waiting for one."""
-    from jobs.backends.pytorch import train
     from tests.jobs.test_training_extras import Recorder, last_weights, make_plan, write_dataset
+    from training.torch.loop import train
 
     dataset = write_dataset(tmp_path / "dataset")
     mlp = {"layers": [{"type": "flatten"}, {"type": "linear", "out_features": 16}, {"type": "relu"},
@@ -161,8 +161,8 @@ def test_two_ranks_accumulating_batches_end_with_the_weights_of_one_process(tmp_
     """Within a group of accumulated batches the ranks keep their gradients (no_sync) and all-reduce
     the group's sum at its last batch: the weights are those of one process, up to float noise. A
     group's last batch left out of the all-reduce would leave each rank on its own half of the data."""
-    from jobs.backends.pytorch import train
     from tests.jobs.test_training_extras import Recorder, last_weights, make_plan, max_difference, write_dataset
+    from training.torch.loop import train
 
     dataset = write_dataset(tmp_path / "dataset", train=40)
     # 5 batches of 8 an epoch: groups of 2, 2 and a last one of 1, over 3 epochs.
@@ -178,8 +178,8 @@ def test_gpu_ranks_hold_sync_batch_norms_with_the_same_weights_and_cpu_ranks_pla
     """The conversion itself (the 2-GPU run is in test_gpu_distributed)."""
     import torch
 
-    from jobs.backends.torch_ranks import synced_batch_norms
-    from jobs.networks.torch_build import build_model
+    from training.torch.build import build_model
+    from training.torch.ranks import synced_batch_norms
 
     spec = {"layers": [{"type": "conv2d", "out_channels": 4, "kernel_size": 3}, {"type": "batchnorm2d"},
                        {"type": "relu"}, {"type": "flatten"}, {"type": "linear", "out_features": "num_classes"}]}

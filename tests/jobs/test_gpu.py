@@ -8,12 +8,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from jobs.backends.pytorch import _Run, train
-from jobs.backends.torch_data import Prefetcher, Split
 from tests.jobs.test_compile import Logs, compile_lines, val_accuracy
 from tests.jobs.test_data_placement import prefetching
 from tests.jobs.test_precision import CONV, forward_dtypes
 from tests.jobs.test_training_extras import Recorder, last_weights, make_plan, write_dataset
+from training.torch.data import Prefetcher, Split
+from training.torch.loop import _Run, train
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")]

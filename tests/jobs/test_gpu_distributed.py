@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from jobs.backends.pytorch import train
 from tests.jobs.test_precision import CONV
 from tests.jobs.test_training_extras import Recorder, last_weights, make_plan, write_dataset
+from training.torch.loop import train
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(torch.cuda.device_count() < 2, reason="fewer than two CUDA devices on this machine")]

@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 
 from datasets.models import Dataset
-from jobs.models import Network, TrainingJob
+from jobs.models import TrainingJob
+from networks.models import Network
 
 pytestmark = pytest.mark.django_db
 

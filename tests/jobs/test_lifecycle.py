@@ -71,7 +71,7 @@ def doomed_worker():  # type: ignore[no-untyped-def]
 
 def doomed_job(client, owner, epochs: int) -> TrainingJob:  # type: ignore[no-untyped-def]
     """A job trained by the doomed worker, once it has reported a few epochs (and snapshots)."""
-    from jobs.networks.builtin import builtin_spec
+    from networks.builtin import builtin_spec
 
     job = TrainingJob.objects.create(owner=owner, dataset=ready_colours(client), name="doomed", network="mlp",
                                      epochs=epochs, batch_size=8, network_spec=builtin_spec("mlp", (3, 8, 8), 3))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from jobs.schedules import learning_rate
+from training.schedules import learning_rate
 
 pytestmark = pytest.mark.django_db
 

@@ -7,9 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from jobs.networks.builtin import BUILTIN_NETWORKS, builtin_spec
-from jobs.networks.spec import NetworkSummary, SpecError, summarize
-from jobs.networks.torch_build import ResidualBlock, build_model
+from networks.builtin import BUILTIN_NETWORKS, builtin_spec
+from networks.spec import NetworkSummary, SpecError, summarize
+from training.torch.build import ResidualBlock, build_model
 
 SHAPES = [(1, 8, 8), (1, 28, 28), (3, 32, 32), (3, 64, 64), (1, 16, 100)]
 LARGE = (3, 224, 224)

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from jobs.networks.builtin import BUILTIN_NETWORKS, UnknownNetwork, builtin_spec
-from jobs.networks.spec import LayerRow, NetworkSummary, SpecError, parse_spec_text, summarize, validate_spec
+from networks.builtin import BUILTIN_NETWORKS, UnknownNetwork, builtin_spec
+from networks.spec import LayerRow, NetworkSummary, SpecError, parse_spec_text, summarize, validate_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 MNIST = (1, 28, 28)
@@ -434,5 +434,5 @@ def test_it_refuses_an_unknown_builtin() -> None:
 
 
 def test_the_web_side_modules_do_not_import_torch() -> None:
-    code = "import sys, jobs.networks.spec, jobs.networks.builtin; assert 'torch' not in sys.modules"
+    code = "import sys, networks.spec, networks.builtin; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)

@@ -6,7 +6,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from jobs.backends.tensorfile import write_safetensors
+from training.torch.tensorfile import write_safetensors
 
 
 def test_safetensors_reads_back_every_tensor_exactly(tmp_path):

@@ -13,12 +13,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from jobs.backends import archive_predict
-from jobs.backends.base import TrainingPlan
-from jobs.backends.pytorch import _Run, train
-from jobs.backends.torch_export import export_snapshot
-from jobs.backends.torch_models import ModelCache
 from tests.jobs.test_augmentation import EVERYTHING
+from training.contract import TrainingPlan
+from training.torch import archive_predict
+from training.torch.export import export_snapshot
+from training.torch.loop import _Run, train
+from training.torch.models import ModelCache
 
 CPU = torch.device("cpu")
 LINEAR = {"layers": [{"type": "flatten"}, {"type": "linear", "out_features": "num_classes"}]}

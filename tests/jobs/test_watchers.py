@@ -13,9 +13,10 @@ from django.db import close_old_connections
 from django.utils import timezone
 
 from datasets.models import Dataset
-from jobs import events, selectors, watchers
-from jobs.live import Waiter
+from jobs import selectors
 from jobs.models import MetricPoint, TrainingJob
+from live import events, watchers
+from live.wakeup import Waiter
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

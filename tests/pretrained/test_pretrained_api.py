@@ -15,8 +15,8 @@ pytestmark = pytest.mark.django_db
 
 
 def lenet_weights(shape=(1, 8, 8), classes: int = 3) -> bytes:  # type: ignore[no-untyped-def]
-    from jobs.networks.builtin import builtin_spec
-    from jobs.networks.torch_build import build_model
+    from networks.builtin import builtin_spec
+    from training.torch.build import build_model
 
     torch.manual_seed(0)
     return save(build_model(builtin_spec("lenet", shape, classes), shape, classes).state_dict())

@@ -7,7 +7,7 @@ import struct
 
 import pytest
 
-from jobs.networks.builtin import BUILTIN_NETWORKS, builtin_spec
+from networks.builtin import BUILTIN_NETWORKS, builtin_spec
 from pretrained.services import fitting_rename
 from pretrained.tensors import WeightsRejected, compatibility, network_tensors, read_index, torchvision_rename
 
@@ -17,7 +17,7 @@ SHAPES = [(1, 8, 8), (3, 32, 32), (1, 28, 28), (3, 96, 96)]
 @pytest.mark.parametrize("network", list(BUILTIN_NETWORKS))
 @pytest.mark.parametrize("shape", SHAPES)
 def test_it_names_every_tensor_as_torch_does(network, shape):
-    from jobs.networks.torch_build import build_model
+    from training.torch.build import build_model
 
     spec = builtin_spec(network, shape, 7)
     derived = {name: tensor["shape"] for name, tensor in network_tensors(spec, shape, 7).items()}
@@ -26,7 +26,7 @@ def test_it_names_every_tensor_as_torch_does(network, shape):
 
 
 def test_it_names_a_grouped_conv_and_a_custom_spec_as_torch_does():
-    from jobs.networks.torch_build import build_model
+    from training.torch.build import build_model
 
     spec = {"layers": [{"type": "conv2d", "out_channels": 6, "kernel_size": [3, 1], "groups": 3, "bias": False},
                        {"type": "batchnorm2d"}, {"type": "flatten"}, {"type": "batchnorm1d"},

@@ -7,10 +7,10 @@ import pytest
 from django.conf import settings
 from django.test import override_settings
 
-from jobs.backends.torch_backend import TorchBackend
 from results.models import Compression, Export
 from tests.conftest import make_image
 from tests.results.test_export import _finished_job
+from training.torch.backend import TorchBackend
 
 
 class LiteBackend(TorchBackend):

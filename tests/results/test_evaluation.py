@@ -41,7 +41,7 @@ def test_it_evaluates_a_split_and_matches_an_independent_computation(celery_work
     import torch
 
     from datasets.ingest.store import open_split
-    from jobs.backends.torch_models import load_snapshot
+    from training.torch.models import load_snapshot
 
     dataset = ready_colours(alice_api, per_class=30)
     job = wait_job(start(alice_api, dataset, epochs=2)["id"])

@@ -13,10 +13,10 @@ import zipfile
 import numpy as np
 import pytest
 
-from jobs.backends import archive_predict
 from results.models import Export
 from tests.conftest import make_image, wait_for
 from tests.jobs.test_training_flow import ready_colours, start, wait_job
+from training.torch import archive_predict
 
 
 def export(client, job, fmt: str, **fields):  # type: ignore[no-untyped-def]
@@ -90,7 +90,7 @@ def test_it_exports_torchscript_and_onnx_that_match_torch(celery_worker, alice_a
     import onnxruntime
     import torch
 
-    from jobs.backends.torch_models import load_snapshot
+    from training.torch.models import load_snapshot
 
     dataset = ready_colours(alice_api)
     job = wait_job(start(alice_api, dataset, network="lenet", epochs=1)["id"])
@@ -182,7 +182,7 @@ def test_it_hides_another_users_export(alice, bob_api, client, bob):
 def test_it_pools_to_any_size_as_adaptive_pooling_does():
     import torch
 
-    from jobs.backends.torch_export import FixedAdaptiveAvgPool
+    from training.torch.export import FixedAdaptiveAvgPool
 
     x = torch.randn(2, 3, 7, 5)
     for size in [(3, 3), (3, 2), (1, 1), (7, 5)]:

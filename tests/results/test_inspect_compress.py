@@ -8,7 +8,7 @@ import zipfile
 import pytest
 from safetensors.numpy import load_file
 
-from jobs.networks.spec import summarize
+from networks.spec import summarize
 from results.models import Compression
 from tests.conftest import COLORS, make_image, wait_for
 from tests.jobs.test_training_flow import ready_colours, start, wait_job

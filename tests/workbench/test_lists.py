@@ -7,7 +7,8 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from datasets.models import Dataset
-from jobs.models import Network, Snapshot, TrainingJob
+from jobs.models import Snapshot, TrainingJob
+from networks.models import Network
 from results.models import BatchClassification, Compression, Evaluation, Export
 
 pytestmark = pytest.mark.django_db

@@ -120,7 +120,7 @@ def one_slot_worker():  # type: ignore[no-untyped-def]
 @pytest.mark.django_db(transaction=True)
 def test_two_jobs_asking_for_the_same_device_never_run_on_it_at_once(celery_worker, one_slot_worker, alice_api,
                                                                       alice):
-    from jobs.networks.builtin import builtin_spec
+    from networks.builtin import builtin_spec
 
     dataset = ready_colours(alice_api)
     jobs = [TrainingJob.objects.create(owner=alice, dataset=dataset, name=f"slot {i}", network="mlp", epochs=30,

@@ -1,0 +1,90 @@
+"""`GET /api/v1/jobs/{id}/events/`: server-sent events from the database, woken by the worker.
+
+The streams of one job share one watcher per process (live.watchers): one read per wake-up
+whatever the number of browsers.
+
+Each metric point goes out with `id:` set to its cursor, so a browser that reconnects sends
+`Last-Event-ID` and resumes after the last point it saw: nothing lost, nothing doubled.
+"""
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from asgiref.sync import sync_to_async
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db import close_old_connections
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from rest_framework.authtoken.models import Token
+
+from jobs.models import TrainingJob
+from live import watchers
+from live.watchers import sse
+
+KEEPALIVE_SECONDS = 15.0
+
+
+async def _user(request: HttpRequest) -> AbstractBaseUser | AnonymousUser:
+    header = request.headers.get("Authorization", "")
+    if header.startswith("Token "):
+        token = await Token.objects.select_related("user").filter(key=header[6:].strip()).afirst()
+        return token.user if token and token.user.is_active else AnonymousUser()
+    return await request.auser()
+
+
+def _error(message: str, status: int) -> JsonResponse:
+    return JsonResponse({"error": message, "detail": {}}, status=status)
+
+
+async def job_events(request: HttpRequest, pk: int) -> HttpResponse:
+    user = await _user(request)
+    if not user.is_authenticated:
+        return _error("Authentication credentials were not provided.", 401)
+    job = await TrainingJob.objects.filter(pk=pk, **({} if user.is_staff else {"owner": user})).afirst()
+    if job is None:
+        return _error("Not found.", 404)
+    # The lookups above opened a connection that Django would keep till the stream's end.
+    await sync_to_async(close_old_connections)()
+    cursor = _cursor(request)
+    response = StreamingHttpResponse(_stream(job.pk, cursor), content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"  # tell proxies not to hold events back
+    return response
+
+
+def _cursor(request: HttpRequest) -> int:
+    raw = request.headers.get("Last-Event-ID") or request.GET.get("after") or "0"
+    return int(raw) if raw.isdigit() else 0
+
+
+def _metric_events(update: watchers.Update, cursor: int) -> str:
+    """The update's shared text; a cursor ahead of its first point (a reconnect) skips what the browser has."""
+    if not update.points or update.points[0]["id"] > cursor:
+        return update.metric_events
+    return "".join(sse(point, "metric", point["id"]) for point in update.points if point["id"] > cursor)
+
+
+async def _stream(job_id: int, cursor: int) -> AsyncIterator[str]:
+    """This stream's own backlog after its cursor once, then the updates its job's watcher shares."""
+    yield "retry: 1000\n\n"
+    async with watchers.subscribe(job_id) as feed:
+        async for part in feed.backlog(after=cursor):
+            yield part.text
+            cursor = part.last
+        update, sent_version = feed.first, None
+        while True:
+            # One chunk per update, not per event: each chunk is a send through the server.
+            chunks = [_metric_events(update, cursor)]
+            cursor = max(cursor, update.position)
+            if update.status_version != sent_version:
+                sent_version = update.status_version
+                chunks.append(update.status_event)
+            if update.ended:  # its status was read before its points: none is left behind
+                yield "".join(chunks) + update.end_event
+                return
+            if any(chunks):
+                yield "".join(chunks)
+            try:
+                while (update := await feed.next(timeout=KEEPALIVE_SECONDS)) is None:
+                    yield ": keep-alive\n\n"
+            except watchers.Lagging:
+                return  # no `end`: the browser reconnects after `retry` and resumes from its last id

@@ -1,0 +1,160 @@
+"""The built-in networks, written as specs that adapt to a dataset's channels, image size and classes.
+
+Each spec ends in a linear layer with out_features "num_classes" rather than the number itself, so
+a stored spec stays reusable on another dataset; summarize() and build_model() fill it in.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from networks.spec import plan_network
+
+Layer = dict[str, Any]
+InputShape = tuple[int, int, int]
+
+BUILTIN_NETWORKS: dict[str, str] = {
+    "lenet": "LeNet",
+    "mlp": "Multilayer perceptron (512-256)",
+    "alexnet": "AlexNet (small)",
+    "resnet18": "ResNet-18",
+}
+
+
+class UnknownNetwork(KeyError):
+    def __str__(self) -> str:
+        # KeyError's own str() wraps the name in quotes, which reads badly on a form.
+        return f"Unknown built-in network {self.args[0]!r}; choose one of {', '.join(BUILTIN_NETWORKS)}."
+
+
+def builtin_spec(name: str, input_shape: InputShape, num_classes: int) -> dict[str, Any]:
+    """The spec of a built-in network for this input shape; num_classes stays a placeholder in it."""
+    try:
+        make = _MAKERS[name]
+    except KeyError:
+        raise UnknownNetwork(name) from None
+    return {"layers": make(tuple(input_shape))}
+
+
+def _conv(out: int, kernel: int, *, stride: int = 1, padding: int | str = 0, bias: bool = True) -> Layer:
+    return {
+        "type": "conv2d", "out_channels": out, "kernel_size": kernel,
+        "stride": stride, "padding": padding, "bias": bias,
+    }
+
+
+def _max_pool(kernel: int, stride: int | None = None, padding: int = 0) -> Layer:
+    return {"type": "maxpool2d", "kernel_size": kernel, "stride": stride or kernel, "padding": padding}
+
+
+def _layer(type_: str, **args: Any) -> Layer:
+    return {"type": type_, **args}
+
+
+def _classifier(*hidden: int, dropout: float = 0.5) -> list[Layer]:
+    layers = [_layer("flatten")]
+    for features in hidden:
+        layers += [_layer("linear", out_features=features), _layer("relu")]
+        if dropout:
+            layers.append(_layer("dropout", p=dropout))
+    return [*layers, _layer("linear", out_features="num_classes")]
+
+
+def _feature_size(layers: list[Layer], input_shape: InputShape) -> tuple[int, int]:
+    """Height and width after a stack of feature layers, by the same inference summarize() uses."""
+    probe = [*layers, _layer("adaptive_avgpool2d", output_size=1), _layer("flatten"),
+             _layer("linear", out_features="num_classes")]
+    shape = plan_network({"layers": probe}, input_shape, 1)[len(layers) - 1].output_shape
+    return shape[1], shape[2]
+
+
+def _shrink_to(layers: list[Layer], input_shape: InputShape, limit: int, target: int) -> list[Layer]:
+    """Average-pool a feature map larger than `limit` down to `target`, so the classifier stays small."""
+    height, width = _feature_size(layers, input_shape)
+    if max(height, width) <= limit:
+        return layers
+    return [*layers, _layer("adaptive_avgpool2d", output_size=[min(height, target), min(width, target)])]
+
+
+# --- LeNet --------------------------------------------------------------------------------------
+
+def _lenet(input_shape: InputShape) -> list[Layer]:
+    smallest = min(input_shape[1:])
+    # The classic valid 5x5 convolutions need 16 px; smaller images keep their size with "same".
+    padding: int | str = 0 if smallest >= 16 else "same"
+    pool = [_max_pool(2)] if smallest >= 4 else []
+    features = [_conv(20, 5, padding=padding), *pool, _conv(50, 5, padding=padding), *pool]
+    return [*_shrink_to(features, input_shape, limit=8, target=4), *_classifier(500, dropout=0)]
+
+
+# --- MLP ----------------------------------------------------------------------------------------
+
+def _mlp(input_shape: InputShape) -> list[Layer]:
+    return _classifier(512, 256)
+
+
+# --- AlexNet ------------------------------------------------------------------------------------
+
+def _conv_bn_relu(out: int, kernel: int, **conv: Any) -> list[Layer]:
+    return [_conv(out, kernel, bias=False, **conv), _layer("batchnorm2d"), _layer("relu")]
+
+
+def _alexnet(input_shape: InputShape) -> list[Layer]:
+    features = _alexnet_large(input_shape) if min(input_shape[1:]) > 64 else _alexnet_small(input_shape)
+    height, width = _feature_size(features, input_shape)
+    pool = _layer("adaptive_avgpool2d", output_size=[min(height, 3), min(width, 3)])
+    return [*features, pool, *_classifier(1024, 1024)]
+
+
+def _alexnet_small(input_shape: InputShape) -> list[Layer]:
+    # Small images: 3x3 convolutions that keep the size, and a 2x2 pool wherever the map allows one.
+    side = min(input_shape[1:])
+    layers: list[Layer] = []
+    for stage in ([64], [192], [384, 256, 256]):
+        for out in stage:
+            layers += _conv_bn_relu(out, 3, padding=1)
+        if side >= 2:
+            layers.append(_max_pool(2))
+            side //= 2
+    return layers
+
+
+def _alexnet_large(input_shape: InputShape) -> list[Layer]:
+    # The original's 11x11 stride-4 stem and overlapping 3x3 pools, for images above 64 px.
+    return [
+        *_conv_bn_relu(64, 11, stride=4, padding=2), _max_pool(3, 2),
+        *_conv_bn_relu(192, 5, padding=2), _max_pool(3, 2),
+        *_conv_bn_relu(384, 3, padding=1),
+        *_conv_bn_relu(256, 3, padding=1),
+        *_conv_bn_relu(256, 3, padding=1), _max_pool(3, 2),
+    ]
+
+
+# --- ResNet-18 ----------------------------------------------------------------------------------
+
+def _basic_block(channels: int, stride: int) -> Layer:
+    body = [
+        *_conv_bn_relu(channels, 3, stride=stride, padding=1),
+        _conv(channels, 3, padding=1, bias=False), _layer("batchnorm2d"),
+    ]
+    return _layer("residual", layers=body, activation="relu")
+
+
+def _resnet18(input_shape: InputShape) -> list[Layer]:
+    if max(input_shape[1:]) <= 64:
+        # CIFAR-style stem: a 7x7/2 conv and a max-pool would leave too little of a small image.
+        stem = _conv_bn_relu(64, 3, padding=1)
+    else:
+        stem = [*_conv_bn_relu(64, 7, stride=2, padding=3), _max_pool(3, 2, padding=1)]
+    blocks = []
+    for index, channels in enumerate((64, 128, 256, 512)):
+        blocks += [_basic_block(channels, stride=1 if index == 0 else 2), _basic_block(channels, stride=1)]
+    return [*stem, *blocks, _layer("adaptive_avgpool2d", output_size=1), *_classifier(dropout=0)]
+
+
+_MAKERS: dict[str, Callable[[InputShape], list[Layer]]] = {
+    "lenet": _lenet,
+    "mlp": _mlp,
+    "alexnet": _alexnet,
+    "resnet18": _resnet18,
+}

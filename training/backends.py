@@ -1,0 +1,47 @@
+"""Training backends by alias, as Django does for caches and storages.
+
+`backends["torch"]` imports the configured class on first use and keeps the instance; the web
+process never asks for one, so it never imports a framework. The web reads what a backend can do
+from its class (`backends.backend_class(alias)`), whose module must not import a framework either:
+the work is imported by the instance's calls.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.module_loading import import_string
+
+from training.contract import TrainingBackend
+
+
+class BackendHandler:
+    def __init__(self) -> None:
+        self._instances: dict[str, TrainingBackend] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def aliases(self) -> list[str]:
+        return list(settings.TRAINING_BACKENDS)
+
+    def config(self, alias: str) -> dict[str, Any]:
+        try:
+            return settings.TRAINING_BACKENDS[alias]
+        except KeyError:
+            raise ImproperlyConfigured(f"No training backend '{alias}' in TRAINING_BACKENDS.") from None
+
+    def backend_class(self, alias: str) -> type[TrainingBackend]:
+        """The configured class, for its capability flags; its module imports no framework."""
+        return import_string(self.config(alias)["BACKEND"])
+
+    def __getitem__(self, alias: str) -> TrainingBackend:
+        with self._lock:
+            if alias not in self._instances:
+                options = dict(self.config(alias).get("OPTIONS", {}))
+                self._instances[alias] = self.backend_class(alias)(alias, options)
+            return self._instances[alias]
+
+
+backends = BackendHandler()

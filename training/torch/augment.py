@@ -1,0 +1,205 @@
+"""Augmentation of training batches as batched tensor operations on the training device.
+
+Each operation works on a whole batch (N, C, H, W) at once, drawing its
+per-image choices from one `torch.Generator` on the training device: no per-image Python loop,
+no host round trip. The generator is seeded from the job's seed and its state travels in every
+snapshot, so a resumed run draws exactly what the uninterrupted one would have.
+
+Order: flips, 90-degree rotation, one affine resampling (rotation, translation, scale), pad and
+crop, HSV shifts, noise; then the pixels are clamped back to 0..1. Empty areas are black (0).
+The exact moves (flips, quarter turns, a crop with no resampling) run on the uint8 batch, before
+it becomes float: a quarter of the bytes to move. When the affine resampling runs anyway, the crop
+is folded into it as a whole-pixel translation (the same pixels, one pass fewer over the batch).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+
+from training.augmentation import Augmentation
+
+
+class Augmenter:
+    """Changes training batches as `spec` says, reproducibly from `seed`."""
+
+    def __init__(self, spec: Augmentation, seed: int, device: torch.device) -> None:
+        self.spec, self.device = spec, device
+        self.generator = torch.Generator(device=device)
+        self.generator.manual_seed(seed)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """The augmented batch as float in 0..1, from uint8 pixels (or float ones in 0..1, which
+        may be changed in place)."""
+        s = self.spec
+        moves: dict[str, Any] = {}
+        if s.flip in ("horizontal", "both"):
+            moves["mirror"] = self._coin(x)
+        if s.flip in ("vertical", "both"):
+            moves["upside_down"] = self._coin(x)
+        if s.rot90:
+            quarter = 4 if x.shape[2] == x.shape[3] else 2  # a non-square image keeps its shape: 0 or 180
+            moves["turns"] = torch.randint(0, quarter, (len(x),), generator=self.generator,
+                                           device=x.device) * (4 // quarter)
+        crop = (self._offsets(x, s.crop_padding), self._offsets(x, s.crop_padding)) if s.crop_padding else None
+        if crop is not None and not s.affine:
+            moves.update(padding=s.crop_padding, top=crop[0], left=crop[1])
+        if moves:
+            x = move(x, **moves)
+        x = x.float().div_(255) if x.dtype == torch.uint8 else x
+        if s.affine:
+            moved = None if crop is None else (crop[1] - s.crop_padding, crop[0] - s.crop_padding)
+            x = affine(x, self._uniform(x, s.rotate_degrees), self._between(x, *s.scale),
+                       self._uniform(x, s.translate), self._uniform(x, s.translate), moved)
+        if any(s.hsv):
+            x = hsv_shift(x, *(self._uniform(x, amount) for amount in s.hsv))
+        if s.noise_std:
+            x = x.add_(torch.randn(x.shape, generator=self.generator, device=x.device).mul_(s.noise_std))
+        return x.clamp_(0.0, 1.0)
+
+    def state(self) -> list[int]:
+        return self.generator.get_state().tolist()
+
+    def load_state(self, state: list[int]) -> None:
+        self.generator.set_state(torch.tensor(state, dtype=torch.uint8))
+
+    def _coin(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.rand(len(x), generator=self.generator, device=x.device) < 0.5
+
+    def _between(self, x: torch.Tensor, low: float, high: float) -> torch.Tensor:
+        return low + (high - low) * torch.rand(len(x), generator=self.generator, device=x.device)
+
+    def _uniform(self, x: torch.Tensor, amount: float) -> torch.Tensor:
+        return self._between(x, -amount, amount)
+
+    def _offsets(self, x: torch.Tensor, padding: int) -> torch.Tensor:
+        return torch.randint(0, 2 * padding + 1, (len(x),), generator=self.generator, device=x.device)
+
+
+def move(x: torch.Tensor, *, mirror: torch.Tensor | None = None, upside_down: torch.Tensor | None = None,
+         turns: torch.Tensor | None = None, padding: int = 0, top: torch.Tensor | None = None,
+         left: torch.Tensor | None = None) -> torch.Tensor:
+    """The exact moves, per image, in one gather over the batch: image i mirrored left-right where
+    mirror[i], top-bottom where upside_down[i], turned by turns[i] quarter turns as torch.rot90(.., (1, 2))
+    turns (square images; others 0 or 2), then, with `padding`, padded with black and an H x W window
+    taken back from (top[i], left[i]) of the padded image. Pixels of any dtype are read once.
+
+    Each of these moves an output pixel (r, c) to a source pixel whose row and column are integer
+    linear forms a r + b c + d of it, per image: the forms are composed on (N, 2, 3) tensors, and
+    only the final flat index is computed per pixel position."""
+    n, c, h, w = x.shape
+    p = padding
+    source = F.pad(x, (p, p, p, p)) if p else x
+    hp, wp = h + 2 * p, w + 2 * p
+    # form[:, 0] gives the source row and form[:, 1] its column, as (a, b, d) of a r + b c + d.
+    form = torch.tensor([[1, 0, p], [0, 1, p]], device=x.device).repeat(n, 1, 1)
+    if top is not None:
+        form[:, 0, 2], form[:, 1, 2] = top, left  # type: ignore[assignment]
+    if turns is not None:  # where the turned image's (row, col) is in the unturned one
+        row, col = form[:, 0], form[:, 1]
+        k = turns.view(n, 1) % 4
+        form = torch.stack([_pick(k, row, col, _reverse(row, hp), _reverse(col, hp)),
+                            _pick(k, col, _reverse(row, wp), _reverse(col, wp), row)], 1)
+    if mirror is not None:
+        form[:, 1] = torch.where(mirror.view(n, 1), _reverse(form[:, 1], wp), form[:, 1])
+    if upside_down is not None:
+        form[:, 0] = torch.where(upside_down.view(n, 1), _reverse(form[:, 0], hp), form[:, 0])
+    flat = form[:, 0] * wp + form[:, 1]  # (N, 3): the flat index's own form
+    index = (flat[:, 0].view(n, 1, 1) * torch.arange(h, device=x.device).view(1, h, 1)
+             + flat[:, 1].view(n, 1, 1) * torch.arange(w, device=x.device).view(1, 1, w) + flat[:, 2].view(n, 1, 1))
+    return source.reshape(n, c, hp * wp).gather(2, index.view(n, 1, h * w).expand(n, c, h * w)).view(n, c, h, w)
+
+
+def _reverse(form: torch.Tensor, size: int) -> torch.Tensor:
+    """The form of size - 1 - (the position `form` gives)."""
+    return torch.tensor([0, 0, size - 1], device=form.device) - form
+
+
+def _pick(k: torch.Tensor, *by_k: torch.Tensor) -> torch.Tensor:
+    """by_k[k] per image (k of shape (N, 1), 0..3)."""
+    return torch.where(k == 1, by_k[1], torch.where(k == 2, by_k[2], torch.where(k == 3, by_k[3], by_k[0])))
+
+
+def flip(x: torch.Tensor, which: torch.Tensor, dim: int) -> torch.Tensor:
+    """Images where `which` (N,) is true mirrored along `dim` (3: left-right, 2: top-bottom)."""
+    return move(x, mirror=which) if dim == 3 else move(x, upside_down=which)
+
+
+def rot90(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """Image i turned by k[i] quarter turns exactly as torch.rot90(x[i], k[i], (1, 2)) would
+    (a non-square batch may only take k 0 or 2)."""
+    return move(x, turns=k)
+
+
+def pad_crop(x: torch.Tensor, padding: int, top: torch.Tensor, left: torch.Tensor) -> torch.Tensor:
+    """Every image padded with `padding` black pixels, then an H x W window taken back from
+    (top[i], left[i]) of the padded image i."""
+    return move(x, padding=padding, top=top, left=left)
+
+
+def affine(x: torch.Tensor, degrees: torch.Tensor, scale: torch.Tensor, shift_x: torch.Tensor,
+           shift_y: torch.Tensor, read_at: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """Each image rotated by degrees[i], scaled by scale[i] (above 1 zooms in) and moved by
+    shift_x[i], shift_y[i] (fractions of its width and height), in one bilinear resampling.
+    `read_at` (dx, dy) then has output pixel (r, c) read what would have been at (r + dy, c + dx):
+    pad_crop's window, folded in."""
+    n, _, h, w = x.shape
+    angle = degrees * (math.pi / 180)
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    # affine_grid's coordinates run -1..1 on both axes: a rotation of the picture (not of that
+    # square) is stretched by the aspect ratio on the off-diagonal.
+    a, b, c, d = cos, -sin * (h / w), sin * (w / h), cos
+    tx, ty = -2 * shift_x, -2 * shift_y
+    if read_at is not None:
+        dx, dy = read_at[0] * (2 / w), read_at[1] * (2 / h)
+        tx, ty = tx + a * dx + b * dy, ty + c * dx + d * dy
+    # affine_grid(theta, align_corners=False) by broadcasting: its batched matmul is several
+    # times slower on a CPU than these few whole-batch operations.
+    us = ((torch.arange(w, device=x.device, dtype=x.dtype) * 2 + 1) / w - 1).view(1, 1, w)
+    vs = ((torch.arange(h, device=x.device, dtype=x.dtype) * 2 + 1) / h - 1).view(1, h, 1)
+    a, b, c, d, tx, ty = (t.view(n, 1, 1).to(x.dtype) for t in (a, b, c, d, tx, ty))
+    grid = torch.stack([a * us + b * vs + tx, c * us + d * vs + ty], -1)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def rgb_to_hsv(x: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) RGB in 0..1 to HSV in 0..1 (hue as a fraction of the circle). A grey pixel's
+    hue is whatever its sector gives (colorsys says 0): with no saturation, no hue shows."""
+    r, g, b = x.unbind(1)
+    high, low = x.amax(1), x.amin(1)
+    delta = high - low
+    red, green = high == r, high == g
+    part = torch.where(red, g - b, torch.where(green, b - r, r - g)) / delta.clamp_min(1e-12)
+    sector = torch.where(red, 0.0, torch.where(green, 2.0, 4.0))
+    hue = ((part + sector) / 6).remainder_(1.0)
+    return torch.stack([hue, delta / high.clamp_min(1e-12), high], 1)
+
+
+def hsv_to_rgb(x: torch.Tensor) -> torch.Tensor:
+    hue, saturation, value = x[:, 0:1], x[:, 1:2], x[:, 2:3]
+    # The closed form: channel n (red 5, green 3, blue 1) is v - v s clamp(min(k, 4 - k), 0, 1)
+    # with k = (n + 6 h) mod 6; a handful of whole-batch operations, no per-sector selection.
+    k = (torch.tensor([5.0, 3.0, 1.0], device=x.device).view(1, 3, 1, 1) + hue * 6).remainder_(6)
+    return value - value * saturation * torch.minimum(k, 4 - k).clamp_(0, 1)
+
+
+def hsv_shift(x: torch.Tensor, hue: torch.Tensor, saturation: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+    """Image i's hue turned by hue[i] (a fraction of the circle), its saturation and value moved by
+    saturation[i] and value[i] (fractions of their range, clamped to it)."""
+    hsv = rgb_to_hsv(x)
+    h = (hsv[:, 0] + hue.view(-1, 1, 1)) % 1.0
+    s = (hsv[:, 1] + saturation.view(-1, 1, 1)).clamp(0, 1)
+    v = (hsv[:, 2] + value.view(-1, 1, 1)).clamp(0, 1)
+    return hsv_to_rgb(torch.stack([h, s, v], 1))
+
+
+def mean_to_subtract(mode: str, mean_image: torch.Tensor) -> torch.Tensor:
+    """What the job subtracts from every (C, H, W) image, by its `mean` setting, as a full (C, H, W)
+    tensor, so whoever reads mean.safetensors (inference, export, predict.py) subtracts the same."""
+    if mode == "pixel":
+        return mean_image.mean(dim=(1, 2), keepdim=True).expand_as(mean_image).contiguous()
+    if mode == "none":
+        return torch.zeros_like(mean_image)
+    return mean_image
