@@ -33,7 +33,7 @@ class DatasetOutput(serializers.ModelSerializer):
 
     class Meta:
         model = Dataset
-        fields = ["id", "name", "owner", "status", "progress", "error", "created_at", "updated_at", "source",
+        fields = ["id", "name", "owner", "task", "status", "progress", "error", "created_at", "updated_at", "source",
                   "source_name", "image_width", "image_height", "channels", "resize_mode", "val_percent",
                   "test_percent", "seed", "min_per_class", "max_per_class", "classes", "split_counts",
                   "class_counts", "image_shape", "skipped", "warnings", "attempt", "retries", "held_by", "heartbeat_at",

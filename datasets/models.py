@@ -35,6 +35,8 @@ class Dataset(Leased):
     progress = models.FloatField(default=0.0)
     error = models.TextField(blank=True)
 
+    # The vision task it poses (training.vision_tasks): what its folder holds and what jobs on it learn.
+    task = models.CharField(max_length=32, default="classification")
     source = models.CharField(max_length=16, choices=Source.choices)
     source_name = models.CharField(max_length=1000, help_text="Uploaded file name or server folder.")
 

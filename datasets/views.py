@@ -8,6 +8,7 @@ from django.views.decorators.http import require_POST
 from datasets import selectors, services
 from datasets.forms import DatasetForm
 from datasets.ingest.store import thumb_path
+from training.vision_tasks import vision_task
 from workbench.pagination import page_context
 from workbench.uploads import TOO_LARGE_FORM, upload_too_large
 
@@ -44,7 +45,7 @@ def dataset_detail(request: HttpRequest, pk: int) -> HttpResponse:
     dataset = selectors.dataset_get(user=request.user, pk=pk)
     context = {"dataset": dataset, "thumbnails": selectors.dataset_thumbnails(dataset=dataset),
                "count_rows": selectors.dataset_count_rows(dataset=dataset)}
-    return render(request, "datasets/detail.html", context)
+    return render(request, vision_task(dataset.task).pages["dataset"], context)
 
 
 @require_POST

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Any
 
 from django.urls import reverse
@@ -12,7 +11,7 @@ from rest_framework.views import APIView
 
 from datasets import selectors as dataset_selectors
 from jobs import selectors, services
-from jobs.inference import job_classify
+from jobs.inference import job_infer
 from jobs.models import TrainingJob
 from training.schedules import LR_POLICIES, OPTIMIZERS, learning_rate_curve
 from workbench.api import Pagination, error_response, paginated, refused
@@ -28,6 +27,7 @@ class JobOutput(serializers.ModelSerializer):
     url = serializers.SerializerMethodField()
     sweep = serializers.SerializerMethodField(help_text="The sweep this job is a trial of (id), or null.")
     params = serializers.SerializerMethodField(help_text="The settings its sweep chose, or null.")
+    task = serializers.CharField(source="dataset.task", read_only=True, help_text="Its dataset's vision task.")
 
     class Meta:
         model = TrainingJob
@@ -39,7 +39,7 @@ class JobOutput(serializers.ModelSerializer):
                   "pretrained", "freeze_epochs", "pretrained_lr_mult",
                   "resume_from_epoch", "attempt", "retries", "held_by", "heartbeat_at", "created_at", "started_at",
                   "finished_at", "url"]
-        fields += ["group", "notes", "stop_reason", "sweep", "params"]
+        fields += ["group", "notes", "stop_reason", "sweep", "params", "task"]
 
     def get_sweep(self, job: TrainingJob) -> int | None:
         trial = selectors.job_trial(job=job)
@@ -73,7 +73,8 @@ class JobDetailOutput(JobOutput):
 class JobInput(serializers.Serializer):
     name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
     dataset = serializers.IntegerField()
-    network = serializers.CharField(max_length=100)
+    network = serializers.CharField(max_length=100, required=False, allow_blank=True, default="",
+                                    help_text="Built-in name or custom network (id or name); blank: the task's default.")
     epochs = serializers.IntegerField(min_value=1, max_value=10_000, default=DEFAULTS.epochs)
     batch_size = serializers.IntegerField(min_value=1, max_value=65_536, default=DEFAULTS.batch_size)
     optimizer = serializers.ChoiceField(choices=OPTIMIZERS, default=DEFAULTS.optimizer)
@@ -325,8 +326,17 @@ class ClassifyInput(serializers.Serializer):
     epoch = serializers.FloatField(required=False, allow_null=True, default=None)
 
 
-class JobClassifyApi(APIView):
-    @extend_schema(request={"multipart/form-data": ClassifyInput}, responses=ClassifyOutput)
+class InferOutput(serializers.Serializer):
+    task = serializers.CharField(help_text="The job's vision task; the fields below depend on it.")
+    predictions = PredictionOutput(many=True, required=False, help_text="classification: top 5, best first.")
+    epoch = serializers.FloatField()
+    preprocessed = serializers.CharField(help_text="The input as the network saw it, as a PNG data URL.")
+
+
+class JobInferApi(APIView):
+    """One image through a snapshot, answered as the job's vision task answers."""
+
+    @extend_schema(request={"multipart/form-data": ClassifyInput}, responses=InferOutput)
     def post(self, request: Request, pk: int) -> Response:
         job = selectors.job_get(user=request.user, pk=pk)
         given = ClassifyInput(data=request.data)
@@ -334,10 +344,17 @@ class JobClassifyApi(APIView):
             return error_response(TOO_LARGE, status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
         given.is_valid(raise_exception=True)
         try:
-            result = job_classify(job=job, image=given.validated_data["image"], epoch=given.validated_data["epoch"])
+            answer = job_infer(job=job, image=given.validated_data["image"], epoch=given.validated_data["epoch"])
         except (services.JobStateError, services.JobInputError) as exc:
             return refused(exc)
-        return Response({"predictions": [asdict(p) for p in result.predictions], "epoch": result.snapshot_epoch,
-                         "preprocessed": result.preprocessed_png})
+        return Response(answer)
+
+
+class JobClassifyApi(JobInferApi):
+    """Classify: infer for a classification job (its answer also says `task`)."""
+
+    @extend_schema(request={"multipart/form-data": ClassifyInput}, responses=ClassifyOutput)
+    def post(self, request: Request, pk: int) -> Response:
+        return super().post(request, pk)
 
 

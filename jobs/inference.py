@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from django.conf import settings
@@ -12,6 +13,7 @@ from datasets.ingest.store import png_data_url
 from jobs.errors import JobInputError
 from jobs.models import Snapshot, TrainingJob
 from jobs.selectors import job_snapshot
+from training.vision_tasks import vision_task
 from workbench import faults
 from workbench.queue import WorkerUnavailable, run_on_worker
 
@@ -44,12 +46,21 @@ def preprocess(*, job: TrainingJob, image: UploadedFile) -> np.ndarray:
         raise JobInputError(f"The file is not a usable image: {exc}", "image") from None
 
 
-def job_classify(*, job: TrainingJob, image: UploadedFile, epoch: float | None = None) -> Classification:
+def job_infer(*, job: TrainingJob, image: UploadedFile, epoch: float | None = None) -> dict[str, Any]:
+    """One image through a snapshot (the latest by default), answered as the job's vision task
+    answers: {"task", "epoch", "preprocessed", and the task's own fields (classification: predictions)}."""
     snapshot = job_snapshot(job=job, epoch=epoch)
     pixels = preprocess(job=job, image=image)
-    answer = run_on_worker("jobs.classify", pixels[np.newaxis], job.pk, snapshot.pk)
-    probabilities = np.asarray(answer[0])
-    return Classification(top_k(probabilities, job.dataset.classes), snapshot.epoch, png_data_url(pixels))
+    outputs = run_on_worker("jobs.classify", pixels[np.newaxis], job.pk, snapshot.pk)
+    task = vision_task(job.dataset.task)
+    answer = task.infer_answer(np.asarray(outputs[0]), job.dataset.classes)
+    return {"task": task.name, **answer, "epoch": snapshot.epoch, "preprocessed": png_data_url(pixels)}
+
+
+def job_classify(*, job: TrainingJob, image: UploadedFile, epoch: float | None = None) -> Classification:
+    answer = job_infer(job=job, image=image, epoch=epoch)
+    predictions = [Prediction(p["label"], p["probability"]) for p in answer["predictions"]]
+    return Classification(predictions, answer["epoch"], answer["preprocessed"])
 
 
 def top_k(probabilities: np.ndarray, classes: list[str], k: int = TOP_K) -> list[Prediction]:

@@ -24,6 +24,7 @@ from jobs import hooks
 from jobs.models import MetricPoint, Snapshot
 from live import wakeup
 from training.contract import TrainingFailed
+from training.vision_tasks import VISION_TASKS
 from workbench.leases import Lease
 from workers import probe
 
@@ -59,6 +60,12 @@ _SNAPSHOT_FIELDS = ("job", "epoch", "step", "path", "created_at")
 _INSERT_ROWS = 1000  # 7 parameters a row: well under SQLite's and PostgreSQL's limits
 
 
+def best_mode(key: str) -> str | None:
+    """Whether a higher ("max") or lower ("min") value of `key` is better, as its vision task
+    says (val_loss and each task's val_<metric>); None for keys with no best (train loss, lr)."""
+    return next((mode for task in VISION_TASKS.values() if (mode := task.best_mode(key))), None)
+
+
 class Summary:
     """`latest` and `best` of a job, from its points in order: the reporter's and a rewind's one rule."""
 
@@ -80,10 +87,11 @@ class Summary:
         finite = value if math.isfinite(value) else None
         self.latest[key] = finite
         self.latest["epoch"] = epoch
-        if finite is None or key not in ("val_accuracy", "val_loss"):
+        mode = best_mode(key)
+        if finite is None or mode is None:
             return
         previous = self.best.get(key)
-        if previous is None or (finite > previous if key == "val_accuracy" else finite < previous):
+        if previous is None or (finite > previous if mode == "max" else finite < previous):
             self.best[key] = finite
             self.best[f"{key}_epoch"] = epoch
 

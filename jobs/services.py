@@ -28,6 +28,7 @@ from networks.selectors import network_resolve
 from networks.spec import SpecError, summarize
 from training.augmentation import Augmentation, AugmentationError, augmentation_parse
 from training.schedules import LR_POLICIES, OPTIMIZERS
+from training.vision_tasks import vision_task
 from workbench.queue import enqueue
 
 log = logging.getLogger(__name__)
@@ -92,6 +93,8 @@ def job_create(*, owner: AbstractBaseUser, dataset: Dataset, network: str, optio
     """Check everything that can be checked before a worker sees the job, then queue it."""
     if dataset.status != Dataset.Status.READY:
         raise JobInputError(f"The dataset '{dataset.name}' is not ready (status: {dataset.status}).", "dataset")
+    network = network or vision_task(dataset.task).default_network
+    _check_backend_trains(options, dataset)
     spec, custom = job_network_check(owner=owner, network=network, dataset=dataset)
     job_options_check(options)
     fields = asdict(options)
@@ -165,6 +168,15 @@ def job_augmentation_check(options: JobSettings, dataset: Dataset) -> dict[str, 
         raise JobInputError(f"The {alias} backend cannot augment training batches nor change the mean it "
                             "subtracts.", "augmentation")
     return {key: value for key, value in spec.as_dict().items() if key in raw}
+
+
+def _check_backend_trains(options: JobSettings, dataset: Dataset) -> None:
+    """The backend trains the dataset's vision task (its class's `tasks`)."""
+    alias = options.backend or settings.DEFAULT_TRAINING_BACKEND
+    if alias not in settings.TRAINING_BACKENDS:
+        return  # _check_options names the unknown backend
+    if dataset.task not in _backend_class(alias).tasks:
+        raise JobInputError(f"The {alias} backend does not train {dataset.task} datasets.", "backend")
 
 
 def _check_amp(options: JobSettings) -> None:
@@ -499,7 +511,7 @@ def training_plan(job: TrainingJob, devices: tuple[str, ...] = ()):  # type: ign
 
     dataset = job.dataset
     return TrainingPlan(
-        job_id=job.pk, output_folder=job.folder, dataset_folder=dataset.folder,
+        job_id=job.pk, output_folder=job.folder, dataset_folder=dataset.folder, task=dataset.task,
         input_shape=tuple(dataset.image_shape), classes=list(dataset.classes), network_spec=job.network_spec,
         epochs=job.epochs, batch_size=job.batch_size, optimizer=job.optimizer, learning_rate=job.learning_rate,
         momentum=job.momentum, weight_decay=job.weight_decay, lr_policy=job.lr_policy,

@@ -23,6 +23,7 @@ api_urlpatterns = [
     path("jobs/<int:pk>/clone/", api.JobCloneApi.as_view(), name="api-job-clone"),
     path("jobs/<int:pk>/metrics/", api.JobMetricsApi.as_view(), name="api-job-metrics"),
     path("jobs/<int:pk>/classify/", api.JobClassifyApi.as_view(), name="api-job-classify"),
+    path("jobs/<int:pk>/infer/", api.JobInferApi.as_view(), name="api-job-infer"),
     path("lr-schedule/", api.LrScheduleApi.as_view(), name="api-lr-schedule"),
     path("datasets/<int:pk>/augmentation-preview/", augmentation_api.AugmentationPreviewApi.as_view(),
          name="api-augmentation-preview"),

@@ -17,6 +17,7 @@ from jobs.columns import DEFAULT_COLUMNS
 from jobs.forms import MULTI_VALUE_FIELDS, JobForm, initial_from_job, network_source_initial
 from jobs.inference import WorkerUnavailable, job_classify
 from jobs.models import TrainingJob
+from training.vision_tasks import vision_task
 from workbench.pagination import page_context
 from workbench.uploads import TOO_LARGE_FORM, upload_too_large
 
@@ -184,6 +185,7 @@ def job_classify_view(request: HttpRequest, pk: int) -> HttpResponse:
         except (services.JobInputError, services.JobStateError, WorkerUnavailable) as exc:
             form.add_error("image" if getattr(exc, "field", None) != "epoch" else "epoch", str(exc))
     status = 400 if request.method == "POST" and result is None else 200
-    return render(request, "jobs/classify.html", {"job": job, "form": form, "result": result}, status=status)
+    page = vision_task(job.dataset.task).pages["infer"]
+    return render(request, page, {"job": job, "form": form, "result": result}, status=status)
 
 

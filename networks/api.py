@@ -12,6 +12,7 @@ from datasets import selectors as dataset_selectors
 from networks import selectors, services
 from networks.errors import NetworkInputError
 from networks.spec import SpecError
+from training.vision_tasks import TASK_NAMES
 from workbench.api import Pagination, error_response, paginated, refused
 
 
@@ -20,6 +21,7 @@ class NetworkEntryOutput(serializers.Serializer):
     name = serializers.CharField()
     builtin = serializers.BooleanField()
     title = serializers.CharField()
+    tasks = serializers.ListField(child=serializers.CharField(), help_text="The vision tasks it fits.")
 
 
 class NetworkCreatedOutput(serializers.Serializer):
@@ -57,9 +59,13 @@ class NetworkInput(serializers.Serializer):
 class NetworkListApi(APIView):
     pagination_class = Pagination
 
-    @extend_schema(responses=NetworkEntryOutput(many=True))
+    @extend_schema(parameters=[OpenApiParameter("task", str, description="Only the networks that fit this task")],
+                   responses=NetworkEntryOutput(many=True))
     def get(self, request: Request) -> Response:
-        return paginated(request, selectors.network_list(user=request.user), NetworkEntryOutput, self)
+        task = request.query_params.get("task", "")
+        if task and task not in TASK_NAMES:
+            return error_response(f"Unknown task '{task}'; known: {', '.join(TASK_NAMES)}.", {"task": ["Unknown task."]})
+        return paginated(request, selectors.network_list(user=request.user, task=task), NetworkEntryOutput, self)
 
     @extend_schema(request=NetworkInput, responses={201: NetworkCreatedOutput})
     def post(self, request: Request) -> Response:

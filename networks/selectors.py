@@ -12,8 +12,12 @@ from networks.builtin import BUILTIN_NETWORKS, builtin_spec
 from networks.errors import NetworkInputError
 from networks.models import Network
 from networks.spec import NetworkSummary, summarize
+from training.vision_tasks import VISION_TASKS, vision_task
 
 DEFAULT_SUMMARY_INPUT = ((1, 28, 28), 10)
+# The tasks a custom spec network can serve: its spec ends in one score per class today.
+CUSTOM_NETWORK_TASKS = ("classification",)
+
 
 @dataclass(frozen=True)
 class NetworkEntry:
@@ -22,12 +26,21 @@ class NetworkEntry:
     builtin: bool
     title: str
     network: Network | None = None
+    tasks: tuple[str, ...] = CUSTOM_NETWORK_TASKS  # the vision tasks it fits (training.vision_tasks)
 
 
-def network_list(*, user: AbstractBaseUser) -> list[NetworkEntry]:
-    builtins = [NetworkEntry(name, name, True, title) for name, title in BUILTIN_NETWORKS.items()]
+def builtin_tasks(name: str) -> tuple[str, ...]:
+    """The vision tasks whose built-in networks include `name`."""
+    return tuple(task.name for task in VISION_TASKS.values() if name in task.networks)
+
+
+def network_list(*, user: AbstractBaseUser, task: str = "") -> list[NetworkEntry]:
+    """The built-ins and the user's custom networks; with `task`, only those that fit it."""
+    builtins = [NetworkEntry(name, name, True, title, tasks=builtin_tasks(name))
+                for name, title in BUILTIN_NETWORKS.items()]
     custom = Network.objects.all() if user.is_staff else Network.objects.filter(owner=user)
-    return builtins + [NetworkEntry(str(n.pk), n.name, False, n.description or n.name, n) for n in custom]
+    entries = builtins + [NetworkEntry(str(n.pk), n.name, False, n.description or n.name, n) for n in custom]
+    return [entry for entry in entries if not task or task in entry.tasks]
 
 
 def network_get(*, user: AbstractBaseUser, key: str) -> NetworkEntry:
@@ -49,12 +62,19 @@ def network_summary(*, entry: NetworkEntry, dataset: Dataset | None) -> tuple[Ne
 def network_resolve(*, user: AbstractBaseUser, network: str, dataset: Dataset) -> tuple[dict[str, Any], Network | None]:
     """The spec for a built-in name or one of the user's custom networks (by id or name)."""
     shape, classes = tuple(dataset.image_shape), len(dataset.classes)
+    task = vision_task(dataset.task)
+    fitting = ", ".join(task.networks)
     if network in BUILTIN_NETWORKS:
+        if network not in task.networks:
+            raise NetworkInputError(f"The network '{network}' does not fit a {task.name} dataset: use one of "
+                                    f"{fitting}.", "network")
         return builtin_spec(network, shape, classes), None  # type: ignore[arg-type]
     custom = _custom_network(user, network)
     if custom is None:
-        names = ", ".join(BUILTIN_NETWORKS)
-        raise NetworkInputError(f"Unknown network '{network}': use a built-in ({names}) or one of your networks.",
+        raise NetworkInputError(f"Unknown network '{network}': use a built-in ({fitting}) or one of your networks.",
+                                "network")
+    if task.name not in CUSTOM_NETWORK_TASKS:
+        raise NetworkInputError(f"Custom networks do not fit a {task.name} dataset yet: use one of {fitting}.",
                                 "network")
     return custom.spec, custom
 

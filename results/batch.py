@@ -327,7 +327,7 @@ def thumb_path(folder: Path, index: int) -> Path:
 
 def _rows(chunk: list[Entry], decoded: list[tuple[np.ndarray | None, str]], ok: list[int],
           probabilities: np.ndarray | None, classes: list[str], tally: _Tally) -> list[dict[str, Any]]:
-    from results.metrics import topk_accuracy
+    from training.vision_tasks.classification.metrics import topk_accuracy
 
     rows = [{"file": e.name, "true": e.label, "top": [], "error": error} for e, (_, error) in zip(chunk, decoded)]
     if probabilities is None:
@@ -368,7 +368,7 @@ def summary(batch: BatchClassification, rows: list[dict[str, Any]], tally: _Tall
 
 
 def _accuracy(tally: _Tally, classes: list[str]) -> dict[str, Any]:
-    from results.metrics import confusion_matrix, per_class
+    from training.vision_tasks.classification.metrics import confusion_matrix, per_class
 
     scored = len(tally.true)
     matrix = confusion_matrix(np.array(tally.true, dtype=np.int64), np.array(tally.predicted, dtype=np.int64),

@@ -5,9 +5,9 @@ import numpy as np
 
 from jobs.errors import JobInputError
 from jobs.models import TrainingJob
-from results.metrics import evaluation_report
 from results.models import Evaluation
 from results.work import WorkFailed, claimed, done_snapshot, stored_or_new
+from training.vision_tasks import vision_task
 
 SPLITS = ("val", "test", "train")
 BATCH = 256
@@ -43,5 +43,6 @@ def evaluation_run(*, evaluation_id: int) -> None:
             end = min(start + BATCH, len(labels))
             probabilities[start:end] = backend.infer(weights, np.asarray(images[start:end]))
             progress(end / len(labels))
-        result.update(evaluation_report(probabilities, labels, job.dataset.classes))
+        task = vision_task(job.dataset.task)
+        result.update(task=task.name, **task.evaluation_report(probabilities, labels, job.dataset.classes))
         result["epoch"] = evaluation.snapshot.epoch

@@ -10,6 +10,7 @@ from jobs.errors import JobInputError, JobStateError
 from results.evaluation import evaluation_start
 from results.models import Evaluation
 from results.work import work_get
+from training.vision_tasks import vision_task
 
 
 def _epoch(raw: str | None) -> float | None:
@@ -35,7 +36,7 @@ def evaluation_detail(request: HttpRequest, pk: int, eid: int) -> HttpResponse:
     evaluation = work_get(user=request.user, model=Evaluation, job_pk=pk, pk=eid)
     context = {"evaluation": evaluation, "job": evaluation.job, "dataset": evaluation.job.dataset,
                **gallery_context(evaluation)}
-    return render(request, "results/evaluation.html", context)
+    return render(request, vision_task(evaluation.job.dataset.task).pages["evaluation"], context)
 
 
 def gallery_context(evaluation: Evaluation) -> dict[str, object]:

@@ -8,6 +8,8 @@ the work is imported by the instance's calls.
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
+from importlib import metadata
 from typing import Any
 
 from django.conf import settings
@@ -45,3 +47,30 @@ class BackendHandler:
 
 
 backends = BackendHandler()
+
+
+@dataclass(frozen=True)
+class BackendEntry:
+    alias: str
+    framework: str
+    version: str  # of the installed framework; "" when it is not installed on this host
+    tasks: list[str]
+    capabilities: dict[str, Any]
+
+
+def backend_list() -> list[BackendEntry]:
+    """Every configured backend as GET backends/ shows it, read from its class: no framework is
+    imported (the version comes from the installed distribution's metadata)."""
+    entries = []
+    for alias in settings.TRAINING_BACKENDS:
+        cls = backends.backend_class(alias)
+        entries.append(BackendEntry(alias, cls.framework, _installed_version(cls.framework_package), list(cls.tasks),
+                                    cls.capabilities()))
+    return entries
+
+
+def _installed_version(package: str) -> str:
+    try:
+        return metadata.version(package) if package else ""
+    except metadata.PackageNotFoundError:
+        return ""

@@ -80,6 +80,7 @@ class TrainingPlan:
     val_interval: float
     snapshot_interval: float
     resume_from_epoch: float | None = None
+    task: str = "classification"  # training.vision_tasks: what the dataset poses, so the loss and metrics
     preprocessing: dict[str, Any] = field(default_factory=dict)
     # training.augmentation's spec as the job stored it (training batches only; its `mean` applies everywhere).
     augmentation: dict[str, Any] = field(default_factory=dict)
@@ -105,6 +106,9 @@ class TrainingBackend(ABC):
     (see torch_backend.py: each call imports the modules that do the work).
     """
 
+    framework: str = ""  # as users name it ("PyTorch")
+    framework_package: str = ""  # the distribution whose version GET backends/ reports ("torch")
+    tasks: tuple[str, ...] = ()  # the vision tasks it trains (training.vision_tasks)
     supports_resume: bool = False
     export_formats: tuple[str, ...] = ()
     supports_inspect: bool = False
@@ -126,9 +130,18 @@ class TrainingBackend(ABC):
     def train(self, plan: TrainingPlan, reporter: Reporter) -> str:
         """Train until done or told to stop; return "done" or "aborted"; raise TrainingFailed."""
 
+    @classmethod
+    def capabilities(cls) -> dict[str, Any]:
+        """Every capability flag, as GET backends/ and the forms read them."""
+        return {"resume": cls.supports_resume, "export_formats": list(cls.export_formats),
+                "inspect": cls.supports_inspect, "compress_methods": list(cls.compress_methods),
+                "amp_modes": list(cls.amp_modes), "augmentation": cls.supports_augmentation,
+                "distributed": cls.supports_distributed, "compile": cls.supports_compile}
+
     @abstractmethod
     def infer(self, snapshot: Path, images: np.ndarray) -> np.ndarray:
-        """Class probabilities (N, classes) for uint8 images (N, C, H, W) preprocessed like the dataset.
+        """The task's outputs for uint8 images (N, C, H, W) preprocessed like the dataset: for
+        classification, class probabilities (N, classes). The vision task turns them into answers.
 
         `snapshot` is a snapshot's weights file or a compressed copy written by `compress`."""
 

@@ -12,6 +12,7 @@ from networks.urls import api_urlpatterns as network_api
 from pretrained.urls import api_urlpatterns as pretrained_api
 from results.urls import api_urlpatterns as result_api
 from sweeps.urls import api_urlpatterns as sweep_api
+from training.urls import api_urlpatterns as training_api
 from workbench import views
 from workbench.api import HealthApi, TokenApi, api_not_found
 from workers.urls import api_urlpatterns as workers_api
@@ -25,6 +26,7 @@ api_v1 = [
     *live_api,
     *job_api,
     *network_api,
+    *training_api,
     *result_api,
     *compare_api,
     *workers_api,

@@ -96,6 +96,11 @@ def test_it_classifies_an_image_with_the_trained_model(celery_worker, alice_api)
     assert predictions[0]["probability"] > 0.5
     assert sum(p["probability"] for p in predictions) == pytest.approx(1.0, abs=1e-4)
     assert stored_results() == results_before, "the answer is forgotten once read"
+    image.seek(0)
+    inferred = alice_api.post(f"/api/v1/jobs/{job.pk}/infer/", {"image": image}, format="multipart")
+    assert inferred.status_code == 200, inferred.json()
+    assert inferred.json()["task"] == "classification"
+    assert inferred.json()["predictions"] == predictions  # infer answers as the job's task: classify's top 5
 
 
 def stored_results() -> set[str]:

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support, top_k_accuracy_score
 
-from results.metrics import evaluation_report
 from results.models import Evaluation
 from tests.conftest import wait_for
 from tests.jobs.test_training_flow import ready_colours, start, wait_job
+from training.vision_tasks.classification.metrics import evaluation_report
 
 
 def test_it_computes_metrics_like_scikit_learn():
@@ -62,6 +62,7 @@ def test_it_evaluates_a_split_and_matches_an_independent_computation(celery_work
     assert sum(map(sum, result["confusion"])) == dataset.split_counts["val"]
     assert result["top1"] == pytest.approx((predicted == labels).mean())
     assert result["top5"] == 1.0  # three classes: the truth is always in the top five
+    assert result["task"] == "classification"  # the report is the vision task's
 
 
 @pytest.mark.django_db(transaction=True)

@@ -15,6 +15,9 @@ from training.contract import Reporter, TrainingBackend, TrainingPlan
 
 
 class TorchBackend(TrainingBackend):
+    framework = "PyTorch"
+    framework_package = "torch"
+    tasks = ("classification",)
     supports_resume = True
     export_formats = ("archive", "torchscript", "onnx")
     supports_inspect = True

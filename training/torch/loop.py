@@ -20,7 +20,7 @@ from training.torch.augment import Augmenter, mean_to_subtract
 from training.torch.build import build_model
 from training.torch.compile import CompiledModel
 from training.torch.data import Prefetcher, Split
-from training.torch.models import evaluate, model_metadata
+from training.torch.models import model_metadata
 from training.torch.optim import copy_pretrained, make_optimizer, param_groups
 from training.torch.precision import Precision
 from training.torch.ranks import Solo
@@ -33,6 +33,7 @@ from training.torch.snapshots import (
     unflatten_optimizer,
 )
 from training.torch.tensorfile import write_safetensors
+from training.torch.vision_tasks import torch_task
 from workbench import faults
 from workbench.files import remove_leftovers, replaced_atomically, write_bytes_atomically
 
@@ -84,7 +85,8 @@ class _Run:
         # The train loss is the mean over the steps since it was last reported; kept here (not in
         # the loop) so that a snapshot carries it and a resumed run reports the same numbers.
         self.running, self.count = torch.zeros((), device=device), 0
-        self.loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=plan.label_smoothing)
+        self.task = torch_task(plan.task)  # the vision task's loss and validation
+        self.loss_fn = self.task.loss(plan)
         self.steps_per_epoch = max(1, math.ceil(len(self.train_split) / plan.batch_size))
         self.total_steps = plan.epochs * self.steps_per_epoch
         self.log_every = max(1, self.steps_per_epoch // 20)
@@ -201,11 +203,13 @@ class _Run:
     def _validate(self, step: int) -> None:
         if len(self.val_split) == 0 or not self.ranks.leader:  # the other ranks go on to the next step's all-reduce
             return
-        loss, accuracy = evaluate(self.net, self.val_split, self.mean, self.device, self.plan.batch_size * 2)
+        metrics = self.task.validate(self.net, self.val_split, self.mean, self.device, self.plan.batch_size * 2)
         epoch = step / self.steps_per_epoch
-        self.reporter.metric(split="val", name="loss", value=loss, epoch=epoch, step=step)
-        self.reporter.metric(split="val", name="accuracy", value=accuracy, epoch=epoch, step=step)
-        self.reporter.log(f"epoch {epoch:.2f}: val loss {loss:.4f}, val accuracy {accuracy:.2%}")
+        for name, value in metrics.items():
+            self.reporter.metric(split="val", name=name, value=value, epoch=epoch, step=step)
+        shown = ", ".join(f"val {name} {value:.4f}" if name == "loss" else f"val {name} {value:.2%}"
+                          for name, value in metrics.items())
+        self.reporter.log(f"epoch {epoch:.2f}: {shown}")
         self.model.train()
 
     # --- snapshots and resume ---------------------------------------------------------------

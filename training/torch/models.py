@@ -51,7 +51,7 @@ def model_metadata(plan: TrainingPlan) -> dict[str, Any]:
     # mean.safetensors holds what is subtracted (the mean image, its per-channel means, or zeros):
     # every reader subtracts it as it is, so inference and export follow the job's `mean` choice.
     mean = augmentation_from_stored(plan.augmentation).mean
-    return {"network_spec": plan.network_spec, "input_shape": list(plan.input_shape), "classes": plan.classes,
+    return {"task": plan.task, "network_spec": plan.network_spec, "input_shape": list(plan.input_shape), "classes": plan.classes,
             "preprocessing": {**plan.preprocessing, "mean": mean, "mean_file": "mean.safetensors", "scale": 1 / 255}}
 
 
