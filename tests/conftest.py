@@ -98,9 +98,13 @@ def colour_zip() -> bytes:
 # --- waiting --------------------------------------------------------------------------------
 
 _WORKERS: list[tuple[subprocess.Popen[bytes], Path]] = []
+# How long a test waits for work a worker does (an ingest, a training run, a line in its log). One
+# generous limit everywhere: a passing wait ends as soon as the outcome is there, and two suites
+# on two cores (CI beside a developer's run) can make any of them slow.
+OUTCOME_SECONDS = 240.0
 
 
-def wait_for(predicate: Callable[[], object], timeout: float = 60.0, what: str = "condition") -> object:
+def wait_for(predicate: Callable[[], object], timeout: float = OUTCOME_SECONDS, what: str = "condition") -> object:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
@@ -115,7 +119,7 @@ def wait_for(predicate: Callable[[], object], timeout: float = 60.0, what: str =
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
-def wait_dataset(pk: int, timeout: float = 90.0):  # type: ignore[no-untyped-def]
+def wait_dataset(pk: int, timeout: float = OUTCOME_SECONDS):  # type: ignore[no-untyped-def]
     from datasets.models import Dataset
 
     def finished():  # type: ignore[no-untyped-def]
@@ -233,7 +237,7 @@ def restartable_worker(celery_worker: Worker) -> Iterator[Worker]:
         celery_worker.start()
 
 
-def wait_in_log(worker: Worker, text: str, timeout: float = 60.0) -> None:
+def wait_in_log(worker: Worker, text: str, timeout: float = OUTCOME_SECONDS) -> None:
     wait_for(lambda: text in worker.log_text(), timeout, f"'{text}' in the worker's log")
 
 

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import OUTCOME_SECONDS
+
 # Playwright's sync API runs an event loop in this thread, and Django refuses ORM calls made
 # while a loop is running. The tests only touch the ORM between browser steps, never concurrently.
 os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
@@ -17,6 +19,8 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
                  "--disable-component-update", "--no-first-run"]
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "screenshots"
 VIEWPORT = {"width": 1280, "height": 860}
+# How long a browser test waits for a worker's outcome on the page (tests.conftest.OUTCOME_SECONDS).
+OUTCOME_MS = int(OUTCOME_SECONDS * 1000)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -58,7 +62,8 @@ _FAILED = pytest.StashKey[bool]()
 @pytest.fixture
 def page(browser, web_server: str, request: pytest.FixtureRequest) -> Iterator[object]:  # type: ignore[no-untyped-def]
     context = browser.new_context(base_url=web_server, viewport=VIEWPORT)
-    context.set_default_timeout(15_000)
+    # Waits on the page itself (a click's answer, a chart drawn); waits on a worker's outcome use OUTCOME_MS.
+    context.set_default_timeout(60_000)
     # A page's load waits for Plotly and every script: on a CI host busy training, give it longer.
     context.set_default_navigation_timeout(45_000)
     tab = context.new_page()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser.conftest import log_in
+from tests.browser.conftest import OUTCOME_MS, log_in
 from tests.jobs.test_recovery import ready_digits
 from tests.jobs.test_training_flow import ready_colours
 
@@ -18,20 +18,20 @@ def test_the_preview_grid_changes_when_rotation_is_set(page, celery_worker, alic
     dataset = ready_digits(alice_api)
     log_in(page, "alice", "alice-password")
     page.goto(f"/jobs/new/?dataset={dataset.pk}")
-    page.wait_for_function("() => window.augmentationPreviewDrawn >= 1", timeout=30_000)
+    page.wait_for_function("() => window.augmentationPreviewDrawn >= 1", timeout=OUTCOME_MS)
     originals, plain = sources(page, "original"), sources(page, "augmented")
     assert len(originals) == 12 and plain == originals  # nothing set: the images as they are
     assert page.is_hidden("#augmentation-colour") and page.is_visible("#augmentation-grayscale-note")
 
     page.fill("#id_aug_rotate_degrees", "45")
-    page.wait_for_function("() => window.augmentationPreviewDrawn >= 2", timeout=30_000)
+    page.wait_for_function("() => window.augmentationPreviewDrawn >= 2", timeout=OUTCOME_MS)
     rotated = sources(page, "augmented")
     assert sources(page, "original") == originals
     assert sum(a != b for a, b in zip(rotated, plain)) >= 10
     screenshot(page, "44-augmentation-preview-rotated")
 
     page.click("#augmentation-resample")
-    page.wait_for_function("() => window.augmentationPreviewDrawn >= 3", timeout=30_000)
+    page.wait_for_function("() => window.augmentationPreviewDrawn >= 3", timeout=OUTCOME_MS)
     assert sources(page, "original") != originals  # a new sample of images
 
     shown = sources(page, "augmented")
@@ -54,13 +54,13 @@ def test_a_colour_dataset_offers_colour_shifts_and_the_job_page_lists_them(  # t
     dataset = ready_colours(alice_api)
     log_in(page, "alice", "alice-password")
     page.goto(f"/jobs/new/?dataset={dataset.pk}")
-    page.wait_for_function("() => window.augmentationPreviewDrawn >= 1", timeout=30_000)
+    page.wait_for_function("() => window.augmentationPreviewDrawn >= 1", timeout=OUTCOME_MS)
     assert page.is_visible("#augmentation-colour") and page.is_hidden("#augmentation-grayscale-note")
     plain = sources(page, "augmented")
 
     page.fill("#id_aug_hue", "0.3")
     page.select_option("#id_aug_flip", "horizontal")
-    page.wait_for_function("() => window.augmentationPreviewDrawn >= 2", timeout=30_000)
+    page.wait_for_function("() => window.augmentationPreviewDrawn >= 2", timeout=OUTCOME_MS)
     assert sources(page, "augmented") != plain
     screenshot(page, "47-augmentation-preview-colour")
 

@@ -13,12 +13,12 @@ from PIL import Image, ImageDraw
 
 from datasets import services
 from datasets.models import Dataset
-from tests.browser.conftest import log_in
+from tests.browser.conftest import OUTCOME_MS, log_in
 from tests.conftest import class_images, wait_dataset, zip_bytes
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-READY_TIMEOUT_MS = 60_000
+
 BIG_COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220)}
 
 
@@ -74,7 +74,7 @@ def watch_until_ready(page, screenshot) -> list[tuple[str, bool, str]]:  # type:
     """What the page showed while it ingested, read without the test ever reloading it."""
     seen: list[tuple[str, bool, str]] = []
     shot = False
-    deadline = time.monotonic() + READY_TIMEOUT_MS / 1000
+    deadline = time.monotonic() + OUTCOME_MS / 1000
     while time.monotonic() < deadline:
         try:
             state = page.evaluate("""() => {
@@ -162,7 +162,7 @@ def test_it_shows_counts_chart_thumbnails_and_mean_of_a_ready_dataset(alice_page
     archive.write_bytes(zip_bytes(members))
     fill_dataset_form(page, archive, image_width="24", image_height="20", val_percent="20", test_percent="10")
     submit(page)
-    page.wait_for_selector("#class-counts", timeout=READY_TIMEOUT_MS)
+    page.wait_for_selector("#class-counts", timeout=OUTCOME_MS)
     page.wait_for_function("() => document.querySelector('#class-chart .main-svg')")
     page.wait_for_function("() => [...document.images].every((img) => img.complete)")
 
@@ -213,7 +213,7 @@ def test_it_creates_the_example_digits_from_an_empty_dashboard(alice_page, celer
     page = alice_page
     page.get_by_role("button", name="Create the example digits dataset").click()
 
-    page.wait_for_selector("#class-counts", timeout=READY_TIMEOUT_MS)
+    page.wait_for_selector("#class-counts", timeout=OUTCOME_MS)
     page.wait_for_function("() => document.querySelector('#class-chart .main-svg')")
     page.wait_for_function("() => [...document.images].every((img) => img.complete && img.naturalWidth > 0)")
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser.conftest import log_in
+from tests.browser.conftest import OUTCOME_MS, log_in
 from tests.jobs.test_training_flow import ready_colours, start, wait_job
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -17,7 +17,7 @@ def test_it_evaluates_from_the_job_page_and_draws_the_confusion_matrix(page, cel
     page.goto(f"/jobs/{job.pk}/")
     screenshot(page, "14-job-use-result")
     page.click("#use-result button:text('Evaluate')")
-    page.wait_for_selector("#status-badge:text('done')", timeout=120_000)
+    page.wait_for_selector("#status-badge:text('done')", timeout=OUTCOME_MS)
     page.wait_for_selector("#confusion-chart .main-svg")
 
     assert float(page.text_content("#top1").rstrip("%")) >= 90

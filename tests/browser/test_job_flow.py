@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from datasets.models import Dataset
-from tests.browser.conftest import log_in
+from tests.browser.conftest import OUTCOME_MS, log_in
 from tests.conftest import wait_dataset, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -37,7 +37,7 @@ def test_it_trains_lenet_on_the_digits_with_live_curves_and_classifies(
     assert page.evaluate("() => window.__sameDocument === true"), "the page reloaded while running"
     screenshot(page, "10-job-running")
 
-    page.wait_for_selector("#status-badge:text('done')", timeout=180_000)
+    page.wait_for_selector("#status-badge:text('done')", timeout=OUTCOME_MS)
     page.wait_for_load_state("load")
     accuracy = page.text_content("#val-accuracy")
     assert float(accuracy.rstrip("%")) >= 95.0, accuracy

@@ -108,7 +108,7 @@ def test_it_edits_a_note_in_place(page, alice, some_jobs):  # type: ignore[no-un
     alpha.locator(".note-input").press("Enter")
 
     # The row shows the note once the browser has the server's answer, so the database has it by then.
-    alpha.locator(".note-text", has_text="diverges above lr 0.1").wait_for(timeout=10_000)
+    alpha.locator(".note-text", has_text="diverges above lr 0.1").wait_for()
     assert alpha.locator(".note-text").inner_text() == "diverges above lr 0.1"
     assert TrainingJob.objects.get(name="alpha").notes == "diverges above lr 0.1"
     assert not alpha.locator(".note-input").count()  # the input is gone: back to the note

@@ -5,7 +5,7 @@ import zipfile
 
 import pytest
 
-from tests.browser.conftest import log_in
+from tests.browser.conftest import OUTCOME_MS, log_in
 from tests.conftest import class_images, make_image, zip_bytes
 from tests.jobs.test_training_flow import ready_colours, start, wait_job
 
@@ -24,13 +24,13 @@ def test_it_runs_every_result_tool_from_the_job_page(page, celery_worker, alice_
 
     page.goto(job_page)
     page.click("#exports button:text('ONNX')")
-    page.wait_for_selector("#exports [data-export-status='done']", timeout=120_000)
+    page.wait_for_selector("#exports [data-export-status='done']", timeout=OUTCOME_MS)
     assert "max abs diff" in page.text_content("#exports")
     assert page.locator("#exports a:text('onnx')").count() == 1
 
     page.goto(job_page)
     page.click("#compress button[type=submit]")
-    page.wait_for_selector("#status-badge:text('done')", timeout=120_000)
+    page.wait_for_selector("#status-badge:text('done')", timeout=OUTCOME_MS)
     assert "smaller" in page.text_content("main")
     screenshot(page, "15-compression")
     with page.expect_download() as download:
@@ -50,7 +50,7 @@ def test_it_runs_every_result_tool_from_the_job_page(page, celery_worker, alice_
     page.goto(job_page)
     page.set_input_files("#classify-many input[name=archive]", str(many))
     page.click("#classify-many button[type=submit]")
-    page.wait_for_selector("#status-badge:text('done')", timeout=120_000)
+    page.wait_for_selector("#status-badge:text('done')", timeout=OUTCOME_MS)
     assert float(page.text_content("#top1").rstrip("%")) >= 90
     assert page.locator("#rows tbody tr").count() == 12
     screenshot(page, "16-classify-many")

@@ -7,7 +7,7 @@ import pytest
 from datasets.services import dataset_create_example
 from jobs.models import TrainingJob
 from sweeps.models import Sweep, Trial
-from tests.browser.conftest import log_in
+from tests.browser.conftest import OUTCOME_MS, log_in
 from tests.conftest import wait_dataset
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -29,7 +29,7 @@ def test_it_makes_a_grid_sweep_from_comma_separated_values_and_draws_its_page(
     sweep = Sweep.objects.get(owner=alice)
     assert sweep.grid == {"learning_rate": [0.05, 0.002], "seed": [1, 2]} and sweep.trials_total == 4
 
-    page.wait_for_selector("#status-badge:text('done')", timeout=240_000)
+    page.wait_for_selector("#status-badge:text('done')", timeout=OUTCOME_MS)
     assert page.locator("#leaderboard tbody tr").count() == 4
     assert page.locator("#leaderboard tbody tr.best").count() == 1
     dimensions = page.evaluate("() => document.getElementById('parcoords').data[0].dimensions.map(d => d.label)")
@@ -68,7 +68,7 @@ def test_the_sweep_form_starts_a_random_search(page, celery_worker, alice, scree
                                      "optimizer": {"choices": ["sgd", "adam"]}}
     assert sweep.early_stopping["method"] == "asha"
     page.click("#abort-form button")
-    page.wait_for_selector("#status-badge:text('aborted')")
+    page.wait_for_selector("#status-badge:text('aborted')", timeout=OUTCOME_MS)
     screenshot(page, "31-sweep-aborted")
 
 
@@ -87,7 +87,7 @@ def test_the_page_of_a_search_with_early_stopping_shows_the_stopped_trials(
     log_in(page, "alice", "alice-password")
     page.goto(f"/sweeps/{sweep.pk}/")
 
-    page.wait_for_selector("#status-badge:text('done')", timeout=240_000)
+    page.wait_for_selector("#status-badge:text('done')", timeout=OUTCOME_MS)
     assert page.locator("#leaderboard tbody tr").count() == 6
     assert page.locator("#leaderboard .status-stopped").count() >= 1
     labels = page.evaluate("() => document.getElementById('parcoords').data[0].dimensions.map(d => d.label)")

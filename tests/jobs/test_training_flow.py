@@ -13,7 +13,7 @@ from celery.backends.filesystem import FilesystemBackend
 from safetensors import safe_open
 
 from jobs.models import MetricPoint, TrainingJob
-from tests.conftest import class_images, make_image, wait_dataset, wait_for, wait_in_log, zip_bytes
+from tests.conftest import OUTCOME_SECONDS, class_images, make_image, wait_dataset, wait_for, wait_in_log, zip_bytes
 from workbench.celery import app as celery_app
 from workbench.celery import drop_expired_results
 
@@ -31,7 +31,7 @@ def ready_colours(client, per_class: int = 24):  # type: ignore[no-untyped-def]
     return dataset
 
 
-def wait_job(pk: int, timeout: float = 120.0) -> TrainingJob:
+def wait_job(pk: int, timeout: float = OUTCOME_SECONDS) -> TrainingJob:
     def finished():  # type: ignore[no-untyped-def]
         job = TrainingJob.objects.get(pk=pk)
         return job if not job.is_active else None

@@ -7,7 +7,7 @@ import numpy as np
 from PIL import Image
 
 from jobs.models import TrainingJob
-from tests.conftest import wait_dataset, wait_for, zip_bytes
+from tests.conftest import OUTCOME_SECONDS, wait_dataset, wait_for, zip_bytes
 
 
 def digits_zip(*, keep, classes: tuple[int, ...] = tuple(range(10))) -> bytes:  # type: ignore[no-untyped-def]
@@ -57,7 +57,7 @@ def train(client, dataset, **fields):  # type: ignore[no-untyped-def]
     return response.json()
 
 
-def wait_job(pk: int, timeout: float = 240.0) -> TrainingJob:
+def wait_job(pk: int, timeout: float = OUTCOME_SECONDS) -> TrainingJob:
     def finished():  # type: ignore[no-untyped-def]
         job = TrainingJob.objects.get(pk=pk)
         return job if not job.is_active else None
