@@ -121,7 +121,8 @@ def job_network_check(*, owner: AbstractBaseUser, network: str,
     except NetworkInputError as exc:
         raise JobInputError(str(exc), exc.field) from None
     try:
-        summarize(spec, tuple(dataset.image_shape), len(dataset.classes))  # type: ignore[arg-type]
+        outputs = vision_task(dataset.task).outputs(dataset.classes)
+        summarize(spec, tuple(dataset.image_shape), outputs)  # type: ignore[arg-type]
     except SpecError as exc:
         raise JobInputError(f"The network does not fit this dataset: {exc}", "network") from None
     return spec, custom

@@ -54,15 +54,16 @@ def network_summary(*, entry: NetworkEntry, dataset: Dataset | None) -> tuple[Ne
     """The summary for a dataset's input (or 1x28x28 with 10 classes); SpecError if it does not fit."""
     shape, classes = DEFAULT_SUMMARY_INPUT
     if dataset is not None and dataset.status == Dataset.Status.READY:
-        shape, classes = tuple(dataset.image_shape), len(dataset.classes)  # type: ignore[assignment]
+        shape = tuple(dataset.image_shape)  # type: ignore[assignment]
+        classes = vision_task(dataset.task).outputs(dataset.classes)
     spec = builtin_spec(entry.name, shape, classes) if entry.builtin else entry.network.spec  # type: ignore[union-attr]
     return summarize(spec, shape, classes), shape, classes
 
 
 def network_resolve(*, user: AbstractBaseUser, network: str, dataset: Dataset) -> tuple[dict[str, Any], Network | None]:
     """The spec for a built-in name or one of the user's custom networks (by id or name)."""
-    shape, classes = tuple(dataset.image_shape), len(dataset.classes)
     task = vision_task(dataset.task)
+    shape, classes = tuple(dataset.image_shape), task.outputs(dataset.classes)
     fitting = ", ".join(task.networks)
     if network in BUILTIN_NETWORKS:
         if network not in task.networks:

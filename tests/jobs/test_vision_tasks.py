@@ -127,3 +127,16 @@ def test_classification_answers_infer_with_the_top_five_and_names_unknown_tasks(
     assert [p["label"] for p in answer["predictions"]] == ["b", "d", "e", "c", "f"]
     with pytest.raises(KeyError, match="Unknown task 'teleport'; known: classification"):
         vision_task("teleport")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_job_whose_dataset_lost_a_file_fails_naming_it(celery_worker, alice_api):
+    from tests.jobs.test_training_flow import ready_colours, start, wait_job
+
+    dataset = ready_colours(alice_api)
+    (dataset.folder / "val_labels.npy").unlink()
+
+    job = wait_job(start(alice_api, dataset, epochs=1)["id"])
+
+    assert job.status == "error"
+    assert job.error.startswith("The dataset's files are missing on this worker: val_labels.npy")

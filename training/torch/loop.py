@@ -34,6 +34,7 @@ from training.torch.snapshots import (
 )
 from training.torch.tensorfile import write_safetensors
 from training.torch.vision_tasks import torch_task
+from training.vision_tasks import vision_task
 from workbench import faults
 from workbench.files import remove_leftovers, replaced_atomically, write_bytes_atomically
 
@@ -64,13 +65,17 @@ class _Run:
         seed = plan.seed + _RANK_SEED_STEP * self.ranks.rank  # rank 0 draws what one process draws
         torch.manual_seed(seed)
         np.random.seed(seed % 2**32)
+        if missing := vision_task(plan.task).missing_files(plan.dataset_folder):
+            raise TrainingFailed(f"The dataset's files are missing on this worker: {', '.join(missing)} (in "
+                                 f"{plan.dataset_folder}). Ingest the dataset again, or check the data folder.")
         self.train_split = Split.open(plan.dataset_folder, "train", device, forced=plan.data_placement)
         self.val_split = Split.open(plan.dataset_folder, "val", device, forced=plan.data_placement)
         spec = augmentation_from_stored(plan.augmentation)
         self.mean = mean_to_subtract(spec.mean, torch.from_numpy(np.load(plan.dataset_folder / "mean.npy"))).to(device)
         # Its own generator: dropout and shuffling draw what they drew before augmentation existed.
         self.augment = Augmenter(spec, seed, device) if spec.active else None
-        self.model = build_model(plan.network_spec, plan.input_shape, len(plan.classes)).to(device)
+        outputs = vision_task(plan.task).outputs(plan.classes)  # the task's head: one score per class
+        self.model = build_model(plan.network_spec, plan.input_shape, outputs).to(device)
         self.precision = Precision(plan.amp, device)
         # `net` is the network itself: its weights are snapshotted, validated, resumed. `model` is
         # what trains: the same network, wrapped by DDP when there are several ranks; `compiled`

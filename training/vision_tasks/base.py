@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -44,6 +45,15 @@ class VisionTask(ABC):
     @abstractmethod
     def head(self, classes: list[str]) -> dict[str, Any]:
         """What a network's last layer must produce for a dataset with these classes."""
+
+    def missing_files(self, folder: Path, splits: tuple[str, ...] = ("train", "val")) -> list[str]:
+        """The files of `dataset_files` (for these splits) that `folder` lacks."""
+        names = {name.format(split=split) for name in self.dataset_files for split in splits}
+        return sorted(name for name in names if not (folder / name).exists())
+
+    def outputs(self, classes: list[str]) -> int:
+        """How many values the network's head produces per image (or per pixel) for these classes."""
+        return int(self.head(classes)["outputs"])
 
     @abstractmethod
     def infer_answer(self, outputs: np.ndarray, classes: list[str]) -> dict[str, Any]:
