@@ -13,10 +13,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
-import warnings
 import zlib
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -31,6 +28,7 @@ from training.torch.build import ResidualBlock
 from training.torch.data import Split
 from training.torch.models import evaluate, load_snapshot, model_folder
 from training.torch.optim import make_optimizer
+from training.torch.quantized import quiet, use_quantized_engine
 
 CALIBRATION_IMAGES = 256
 LATENCY_BATCH = 64
@@ -46,7 +44,7 @@ def compress_snapshot(snapshot: Path, method: str, params: dict[str, Any], targe
     target.mkdir(parents=True, exist_ok=True)
     for name in ("model.json", "mean.safetensors"):
         shutil.copyfile(model_folder(snapshot) / name, target / name)
-    with _quiet():
+    with quiet():
         facts, file = _METHODS[method](model, mean, params, target, plan, reporter)
         after = _measure(load_snapshot(target / file)[0], val, mean, plan.batch_size)
     size_before, size_after = deflated_size(snapshot), deflated_size(target / file)
@@ -72,13 +70,6 @@ def _package(snapshot: Path, target: Path, file: str, result: dict[str, Any]) ->
     return {"package": PACKAGE, "package_size": checked["size_bytes"], "package_max_abs_diff": checked["max_abs_diff"]}
 
 
-def load_quantized(file: Path) -> Any:
-    """A quantized model saved as TorchScript, on the engine its int8 kernels need."""
-    _use_quantized_engine()
-    with _quiet():
-        return torch.jit.load(str(file), map_location="cpu").eval()
-
-
 def deflated_size(file: Path) -> int:
     """The file's bytes after deflate at level 9, as in a zip download."""
     squeeze, total = zlib.compressobj(9), 0
@@ -102,24 +93,6 @@ def _measure(model: Any, val: Split, mean: torch.Tensor, batch_size: int) -> dic
             model(x)
             timings.append(time.perf_counter() - started)
     return {"accuracy": accuracy, "latency_ms": min(timings) * 1000, "batch": len(x)}
-
-
-@contextmanager
-def _quiet() -> Iterator[None]:
-    # Eager-mode quantization and TorchScript warn that they are deprecated in favour of torchao,
-    # which this project does not install; they still work in this torch, so keep worker logs readable.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.filterwarnings("ignore", message=".*quantiz.*")
-        warnings.filterwarnings("ignore", message=".*reduce_range.*")
-        yield
-
-
-def _use_quantized_engine() -> None:
-    engines = torch.backends.quantized.supported_engines
-    engine = "x86" if "x86" in engines else "fbgemm" if "fbgemm" in engines else "qnnpack"
-    if torch.backends.quantized.engine != engine:
-        torch.backends.quantized.engine = engine
 
 
 # --- pruning ------------------------------------------------------------------------------------
@@ -165,7 +138,7 @@ def _quantize_dynamic(model: nn.Module, mean: torch.Tensor, params: dict[str, An
                       plan: TrainingPlan, reporter: Reporter) -> tuple[dict[str, Any], str]:
     from torch.ao.quantization import quantize_dynamic
 
-    _use_quantized_engine()
+    use_quantized_engine()
     quantized = quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)
     _save_script(quantized, plan, target / "model.pt")
     count = sum(isinstance(m, nn.Linear) for m in model.modules())
@@ -176,7 +149,7 @@ def _quantize_static(model: nn.Module, mean: torch.Tensor, params: dict[str, Any
                      plan: TrainingPlan, reporter: Reporter) -> tuple[dict[str, Any], str]:
     from torch.ao import quantization as tq
 
-    _use_quantized_engine()
+    use_quantized_engine()
     body, fused = _prepare_body(model)
     wrapped = nn.Sequential(tq.QuantStub(), body, tq.DeQuantStub()).eval()
     wrapped.qconfig = tq.get_default_qconfig(torch.backends.quantized.engine)

@@ -16,6 +16,7 @@ from training.augmentation import augmentation_from_stored
 from training.contract import TrainingPlan
 from training.torch.build import build_model
 from training.torch.data import Split
+from training.torch.quantized import load_quantized
 
 _MODEL_CACHE = 8
 
@@ -69,8 +70,6 @@ def load_snapshot(weights: Path) -> tuple[Any, torch.Tensor]:
     folder = model_folder(weights)
     mean = load_file(folder / "mean.safetensors")["mean"]
     if weights.suffix == ".pt":
-        from training.torch.compress import load_quantized
-
         return load_quantized(weights), mean
     meta = json.loads((folder / "model.json").read_text())
     model = build_model(meta["network_spec"], tuple(meta["input_shape"]), len(meta["classes"]))

@@ -23,7 +23,7 @@ class VisionTask(ABC):
 
     name: ClassVar[str]
     title: ClassVar[str]
-    # What an ingested dataset of this task holds in its folder ({split}: train, val, test).
+    # The files of an ingested dataset of this task that training reads ({split}: train, val, test).
     dataset_files: ClassVar[tuple[str, ...]]
     # The built-in networks that fit it (networks.builtin), the first one its default.
     networks: ClassVar[tuple[str, ...]]
