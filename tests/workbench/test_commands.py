@@ -109,7 +109,7 @@ class HealthWatch(threading.Thread):
         while not self.done.wait(0.05):
             self.asked += 1
             try:
-                urllib.request.urlopen(self.url, timeout=5).read()
+                urllib.request.urlopen(self.url, timeout=60).read()  # slow under load is not down: refused is
             except OSError as exc:
                 self.failed.append(repr(exc))
 
