@@ -80,22 +80,29 @@ def leased(run: LeasedRun) -> Iterator[Lease | None]:
     if lease is None:
         yield None
         return
-    ending: str | None = None  # the error message; None for done
-    ended = True
+    error: str | None = None  # the row ends done while there is none
+    lost = False
     with heartbeat(lease):
         try:
             yield lease
         except run.gone as exc:
+            lost = True
             run.stopped(lease, exc)
-            ended = False
         except run.worded as exc:
-            ending = _failing(run, lease, str(exc))
+            error = str(exc)
+            run.failing(lease, error)
         except Exception as exc:
             run.logger.exception("%s failed", run.describe())
-            ending = _failing(run, lease, run.unexpected(exc))
+            error = run.unexpected(exc)
+            run.failing(lease, error)
         finally:
             run.close(lease)
-    _end(run, lease, ended, ending)
+    if lost:
+        return
+    if error is None:
+        run.done(lease)
+    else:
+        run.failed(lease, error)
 
 
 def run_leased(run: LeasedRun) -> bool:
@@ -106,16 +113,3 @@ def run_leased(run: LeasedRun) -> bool:
         run.body(lease)
     return True
 
-
-def _failing(run: LeasedRun, lease: Lease, message: str) -> str:
-    run.failing(lease, message)
-    return message
-
-
-def _end(run: LeasedRun, lease: Lease, ended: bool, error: str | None) -> None:
-    if not ended:
-        return
-    if error is None:
-        run.done(lease)
-    else:
-        run.failed(lease, error)
