@@ -18,9 +18,10 @@ from datasets.ingest import IngestError
 from datasets.ingest.archive import ExtractLimits, ZipSource, archive_kind, extract_archive
 from datasets.ingest.pipeline import IngestOptions, IngestResult, ingest_workers, run_ingest
 from datasets.models import Dataset
-from workbench.leases import Lease, LeaseLost, heartbeat, lease_claim
+from workbench.leases import Lease, lease_claim
 from workbench.progress import RowProgress
 from workbench.queue import enqueue
+from workbench.runner import LeasedRun, run_leased
 
 log = logging.getLogger(__name__)
 
@@ -147,23 +148,41 @@ def dataset_ingest(*, dataset_id: int) -> None:
     A killed ingest is taken back and run again from the start (workbench.recovery): the upload
     stays until an attempt ends, and each attempt rebuilds the arrays from it.
     """
-    lease = lease_claim(Dataset, dataset_id, progress=0.0, updated_at=timezone.now())
-    if lease is None:
-        return
-    dataset = Dataset.objects.get(pk=dataset_id)
-    with heartbeat(lease):
-        try:
-            result = _ingest(dataset, RowProgress(lease, updated_at=timezone.now))
-        except LeaseLost:
-            return  # a newer attempt owns the dataset and its folder now
-        except IngestError as exc:
-            _finish_with_error(lease, dataset, str(exc))
-        except Exception as exc:
-            log.exception("ingest of dataset %s failed", dataset_id)
-            _finish_with_error(lease, dataset, f"The ingest failed unexpectedly ({type(exc).__name__}: {exc}).")
-        else:
-            _finish_ready(lease, result)
-    _clean_sources(dataset.folder)
+    run_leased(_IngestRun(dataset_id))
+
+
+class _IngestRun(LeasedRun):
+    """An ingest under workbench.runner: it ends ready with the arrays' facts, or in error, and its
+    sources go. A run that lost its lease touches nothing: a newer attempt owns the folder now."""
+
+    worded = (IngestError,)
+    logger = log
+
+    def __init__(self, dataset_id: int) -> None:
+        self.pk = dataset_id
+
+    def claim(self) -> Lease | None:
+        lease = lease_claim(Dataset, self.pk, progress=0.0, updated_at=timezone.now())
+        if lease is not None:
+            self.dataset = Dataset.objects.get(pk=self.pk)
+        return lease
+
+    def body(self, lease: Lease) -> None:
+        self.result = _ingest(self.dataset, RowProgress(lease, updated_at=timezone.now))
+
+    def done(self, lease: Lease) -> None:
+        _finish_ready(lease, self.result)
+        _clean_sources(self.dataset.folder)
+
+    def failed(self, lease: Lease, message: str) -> None:
+        _finish_with_error(lease, self.dataset, message)
+        _clean_sources(self.dataset.folder)
+
+    def unexpected(self, exc: Exception) -> str:
+        return f"The ingest failed unexpectedly ({type(exc).__name__}: {exc})."
+
+    def describe(self) -> str:
+        return f"ingest of dataset {self.pk}"
 
 
 def _ingest(dataset: Dataset, progress: RowProgress) -> IngestResult:

@@ -62,9 +62,11 @@ class JobOutput(serializers.ModelSerializer):
 class JobDetailOutput(JobOutput):
     log_tail = serializers.SerializerMethodField()
     network_spec = serializers.JSONField()
+    stale = serializers.BooleanField(read_only=True, help_text="Running, but its worker has been silent for "
+                                     "WORKBENCH_HEARTBEAT_TIMEOUT: a worker is taking it back.")
 
     class Meta(JobOutput.Meta):
-        fields = JobOutput.Meta.fields + ["log_tail", "network_spec", "pretrained_report"]
+        fields = JobOutput.Meta.fields + ["log_tail", "network_spec", "pretrained_report", "stale"]
 
     def get_log_tail(self, job: TrainingJob) -> list[str]:
         return selectors.job_log_tail(job=job)
@@ -163,7 +165,6 @@ class JobListApi(APIView):
     def get(self, request: Request) -> Response:
         query = JobListQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
-        services.jobs_reap_stale()
         jobs = selectors.job_list_filtered(user=request.user, **query.validated_data)
         return paginated(request, jobs, JobOutput, self)
 
@@ -190,7 +191,6 @@ class JobUpdateInput(serializers.Serializer):
 class JobDetailApi(APIView):
     @extend_schema(responses=JobDetailOutput)
     def get(self, request: Request, pk: int) -> Response:
-        services.jobs_reap_stale()
         return Response(JobDetailOutput(selectors.job_get(user=request.user, pk=pk)).data)
 
     @extend_schema(request=JobUpdateInput, responses=JobDetailOutput)

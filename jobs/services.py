@@ -27,9 +27,12 @@ from networks.models import Network
 from networks.selectors import network_resolve
 from networks.spec import SpecError, summarize
 from training.augmentation import Augmentation, AugmentationError, augmentation_parse
+from training.contract import RunLost, TrainingFailed
 from training.schedules import LR_POLICIES, OPTIMIZERS
 from training.vision_tasks import vision_task
+from workbench.leases import Lease, LeaseLost, lease_claim
 from workbench.queue import enqueue
+from workbench.runner import LeasedRun, run_leased
 
 log = logging.getLogger(__name__)
 AMP_MODES = ("off", "bf16", "fp16")  # mixed precision: bf16 runs on CPUs too, fp16 needs CUDA
@@ -425,8 +428,6 @@ def _log_waiting(job: TrainingJob, requested: list[str], gpus: list[str]) -> Non
 
 def _refuse_devices(job_id: int, message: str) -> None:
     """A job asking for devices this worker never has ends in error, saying so."""
-    from workbench.leases import lease_claim
-
     lease = lease_claim(TrainingJob, job_id, stop_field="abort_requested", started_at=timezone.now())
     if lease is not None:
         append_log(TrainingJob.objects.get(pk=job_id), f"Error: {message}")
@@ -435,43 +436,69 @@ def _refuse_devices(job_id: int, message: str) -> None:
 
 def _train_claimed(job_id: int, devices: tuple[str, ...]) -> tuple[int, str] | None:
     """Train the job if this run claims it; (attempt, reason) when a part of the run died."""
-    from jobs.reporting import DatabaseReporter
-    from training.backends import backends
-    from training.contract import RunLost, TrainingFailed
-    from workbench.leases import LeaseLost, heartbeat, lease_claim
+    run = _TrainingRun(job_id, devices)
+    run_leased(run)
+    return run.run_lost
 
-    # started_at is the first attempt's: a resumed job's elapsed time counts the time it lost.
-    lease = lease_claim(TrainingJob, job_id, stop_field="abort_requested",
-                        started_at=Coalesce(F("started_at"), Value(timezone.now())), error="")
-    if lease is None:
-        return None
-    wakeup.notify(job_id)
-    # A resumed attempt finds its points already rewound: by the take-back or the resume that queued it.
-    job = TrainingJob.objects.select_related("dataset").get(pk=job_id)
-    reporter = DatabaseReporter(lease, job.folder, latest=job.latest, best=job.best)
-    outcome: str | None = None
-    lost: tuple[int, str] | None = None
-    with heartbeat(lease):
-        reporter.start()
-        try:
-            outcome, error = backends[job.backend].train(training_plan(job, devices), reporter), ""
-        except LeaseLost as exc:
-            reporter.log(f"Attempt {lease.attempt} stopped writing: {exc}")
-        except RunLost as exc:
-            lost = (lease.attempt, str(exc))
-            reporter.log(f"Attempt {lease.attempt} ended on every device: {exc}.")
-        except TrainingFailed as exc:
-            outcome, error = TrainingJob.Status.ERROR, str(exc)
-            reporter.log(f"Error: {exc}")
-        except Exception as exc:
-            log.exception("training job %s failed", job_id)
-            outcome, error = TrainingJob.Status.ERROR, f"Training failed unexpectedly ({type(exc).__name__}: {exc})."
-            reporter.log(f"Error: {error}")
-        finally:
-            reporter.close()
-    if outcome is not None:
-        _finish(lease, outcome, error, reporter.stop_reason)
-    return lost
+
+class _TrainingRun(LeasedRun):
+    """A training job under workbench.runner. The backend's outcome (done, aborted) or its error
+    ends the job after the reporter has written its last reports; every line goes to the job's log.
+    A lost part of a several-device run (RunLost) ends nothing here: job_train gives the job back."""
+
+    worded = (TrainingFailed,)
+    gone = (LeaseLost, RunLost)
+    logger = log
+
+    def __init__(self, job_id: int, devices: tuple[str, ...]) -> None:
+        self.pk, self.devices = job_id, devices
+        self.outcome = ""
+        self.run_lost: tuple[int, str] | None = None
+
+    def claim(self) -> Lease | None:
+        from jobs.reporting import DatabaseReporter
+
+        # started_at is the first attempt's: a resumed job's elapsed time counts the time it lost.
+        lease = lease_claim(TrainingJob, self.pk, stop_field="abort_requested",
+                            started_at=Coalesce(F("started_at"), Value(timezone.now())), error="")
+        if lease is None:
+            return None
+        wakeup.notify(self.pk)
+        # A resumed attempt finds its points already rewound: by the take-back or the resume that queued it.
+        self.job = TrainingJob.objects.select_related("dataset").get(pk=self.pk)
+        self.reporter = DatabaseReporter(lease, self.job.folder, latest=self.job.latest, best=self.job.best)
+        return lease
+
+    def body(self, lease: Lease) -> None:
+        from training.backends import backends
+
+        self.reporter.start()
+        self.outcome = backends[self.job.backend].train(training_plan(self.job, self.devices), self.reporter)
+
+    def stopped(self, lease: Lease, exc: Exception) -> None:
+        if isinstance(exc, RunLost):
+            self.run_lost = (lease.attempt, str(exc))
+            self.reporter.log(f"Attempt {lease.attempt} ended on every device: {exc}.")
+        else:
+            self.reporter.log(f"Attempt {lease.attempt} stopped writing: {exc}")
+
+    def failing(self, lease: Lease, message: str) -> None:
+        self.reporter.log(f"Error: {message}")
+
+    def close(self, lease: Lease) -> None:
+        self.reporter.close()
+
+    def done(self, lease: Lease) -> None:
+        _finish(lease, self.outcome, "", self.reporter.stop_reason)
+
+    def failed(self, lease: Lease, message: str) -> None:
+        _finish(lease, TrainingJob.Status.ERROR, message, self.reporter.stop_reason)
+
+    def unexpected(self, exc: Exception) -> str:
+        return f"Training failed unexpectedly ({type(exc).__name__}: {exc})."
+
+    def describe(self) -> str:
+        return f"training job {self.pk}"
 
 
 def rewind_points(job: TrainingJob) -> TrainingJob:

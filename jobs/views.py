@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -23,7 +24,6 @@ from workbench.uploads import TOO_LARGE_FORM, upload_too_large
 
 
 def job_list(request: HttpRequest) -> HttpResponse:
-    services.jobs_reap_stale()
     filters = _job_list_filters(request)
     jobs = selectors.job_list_filtered(user=request.user, **filters)
     context = page_context(request, jobs)
@@ -122,11 +122,10 @@ def _several_values(request: HttpRequest):  # type: ignore[no-untyped-def]
 
 
 def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    services.jobs_reap_stale()
     job = selectors.job_get(user=request.user, pk=pk)
     context = {"job": job, "status": selectors.job_status_dict(job=job),
                "log_tail": selectors.job_log_tail(job=job), "classify_form": ClassifyForm(job=job),
-               "can": selectors.job_capabilities(job=job)}
+               "can": selectors.job_capabilities(job=job), "heartbeat_timeout": settings.HEARTBEAT_TIMEOUT}
     return render(request, "jobs/detail.html", context)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
@@ -22,10 +22,10 @@ from jobs.models import Snapshot, TrainingJob
 from jobs.selectors import job_get, job_snapshot
 from results.models import Status, _Work
 from training.contract import TrainingFailed
-from workbench.leases import Lease, LeaseLost, heartbeat, lease_claim
+from workbench.leases import Lease, lease_claim
 from workbench.progress import RowProgress
 from workbench.queue import enqueue as send
-from workbench.recovery import work_take_back
+from workbench.runner import LeasedRun, leased
 
 log = logging.getLogger(__name__)
 W = TypeVar("W", bound=_Work)
@@ -64,26 +64,38 @@ def work_get(*, user: AbstractBaseUser, model: type[W], job_pk: int, pk: int) ->
 def claimed(model: type[W], pk: int) -> Iterator[tuple[W, RowProgress, dict[str, Any]] | None]:
     """Claim a queued row (None if another delivery has it), then end it as done or error.
 
-    The body fills the yielded dict with the result; exceptions end the row in error.
+    The body fills the yielded dict with the result; exceptions end the row in error
+    (workbench.runner).
     """
-    lease = lease_claim(model, pk)
-    if lease is None:
-        yield None
-        return
-    work = model.objects.select_related("job", "snapshot").get(pk=pk)
-    result: dict[str, Any] = {}
-    with heartbeat(lease):
-        try:
-            yield work, RowProgress(lease), result
-        except LeaseLost:
-            return  # taken back, or past its time limit: the row is not this run's to end
-        except (WorkFailed, TrainingFailed, JobInputError) as exc:
-            _end(lease, Status.ERROR, error=str(exc))
-        except Exception as exc:
-            log.exception("%s %s failed", model.__name__, pk)
-            _end(lease, Status.ERROR, error=f"It failed unexpectedly ({type(exc).__name__}: {exc}).")
-        else:
-            _end(lease, Status.DONE, result=result)
+    run = _ResultRun(model, pk)
+    with leased(run) as lease:
+        yield None if lease is None else (run.work, RowProgress(lease), run.result)
+
+
+class _ResultRun(LeasedRun, Generic[W]):
+    """A result kind under workbench.runner: done with its result, or error with a message."""
+
+    worded = (WorkFailed, TrainingFailed, JobInputError)
+    logger = log
+
+    def __init__(self, model: type[W], pk: int) -> None:
+        self.model, self.pk = model, pk
+        self.result: dict[str, Any] = {}
+
+    def claim(self) -> Lease | None:
+        lease = lease_claim(self.model, self.pk)
+        if lease is not None:
+            self.work = self.model.objects.select_related("job", "snapshot").get(pk=self.pk)
+        return lease
+
+    def done(self, lease: Lease) -> None:
+        _end(lease, Status.DONE, result=self.result)
+
+    def failed(self, lease: Lease, message: str) -> None:
+        _end(lease, Status.ERROR, error=message)
+
+    def describe(self) -> str:
+        return f"{self.model.__name__} {self.pk}"
 
 
 def _end(lease: Lease, status: str, *, error: str = "", result: dict[str, Any] | None = None) -> None:
@@ -97,9 +109,9 @@ def stored_or_new(model: type[W], task: str, **unique: Any) -> tuple[W, bool]:
     """The stored row for these unique fields (retried if it ended in error), or a new queued one.
 
     Returns (row, created). Results are kept, so asking again is instant and costs no work. A row
-    whose worker went silent is taken back first, so asking again never returns a stuck one.
+    whose worker went silent is returned as it is: a worker's reaper takes it back (workbench.recovery)
+    and the same row runs again.
     """
-    work_take_back(models_=[model])
     existing = model.objects.filter(**unique).first()
     if existing is not None and existing.status != Status.ERROR:
         return existing, False

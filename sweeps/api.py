@@ -75,8 +75,6 @@ class SweepDetailApi(APIView):
     @extend_schema(responses=dict[str, Any])
     def get(self, request: Request, pk: int) -> Response:
         sweep = selectors.sweep_get(user=request.user, pk=pk)
-        # A sweep whose advance was lost with a killed worker moves on when someone looks at it.
-        services.sweeps_unstall(sweep_ids=[sweep.pk], inline=False)
         return Response(selectors.sweep_dict(sweep=sweep))
 
 

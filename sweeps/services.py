@@ -187,7 +187,7 @@ def _abort_jobs(sweep: Sweep) -> None:
 
 def sweeps_unstall(*, sweep_ids: list[int] | None = None, inline: bool = True) -> int:
     """Advance the active sweeps that nothing will advance: no trial job active, no advance for a while
-    (its message was lost with a killed worker). The reaper calls this; so does a sweep's page."""
+    (its message was lost with a killed worker). The workers' reaper calls this; pages only read."""
     now = timezone.now()
     quiet = now - timedelta(seconds=settings.HEARTBEAT_TIMEOUT)
     stalled = (Sweep.objects.filter(status__in=Sweep.ACTIVE)

@@ -57,7 +57,6 @@ def sweep_from_job_form(request: HttpRequest, form: forms.Form, grid: dict[str, 
 
 def sweep_detail(request: HttpRequest, pk: int) -> HttpResponse:
     sweep = selectors.sweep_get(user=request.user, pk=pk)
-    services.sweeps_unstall(sweep_ids=[sweep.pk], inline=False)
     context = {"sweep": sweep, "data": selectors.sweep_dict(sweep=sweep),
                "full_epochs": max(int(sweep.base.get("epochs", 10)) * 2, 10)}
     return render(request, "sweeps/detail.html", context)

@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -43,6 +44,18 @@ class Leased(models.Model):
 
     class Meta:
         abstract = True
+
+    @property
+    def stale(self) -> bool:
+        """Running, but its heartbeat has been silent for HEARTBEAT_TIMEOUT: a worker's reaper takes
+        it back at its next round (workbench.recovery). Pages show it as it is, saying so."""
+        status = getattr(self, "status", None)
+        return status == RUNNING and (self.heartbeat_at is None or self.heartbeat_at < silent_since())
+
+
+def silent_since() -> datetime:
+    """A running row whose last heartbeat is older than this (or missing) has lost its worker."""
+    return timezone.now() - timedelta(seconds=settings.HEARTBEAT_TIMEOUT)
 
 
 class LeaseLost(Exception):

@@ -4,7 +4,8 @@ One mechanism for every kind of background work. Each app registers its kinds (t
 task that runs a row) in its AppConfig.ready(). A row is taken back when
 - the worker that starts is the one that held it, in an earlier process (at once: that process is
   dead, since a worker name is held by one process at a time), or
-- its heartbeat has been silent for HEARTBEAT_TIMEOUT seconds (any worker, or the web, notices).
+- its heartbeat has been silent for HEARTBEAT_TIMEOUT seconds (the reaper of any live worker notices;
+  pages and the API only show such a row as it is, never take it back: a GET writes nothing).
 A taken-back row is queued again up to WORKBENCH_MAX_ATTEMPTS attempts in a row, then ends in
 error with a message that says how many attempts failed and why. The take-back itself is a fenced
 UPDATE on the attempt it saw, so two reapers never both re-queue one row.
@@ -15,7 +16,6 @@ import logging
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from celery import current_app
@@ -24,7 +24,7 @@ from django.db import DatabaseError, close_old_connections, connection, models, 
 from django.db.models import F, Q
 from django.utils import timezone
 
-from workbench.leases import ERROR, QUEUED, RUNNING, owner_prefix, this_process
+from workbench.leases import ERROR, QUEUED, RUNNING, owner_prefix, silent_since, this_process
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ def work_lost(*, model: type[models.Model], pk: int, attempt: int, reason: str) 
 
 
 def _take_back_kind(kind: WorkKind, worker: str | None) -> int:
-    cutoff = timezone.now() - timedelta(seconds=settings.HEARTBEAT_TIMEOUT)
+    cutoff = silent_since()
     silent = Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True)
     restarted = Q(held_by__startswith=owner_prefix(worker)) & ~Q(held_by=this_process()) if worker else Q(pk__in=[])
     taken = 0

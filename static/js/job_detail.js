@@ -95,6 +95,7 @@
     const attemptEl = document.getElementById("attempt");
     attemptEl.hidden = !(s.attempt > 1);
     attemptEl.textContent = "attempt " + s.attempt;
+    document.getElementById("taken-back").hidden = !s.stale;
     text("epoch", s.epoch.toFixed(2) + " / " + epochs);
     text("elapsed", fmt(s.elapsed_seconds));
     text("eta", s.status === "running" ? fmt(s.eta_seconds) : "–");
