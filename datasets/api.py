@@ -115,12 +115,9 @@ class DatasetListApi(APIView):
         if getattr(request._request, "upload_too_large", False):
             return error_response("The upload is larger than the configured limit.", status_code=413)
         given.is_valid(raise_exception=True)
-        try:
-            dataset = services.dataset_create(owner=request.user, name=given.validated_data["name"],
-                                              options=given.options(), archive=given.validated_data.get("archive"),
-                                              server_path=given.validated_data["server_path"].strip())
-        except services.DatasetInputError as exc:
-            return error_response(str(exc), {exc.field or "non_field_errors": [str(exc)]})
+        dataset = services.dataset_create(owner=request.user, name=given.validated_data["name"],
+                                          options=given.options(), archive=given.validated_data.get("archive"),
+                                          server_path=given.validated_data["server_path"].strip())
         return Response(DatasetOutput(dataset).data, status=status.HTTP_201_CREATED)
 
 
@@ -138,9 +135,5 @@ class DatasetDetailApi(APIView):
 
     @extend_schema(responses={204: None})
     def delete(self, request: Request, pk: int) -> Response:
-        dataset = selectors.dataset_get(user=request.user, pk=pk)
-        try:
-            services.dataset_delete(dataset=dataset)
-        except services.DatasetBusy as exc:
-            return error_response(str(exc), status_code=status.HTTP_409_CONFLICT)
+        services.dataset_delete(dataset=selectors.dataset_get(user=request.user, pk=pk))
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -15,7 +15,7 @@ from jobs import selectors, services
 from jobs.inference import job_classify
 from jobs.models import TrainingJob
 from training.schedules import LR_POLICIES, OPTIMIZERS, learning_rate_curve
-from workbench.api import Pagination, error_response, paginated, refused
+from workbench.api import Pagination, error_response, paginated
 from workbench.uploads import TOO_LARGE, upload_too_large
 
 DEFAULTS = services.JobSettings()
@@ -125,11 +125,8 @@ def _job_create(request: Request) -> Response:
     dataset = dataset_selectors.dataset_list(user=request.user).filter(pk=given.validated_data["dataset"]).first()
     if dataset is None:
         return error_response("No such dataset.", {"dataset": ["No such dataset."]})
-    try:
-        job = services.job_create(owner=request.user, dataset=dataset, network=given.validated_data["network"],
-                                  options=given.job_settings())
-    except services.JobInputError as exc:  # a fine-tune that would copy nothing carries its report
-        return refused(exc)
+    job = services.job_create(owner=request.user, dataset=dataset, network=given.validated_data["network"],
+                              options=given.job_settings())
     return Response(JobOutput(job).data, status=status.HTTP_201_CREATED)
 
 
@@ -197,18 +194,12 @@ class JobDetailApi(APIView):
         job = selectors.job_get(user=request.user, pk=pk)
         given = JobUpdateInput(data=request.data)
         given.is_valid(raise_exception=True)
-        try:
-            job = services.job_update(job=job, **given.validated_data)
-        except services.JobInputError as exc:
-            return refused(exc)
+        job = services.job_update(job=job, **given.validated_data)
         return Response(JobDetailOutput(job).data)
 
     @extend_schema(responses={204: None})
     def delete(self, request: Request, pk: int) -> Response:
-        try:
-            services.job_delete(job=selectors.job_get(user=request.user, pk=pk))
-        except services.JobStateError as exc:
-            return refused(exc)
+        services.job_delete(job=selectors.job_get(user=request.user, pk=pk))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -218,10 +209,7 @@ class _JobActionApi(APIView):
     @extend_schema(request=None, responses=JobOutput)
     def post(self, request: Request, pk: int) -> Response:
         job = selectors.job_get(user=request.user, pk=pk)
-        try:
-            result = self.act(job, request)
-        except (services.JobStateError, services.JobInputError) as exc:
-            return refused(exc)
+        result = self.act(job, request)
         return Response(JobOutput(result).data, status=status.HTTP_201_CREATED if self.created else 200)
 
     def act(self, job: TrainingJob, request: Request) -> TrainingJob:
@@ -333,10 +321,7 @@ class JobClassifyApi(APIView):
         if upload_too_large(request):
             return error_response(TOO_LARGE, status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
         given.is_valid(raise_exception=True)
-        try:
-            result = job_classify(job=job, image=given.validated_data["image"], epoch=given.validated_data["epoch"])
-        except (services.JobStateError, services.JobInputError) as exc:
-            return refused(exc)
+        result = job_classify(job=job, image=given.validated_data["image"], epoch=given.validated_data["epoch"])
         return Response({"predictions": [asdict(p) for p in result.predictions], "epoch": result.snapshot_epoch,
                          "preprocessed": result.preprocessed_png})
 

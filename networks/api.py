@@ -10,9 +10,8 @@ from rest_framework.views import APIView
 
 from datasets import selectors as dataset_selectors
 from networks import selectors, services
-from networks.errors import NetworkInputError
 from networks.spec import SpecError
-from workbench.api import Pagination, error_response, paginated, refused
+from workbench.api import Pagination, error_response, paginated
 
 
 class NetworkEntryOutput(serializers.Serializer):
@@ -65,10 +64,7 @@ class NetworkListApi(APIView):
     def post(self, request: Request) -> Response:
         given = NetworkInput(data=request.data)
         given.is_valid(raise_exception=True)
-        try:
-            network = services.network_create(owner=request.user, **given.validated_data)
-        except NetworkInputError as exc:
-            return refused(exc)
+        network = services.network_create(owner=request.user, **given.validated_data)
         return Response({"id": str(network.pk), "name": network.name, "builtin": False, "spec": network.spec},
                         status=status.HTTP_201_CREATED)
 

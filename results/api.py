@@ -11,12 +11,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from jobs import selectors as job_selectors
-from jobs.errors import JobInputError, JobStateError
 from results.batch import batch_start, listing_text
 from results.evaluation import SPLITS, evaluation_start
 from results.models import BatchClassification, Evaluation
 from results.work import work_get
-from workbench.api import Pagination, error_response, paginated, refused
+from workbench.api import Pagination, error_response, paginated
 from workbench.uploads import TOO_LARGE, upload_too_large
 
 
@@ -44,10 +43,7 @@ class EvaluateApi(APIView):
         job = job_selectors.job_get(user=request.user, pk=pk)
         given = EvaluateInput(data=request.data)
         given.is_valid(raise_exception=True)
-        try:
-            evaluation, created = evaluation_start(job=job, **given.validated_data)
-        except (JobStateError, JobInputError) as exc:
-            return refused(exc)
+        evaluation, created = evaluation_start(job=job, **given.validated_data)
         return Response(EvaluationOutput(evaluation).data, status=201 if created else 200)
 
 
@@ -105,10 +101,7 @@ class ClassifyManyApi(APIView):
             return error_response(TOO_LARGE, status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
         given = ClassifyManyInput(data=data)
         given.is_valid(raise_exception=True)
-        try:
-            batch = batch_start(job=job, listing=listing_text(request.data.get("listing")), **given.validated_data)
-        except (JobStateError, JobInputError) as exc:
-            return refused(exc)
+        batch = batch_start(job=job, listing=listing_text(request.data.get("listing")), **given.validated_data)
         return Response(BatchOutput(batch).data, status=201)
 
     @extend_schema(responses=BatchOutput(many=True))

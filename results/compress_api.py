@@ -13,12 +13,11 @@ from rest_framework.views import APIView
 
 from jobs import selectors as job_selectors
 from jobs.api import ClassifyOutput
-from jobs.errors import JobInputError, JobStateError
 from results.compress import METHODS, compression_classify, compression_package, compression_start
 from results.inspect import inspect_image
 from results.models import Compression
-from results.work import WorkFailed, work_get
-from workbench.api import Pagination, error_response, paginated, refused
+from results.work import work_get
+from workbench.api import Pagination, error_response, paginated
 from workbench.uploads import TOO_LARGE, upload_too_large
 
 
@@ -43,12 +42,7 @@ class InspectApi(APIView):
         if upload_too_large(request):
             return error_response(TOO_LARGE, status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
         given.is_valid(raise_exception=True)
-        try:
-            return Response(inspect_image(job=job, **given.validated_data))
-        except (JobStateError, JobInputError) as exc:
-            return refused(exc)
-        except WorkFailed as exc:
-            return error_response(str(exc), status_code=status.HTTP_409_CONFLICT)
+        return Response(inspect_image(job=job, **given.validated_data))
 
 
 class CompressionOutput(serializers.ModelSerializer):
@@ -84,10 +78,7 @@ class CompressApi(APIView):
         job = job_selectors.job_get(user=request.user, pk=pk)
         given = CompressInput(data=request.data)
         given.is_valid(raise_exception=True)
-        try:
-            compression = compression_start(job=job, **given.validated_data)
-        except (JobStateError, JobInputError) as exc:
-            return refused(exc)
+        compression = compression_start(job=job, **given.validated_data)
         return Response(CompressionOutput(compression).data, status=status.HTTP_201_CREATED)
 
 
@@ -122,10 +113,7 @@ class CompressionClassifyApi(APIView):
         if upload_too_large(request):
             return error_response(TOO_LARGE, status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
         given.is_valid(raise_exception=True)
-        try:
-            return Response(compression_classify(compression=compression, image=given.validated_data["image"]))
-        except (JobStateError, JobInputError) as exc:
-            return refused(exc)
+        return Response(compression_classify(compression=compression, image=given.validated_data["image"]))
 
 
 def compression_response(compression: Compression) -> FileResponse:

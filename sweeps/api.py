@@ -10,10 +10,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from datasets import selectors as dataset_selectors
-from jobs.errors import JobInputError, JobStateError
 from sweeps import selectors, services
 from sweeps.models import Sweep
-from workbench.api import Pagination, error_response, paginated, refused
+from workbench.api import Pagination, error_response, paginated
 
 
 class SweepInput(serializers.Serializer):
@@ -64,10 +63,7 @@ class SweepListApi(APIView):
         dataset = dataset_selectors.dataset_list(user=request.user).filter(pk=given.validated_data["dataset"]).first()
         if dataset is None:
             return error_response("No such dataset.", {"dataset": ["No such dataset."]})
-        try:
-            sweep = services.sweep_create(owner=request.user, dataset=dataset, spec=given.spec())
-        except JobInputError as exc:
-            return refused(exc)
+        sweep = services.sweep_create(owner=request.user, dataset=dataset, spec=given.spec())
         return Response(SweepOutput(sweep).data, status=status.HTTP_201_CREATED)
 
 
@@ -83,10 +79,7 @@ class SweepDetailApi(APIView):
 class SweepAbortApi(APIView):
     @extend_schema(request=None, responses=SweepOutput)
     def post(self, request: Request, pk: int) -> Response:
-        try:
-            sweep = services.sweep_abort(sweep=selectors.sweep_get(user=request.user, pk=pk))
-        except JobStateError as exc:
-            return refused(exc)
+        sweep = services.sweep_abort(sweep=selectors.sweep_get(user=request.user, pk=pk))
         return Response(SweepOutput(sweep).data)
 
 
@@ -100,9 +93,6 @@ class SweepTrainBestApi(APIView):
         sweep = selectors.sweep_get(user=request.user, pk=pk)
         given = TrainBestInput(data=request.data)
         given.is_valid(raise_exception=True)
-        try:
-            job = services.sweep_train_best(sweep=sweep, owner=request.user, epochs=given.validated_data["epochs"])
-        except (JobInputError, JobStateError) as exc:
-            return refused(exc)
+        job = services.sweep_train_best(sweep=sweep, owner=request.user, epochs=given.validated_data["epochs"])
         return Response({"id": job.pk, "status": job.status, "url": reverse("job-detail", args=[job.pk])},
                         status=status.HTTP_201_CREATED)

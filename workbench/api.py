@@ -39,12 +39,20 @@ def error_response(message: str, detail: dict[str, Any] | None = None, *, status
     return Response({"error": message, "detail": detail or {}}, status=status_code)
 
 
-def refused(exc: Exception) -> Response:
-    """The API answer for a service refusal: the status it names (`http_status`: 409 for a state
-    problem), else 400 naming the field, with its `report` (a fine-tune that would copy nothing) if any."""
+def refusal_response(exc: Exception) -> Response | None:
+    """The answer to a service's refusal, or None for any other exception.
+
+    A service refuses by raising an exception that says where it belongs, and the API views let it
+    through to here: `http_status` (JobStateError's 409, a busy dataset's 409, a worker that did not
+    answer: 503/504) is the status; `field` (JobInputError, DatasetInputError, NetworkInputError: the
+    field, or None for the request as a whole) is a 400 naming it, with the `report` of a fine-tune
+    that would copy nothing when there is one.
+    """
     http_status = getattr(exc, "http_status", None)
     if isinstance(http_status, int):
         return error_response(str(exc), status_code=http_status)
+    if not hasattr(exc, "field") or isinstance(exc, exceptions.APIException):
+        return None
     report = getattr(exc, "report", None)
     field = getattr(exc, "field", None) or "non_field_errors"
     return error_response(str(exc), {field: [str(exc)], **({"report": report} if report else {})})
@@ -54,9 +62,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     """Every API error as `{"error": "...", "detail": {...}}` with a 4xx status."""
     if isinstance(exc, Http404):
         exc = exceptions.NotFound("Not found.")
-    http_status = getattr(exc, "http_status", None)
-    if isinstance(http_status, int):  # a service error that names its status (a worker that did not answer)
-        return error_response(str(exc), status_code=http_status)
+    refusal = refusal_response(exc)
+    if refusal is not None:
+        return refusal
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
