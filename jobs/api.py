@@ -15,7 +15,7 @@ from jobs import selectors, services
 from jobs.inference import job_classify
 from jobs.models import TrainingJob
 from training.schedules import LR_POLICIES, OPTIMIZERS, learning_rate_curve
-from workbench.api import Pagination, error_response, paginated
+from workbench.api import NoInput, Pagination, RequestInput, error_response, paginated
 from workbench.uploads import TOO_LARGE, upload_too_large
 
 DEFAULTS = services.JobSettings()
@@ -70,7 +70,7 @@ class JobDetailOutput(JobOutput):
         return selectors.job_log_tail(job=job)
 
 
-class JobInput(serializers.Serializer):
+class JobInput(RequestInput):
     name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
     dataset = serializers.IntegerField()
     network = serializers.CharField(max_length=100)
@@ -168,16 +168,15 @@ class JobListApi(APIView):
         return _job_create(request)
 
 
-class JobUpdateInput(serializers.Serializer):
+class JobUpdateInput(RequestInput):
     notes = serializers.CharField(max_length=services.NOTES_MAX_LENGTH, required=False, allow_blank=True,
                                   trim_whitespace=False)
     group = serializers.CharField(max_length=services.GROUP_MAX_LENGTH, required=False, allow_blank=True)
 
+    def unknown_field(self, name: str) -> str:
+        return "Only notes and group can be changed on a job."
+
     def validate(self, data: dict[str, Any]) -> dict[str, Any]:
-        unknown = sorted(set(self.initial_data) - set(self.fields))
-        if unknown:
-            raise serializers.ValidationError({name: ["Only notes and group can be changed on a job."]
-                                               for name in unknown})
         if not data:
             raise serializers.ValidationError({"non_field_errors": ["Give notes or group to change."]})
         return data
@@ -206,9 +205,10 @@ class JobDetailApi(APIView):
 class _JobActionApi(APIView):
     created = False
 
-    @extend_schema(request=None, responses=JobOutput)
+    @extend_schema(request=NoInput, responses=JobOutput)
     def post(self, request: Request, pk: int) -> Response:
         job = selectors.job_get(user=request.user, pk=pk)
+        NoInput(data=request.data).is_valid(raise_exception=True)
         result = self.act(job, request)
         return Response(JobOutput(result).data, status=status.HTTP_201_CREATED if self.created else 200)
 
@@ -268,6 +268,8 @@ class JobMetricsApi(APIView):
 class LrScheduleQuery(JobInput):
     """The job's own bounds on its schedule fields (JobInput), milestones as the form writes them ("5, 8")."""
 
+    refuses_unknown = False  # a query string, not a body: the page sends the whole form's schedule
+
     name = dataset = network = batch_size = optimizer = momentum = weight_decay = None  # type: ignore[assignment]
     seed = device = val_interval = snapshot_interval = backend = group = notes = None  # type: ignore[assignment]
     lr_milestones = serializers.CharField(required=False, allow_blank=True, default="", max_length=500,
@@ -308,7 +310,7 @@ class ClassifyOutput(serializers.Serializer):
     preprocessed = serializers.CharField(help_text="The input as the network saw it, as a PNG data URL.")
 
 
-class ClassifyInput(serializers.Serializer):
+class ClassifyInput(RequestInput):
     image = serializers.FileField()
     epoch = serializers.FloatField(required=False, allow_null=True, default=None)
 

@@ -11,7 +11,7 @@ from rest_framework.views import APIView
 from datasets import selectors as dataset_selectors
 from networks import selectors, services
 from networks.spec import SpecError
-from workbench.api import Pagination, error_response, paginated
+from workbench.api import Pagination, RequestInput, error_response, paginated
 
 
 class NetworkEntryOutput(serializers.Serializer):
@@ -46,7 +46,7 @@ class NetworkSummaryOutput(serializers.Serializer):
     layers = LayerRowOutput(many=True)
 
 
-class NetworkInput(serializers.Serializer):
+class NetworkInput(RequestInput):
     name = serializers.RegexField(r"^[\w][\w .-]{0,99}$", error_messages={
         "invalid": "Use letters, digits, spaces, '.', '-' or '_' (at most 100)."})
     description = serializers.CharField(required=False, allow_blank=True, default="")

@@ -16,7 +16,7 @@ from jobs import selectors as job_selectors
 from jobs.services import job_network_check
 from pretrained import selectors, services
 from pretrained.models import PretrainedModel
-from workbench.api import Pagination, error_response, paginated
+from workbench.api import Pagination, RequestInput, error_response, paginated
 from workbench.uploads import TOO_LARGE, upload_too_large
 
 
@@ -47,7 +47,7 @@ class PretrainedDetailOutput(PretrainedOutput):
         return selectors.pretrained_summary(model=model)
 
 
-class UploadInput(serializers.Serializer):
+class UploadInput(RequestInput):
     name = serializers.CharField(max_length=200)
     weights = serializers.FileField(help_text="safetensors")
     network = serializers.CharField(max_length=200_000, help_text="A built-in name or a layer spec as JSON")
@@ -89,7 +89,7 @@ class PretrainedDetailApi(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class FromJobInput(serializers.Serializer):
+class FromJobInput(RequestInput):
     name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
     epoch = serializers.FloatField(required=False, allow_null=True, default=None,
                                    help_text="A snapshot's epoch; the latest when left out")

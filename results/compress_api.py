@@ -17,11 +17,11 @@ from results.compress import METHODS, compression_classify, compression_package,
 from results.inspect import inspect_image
 from results.models import Compression
 from results.work import work_get
-from workbench.api import Pagination, error_response, paginated
+from workbench.api import Pagination, RequestInput, error_response, paginated
 from workbench.uploads import TOO_LARGE, upload_too_large
 
 
-class ImageInput(serializers.Serializer):
+class ImageInput(RequestInput):
     image = serializers.FileField()
     epoch = serializers.FloatField(required=False, allow_null=True, default=None)
 
@@ -65,7 +65,7 @@ class CompressionOutput(serializers.ModelSerializer):
         return reverse("api-compression-download", args=[compression.job_id, compression.pk])
 
 
-class CompressInput(serializers.Serializer):
+class CompressInput(RequestInput):
     # Plain values: the service names the allowed methods and the parameter that is out of range.
     method = serializers.CharField(help_text=f"One of {', '.join(METHODS)}.")
     params = serializers.DictField(required=False, default=dict, help_text="prune: amount (0.05-0.95), epochs.")
@@ -99,7 +99,7 @@ class CompressionDetailApi(APIView):
         return Response(CompressionOutput(compression).data)
 
 
-class CompressedImageInput(serializers.Serializer):
+class CompressedImageInput(RequestInput):
     image = serializers.FileField()
 
 

@@ -12,10 +12,10 @@ from rest_framework.views import APIView
 from datasets import selectors as dataset_selectors
 from sweeps import selectors, services
 from sweeps.models import Sweep
-from workbench.api import Pagination, error_response, paginated
+from workbench.api import NoInput, Pagination, RequestInput, error_response, paginated
 
 
-class SweepInput(serializers.Serializer):
+class SweepInput(RequestInput):
     name = serializers.CharField(max_length=150, required=False, allow_blank=True, default="")
     dataset = serializers.IntegerField()
     network = serializers.CharField(max_length=100)
@@ -77,13 +77,15 @@ class SweepDetailApi(APIView):
 
 
 class SweepAbortApi(APIView):
-    @extend_schema(request=None, responses=SweepOutput)
+    @extend_schema(request=NoInput, responses=SweepOutput)
     def post(self, request: Request, pk: int) -> Response:
-        sweep = services.sweep_abort(sweep=selectors.sweep_get(user=request.user, pk=pk))
+        sweep = selectors.sweep_get(user=request.user, pk=pk)
+        NoInput(data=request.data).is_valid(raise_exception=True)
+        sweep = services.sweep_abort(sweep=sweep)
         return Response(SweepOutput(sweep).data)
 
 
-class TrainBestInput(serializers.Serializer):
+class TrainBestInput(RequestInput):
     epochs = serializers.IntegerField(min_value=1, max_value=10_000)
 
 

@@ -1,7 +1,8 @@
 """API plumbing shared by every app: the error shape, pagination, health and token endpoints."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+import difflib
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from django.contrib.auth import authenticate
@@ -86,6 +87,31 @@ def _first_message(detail: dict[str, Any]) -> str:
     return "Invalid input."
 
 
+class RequestInput(serializers.Serializer):
+    """The base of every POST and PATCH body: a field it does not declare is a 400 naming it, never
+    ignored (`"epochz": 3` would otherwise train the default 10 epochs). For a multipart body its
+    file fields are fields like any other; nothing else is let through."""
+
+    refuses_unknown = True
+
+    def to_internal_value(self, data: Any) -> Any:
+        if self.refuses_unknown and isinstance(data, Mapping):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError({name: [self.unknown_field(name)] for name in unknown})
+        return super().to_internal_value(data)
+
+    def unknown_field(self, name: str) -> str:
+        """What a field it does not have is told: the nearest known name, when one is close."""
+        known = [key for key, field in self.fields.items() if not field.read_only]
+        close = difflib.get_close_matches(name, known, n=1)
+        return f"Unknown field; did you mean {close[0]}?" if close else f"Unknown field; the fields are: {', '.join(known) or 'none'}."
+
+
+class NoInput(RequestInput):
+    """The body of an action that takes no fields (abort, resume, clone): any field is unknown."""
+
+
 def paginated(request: Request, items: QuerySet[Any] | Sequence[Any], serializer_class: type[serializers.Serializer],
               view: APIView) -> Response:
     """One page of `items`, serialized. DRF paginates only generic views; list APIViews call this.
@@ -127,7 +153,7 @@ class TokenApi(APIView):
     throttle_classes = [TokenRateThrottle]
     throttle_scope = "token"
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(RequestInput):
         username = serializers.CharField()
         password = serializers.CharField(style={"input_type": "password"}, trim_whitespace=False)
 
