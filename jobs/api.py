@@ -14,11 +14,10 @@ from datasets import selectors as dataset_selectors
 from jobs import selectors, services
 from jobs.inference import job_classify
 from jobs.models import TrainingJob
-from training.schedules import LR_POLICIES, OPTIMIZERS, learning_rate_curve
+from jobs.options import DEFAULTS, GROUP_MAX_LENGTH, NAME_MAX_LENGTH, NOTES_MAX_LENGTH, SETTINGS, setting_type
+from training.schedules import learning_rate_curve
 from workbench.api import NoInput, Pagination, RequestInput, error_response, paginated
 from workbench.uploads import TOO_LARGE, upload_too_large
-
-DEFAULTS = services.JobSettings()
 
 
 class JobOutput(serializers.ModelSerializer):
@@ -70,37 +69,53 @@ class JobDetailOutput(JobOutput):
         return selectors.job_log_tail(job=job)
 
 
+def setting_field(name: str, **extra: Any) -> serializers.Field:
+    """The API field of job setting `name`: its type, default, bounds or choices and help from
+    jobs.options (the service's own table)."""
+    setting = SETTINGS[name]
+    kwargs: dict[str, Any] = {"default": getattr(DEFAULTS, name), "help_text": setting.help or None, **extra}
+    if setting.choices:
+        return serializers.ChoiceField(choices=list(setting.choices), **kwargs)
+    if setting.pattern is not None:
+        return serializers.RegexField(setting.pattern, error_messages={"invalid": setting.refusal()}, **kwargs)
+    bounds = {"min_value": setting.low, "max_value": setting.high}
+    kwargs.update({key: value for key, value in bounds.items() if value is not None})
+    if setting.message:
+        kwargs["error_messages"] = {"min_value": setting.message, "max_value": setting.message}
+    number = serializers.IntegerField if setting_type(name) == "int" else serializers.FloatField
+    return number(**kwargs)
+
+
 class JobInput(RequestInput):
-    name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    name = serializers.CharField(max_length=NAME_MAX_LENGTH, required=False, allow_blank=True, default="")
     dataset = serializers.IntegerField()
     network = serializers.CharField(max_length=100)
-    epochs = serializers.IntegerField(min_value=1, max_value=10_000, default=DEFAULTS.epochs)
-    batch_size = serializers.IntegerField(min_value=1, max_value=65_536, default=DEFAULTS.batch_size)
-    optimizer = serializers.ChoiceField(choices=OPTIMIZERS, default=DEFAULTS.optimizer)
-    learning_rate = serializers.FloatField(min_value=1e-8, max_value=10, default=DEFAULTS.learning_rate)
-    momentum = serializers.FloatField(min_value=0, max_value=0.999, default=DEFAULTS.momentum)
-    weight_decay = serializers.FloatField(min_value=0, max_value=1, default=DEFAULTS.weight_decay)
-    lr_policy = serializers.ChoiceField(choices=LR_POLICIES, default=DEFAULTS.lr_policy)
-    lr_step_size = serializers.FloatField(min_value=0.01, default=DEFAULTS.lr_step_size)
-    lr_gamma = serializers.FloatField(min_value=1e-6, max_value=10, default=DEFAULTS.lr_gamma)
+    epochs = setting_field("epochs")
+    batch_size = setting_field("batch_size")
+    optimizer = setting_field("optimizer")
+    learning_rate = setting_field("learning_rate")
+    momentum = setting_field("momentum")
+    weight_decay = setting_field("weight_decay")
+    lr_policy = setting_field("lr_policy")
+    lr_step_size = setting_field("lr_step_size")
+    lr_gamma = setting_field("lr_gamma")
     lr_milestones = serializers.ListField(child=serializers.FloatField(min_value=0.01), default=list)
-    seed = serializers.IntegerField(min_value=0, max_value=2**32 - 1, default=DEFAULTS.seed)
-    device = serializers.RegexField(services.DEVICE_PATTERN, default=DEFAULTS.device,
-                                    error_messages={"invalid": "Use auto, cpu or cuda:N."})
-    val_interval = serializers.FloatField(min_value=0.01, max_value=1000, default=DEFAULTS.val_interval)
-    snapshot_interval = serializers.FloatField(min_value=0.01, max_value=1000, default=DEFAULTS.snapshot_interval)
+    seed = setting_field("seed")
+    device = setting_field("device")
+    val_interval = setting_field("val_interval")
+    snapshot_interval = setting_field("snapshot_interval")
     backend = serializers.CharField(required=False, allow_blank=True, default="")
-    group = serializers.CharField(max_length=services.GROUP_MAX_LENGTH, required=False, allow_blank=True, default="")
-    notes = serializers.CharField(max_length=services.NOTES_MAX_LENGTH, required=False, allow_blank=True,
-                                  default="", trim_whitespace=False)
+    group = serializers.CharField(max_length=GROUP_MAX_LENGTH, required=False, allow_blank=True, default="")
+    notes = serializers.CharField(max_length=NOTES_MAX_LENGTH, required=False, allow_blank=True, default="",
+                                  trim_whitespace=False)
     # Their bounds are the service's (job_create): it names the key of a bad augmentation.
     augmentation = serializers.JSONField(required=False, allow_null=True, default=dict,
                                          help_text="flip, rot90, rotate_degrees, translate, scale, crop_padding, "
                                                    "noise_std, hsv {hue, saturation, value}, mean image/pixel/none")
-    accumulate = serializers.IntegerField(default=DEFAULTS.accumulate, help_text="Batches per optimizer step.")
-    grad_clip = serializers.FloatField(default=DEFAULTS.grad_clip, help_text="Largest gradient norm; 0 is off.")
-    label_smoothing = serializers.FloatField(default=DEFAULTS.label_smoothing)
-    amp = serializers.CharField(default=DEFAULTS.amp, help_text="Mixed precision: off, bf16 (CPU or GPU) or fp16 (CUDA).")
+    accumulate = setting_field("accumulate")
+    grad_clip = setting_field("grad_clip")
+    label_smoothing = setting_field("label_smoothing")
+    amp = setting_field("amp")
     devices = serializers.ListField(child=serializers.CharField(max_length=16), default=list, max_length=64,
                                     help_text='One job on several devices (DDP), one process each: "cuda:N", '
                                               '"cuda" (the next free GPU) or "cpu". The batch size is split across them.')
@@ -108,10 +123,8 @@ class JobInput(RequestInput):
     # Checked by the service (pretrained.services): the source must be the user's and fit the network.
     pretrained = serializers.JSONField(required=False, allow_null=True, default=dict,
                                        help_text='{"job": id, "epoch": e} (epoch optional: latest) or {"model": id}')
-    freeze_epochs = serializers.IntegerField(default=DEFAULTS.freeze_epochs,
-                                             help_text="Epochs the copied weights stay fixed: 0 none, -1 the whole run.")
-    pretrained_lr_mult = serializers.FloatField(default=DEFAULTS.pretrained_lr_mult,
-                                                help_text="Learning-rate multiplier of the copied weights, 0 to 10.")
+    freeze_epochs = setting_field("freeze_epochs")
+    pretrained_lr_mult = setting_field("pretrained_lr_mult")
 
     def job_settings(self) -> services.JobSettings:
         data = {k: v for k, v in self.validated_data.items() if k not in ("dataset", "network")}
@@ -169,9 +182,8 @@ class JobListApi(APIView):
 
 
 class JobUpdateInput(RequestInput):
-    notes = serializers.CharField(max_length=services.NOTES_MAX_LENGTH, required=False, allow_blank=True,
-                                  trim_whitespace=False)
-    group = serializers.CharField(max_length=services.GROUP_MAX_LENGTH, required=False, allow_blank=True)
+    notes = serializers.CharField(max_length=NOTES_MAX_LENGTH, required=False, allow_blank=True, trim_whitespace=False)
+    group = serializers.CharField(max_length=GROUP_MAX_LENGTH, required=False, allow_blank=True)
 
     def unknown_field(self, name: str) -> str:
         return "Only notes and group can be changed on a job."

@@ -11,6 +11,7 @@ from django.contrib.auth.models import AbstractBaseUser
 
 from datasets.models import Dataset
 from jobs import services as job_services
+from jobs.options import setting_type
 from jobs.services import JobInputError, JobSettings
 
 # Settings a sweep may vary: every job setting but the labels (name, group, notes) and the list of
@@ -215,17 +216,17 @@ def _with_field(check: Any, where: str) -> None:
 
 
 def _kind(name: str) -> type:
-    return {"int": int, "float": float, "str": str}.get(str(JobSettings.__dataclass_fields__[name].type), object)
+    return {"int": int, "float": float, "str": str}.get(setting_type(name), object)
 
 
 def _coerce(name: str, value: Any, where: str) -> Any:
     kind = _kind(name)
-    if str(JobSettings.__dataclass_fields__[name].type).startswith("dict"):
+    declared = setting_type(name)
+    if declared.startswith("dict"):
         # augmentation, pretrained: objects that job_create checks (naming the bad key) for each trial
         if not isinstance(value, dict):
             raise JobInputError(f"'{name}' takes an object.", where)
         return value
-    declared = str(JobSettings.__dataclass_fields__[name].type)
     if declared == "bool":  # compile
         if not isinstance(value, bool):
             raise JobInputError(f"'{name}' takes true or false, not {value!r}.", where)
