@@ -18,6 +18,7 @@ from jobs.options import (
     SETTINGS,
     setting_type,
 )
+from jobs.selectors import job_snapshot_epochs
 from networks.selectors import network_list
 from pretrained.models import PretrainedModel
 from pretrained.selectors import pretrained_list
@@ -160,6 +161,23 @@ class JobForm(AugmentationForm):
             model = data.get("pretrained_model")
             return {"model": model.pk if model is not None else 0}
         return {}
+
+
+class SnapshotImageForm(forms.Form):
+    """One image and the snapshot to run it through (the latest, or an epoch the job has): the
+    classify page's form and the inspect page's."""
+
+    image = forms.FileField()
+    epoch = forms.TypedChoiceField(coerce=float, required=False, empty_value=None, label="Snapshot")
+
+    def __init__(self, *args: Any, job: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        epochs = job_snapshot_epochs(job=job)
+        self.fields["epoch"].choices = [("", "Latest")] + [(f"{e:g}", f"Epoch {e:g}") for e in reversed(epochs)]
+
+    def add_refusal(self, exc: Exception) -> None:
+        """A service's refusal beside the snapshot picker when it is about the epoch, else the image."""
+        self.add_error("epoch" if getattr(exc, "field", None) == "epoch" else "image", str(exc))
 
 
 def network_source_initial(query: Any) -> dict[str, Any]:
