@@ -56,3 +56,12 @@ def test_every_variable_the_settings_read_is_in_the_readme():
 
     assert len(read) > 30
     assert sorted(read - documented) == []
+
+
+@pytest.mark.parametrize("name", ["PORT", "WORKER_CONCURRENCY"])
+def test_make_run_refuses_a_bad_port_or_concurrency_naming_it(monkeypatch, name):
+    from workbench.management.commands.serve import Command
+
+    monkeypatch.setenv(name, "many")
+    with pytest.raises(ImproperlyConfigured, match=name):
+        Command().create_parser("manage.py", "serve")
