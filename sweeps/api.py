@@ -5,11 +5,13 @@ from typing import Any
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
+from rest_framework.fields import empty
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from datasets import selectors as dataset_selectors
+from jobs.api import setting_field
 from sweeps import selectors, services
 from sweeps.models import Sweep
 from workbench.api import NoInput, Pagination, RequestInput, error_response, paginated
@@ -86,7 +88,7 @@ class SweepAbortApi(APIView):
 
 
 class TrainBestInput(RequestInput):
-    epochs = serializers.IntegerField(min_value=1, max_value=10_000)
+    epochs = setting_field("epochs", default=empty, required=True)
 
 
 class SweepTrainBestApi(APIView):

@@ -87,6 +87,12 @@ class SweepForm(forms.Form):
                          max_concurrent=data["max_concurrent"], early_stopping=early)
 
 
+class TrainBestForm(forms.Form):
+    """The sweep page's "train the best again" box: the epochs, bounded as a job's are."""
+
+    epochs = setting_field("epochs", initial=None)
+
+
 def _rule(text: str) -> dict[str, Any]:
     """'0.001 .. 0.1 log' → a range; 'sgd, adam' → choices."""
     log = text.endswith(" log")

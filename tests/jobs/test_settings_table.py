@@ -68,3 +68,16 @@ def test_a_value_that_is_not_finite_is_refused():
     with pytest.raises(JobInputError) as refused:
         job_options_check(replace(DEFAULTS, grad_clip=float("inf")))
     assert refused.value.field == "grad_clip"
+
+
+@pytest.mark.django_db
+def test_training_a_sweeps_best_again_bounds_the_epochs_as_a_job_does(alice):
+    from sweeps.api import TrainBestInput
+    from sweeps.forms import TrainBestForm
+
+    low, high = SETTINGS["epochs"].low, SETTINGS["epochs"].high
+    for given in (low - 1, high + 1):
+        assert not TrainBestInput(data={"epochs": given}).is_valid()
+        assert not TrainBestForm({"epochs": given}).is_valid()
+    assert TrainBestInput(data={"epochs": high}).is_valid() and TrainBestForm({"epochs": high}).is_valid()
+    assert not TrainBestInput(data={}).is_valid() and not TrainBestForm({}).is_valid()
