@@ -280,7 +280,7 @@ class JobMetricsApi(APIView):
 class LrScheduleQuery(JobInput):
     """The job's own bounds on its schedule fields (JobInput), milestones as the form writes them ("5, 8")."""
 
-    refuses_unknown = False  # a query string, not a body: the page sends the whole form's schedule
+    refuses_unknown = False  # a GET query string (like every list filter), not a request body
 
     name = dataset = network = batch_size = optimizer = momentum = weight_decay = None  # type: ignore[assignment]
     seed = device = val_interval = snapshot_interval = backend = group = notes = None  # type: ignore[assignment]
