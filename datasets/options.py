@@ -7,7 +7,6 @@ from datasets.ingest.images import RESIZE_MODES
 
 MIN_SIDE = 8
 MAX_SPLIT_PERCENT = 90
-CHANNELS = (1, 3)
 RESIZE_MODE_LABELS = [("squash", "Squash"), ("crop", "Center crop"), ("fill", "Fill (pad with noise)"),
                       ("half_crop", "Half crop, half fill")]
 assert [m for m, _ in RESIZE_MODE_LABELS] == list(RESIZE_MODES)

@@ -37,7 +37,9 @@ class DatasetInputError(Exception):
 
 
 class DatasetBusy(Exception):
-    pass
+    """A dataset in use (a job trains on it): the API answers 409 (workbench.api.refusal_response)."""
+
+    http_status = 409
 
 
 # --- create ---------------------------------------------------------------------------------

@@ -13,11 +13,10 @@ from datasets import selectors as dataset_selectors
 from jobs import selectors, services
 from jobs.inference import job_infer
 from jobs.models import TrainingJob
-from training.schedules import LR_POLICIES, OPTIMIZERS, learning_rate_curve
-from workbench.api import Pagination, error_response, paginated, refused
+from jobs.options import DEFAULTS, GROUP_MAX_LENGTH, NAME_MAX_LENGTH, NOTES_MAX_LENGTH, SETTINGS, setting_type
+from training.schedules import learning_rate_curve
+from workbench.api import NoInput, Pagination, RequestInput, error_response, paginated
 from workbench.uploads import TOO_LARGE, upload_too_large
-
-DEFAULTS = services.JobSettings()
 
 
 class JobOutput(serializers.ModelSerializer):
@@ -72,38 +71,54 @@ class JobDetailOutput(JobOutput):
         return selectors.job_log_tail(job=job)
 
 
-class JobInput(serializers.Serializer):
-    name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+def setting_field(name: str, **extra: Any) -> serializers.Field:
+    """The API field of job setting `name`: its type, default, bounds or choices and help from
+    jobs.options (the service's own table)."""
+    setting = SETTINGS[name]
+    kwargs: dict[str, Any] = {"default": getattr(DEFAULTS, name), "help_text": setting.help or None, **extra}
+    if setting.choices:
+        return serializers.ChoiceField(choices=list(setting.choices), **kwargs)
+    if setting.pattern is not None:
+        return serializers.RegexField(setting.pattern, error_messages={"invalid": setting.refusal()}, **kwargs)
+    bounds = {"min_value": setting.low, "max_value": setting.high}
+    kwargs.update({key: value for key, value in bounds.items() if value is not None})
+    if setting.message:
+        kwargs["error_messages"] = {"min_value": setting.message, "max_value": setting.message}
+    number = serializers.IntegerField if setting_type(name) == "int" else serializers.FloatField
+    return number(**kwargs)
+
+
+class JobInput(RequestInput):
+    name = serializers.CharField(max_length=NAME_MAX_LENGTH, required=False, allow_blank=True, default="")
     dataset = serializers.IntegerField()
     network = serializers.CharField(max_length=100, required=False, allow_blank=True, default="",
                                     help_text="Built-in name or custom network (id or name); blank: the task's default.")
-    epochs = serializers.IntegerField(min_value=1, max_value=10_000, default=DEFAULTS.epochs)
-    batch_size = serializers.IntegerField(min_value=1, max_value=65_536, default=DEFAULTS.batch_size)
-    optimizer = serializers.ChoiceField(choices=OPTIMIZERS, default=DEFAULTS.optimizer)
-    learning_rate = serializers.FloatField(min_value=1e-8, max_value=10, default=DEFAULTS.learning_rate)
-    momentum = serializers.FloatField(min_value=0, max_value=0.999, default=DEFAULTS.momentum)
-    weight_decay = serializers.FloatField(min_value=0, max_value=1, default=DEFAULTS.weight_decay)
-    lr_policy = serializers.ChoiceField(choices=LR_POLICIES, default=DEFAULTS.lr_policy)
-    lr_step_size = serializers.FloatField(min_value=0.01, default=DEFAULTS.lr_step_size)
-    lr_gamma = serializers.FloatField(min_value=1e-6, max_value=10, default=DEFAULTS.lr_gamma)
+    epochs = setting_field("epochs")
+    batch_size = setting_field("batch_size")
+    optimizer = setting_field("optimizer")
+    learning_rate = setting_field("learning_rate")
+    momentum = setting_field("momentum")
+    weight_decay = setting_field("weight_decay")
+    lr_policy = setting_field("lr_policy")
+    lr_step_size = setting_field("lr_step_size")
+    lr_gamma = setting_field("lr_gamma")
     lr_milestones = serializers.ListField(child=serializers.FloatField(min_value=0.01), default=list)
-    seed = serializers.IntegerField(min_value=0, max_value=2**32 - 1, default=DEFAULTS.seed)
-    device = serializers.RegexField(services.DEVICE_PATTERN, default=DEFAULTS.device,
-                                    error_messages={"invalid": "Use auto, cpu or cuda:N."})
-    val_interval = serializers.FloatField(min_value=0.01, max_value=1000, default=DEFAULTS.val_interval)
-    snapshot_interval = serializers.FloatField(min_value=0.01, max_value=1000, default=DEFAULTS.snapshot_interval)
+    seed = setting_field("seed")
+    device = setting_field("device")
+    val_interval = setting_field("val_interval")
+    snapshot_interval = setting_field("snapshot_interval")
     backend = serializers.CharField(required=False, allow_blank=True, default="")
-    group = serializers.CharField(max_length=services.GROUP_MAX_LENGTH, required=False, allow_blank=True, default="")
-    notes = serializers.CharField(max_length=services.NOTES_MAX_LENGTH, required=False, allow_blank=True,
-                                  default="", trim_whitespace=False)
+    group = serializers.CharField(max_length=GROUP_MAX_LENGTH, required=False, allow_blank=True, default="")
+    notes = serializers.CharField(max_length=NOTES_MAX_LENGTH, required=False, allow_blank=True, default="",
+                                  trim_whitespace=False)
     # Their bounds are the service's (job_create): it names the key of a bad augmentation.
     augmentation = serializers.JSONField(required=False, allow_null=True, default=dict,
                                          help_text="flip, rot90, rotate_degrees, translate, scale, crop_padding, "
                                                    "noise_std, hsv {hue, saturation, value}, mean image/pixel/none")
-    accumulate = serializers.IntegerField(default=DEFAULTS.accumulate, help_text="Batches per optimizer step.")
-    grad_clip = serializers.FloatField(default=DEFAULTS.grad_clip, help_text="Largest gradient norm; 0 is off.")
-    label_smoothing = serializers.FloatField(default=DEFAULTS.label_smoothing)
-    amp = serializers.CharField(default=DEFAULTS.amp, help_text="Mixed precision: off, bf16 (CPU or GPU) or fp16 (CUDA).")
+    accumulate = setting_field("accumulate")
+    grad_clip = setting_field("grad_clip")
+    label_smoothing = setting_field("label_smoothing")
+    amp = setting_field("amp")
     devices = serializers.ListField(child=serializers.CharField(max_length=16), default=list, max_length=64,
                                     help_text='One job on several devices (DDP), one process each: "cuda:N", '
                                               '"cuda" (the next free GPU) or "cpu". The batch size is split across them.')
@@ -111,10 +126,8 @@ class JobInput(serializers.Serializer):
     # Checked by the service (pretrained.services): the source must be the user's and fit the network.
     pretrained = serializers.JSONField(required=False, allow_null=True, default=dict,
                                        help_text='{"job": id, "epoch": e} (epoch optional: latest) or {"model": id}')
-    freeze_epochs = serializers.IntegerField(default=DEFAULTS.freeze_epochs,
-                                             help_text="Epochs the copied weights stay fixed: 0 none, -1 the whole run.")
-    pretrained_lr_mult = serializers.FloatField(default=DEFAULTS.pretrained_lr_mult,
-                                                help_text="Learning-rate multiplier of the copied weights, 0 to 10.")
+    freeze_epochs = setting_field("freeze_epochs")
+    pretrained_lr_mult = setting_field("pretrained_lr_mult")
 
     def job_settings(self) -> services.JobSettings:
         data = {k: v for k, v in self.validated_data.items() if k not in ("dataset", "network")}
@@ -128,11 +141,8 @@ def _job_create(request: Request) -> Response:
     dataset = dataset_selectors.dataset_list(user=request.user).filter(pk=given.validated_data["dataset"]).first()
     if dataset is None:
         return error_response("No such dataset.", {"dataset": ["No such dataset."]})
-    try:
-        job = services.job_create(owner=request.user, dataset=dataset, network=given.validated_data["network"],
-                                  options=given.job_settings())
-    except services.JobInputError as exc:  # a fine-tune that would copy nothing carries its report
-        return refused(exc)
+    job = services.job_create(owner=request.user, dataset=dataset, network=given.validated_data["network"],
+                              options=given.job_settings())
     return Response(JobOutput(job).data, status=status.HTTP_201_CREATED)
 
 
@@ -173,16 +183,14 @@ class JobListApi(APIView):
         return _job_create(request)
 
 
-class JobUpdateInput(serializers.Serializer):
-    notes = serializers.CharField(max_length=services.NOTES_MAX_LENGTH, required=False, allow_blank=True,
-                                  trim_whitespace=False)
-    group = serializers.CharField(max_length=services.GROUP_MAX_LENGTH, required=False, allow_blank=True)
+class JobUpdateInput(RequestInput):
+    notes = serializers.CharField(max_length=NOTES_MAX_LENGTH, required=False, allow_blank=True, trim_whitespace=False)
+    group = serializers.CharField(max_length=GROUP_MAX_LENGTH, required=False, allow_blank=True)
+
+    def unknown_field(self, name: str) -> str:
+        return "Only notes and group can be changed on a job."
 
     def validate(self, data: dict[str, Any]) -> dict[str, Any]:
-        unknown = sorted(set(self.initial_data) - set(self.fields))
-        if unknown:
-            raise serializers.ValidationError({name: ["Only notes and group can be changed on a job."]
-                                               for name in unknown})
         if not data:
             raise serializers.ValidationError({"non_field_errors": ["Give notes or group to change."]})
         return data
@@ -198,31 +206,23 @@ class JobDetailApi(APIView):
         job = selectors.job_get(user=request.user, pk=pk)
         given = JobUpdateInput(data=request.data)
         given.is_valid(raise_exception=True)
-        try:
-            job = services.job_update(job=job, **given.validated_data)
-        except services.JobInputError as exc:
-            return refused(exc)
+        job = services.job_update(job=job, **given.validated_data)
         return Response(JobDetailOutput(job).data)
 
     @extend_schema(responses={204: None})
     def delete(self, request: Request, pk: int) -> Response:
-        try:
-            services.job_delete(job=selectors.job_get(user=request.user, pk=pk))
-        except services.JobStateError as exc:
-            return refused(exc)
+        services.job_delete(job=selectors.job_get(user=request.user, pk=pk))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class _JobActionApi(APIView):
     created = False
 
-    @extend_schema(request=None, responses=JobOutput)
+    @extend_schema(request=NoInput, responses=JobOutput)
     def post(self, request: Request, pk: int) -> Response:
         job = selectors.job_get(user=request.user, pk=pk)
-        try:
-            result = self.act(job, request)
-        except (services.JobStateError, services.JobInputError) as exc:
-            return refused(exc)
+        NoInput(data=request.data).is_valid(raise_exception=True)
+        result = self.act(job, request)
         return Response(JobOutput(result).data, status=status.HTTP_201_CREATED if self.created else 200)
 
     def act(self, job: TrainingJob, request: Request) -> TrainingJob:
@@ -281,6 +281,8 @@ class JobMetricsApi(APIView):
 class LrScheduleQuery(JobInput):
     """The job's own bounds on its schedule fields (JobInput), milestones as the form writes them ("5, 8")."""
 
+    refuses_unknown = False  # a GET query string (like every list filter), not a request body
+
     name = dataset = network = batch_size = optimizer = momentum = weight_decay = None  # type: ignore[assignment]
     seed = device = val_interval = snapshot_interval = backend = group = notes = None  # type: ignore[assignment]
     lr_milestones = serializers.CharField(required=False, allow_blank=True, default="", max_length=500,
@@ -321,7 +323,7 @@ class ClassifyOutput(serializers.Serializer):
     preprocessed = serializers.CharField(help_text="The input as the network saw it, as a PNG data URL.")
 
 
-class ClassifyInput(serializers.Serializer):
+class ClassifyInput(RequestInput):
     image = serializers.FileField()
     epoch = serializers.FloatField(required=False, allow_null=True, default=None)
 
@@ -343,10 +345,7 @@ class JobInferApi(APIView):
         if upload_too_large(request):
             return error_response(TOO_LARGE, status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
         given.is_valid(raise_exception=True)
-        try:
-            answer = job_infer(job=job, image=given.validated_data["image"], epoch=given.validated_data["epoch"])
-        except (services.JobStateError, services.JobInputError) as exc:
-            return refused(exc)
+        answer = job_infer(job=job, image=given.validated_data["image"], epoch=given.validated_data["epoch"])
         return Response(answer)
 
 

@@ -12,8 +12,6 @@ from rest_framework.views import APIView
 
 from datasets import selectors as dataset_selectors
 from jobs.augmentation_preview import MAX_PREVIEW_IMAGES, augmentation_preview
-from jobs.errors import JobInputError
-from workbench.api import refused
 
 
 class AugmentationPreviewQuery(serializers.Serializer):
@@ -53,7 +51,4 @@ class AugmentationPreviewApi(APIView):
         dataset = dataset_selectors.dataset_get(user=request.user, pk=pk)
         query = AugmentationPreviewQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
-        try:
-            return Response(augmentation_preview(dataset=dataset, **query.validated_data))
-        except JobInputError as exc:
-            return refused(exc)
+        return Response(augmentation_preview(dataset=dataset, **query.validated_data))

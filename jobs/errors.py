@@ -13,4 +13,4 @@ class JobInputError(Exception):
 class JobStateError(Exception):
     """The action does not fit the job's state (abort a finished job, delete a running one)."""
 
-    http_status = 409  # workbench.api.refused
+    http_status = 409  # workbench.api.refusal_response

@@ -9,13 +9,21 @@ from datasets.models import Dataset
 from datasets.selectors import dataset_list
 from jobs import services
 from jobs.augmentation_form import AugmentationForm, augmentation_error_field, augmentation_initial
+from jobs.options import (
+    DEFAULTS,
+    GROUP_MAX_LENGTH,
+    MAX_DEVICES,
+    NAME_MAX_LENGTH,
+    NOTES_MAX_LENGTH,
+    SETTINGS,
+    setting_type,
+)
+from jobs.selectors import job_snapshot_epochs
 from networks.selectors import network_list
 from pretrained.models import PretrainedModel
 from pretrained.selectors import pretrained_list
-from training.schedules import LR_POLICIES, OPTIMIZERS
 from workers.selectors import device_choices
 
-DEFAULTS = services.JobSettings()
 OPTIMIZER_LABELS = {"sgd": "SGD with momentum", "nesterov": "SGD, Nesterov momentum", "adam": "Adam",
                     "adamw": "AdamW", "rmsprop": "RMSprop"}
 # Numeric fields that take several comma-separated values, as DIGITS did: "0.1, 0.01" makes a grid
@@ -29,48 +37,59 @@ POLICY_LABELS = {"fixed": "Fixed", "step": "Step down every N epochs", "multiste
                  "exp": "Exponential decay", "cosine": "Cosine annealing"}
 
 
+def setting_field(name: str, *, labels: dict[str, str] | None = None, **extra: Any) -> forms.Field:
+    """The form field of job setting `name`: its type, default, bounds or choices, label and help
+    from jobs.options (the service's own table), `extra` for what only the page needs."""
+    setting = SETTINGS[name]
+    kwargs: dict[str, Any] = {"initial": getattr(DEFAULTS, name), "help_text": setting.help}
+    if setting.label:
+        kwargs["label"] = setting.label
+    if setting.choices:
+        # Left blank where not required: None, so the default applies (JobForm.job_settings).
+        return forms.TypedChoiceField(choices=[(c, (labels or {}).get(c, c)) for c in setting.choices],
+                                      empty_value=None, **{**kwargs, **extra})
+    bounds = {"min_value": setting.low, "max_value": setting.high}
+    kwargs.update({key: value for key, value in bounds.items() if value is not None})
+    if setting.message:
+        kwargs["error_messages"] = {"min_value": setting.message, "max_value": setting.message}
+    number = forms.IntegerField if setting_type(name) == "int" else forms.FloatField
+    return number(**{**kwargs, **extra})
+
+
 class JobForm(AugmentationForm):
     dataset = forms.ModelChoiceField(queryset=Dataset.objects.none(), empty_label=None)
     network = forms.ChoiceField()
-    name = forms.CharField(max_length=200, required=False, help_text="Blank: '<network> on <dataset>'.")
-    epochs = forms.IntegerField(min_value=1, max_value=10_000, initial=DEFAULTS.epochs)
-    batch_size = forms.IntegerField(min_value=1, max_value=65_536, initial=DEFAULTS.batch_size, help_text=(
-        "The batch size is for the whole job: with several devices it is split across them."))
-    optimizer = forms.ChoiceField(choices=[(o, OPTIMIZER_LABELS[o]) for o in OPTIMIZERS], initial=DEFAULTS.optimizer)
-    learning_rate = forms.FloatField(min_value=1e-8, max_value=10, initial=DEFAULTS.learning_rate)
-    momentum = forms.FloatField(min_value=0, max_value=0.999, initial=DEFAULTS.momentum)
-    weight_decay = forms.FloatField(min_value=0, max_value=1, initial=DEFAULTS.weight_decay)
-    lr_policy = forms.ChoiceField(choices=[(p, POLICY_LABELS[p]) for p in LR_POLICIES], initial=DEFAULTS.lr_policy,
-                                  label="Learning-rate policy")
-    lr_step_size = forms.FloatField(min_value=0.01, initial=DEFAULTS.lr_step_size, label="Step size (epochs)")
-    lr_gamma = forms.FloatField(min_value=1e-6, max_value=10, initial=DEFAULTS.lr_gamma, label="Gamma")
+    name = forms.CharField(max_length=NAME_MAX_LENGTH, required=False, help_text="Blank: '<network> on <dataset>'.")
+    epochs = setting_field("epochs")
+    batch_size = setting_field("batch_size")
+    optimizer = setting_field("optimizer", labels=OPTIMIZER_LABELS)
+    learning_rate = setting_field("learning_rate")
+    momentum = setting_field("momentum")
+    weight_decay = setting_field("weight_decay")
+    lr_policy = setting_field("lr_policy", labels=POLICY_LABELS)
+    lr_step_size = setting_field("lr_step_size")
+    lr_gamma = setting_field("lr_gamma")
     lr_milestones = forms.CharField(required=False, label="Milestones (epochs)", help_text="e.g. 5, 8")
-    # Optional (blank: the default), so a form posted without them still trains as before. Their
-    # bounds are the service's (_check_options): its error is shown beside the field.
-    accumulate = forms.IntegerField(initial=DEFAULTS.accumulate, required=False, label="Accumulate",
-                                    help_text="Batches per optimizer step")
-    grad_clip = forms.FloatField(initial=DEFAULTS.grad_clip, required=False, label="Clip gradient norm",
-                                 help_text="0: off")
-    label_smoothing = forms.FloatField(initial=DEFAULTS.label_smoothing, required=False, help_text="0 to 0.5")
-    seed = forms.IntegerField(min_value=0, max_value=2**32 - 1, initial=DEFAULTS.seed)
+    # Optional (blank: the default), so a form posted without them still trains as before.
+    accumulate = setting_field("accumulate", required=False)
+    grad_clip = setting_field("grad_clip", required=False)
+    label_smoothing = setting_field("label_smoothing", required=False)
+    seed = setting_field("seed")
     # Choices: what live workers report (workers.selectors.device_choices); the API takes any device.
     device = forms.ChoiceField(initial=DEFAULTS.device, help_text="GPUs checked below, or more than one counted, are used instead.")
-    gpu_count = forms.IntegerField(min_value=1, max_value=services.MAX_DEVICES, initial=1, required=False,
+    gpu_count = forms.IntegerField(min_value=1, max_value=MAX_DEVICES, initial=1, required=False,
                                    label="GPUs for this job",
                                    help_text="The next free N (with cpu: N processes). 1: the device alone.")
     devices = forms.MultipleChoiceField(required=False, widget=forms.CheckboxSelectMultiple, label="Or these GPUs")
     compile = forms.BooleanField(required=False, initial=DEFAULTS.compile, label="Compile the network (torch.compile)",
                                  help_text="Training goes on without it, with a log line, if compilation fails.")
     # Not required: a form posted without it (a script, an older page) trains in float32.
-    amp = forms.TypedChoiceField(choices=[(mode, AMP_LABELS[mode]) for mode in services.AMP_MODES],
-                                 initial=DEFAULTS.amp, required=False, empty_value=None, label="Mixed precision")
-    val_interval = forms.FloatField(min_value=0.01, max_value=1000, initial=DEFAULTS.val_interval,
-                                    label="Validate every (epochs)")
-    snapshot_interval = forms.FloatField(min_value=0.01, max_value=1000, initial=DEFAULTS.snapshot_interval,
-                                         label="Snapshot every (epochs)")
-    group = forms.CharField(max_length=services.GROUP_MAX_LENGTH, required=False,
+    amp = setting_field("amp", labels=AMP_LABELS, required=False, help_text="")
+    val_interval = setting_field("val_interval")
+    snapshot_interval = setting_field("snapshot_interval")
+    group = forms.CharField(max_length=GROUP_MAX_LENGTH, required=False,
                             help_text="Jobs of one group are listed and compared together.")
-    notes = forms.CharField(max_length=services.NOTES_MAX_LENGTH, required=False, strip=False,
+    notes = forms.CharField(max_length=NOTES_MAX_LENGTH, required=False, strip=False,
                             widget=forms.Textarea(attrs={"rows": 2}))
     # Start from (templates/jobs/_network_source.html): the service checks the source and its fit.
     pretrained_source = forms.ChoiceField(choices=NETWORK_SOURCES, initial="", required=False, label="Weights",
@@ -79,11 +98,8 @@ class JobForm(AugmentationForm):
     pretrained_epoch = forms.FloatField(required=False, label="Epoch", help_text="Blank: its latest snapshot.")
     pretrained_model = forms.ModelChoiceField(queryset=PretrainedModel.objects.none(), required=False,
                                               label="Pretrained model")
-    freeze_epochs = forms.IntegerField(min_value=services.FREEZE_WHOLE_RUN, max_value=10_000, required=False,
-                                       initial=DEFAULTS.freeze_epochs, label="Freeze copied layers (epochs)",
-                                       help_text="0: never; -1: the whole run.")
-    pretrained_lr_mult = forms.FloatField(min_value=0, max_value=10, initial=DEFAULTS.pretrained_lr_mult, required=False,
-                                          label="LR multiplier, copied layers")
+    freeze_epochs = setting_field("freeze_epochs", required=False, help_text="0: never; -1: the whole run.")
+    pretrained_lr_mult = setting_field("pretrained_lr_mult", required=False)
 
     def __init__(self, *args: Any, user: AbstractBaseUser, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -145,6 +161,23 @@ class JobForm(AugmentationForm):
             model = data.get("pretrained_model")
             return {"model": model.pk if model is not None else 0}
         return {}
+
+
+class SnapshotImageForm(forms.Form):
+    """One image and the snapshot to run it through (the latest, or an epoch the job has): the
+    classify page's form and the inspect page's."""
+
+    image = forms.FileField()
+    epoch = forms.TypedChoiceField(coerce=float, required=False, empty_value=None, label="Snapshot")
+
+    def __init__(self, *args: Any, job: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        epochs = job_snapshot_epochs(job=job)
+        self.fields["epoch"].choices = [("", "Latest")] + [(f"{e:g}", f"Epoch {e:g}") for e in reversed(epochs)]
+
+    def add_refusal(self, exc: Exception) -> None:
+        """A service's refusal beside the snapshot picker when it is about the epoch, else the image."""
+        self.add_error("epoch" if getattr(exc, "field", None) == "epoch" else "image", str(exc))
 
 
 def network_source_initial(query: Any) -> dict[str, Any]:

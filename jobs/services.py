@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import logging
-import re
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,14 @@ from datasets.models import Dataset
 from jobs import hooks
 from jobs.errors import JobInputError, JobStateError
 from jobs.models import MetricPoint, TrainingJob
+from jobs.options import (
+    GROUP_MAX_LENGTH,
+    MAX_DEVICES,
+    NOTES_MAX_LENGTH,
+    RANK_DEVICE_PATTERN,
+    SETTINGS,
+    JobSettings,
+)
 from jobs.selectors import job_capabilities, job_log_tail
 from live import wakeup
 from networks.errors import NetworkInputError
@@ -28,66 +35,12 @@ from networks.selectors import network_resolve
 from networks.spec import SpecError, summarize
 from training.augmentation import Augmentation, AugmentationError, augmentation_parse
 from training.contract import RunLost, TrainingFailed
-from training.schedules import LR_POLICIES, OPTIMIZERS
 from training.vision_tasks import vision_task
 from workbench.leases import Lease, LeaseLost, lease_claim
 from workbench.queue import enqueue
 from workbench.runner import LeasedRun, run_leased
 
 log = logging.getLogger(__name__)
-AMP_MODES = ("off", "bf16", "fp16")  # mixed precision: bf16 runs on CPUs too, fp16 needs CUDA
-DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda:\d{1,2})$")
-# One job on several devices (DDP), one process per entry: "cuda:N", "cuda" (the next free GPU) or
-# "cpu" (gloo, one process per entry; for tests and CPU hosts).
-RANK_DEVICE_PATTERN = re.compile(r"^(cpu|cuda|cuda:\d{1,2})$")
-MAX_DEVICES = 16
-MAX_ACCUMULATE = 1024
-
-
-@dataclass(frozen=True)
-class JobSettings:
-    """The knobs of a training job; defaults train LeNet well on the example digits."""
-
-    name: str = ""
-    epochs: int = 10
-    batch_size: int = 64
-    optimizer: str = "sgd"
-    learning_rate: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    lr_policy: str = "fixed"
-    lr_step_size: float = 5.0
-    lr_gamma: float = 0.1
-    lr_milestones: list[float] = field(default_factory=list)
-    seed: int = 0
-    device: str = "auto"
-    val_interval: float = 1.0
-    snapshot_interval: float = 1.0
-    backend: str = ""
-    group: str = ""
-    notes: str = ""
-    augmentation: dict[str, Any] = field(default_factory=dict)
-    accumulate: int = 1
-    grad_clip: float = 0.0
-    label_smoothing: float = 0.0
-    amp: str = "off"
-    # Fine-tuning: {"job": id, "epoch": e} or {"model": id} ({} a fresh start); see pretrained.services.
-    pretrained: dict[str, Any] = field(default_factory=dict)
-    freeze_epochs: int = 0  # epochs the copied weights stay fixed: 0 none, -1 (FREEZE_WHOLE_RUN) the whole run
-    pretrained_lr_mult: float = 1.0
-    devices: list[str] = field(default_factory=list)  # several: one job on several devices (DDP); [] uses `device`
-    compile: bool = False  # torch.compile, falling back to eager with a log line when it fails
-
-
-FREEZE_WHOLE_RUN = -1
-# The bounds of each numeric setting: (lowest, highest or None). One table that the service checks
-# and that sweeps reads to check every value a sweep may try; the form and the API say the same.
-SETTING_BOUNDS: dict[str, tuple[float, float | None]] = {
-    "epochs": (1, 10_000), "batch_size": (1, 65_536), "learning_rate": (1e-8, 10), "momentum": (0, 0.999),
-    "weight_decay": (0, 1), "lr_step_size": (0.01, None), "lr_gamma": (1e-6, 10), "seed": (0, 2**32 - 1),
-    "val_interval": (0.01, 1000), "snapshot_interval": (0.01, 1000),
-    "freeze_epochs": (FREEZE_WHOLE_RUN, 10_000), "pretrained_lr_mult": (0, 10),
-}
 
 
 # --- create, clone ----------------------------------------------------------------------------
@@ -132,32 +85,15 @@ def job_network_check(*, owner: AbstractBaseUser, network: str,
 
 
 def job_options_check(options: JobSettings) -> None:
-    """Every setting within its bounds and choices; JobInputError naming the first that is not."""
-    for name, (low, high) in SETTING_BOUNDS.items():
-        value = getattr(options, name)
-        if value < low or (high is not None and value > high):
-            limit = f"between {low:g} and {high:g}" if high is not None else f"at least {low:g}"
-            raise JobInputError(f"Must be {limit}.", name)
-    _check_options(options)
-
-
-def _check_options(options: JobSettings) -> None:
-    checks = [
-        (options.optimizer in OPTIMIZERS, "optimizer", f"Choose one of: {', '.join(OPTIMIZERS)}."),
-        (options.lr_policy in LR_POLICIES, "lr_policy", f"Choose one of: {', '.join(LR_POLICIES)}."),
-        (bool(DEVICE_PATTERN.match(options.device)), "device", "Use auto, cpu or cuda:N."),
-        (not options.backend or options.backend in settings.TRAINING_BACKENDS, "backend",
-         f"Unknown backend; configured: {', '.join(settings.TRAINING_BACKENDS)}."),
-        (all(m > 0 for m in options.lr_milestones), "lr_milestones", "Milestones are epochs above 0."),
-        (1 <= options.accumulate <= MAX_ACCUMULATE, "accumulate",
-         f"Accumulate 1 to {MAX_ACCUMULATE} batches per optimizer step."),
-        (0 <= options.grad_clip < float("inf"), "grad_clip", "The gradient norm limit is 0 (off) or above."),
-        (0 <= options.label_smoothing <= 0.5, "label_smoothing", "Label smoothing is from 0 to 0.5."),
-        (options.amp in AMP_MODES, "amp", f"Choose one of: {', '.join(AMP_MODES)}."),
-    ]
-    for ok, name, message in checks:
-        if not ok:
-            raise JobInputError(message, name)
+    """Every setting within its bounds and choices (jobs.options.SETTINGS); JobInputError naming the
+    first that is not."""
+    for name, setting in SETTINGS.items():
+        if not setting.holds(getattr(options, name)):
+            raise JobInputError(setting.refusal(), name)
+    if options.backend and options.backend not in settings.TRAINING_BACKENDS:
+        raise JobInputError(f"Unknown backend; configured: {', '.join(settings.TRAINING_BACKENDS)}.", "backend")
+    if not all(m > 0 for m in options.lr_milestones):
+        raise JobInputError("Milestones are epochs above 0.", "lr_milestones")
 
 
 def job_augmentation_check(options: JobSettings, dataset: Dataset) -> dict[str, Any]:
@@ -276,10 +212,6 @@ def job_resume(*, job: TrainingJob) -> TrainingJob:
         _enqueue(job)
     job.refresh_from_db()
     return job
-
-
-GROUP_MAX_LENGTH = 100
-NOTES_MAX_LENGTH = 10_000
 
 
 def job_update(*, job: TrainingJob, notes: str | None = None, group: str | None = None) -> TrainingJob:

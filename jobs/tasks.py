@@ -27,8 +27,3 @@ def augmentation_preview(dataset_id: int, augmentation: dict[str, Any], seed: in
     from training.torch.augment_preview import preview_on_worker
 
     return preview_on_worker(dataset_id=dataset_id, augmentation=augmentation, seed=seed, count=count)
-
-
-@shared_task(name="jobs.reap_stale")
-def reap_stale_jobs() -> int:
-    return services.jobs_reap_stale()

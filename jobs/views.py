@@ -2,7 +2,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
@@ -15,7 +14,7 @@ from django.views.decorators.http import require_POST
 from datasets import selectors as dataset_selectors
 from jobs import selectors, services
 from jobs.columns import DEFAULT_COLUMNS
-from jobs.forms import MULTI_VALUE_FIELDS, JobForm, initial_from_job, network_source_initial
+from jobs.forms import MULTI_VALUE_FIELDS, JobForm, SnapshotImageForm, initial_from_job, network_source_initial
 from jobs.inference import WorkerUnavailable, job_classify
 from jobs.models import TrainingJob
 from training.vision_tasks import vision_task
@@ -124,7 +123,7 @@ def _several_values(request: HttpRequest):  # type: ignore[no-untyped-def]
 def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
     job = selectors.job_get(user=request.user, pk=pk)
     context = {"job": job, "status": selectors.job_status_dict(job=job),
-               "log_tail": selectors.job_log_tail(job=job), "classify_form": ClassifyForm(job=job),
+               "log_tail": selectors.job_log_tail(job=job), "classify_form": SnapshotImageForm(job=job),
                "can": selectors.job_capabilities(job=job), "heartbeat_timeout": settings.HEARTBEAT_TIMEOUT}
     return render(request, "jobs/detail.html", context)
 
@@ -162,19 +161,9 @@ def job_delete(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("job-list")
 
 
-class ClassifyForm(forms.Form):
-    image = forms.FileField()
-    epoch = forms.TypedChoiceField(coerce=float, required=False, empty_value=None, label="Snapshot")
-
-    def __init__(self, *args, job, **kwargs):  # type: ignore[no-untyped-def]
-        super().__init__(*args, **kwargs)
-        epochs = selectors.job_snapshot_epochs(job=job)
-        self.fields["epoch"].choices = [("", "Latest")] + [(f"{e:g}", f"Epoch {e:g}") for e in reversed(epochs)]
-
-
 def job_classify_view(request: HttpRequest, pk: int) -> HttpResponse:
     job = selectors.job_get(user=request.user, pk=pk)
-    form = ClassifyForm(request.POST or None, request.FILES or None, job=job)
+    form = SnapshotImageForm(request.POST or None, request.FILES or None, job=job)
     result = None
     if upload_too_large(request):
         form.errors["image"] = form.error_class([TOO_LARGE_FORM])  # not "required": it was cut off
@@ -182,7 +171,7 @@ def job_classify_view(request: HttpRequest, pk: int) -> HttpResponse:
         try:
             result = job_classify(job=job, image=form.cleaned_data["image"], epoch=form.cleaned_data["epoch"])
         except (services.JobInputError, services.JobStateError, WorkerUnavailable) as exc:
-            form.add_error("image" if getattr(exc, "field", None) != "epoch" else "epoch", str(exc))
+            form.add_refusal(exc)
     status = 400 if request.method == "POST" and result is None else 200
     page = vision_task(job.dataset.task).pages["infer"]
     return render(request, page, {"job": job, "form": form, "result": result}, status=status)

@@ -10,10 +10,9 @@ from rest_framework.views import APIView
 
 from datasets import selectors as dataset_selectors
 from networks import selectors, services
-from networks.errors import NetworkInputError
 from networks.spec import SpecError
 from training.vision_tasks import TASK_NAMES
-from workbench.api import Pagination, error_response, paginated, refused
+from workbench.api import Pagination, RequestInput, error_response, paginated
 
 
 class NetworkEntryOutput(serializers.Serializer):
@@ -49,7 +48,7 @@ class NetworkSummaryOutput(serializers.Serializer):
     layers = LayerRowOutput(many=True)
 
 
-class NetworkInput(serializers.Serializer):
+class NetworkInput(RequestInput):
     name = serializers.RegexField(r"^[\w][\w .-]{0,99}$", error_messages={
         "invalid": "Use letters, digits, spaces, '.', '-' or '_' (at most 100)."})
     description = serializers.CharField(required=False, allow_blank=True, default="")
@@ -71,10 +70,7 @@ class NetworkListApi(APIView):
     def post(self, request: Request) -> Response:
         given = NetworkInput(data=request.data)
         given.is_valid(raise_exception=True)
-        try:
-            network = services.network_create(owner=request.user, **given.validated_data)
-        except NetworkInputError as exc:
-            return refused(exc)
+        network = services.network_create(owner=request.user, **given.validated_data)
         return Response({"id": str(network.pk), "name": network.name, "builtin": False, "spec": network.spec},
                         status=status.HTTP_201_CREATED)
 

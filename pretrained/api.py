@@ -13,10 +13,10 @@ from rest_framework.views import APIView
 
 from datasets import selectors as dataset_selectors
 from jobs import selectors as job_selectors
-from jobs.services import JobInputError, JobStateError, job_network_check
+from jobs.services import job_network_check
 from pretrained import selectors, services
 from pretrained.models import PretrainedModel
-from workbench.api import Pagination, error_response, paginated, refused
+from workbench.api import Pagination, RequestInput, error_response, paginated
 from workbench.uploads import TOO_LARGE, upload_too_large
 
 
@@ -47,7 +47,7 @@ class PretrainedDetailOutput(PretrainedOutput):
         return selectors.pretrained_summary(model=model)
 
 
-class UploadInput(serializers.Serializer):
+class UploadInput(RequestInput):
     name = serializers.CharField(max_length=200)
     weights = serializers.FileField(help_text="safetensors")
     network = serializers.CharField(max_length=200_000, help_text="A built-in name or a layer spec as JSON")
@@ -73,11 +73,8 @@ class PretrainedListApi(APIView):
         given.is_valid(raise_exception=True)
         data = dict(given.validated_data)
         weights = data.pop("weights")
-        try:
-            model = services.pretrained_upload(owner=request.user, upload=services.Upload(**data),
-                                               weights=weights, size=weights.size)
-        except JobInputError as exc:
-            return refused(exc)
+        model = services.pretrained_upload(owner=request.user, upload=services.Upload(**data), weights=weights,
+                                           size=weights.size)
         return Response(PretrainedDetailOutput(model).data, status=status.HTTP_201_CREATED)
 
 
@@ -88,14 +85,11 @@ class PretrainedDetailApi(APIView):
 
     @extend_schema(responses={204: None})
     def delete(self, request: Request, pk: int) -> Response:
-        try:
-            services.pretrained_delete(model=selectors.pretrained_get(user=request.user, pk=pk))
-        except JobStateError as exc:
-            return refused(exc)
+        services.pretrained_delete(model=selectors.pretrained_get(user=request.user, pk=pk))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class FromJobInput(serializers.Serializer):
+class FromJobInput(RequestInput):
     name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
     epoch = serializers.FloatField(required=False, allow_null=True, default=None,
                                    help_text="A snapshot's epoch; the latest when left out")
@@ -107,10 +101,7 @@ class PretrainedFromJobApi(APIView):
         job = job_selectors.job_get(user=request.user, pk=pk)
         given = FromJobInput(data=request.data)
         given.is_valid(raise_exception=True)
-        try:
-            model = services.pretrained_from_job(owner=request.user, job=job, **given.validated_data)
-        except (JobInputError, JobStateError) as exc:
-            return refused(exc)
+        model = services.pretrained_from_job(owner=request.user, job=job, **given.validated_data)
         return Response(PretrainedDetailOutput(model).data, status=status.HTTP_201_CREATED)
 
 
@@ -148,9 +139,6 @@ class CompatibilityApi(APIView):
         dataset = dataset_selectors.dataset_list(user=request.user).filter(pk=query.validated_data["dataset"]).first()
         if dataset is None:
             return error_response("No such dataset.", {"dataset": ["No such dataset."]})
-        try:
-            spec, _ = job_network_check(owner=request.user, network=query.validated_data["network"], dataset=dataset)
-            source = services.source_resolve(user=request.user, given=query.weights_source())
-        except JobInputError as exc:
-            return refused(exc)
+        spec, _ = job_network_check(owner=request.user, network=query.validated_data["network"], dataset=dataset)
+        source = services.source_resolve(user=request.user, given=query.weights_source())
         return Response(services.compatibility_report(spec=spec, dataset=dataset, source=source))

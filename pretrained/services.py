@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 
@@ -271,7 +270,3 @@ def pretrained_delete(*, model: PretrainedModel) -> None:
     with transaction.atomic():
         model.delete()
         transaction.on_commit(lambda: shutil.rmtree(folder, ignore_errors=True))
-
-
-def data_path(relative: str) -> Path:
-    return Path(settings.DATA_DIR) / relative

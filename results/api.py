@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.http import FileResponse
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
@@ -11,12 +11,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from jobs import selectors as job_selectors
-from jobs.errors import JobInputError, JobStateError
 from results.batch import batch_start, listing_text
 from results.evaluation import SPLITS, evaluation_start
 from results.models import BatchClassification, Evaluation
 from results.work import work_get
-from workbench.api import Pagination, error_response, paginated, refused
+from workbench.api import Pagination, RequestInput, error_response, paginated
 from workbench.uploads import TOO_LARGE, upload_too_large
 
 
@@ -33,7 +32,7 @@ class EvaluationOutput(serializers.ModelSerializer):
         return reverse("evaluation-detail", args=[evaluation.job_id, evaluation.pk])
 
 
-class EvaluateInput(serializers.Serializer):
+class EvaluateInput(RequestInput):
     split = serializers.ChoiceField(choices=SPLITS, default="val")
     epoch = serializers.FloatField(required=False, allow_null=True, default=None)
 
@@ -44,10 +43,7 @@ class EvaluateApi(APIView):
         job = job_selectors.job_get(user=request.user, pk=pk)
         given = EvaluateInput(data=request.data)
         given.is_valid(raise_exception=True)
-        try:
-            evaluation, created = evaluation_start(job=job, **given.validated_data)
-        except (JobStateError, JobInputError) as exc:
-            return refused(exc)
+        evaluation, created = evaluation_start(job=job, **given.validated_data)
         return Response(EvaluationOutput(evaluation).data, status=201 if created else 200)
 
 
@@ -86,10 +82,18 @@ class BatchOutput(serializers.ModelSerializer):
         return reverse("api-batch-csv", args=[batch.job_id, batch.pk])
 
 
-class ClassifyManyInput(serializers.Serializer):
+@extend_schema_field(OpenApiTypes.STR)
+class TextOrFileField(serializers.Field):
+    """Text as it came: a text field or an uploaded file (results.batch.listing_text reads either)."""
+
+    def to_internal_value(self, data: object) -> object:
+        return data
+
+
+class ClassifyManyInput(RequestInput):
     archive = serializers.FileField(required=False, allow_empty_file=False)
-    listing = serializers.CharField(required=False, help_text="A text file, or text: one path per line, "
-                                    "optionally followed by a tab, comma or space and the true label.")
+    listing = TextOrFileField(required=False, help_text="A text file, or text: one path per line, "
+                              "optionally followed by a tab, comma or space and the true label.")
     name = serializers.CharField(required=False, allow_blank=True, max_length=300, default="")
     epoch = serializers.FloatField(required=False, allow_null=True, default=None)
 
@@ -100,15 +104,12 @@ class ClassifyManyApi(APIView):
     @extend_schema(request={"multipart/form-data": ClassifyManyInput}, responses={201: BatchOutput})
     def post(self, request: Request, pk: int) -> Response:
         job = job_selectors.job_get(user=request.user, pk=pk)
-        data = {key: request.data[key] for key in ("archive", "name", "epoch") if key in request.data}
+        given = ClassifyManyInput(data=request.data)  # parsing the body runs the upload handler's size cap
         if upload_too_large(request):
             return error_response(TOO_LARGE, status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
-        given = ClassifyManyInput(data=data)
         given.is_valid(raise_exception=True)
-        try:
-            batch = batch_start(job=job, listing=listing_text(request.data.get("listing")), **given.validated_data)
-        except (JobStateError, JobInputError) as exc:
-            return refused(exc)
+        fields = dict(given.validated_data)
+        batch = batch_start(job=job, listing=listing_text(fields.pop("listing", None)), **fields)
         return Response(BatchOutput(batch).data, status=201)
 
     @extend_schema(responses=BatchOutput(many=True))

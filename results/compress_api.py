@@ -13,16 +13,15 @@ from rest_framework.views import APIView
 
 from jobs import selectors as job_selectors
 from jobs.api import ClassifyOutput
-from jobs.errors import JobInputError, JobStateError
 from results.compress import METHODS, compression_classify, compression_package, compression_start
 from results.inspect import inspect_image
 from results.models import Compression
-from results.work import WorkFailed, work_get
-from workbench.api import Pagination, error_response, paginated, refused
+from results.work import work_get
+from workbench.api import Pagination, RequestInput, error_response, paginated
 from workbench.uploads import TOO_LARGE, upload_too_large
 
 
-class ImageInput(serializers.Serializer):
+class ImageInput(RequestInput):
     image = serializers.FileField()
     epoch = serializers.FloatField(required=False, allow_null=True, default=None)
 
@@ -43,12 +42,7 @@ class InspectApi(APIView):
         if upload_too_large(request):
             return error_response(TOO_LARGE, status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
         given.is_valid(raise_exception=True)
-        try:
-            return Response(inspect_image(job=job, **given.validated_data))
-        except (JobStateError, JobInputError) as exc:
-            return refused(exc)
-        except WorkFailed as exc:
-            return error_response(str(exc), status_code=status.HTTP_409_CONFLICT)
+        return Response(inspect_image(job=job, **given.validated_data))
 
 
 class CompressionOutput(serializers.ModelSerializer):
@@ -71,7 +65,7 @@ class CompressionOutput(serializers.ModelSerializer):
         return reverse("api-compression-download", args=[compression.job_id, compression.pk])
 
 
-class CompressInput(serializers.Serializer):
+class CompressInput(RequestInput):
     # Plain values: the service names the allowed methods and the parameter that is out of range.
     method = serializers.CharField(help_text=f"One of {', '.join(METHODS)}.")
     params = serializers.DictField(required=False, default=dict, help_text="prune: amount (0.05-0.95), epochs.")
@@ -84,10 +78,7 @@ class CompressApi(APIView):
         job = job_selectors.job_get(user=request.user, pk=pk)
         given = CompressInput(data=request.data)
         given.is_valid(raise_exception=True)
-        try:
-            compression = compression_start(job=job, **given.validated_data)
-        except (JobStateError, JobInputError) as exc:
-            return refused(exc)
+        compression = compression_start(job=job, **given.validated_data)
         return Response(CompressionOutput(compression).data, status=status.HTTP_201_CREATED)
 
 
@@ -108,7 +99,7 @@ class CompressionDetailApi(APIView):
         return Response(CompressionOutput(compression).data)
 
 
-class CompressedImageInput(serializers.Serializer):
+class CompressedImageInput(RequestInput):
     image = serializers.FileField()
 
 
@@ -122,10 +113,7 @@ class CompressionClassifyApi(APIView):
         if upload_too_large(request):
             return error_response(TOO_LARGE, status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
         given.is_valid(raise_exception=True)
-        try:
-            return Response(compression_classify(compression=compression, image=given.validated_data["image"]))
-        except (JobStateError, JobInputError) as exc:
-            return refused(exc)
+        return Response(compression_classify(compression=compression, image=given.validated_data["image"]))
 
 
 def compression_response(compression: Compression) -> FileResponse:

@@ -1,8 +1,6 @@
 """Pages for inspecting a snapshot on one image and for compressing it."""
 from __future__ import annotations
 
-from typing import Any
-
 from django import forms
 from django.contrib import messages
 from django.http import FileResponse, HttpRequest, HttpResponse
@@ -11,6 +9,7 @@ from django.views.decorators.http import require_POST
 
 from jobs import selectors as job_selectors
 from jobs.errors import JobInputError, JobStateError
+from jobs.forms import SnapshotImageForm
 from results.compress import METHOD_TITLES, compression_classify, compression_package, compression_start
 from results.compress_api import compression_response
 from results.inspect import inspect_image
@@ -20,19 +19,9 @@ from workbench.queue import WorkerUnavailable
 from workbench.uploads import TOO_LARGE_FORM, upload_too_large
 
 
-class InspectForm(forms.Form):
-    image = forms.FileField()
-    epoch = forms.TypedChoiceField(coerce=float, required=False, empty_value=None, label="Snapshot")
-
-    def __init__(self, *args: Any, job: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        epochs = job_selectors.job_snapshot_epochs(job=job)
-        self.fields["epoch"].choices = [("", "Latest")] + [(f"{e:g}", f"Epoch {e:g}") for e in reversed(epochs)]
-
-
 def inspect(request: HttpRequest, pk: int) -> HttpResponse:
     job = job_selectors.job_get(user=request.user, pk=pk)
-    form = InspectForm(request.POST or None, request.FILES or None, job=job)
+    form = SnapshotImageForm(request.POST or None, request.FILES or None, job=job)
     result = None
     if upload_too_large(request):
         form.errors["image"] = form.error_class([TOO_LARGE_FORM])  # not "required": it was cut off
@@ -40,7 +29,7 @@ def inspect(request: HttpRequest, pk: int) -> HttpResponse:
         try:
             result = inspect_image(job=job, image=form.cleaned_data["image"], epoch=form.cleaned_data["epoch"])
         except (JobStateError, JobInputError, WorkFailed, WorkerUnavailable) as exc:
-            form.add_error("epoch" if getattr(exc, "field", None) == "epoch" else "image", str(exc))
+            form.add_refusal(exc)
     status = 400 if request.method == "POST" and result is None else 200
     return render(request, "results/inspect.html", {"job": job, "form": form, "result": result}, status=status)
 

@@ -16,7 +16,7 @@ from jobs.models import TrainingJob
 from results.export import FORMATS, download_name, export_file, export_start, snapshot_file
 from results.models import Export
 from results.work import work_get
-from workbench.api import Pagination, paginated, refused
+from workbench.api import Pagination, RequestInput, paginated
 
 
 class ExportOutput(serializers.ModelSerializer):
@@ -39,7 +39,7 @@ class ExportOutput(serializers.ModelSerializer):
         return reverse("api-export-download", args=[export.job_id, export.pk])
 
 
-class ExportInput(serializers.Serializer):
+class ExportInput(RequestInput):
     # A plain string: the service names the allowed formats when it refuses one.
     format = serializers.CharField(help_text=f"One of {', '.join(FORMATS)}.")
     epoch = serializers.FloatField(required=False, allow_null=True, default=None)
@@ -51,11 +51,7 @@ class ExportApi(APIView):
         job = job_selectors.job_get(user=request.user, pk=pk)
         given = ExportInput(data=request.data)
         given.is_valid(raise_exception=True)
-        try:
-            export, created = export_start(job=job, fmt=given.validated_data["format"],
-                                           epoch=given.validated_data["epoch"])
-        except (JobStateError, JobInputError) as exc:
-            return refused(exc)
+        export, created = export_start(job=job, fmt=given.validated_data["format"], epoch=given.validated_data["epoch"])
         return Response(ExportOutput(export).data, status=201 if created else 200)
 
 

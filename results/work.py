@@ -32,7 +32,9 @@ W = TypeVar("W", bound=_Work)
 
 
 class WorkFailed(Exception):
-    """A failure worded for the user; the row ends in error with this message."""
+    """A failure worded for the user; the row ends in error with this message (the API: a 409)."""
+
+    http_status = 409
 
 
 def done_snapshot(*, job: TrainingJob, epoch: float | None, action: str) -> Snapshot:

@@ -5,18 +5,19 @@ from typing import Any
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
+from rest_framework.fields import empty
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from datasets import selectors as dataset_selectors
-from jobs.errors import JobInputError, JobStateError
+from jobs.api import setting_field
 from sweeps import selectors, services
 from sweeps.models import Sweep
-from workbench.api import Pagination, error_response, paginated, refused
+from workbench.api import NoInput, Pagination, RequestInput, error_response, paginated
 
 
-class SweepInput(serializers.Serializer):
+class SweepInput(RequestInput):
     name = serializers.CharField(max_length=150, required=False, allow_blank=True, default="")
     dataset = serializers.IntegerField()
     network = serializers.CharField(max_length=100)
@@ -64,10 +65,7 @@ class SweepListApi(APIView):
         dataset = dataset_selectors.dataset_list(user=request.user).filter(pk=given.validated_data["dataset"]).first()
         if dataset is None:
             return error_response("No such dataset.", {"dataset": ["No such dataset."]})
-        try:
-            sweep = services.sweep_create(owner=request.user, dataset=dataset, spec=given.spec())
-        except JobInputError as exc:
-            return refused(exc)
+        sweep = services.sweep_create(owner=request.user, dataset=dataset, spec=given.spec())
         return Response(SweepOutput(sweep).data, status=status.HTTP_201_CREATED)
 
 
@@ -79,17 +77,16 @@ class SweepDetailApi(APIView):
 
 
 class SweepAbortApi(APIView):
-    @extend_schema(request=None, responses=SweepOutput)
+    @extend_schema(request=NoInput, responses=SweepOutput)
     def post(self, request: Request, pk: int) -> Response:
-        try:
-            sweep = services.sweep_abort(sweep=selectors.sweep_get(user=request.user, pk=pk))
-        except JobStateError as exc:
-            return refused(exc)
+        sweep = selectors.sweep_get(user=request.user, pk=pk)
+        NoInput(data=request.data).is_valid(raise_exception=True)
+        sweep = services.sweep_abort(sweep=sweep)
         return Response(SweepOutput(sweep).data)
 
 
-class TrainBestInput(serializers.Serializer):
-    epochs = serializers.IntegerField(min_value=1, max_value=10_000)
+class TrainBestInput(RequestInput):
+    epochs = setting_field("epochs", default=empty, required=True)
 
 
 class SweepTrainBestApi(APIView):
@@ -98,9 +95,6 @@ class SweepTrainBestApi(APIView):
         sweep = selectors.sweep_get(user=request.user, pk=pk)
         given = TrainBestInput(data=request.data)
         given.is_valid(raise_exception=True)
-        try:
-            job = services.sweep_train_best(sweep=sweep, owner=request.user, epochs=given.validated_data["epochs"])
-        except (JobInputError, JobStateError) as exc:
-            return refused(exc)
+        job = services.sweep_train_best(sweep=sweep, owner=request.user, epochs=given.validated_data["epochs"])
         return Response({"id": job.pk, "status": job.status, "url": reverse("job-detail", args=[job.pk])},
                         status=status.HTTP_201_CREATED)

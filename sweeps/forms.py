@@ -9,13 +9,10 @@ from django.http import QueryDict
 
 from datasets.models import Dataset
 from datasets.selectors import dataset_list
-from jobs import services as job_services
-from jobs.forms import OPTIMIZER_LABELS
+from jobs.forms import OPTIMIZER_LABELS, setting_field
 from networks.selectors import network_list
 from sweeps.spec import SweepSpec
-from training.schedules import OPTIMIZERS
 
-DEFAULTS = job_services.JobSettings()
 PARAMETERS_HELP = ("One field a line. Grid: 'learning_rate: 0.1, 0.01'. Random or TPE: a range "
                    "'learning_rate: 0.0001 .. 0.5 log' or choices 'optimizer: sgd, adam'.")
 
@@ -35,10 +32,11 @@ class SweepForm(forms.Form):
     name = forms.CharField(max_length=150, required=False, help_text="Blank: 'Sweep of <network> on <dataset>'.")
     dataset = forms.ModelChoiceField(queryset=Dataset.objects.none(), empty_label=None)
     network = forms.ChoiceField()
-    epochs = forms.IntegerField(min_value=1, max_value=10_000, initial=5)
-    batch_size = forms.IntegerField(min_value=1, max_value=65_536, initial=DEFAULTS.batch_size)
-    optimizer = forms.ChoiceField(choices=[(o, OPTIMIZER_LABELS[o]) for o in OPTIMIZERS], initial=DEFAULTS.optimizer)
-    learning_rate = forms.FloatField(min_value=1e-8, max_value=10, initial=DEFAULTS.learning_rate)
+    # The job's own fields (jobs.options): a sweep's base is bounded as a job is.
+    epochs = setting_field("epochs", initial=5, help_text="")
+    batch_size = setting_field("batch_size", help_text="")
+    optimizer = setting_field("optimizer", labels=OPTIMIZER_LABELS)
+    learning_rate = setting_field("learning_rate")
     method = forms.ChoiceField(choices=[("grid", "Grid: every combination"), ("random", "Random search"),
                                         ("tpe", "TPE (Bayesian) search")], initial="random")
     parameters = forms.CharField(widget=forms.Textarea(attrs={"rows": 4, "spellcheck": "false", "class": "code"}),
@@ -87,6 +85,12 @@ class SweepForm(forms.Form):
                      "reduction_factor": data["reduction_factor"]}
         return SweepSpec(name=data["name"], network=data["network"], base=base, grid=grid, search=search,
                          max_concurrent=data["max_concurrent"], early_stopping=early)
+
+
+class TrainBestForm(forms.Form):
+    """The sweep page's "train the best again" box: the epochs, bounded as a job's are."""
+
+    epochs = setting_field("epochs", initial=None)
 
 
 def _rule(text: str) -> dict[str, Any]:

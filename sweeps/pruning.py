@@ -13,17 +13,13 @@ STOP_EARLY = "early_stopping"
 
 def trial_validated(job_id: int, epoch: float, metrics: dict[str, float]) -> str:
     """jobs.hooks: "early_stopping" when the pruner stops this trial now, else ""."""
-    import optuna
-
     trial = Trial.objects.select_related("sweep").filter(job_id=job_id).first()
     if trial is None or not trial.sweep.early_stopping:
         return ""
     value = metrics.get(trial.sweep.metric)
     if value is None or not math.isfinite(value):
         return ""
-    study = studies.study_load(trial.sweep)
-    trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, trial.number)
-    running = optuna.trial.Trial(study, trial_id)
+    running = studies.study_trial(studies.study_load(trial.sweep), trial.sweep, trial.number)
     # The step is the epoch: grace_epochs and the rungs count epochs.
     running.report(value, step=max(1, round(epoch)))
     return STOP_EARLY if running.should_prune() else ""

@@ -11,6 +11,7 @@ from django.contrib.auth.models import AbstractBaseUser
 
 from datasets.models import Dataset
 from jobs import services as job_services
+from jobs.options import setting_type
 from jobs.services import JobInputError, JobSettings
 
 # Settings a sweep may vary: every job setting but the labels (name, group, notes) and the list of
@@ -120,6 +121,7 @@ def _check_grid(grid: Any, check: _ValueCheck) -> dict[str, list[Any]]:
 def _check_search(search: Any, check: _ValueCheck) -> dict[str, Any]:
     if not isinstance(search, dict):
         raise JobInputError("Give the search as {method, trials, seed, space}.", "search")
+    _check_keys(search, ("method", "trials", "seed", "space"), "search")
     method = search.get("method", "random")
     if method not in ("random", "tpe"):
         raise JobInputError("The search method is random or tpe.", "search.method")
@@ -141,11 +143,13 @@ def _check_rule(name: str, rule: Any, check: _ValueCheck) -> dict[str, Any]:
     where = f"search.space.{name}"
     _check_sweepable(name, where)
     if isinstance(rule, dict) and "choices" in rule:
+        _check_keys(rule, ("choices",), where)
         if not isinstance(rule["choices"], list) or not rule["choices"]:
             raise JobInputError(f"Give '{name}' at least one choice.", where)
         return {"choices": list(dict.fromkeys(check(name, value, where) for value in rule["choices"]))}
     if not isinstance(rule, dict) or "low" not in rule or "high" not in rule:
         raise JobInputError(f"Give '{name}' a range {{low, high, log}} or {{choices: [...]}}.", where)
+    _check_keys(rule, ("low", "high", "log"), where)
     if _kind(name) not in (int, float):
         raise JobInputError(f"'{name}' is not a number: give it choices, not a range.", where)
     low, high, log_ = check(name, rule["low"], where), check(name, rule["high"], where), bool(rule.get("log"))
@@ -154,6 +158,14 @@ def _check_rule(name: str, rule: Any, check: _ValueCheck) -> dict[str, Any]:
     if log_ and low <= 0:
         raise JobInputError(f"A log range needs a low above 0; '{name}' has {low:g}.", where)
     return {"low": low, "high": high, "log": log_}
+
+
+def _check_keys(given: dict[str, Any], known: tuple[str, ...], where: str) -> None:
+    """A key the object does not have is refused, naming it: a typo (`"trails": 50`) never runs the default."""
+    unknown = sorted(set(given) - set(known), key=str)
+    if unknown:
+        raise JobInputError(f"'{unknown[0]}' is not a key of {where.split('.')[-1]}; use: {', '.join(known)}.",
+                            f"{where}.{unknown[0]}")
 
 
 def _check_sweepable(name: str, where: str) -> None:
@@ -169,6 +181,7 @@ def _check_early_stopping(early: Any) -> tuple[str, str, dict[str, Any] | None]:
     if not isinstance(early, dict) or early.get("method", "asha") != "asha":
         raise JobInputError("Early stopping is {method: asha, metric, mode, grace_epochs, reduction_factor} "
                             "or null.", "early_stopping.method")
+    _check_keys(early, ("method", "metric", "mode", "grace_epochs", "reduction_factor"), "early_stopping")
     metric = early.get("metric", "val_accuracy")
     if metric not in METRICS:
         raise JobInputError("The metric is val_accuracy or val_loss.", "early_stopping.metric")
@@ -215,17 +228,17 @@ def _with_field(check: Any, where: str) -> None:
 
 
 def _kind(name: str) -> type:
-    return {"int": int, "float": float, "str": str}.get(str(JobSettings.__dataclass_fields__[name].type), object)
+    return {"int": int, "float": float, "str": str}.get(setting_type(name), object)
 
 
 def _coerce(name: str, value: Any, where: str) -> Any:
     kind = _kind(name)
-    if str(JobSettings.__dataclass_fields__[name].type).startswith("dict"):
+    declared = setting_type(name)
+    if declared.startswith("dict"):
         # augmentation, pretrained: objects that job_create checks (naming the bad key) for each trial
         if not isinstance(value, dict):
             raise JobInputError(f"'{name}' takes an object.", where)
         return value
-    declared = str(JobSettings.__dataclass_fields__[name].type)
     if declared == "bool":  # compile
         if not isinstance(value, bool):
             raise JobInputError(f"'{name}' takes true or false, not {value!r}.", where)

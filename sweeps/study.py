@@ -77,6 +77,19 @@ def study_load(sweep: Sweep, asked: int = 0) -> optuna.Study:
                              pruner=_pruner(sweep))
 
 
+def study_trial(study: optuna.Study, sweep: Sweep, number: int) -> optuna.trial.Trial:
+    """The running trial `number` of the sweep's study, to report to and ask whether to prune.
+
+    Through the storage's public lookups (study name → id, trial number → id), not the study's
+    private `_storage` and `_study_id`: the sweep's row keeps the trial number, the storage the rest.
+    """
+    import optuna
+
+    store = storage()
+    trial_id = store.get_trial_id_from_study_id_trial_number(store.get_study_id_from_name(sweep.study_name), number)
+    return optuna.trial.Trial(study, trial_id)
+
+
 def _sampler(sweep: Sweep, asked: int) -> optuna.samplers.BaseSampler:
     import optuna
 

@@ -11,7 +11,7 @@ from django.views.decorators.http import require_POST
 
 from jobs.errors import JobInputError, JobStateError
 from sweeps import selectors, services
-from sweeps.forms import SweepForm, form_field
+from sweeps.forms import SweepForm, TrainBestForm, form_field
 from workbench.pagination import page_context
 
 
@@ -77,12 +77,12 @@ def sweep_abort(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def sweep_train_best(request: HttpRequest, pk: int) -> HttpResponse:
     sweep = selectors.sweep_get(user=request.user, pk=pk)
-    raw = request.POST.get("epochs", "")
-    if not raw.isdigit() or not 1 <= int(raw) <= 10_000:
-        messages.error(request, "Give the epochs as a whole number from 1 to 10000.")
+    form = TrainBestForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, f"Epochs: {form.errors['epochs'][0]}")
         return redirect("sweep-detail", pk=pk)
     try:
-        job = services.sweep_train_best(sweep=sweep, owner=request.user, epochs=int(raw))
+        job = services.sweep_train_best(sweep=sweep, owner=request.user, epochs=form.cleaned_data["epochs"])
     except (JobInputError, JobStateError) as exc:
         messages.error(request, str(exc))
         return redirect("sweep-detail", pk=pk)

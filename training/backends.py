@@ -24,10 +24,6 @@ class BackendHandler:
         self._instances: dict[str, TrainingBackend] = {}
         self._lock = threading.Lock()
 
-    @property
-    def aliases(self) -> list[str]:
-        return list(settings.TRAINING_BACKENDS)
-
     def config(self, alias: str) -> dict[str, Any]:
         try:
             return settings.TRAINING_BACKENDS[alias]

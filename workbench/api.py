@@ -1,7 +1,8 @@
 """API plumbing shared by every app: the error shape, pagination, health and token endpoints."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+import difflib
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from django.contrib.auth import authenticate
@@ -39,12 +40,20 @@ def error_response(message: str, detail: dict[str, Any] | None = None, *, status
     return Response({"error": message, "detail": detail or {}}, status=status_code)
 
 
-def refused(exc: Exception) -> Response:
-    """The API answer for a service refusal: the status it names (`http_status`: 409 for a state
-    problem), else 400 naming the field, with its `report` (a fine-tune that would copy nothing) if any."""
+def refusal_response(exc: Exception) -> Response | None:
+    """The answer to a service's refusal, or None for any other exception.
+
+    A service refuses by raising an exception that says where it belongs, and the API views let it
+    through to here: `http_status` (JobStateError's 409, a busy dataset's 409, a worker that did not
+    answer: 503/504) is the status; `field` (JobInputError, DatasetInputError, NetworkInputError: the
+    field, or None for the request as a whole) is a 400 naming it, with the `report` of a fine-tune
+    that would copy nothing when there is one.
+    """
     http_status = getattr(exc, "http_status", None)
     if isinstance(http_status, int):
         return error_response(str(exc), status_code=http_status)
+    if not hasattr(exc, "field") or isinstance(exc, exceptions.APIException):
+        return None
     report = getattr(exc, "report", None)
     field = getattr(exc, "field", None) or "non_field_errors"
     return error_response(str(exc), {field: [str(exc)], **({"report": report} if report else {})})
@@ -54,9 +63,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     """Every API error as `{"error": "...", "detail": {...}}` with a 4xx status."""
     if isinstance(exc, Http404):
         exc = exceptions.NotFound("Not found.")
-    http_status = getattr(exc, "http_status", None)
-    if isinstance(http_status, int):  # a service error that names its status (a worker that did not answer)
-        return error_response(str(exc), status_code=http_status)
+    refusal = refusal_response(exc)
+    if refusal is not None:
+        return refusal
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
@@ -76,6 +85,31 @@ def _first_message(detail: dict[str, Any]) -> str:
         prefix = "" if field in ("non_field_errors", "error") else f"{field}: "
         return f"{prefix}{problem}"
     return "Invalid input."
+
+
+class RequestInput(serializers.Serializer):
+    """The base of every POST and PATCH body: a field it does not declare is a 400 naming it, never
+    ignored (`"epochz": 3` would otherwise train the default 10 epochs). For a multipart body its
+    file fields are fields like any other; nothing else is let through."""
+
+    refuses_unknown = True
+
+    def to_internal_value(self, data: Any) -> Any:
+        if self.refuses_unknown and isinstance(data, Mapping):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError({name: [self.unknown_field(name)] for name in unknown})
+        return super().to_internal_value(data)
+
+    def unknown_field(self, name: str) -> str:
+        """What a field it does not have is told: the nearest known name, when one is close."""
+        known = [key for key, field in self.fields.items() if not field.read_only]
+        close = difflib.get_close_matches(name, known, n=1)
+        return f"Unknown field; did you mean {close[0]}?" if close else f"Unknown field; the fields are: {', '.join(known) or 'none'}."
+
+
+class NoInput(RequestInput):
+    """The body of an action that takes no fields (abort, resume, clone): any field is unknown."""
 
 
 def paginated(request: Request, items: QuerySet[Any] | Sequence[Any], serializer_class: type[serializers.Serializer],
@@ -119,7 +153,7 @@ class TokenApi(APIView):
     throttle_classes = [TokenRateThrottle]
     throttle_scope = "token"
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(RequestInput):
         username = serializers.CharField()
         password = serializers.CharField(style={"input_type": "password"}, trim_whitespace=False)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from workbench.env import env_bool, env_int, env_list, env_path, env_paths, env_str
+from workbench.env import env_bool, env_choice, env_float, env_int, env_list, env_path, env_paths, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = env_path("WORKBENCH_DATA_DIR", BASE_DIR / "data")
@@ -122,7 +122,9 @@ USE_TZ = True
 
 # --- static and uploaded files --------------------------------------------------------------
 STATIC_URL = "static/"
-STATIC_ROOT = DATA_DIR / "static"
+# The container image collects static files into itself, off the shared data volume, so that an
+# upgraded image serves its own files (see Dockerfile).
+STATIC_ROOT = env_path("WORKBENCH_STATIC_ROOT", DATA_DIR / "static")
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # WhiteNoise warns about a missing folder
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATICFILES_FINDERS = [
@@ -280,9 +282,7 @@ WORKBENCH_LIVE_REDIS_URL = env_str(
     "WORKBENCH_LIVE_REDIS_URL", CELERY_BROKER_URL if CELERY_BROKER_URL.startswith("redis") else "")
 WORKBENCH_LIVE_POLL_SECONDS = 0.1
 # A training split that fits in this fraction of a GPU's free memory is copied to the GPU once.
-WORKBENCH_GPU_DATA_FRACTION = float(env_str("WORKBENCH_GPU_DATA_FRACTION", "0.5"))
-if not 0 <= WORKBENCH_GPU_DATA_FRACTION <= 1:
-    raise ImproperlyConfigured("WORKBENCH_GPU_DATA_FRACTION must be between 0 and 1")
+WORKBENCH_GPU_DATA_FRACTION = env_float("WORKBENCH_GPU_DATA_FRACTION", 0.5, minimum=0, maximum=1)
 # The torch.compile backend a job with `compile` uses (training.torch.compile). Tests and
 # benchmarks change it (an unknown name forces the eager fallback); deployments keep inductor.
 WORKBENCH_COMPILE_BACKEND = env_str("WORKBENCH_COMPILE_BACKEND", "inductor")
@@ -308,13 +308,11 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_SECONDS > 0
 SECURE_HSTS_PRELOAD = SECURE_HSTS_SECONDS > 0
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
-# The container image collects static files into itself, off the shared data volume, so that an
-# upgraded image serves its own files (see Dockerfile).
-STATIC_ROOT = env_path("WORKBENCH_STATIC_ROOT", STATIC_ROOT)
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": env_choice("LOG_LEVEL", "INFO", LOG_LEVELS)},
 }

@@ -26,11 +26,14 @@ def forward_dtypes(run: _Run) -> set[torch.dtype]:
 
 def test_bf16_runs_the_forward_pass_in_bfloat16_and_keeps_float32_weights(tmp_path):
     dataset = write_dataset(tmp_path / "data")
-    run = _Run(make_plan(dataset, tmp_path / "job", network_spec=CONV, amp="bf16"), Recorder(), CPU)
+    # Two batches per optimizer step: the first batch's gradients stay on the weights to be read.
+    run = _Run(make_plan(dataset, tmp_path / "job", network_spec=CONV, amp="bf16", accumulate=2), Recorder(), CPU)
 
+    assert run.steps_per_epoch >= 2
     assert forward_dtypes(run) == {torch.bfloat16}
     assert {p.dtype for p in run.model.parameters()} == {torch.float32}
-    assert all(p.grad is None or p.grad.dtype == torch.float32 for p in run.model.parameters())
+    grads = [p.grad for p in run.model.parameters()]
+    assert grads and all(g is not None and g.dtype == torch.float32 for g in grads)
 
 
 def test_off_runs_in_float32(tmp_path):

@@ -119,3 +119,26 @@ def test_a_grid_from_the_job_form_becomes_a_sweep_whose_base_holds_every_other_s
     sweep = Sweep.objects.get()
     assert sweep.trials_total == 2 and sweep.grid == {"learning_rate": [0.1, 0.01]}
     assert sweep.base["augmentation"] == {} and sweep.base["accumulate"] == 1 and "learning_rate" not in sweep.base
+
+
+@pytest.mark.parametrize(("fields", "where"), [
+    ({"search": {"method": "random", "trails": 50, "trials": 3, "space": {"learning_rate": {"low": 0.01, "high": 0.1}}}},
+     "search.trails"),
+    ({"search": {"method": "random", "trials": 3, "space": {"learning_rate": {"low": 0.01, "high": 0.1, "lg": True}}}},
+     "search.space.learning_rate.lg"),
+    ({"search": {"method": "random", "trials": 3, "space": {"optimizer": {"choices": ["sgd"], "weights": [1]}}}},
+     "search.space.optimizer.weights"),
+    ({"grid": {"learning_rate": [0.1]}, "early_stopping": {"method": "asha", "metrc": "val_loss"}},
+     "early_stopping.metrc"),
+])
+def test_it_refuses_a_key_it_does_not_know_inside_search_and_early_stopping(alice_api, dataset, fields, where):
+    body = post(alice_api, dataset, **fields)
+
+    assert list(body["detail"]) == [where]
+    assert f"'{where.split('.')[-1]}' is not a key" in body["error"]
+
+
+def test_it_refuses_a_field_it_does_not_know_on_the_sweep_itself(alice_api, dataset):
+    body = post(alice_api, dataset, grid={"learning_rate": [0.1]}, max_concurent=3)
+
+    assert list(body["detail"]) == ["max_concurent"] and "did you mean max_concurrent" in body["error"]

@@ -82,3 +82,18 @@ def test_telling_the_last_point_of_a_grid_ends_it_without_an_error(alice):
 
     trials = studies.study_load(sweep, asked=4).get_trials(deepcopy=False)
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 4 and [t.value for t in trials] == [0.5, 0.6, 0.7, 0.8]
+
+
+def test_it_reports_to_a_running_trial_by_the_number_on_its_row_alone(alice):
+    """Early stopping finds the trial through the storage's public lookups (study name, trial
+    number), not the study's private `_storage`/`_study_id`; the value lands on the right trial."""
+    sweep = sweep_of(alice, grid={"learning_rate": [0.1, 0.01]},
+                     early_stopping={"method": "asha", "grace_epochs": 1, "reduction_factor": 3})
+    ask_one_per_load(sweep, 2)
+
+    running = studies.study_trial(studies.study_load(sweep, asked=2), sweep, 1)
+    running.report(0.75, step=1)
+
+    trials = studies.study_load(sweep, asked=2).get_trials(deepcopy=False)
+    assert running.number == 1
+    assert trials[0].intermediate_values == {} and trials[1].intermediate_values == {1: 0.75}

@@ -29,7 +29,6 @@ from training.torch.models import load_snapshot, model_folder
 
 TOLERANCE = 1e-3  # largest logit difference from the torch model that an export may show
 SAMPLES = 8
-EXTENSIONS = {"archive": "zip", "torchscript": "pt", "onnx": "onnx"}
 INPUT_DOC = "float32 pixels in 0..255, shape (N, C, H, W), resized as model.json's preprocessing says"
 
 

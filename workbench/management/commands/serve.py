@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import os
 import signal
 import subprocess
 import time
@@ -12,6 +11,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
+from workbench.env import env_int, env_str
 from workbench.processes import web_command, worker_command
 
 # A child that dies is started again after BACKOFF[0] seconds. One that dies within STEADY seconds
@@ -81,9 +81,10 @@ class Command(BaseCommand):
             "that dies is started again; Ctrl-C or SIGTERM stops both.")
 
     def add_arguments(self, parser: Any) -> None:
-        parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
-        parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
-        parser.add_argument("--concurrency", type=int, default=int(os.environ.get("WORKER_CONCURRENCY", "2")))
+        # Read as the settings read theirs: a bad value stops the start naming its variable.
+        parser.add_argument("--host", default=env_str("HOST", "127.0.0.1"))
+        parser.add_argument("--port", type=int, default=env_int("PORT", 8000, minimum=1))
+        parser.add_argument("--concurrency", type=int, default=env_int("WORKER_CONCURRENCY", 2, minimum=1))
 
     def handle(self, *args: Any, host: str, port: int, concurrency: int, **options: Any) -> None:
         # The worker keeps its name across restarts (of itself, and of `serve` on this port), so a
