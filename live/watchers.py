@@ -5,7 +5,8 @@ wake-up and, on PostgreSQL, 200 connections held. Now the streams of a job subsc
 `JobWatcher`. It wakes on the worker's pub/sub message (or polls, on the embedded default),
 reads the job's status and then the points after the highest id it has seen, and hands both to
 every subscriber. It holds no database connection between reads, starts with its first
-subscriber and stops when the last one leaves.
+subscriber and stops when the last one leaves. It only reads: taking back a job whose worker
+died is the workers' reaper's work (workbench.recovery), never a page's or a stream's.
 """
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ import asyncio
 import contextvars
 import dataclasses
 import json
-import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -25,7 +25,7 @@ from asgiref.sync import sync_to_async
 from django.db import close_old_connections
 from django.db.models import Max
 
-from jobs import selectors, services
+from jobs import selectors
 from jobs.models import MetricPoint, TrainingJob
 from live.wakeup import Waiter
 
@@ -38,7 +38,6 @@ class Lagging(Exception):
     """The stream's client reads slower than its job reports. It is closed rather than buffered
     without end: the browser comes back by itself with Last-Event-ID and reads on from the database."""
 WAKE_EVERY_SECONDS = 15.0  # with Redis, look anyway this often: a lost wake-up costs latency only
-REAP_EVERY_SECONDS = 5.0
 
 
 def sse(data: dict[str, Any], event: str, event_id: int | None = None) -> str:
@@ -132,13 +131,6 @@ class Backlog:
     last: int
 
 
-def reap() -> None:
-    try:
-        services.jobs_reap_stale()
-    finally:
-        close_old_connections()
-
-
 # --- the watcher --------------------------------------------------------------------------------
 
 class JobWatcher:
@@ -176,16 +168,12 @@ class JobWatcher:
     async def _watch(self, waiter: Waiter) -> None:
         status, position = await sync_to_async(read_start)(self.job_id)
         self._publish(Update(status, [], position, True), always=True)
-        last_reap = time.monotonic()
         while True:
             if self.latest.complete:  # after a full batch, read on at once
                 await waiter.wait(timeout=WAKE_EVERY_SECONDS)
             status, points = await sync_to_async(read)(self.job_id, self.latest.position)
             position = points[-1]["id"] if points else self.latest.position
             self._publish(Update(status, points, position, len(points) < BATCH))
-            if time.monotonic() - last_reap >= REAP_EVERY_SECONDS:
-                await sync_to_async(reap)()
-                last_reap = time.monotonic()
 
     async def backlog(self, after: int, upto: int) -> Backlog:
         key = (after, upto)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import json
 import time
 from datetime import timedelta
 from typing import Any
@@ -34,11 +35,8 @@ def job(alice):  # type: ignore[no-untyped-def]
     dataset = Dataset.objects.create(owner=alice, name="digits", source="example", source_name="x", image_width=28,
                                      image_height=28, channels=1, resize_mode="squash", val_percent=20,
                                      test_percent=0, seed=0, status="ready", classes=[str(i) for i in range(10)])
-    # A heartbeat ahead of the clock: the watchers' reaper (every 5 s) must not take back this
-    # hand-made running job and rewind its points while a slow test still reads them.
     job = TrainingJob.objects.create(owner=alice, dataset=dataset, name="live", network="lenet", network_spec={},
-                                     status=TrainingJob.Status.RUNNING,
-                                     heartbeat_at=timezone.now() + timedelta(hours=1))
+                                     status=TrainingJob.Status.RUNNING, heartbeat_at=timezone.now())
     add_points(job.pk, range(3))
     return job
 
@@ -233,3 +231,45 @@ def test_a_stream_that_reads_too_slowly_is_closed_and_its_reconnect_misses_nothi
 def parse(chunks: list[str]) -> list[dict[str, str]]:
     return [dict(line.split(": ", 1) for line in event.split("\n"))
             for chunk in chunks for event in chunk.strip().split("\n\n") if not event.startswith(("retry:", ":"))]
+
+
+def test_a_watched_job_whose_worker_went_silent_is_only_read(job, monkeypatch):  # type: ignore[no-untyped-def]
+    """Taking back lost work is the workers' reaper's: a stream on a job with a stale heartbeat
+    writes nothing (every statement of every thread is recorded while it runs)."""
+    from django.db.backends import utils
+
+    TrainingJob.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
+    reads = counted(monkeypatch, watchers, "read")
+    statements: list[str] = []
+    recording = [True]
+    for cls in (utils.CursorWrapper, utils.CursorDebugWrapper):
+        original = cls.execute
+
+        def recorded(self, sql, params=None, _original=original):  # type: ignore[no-untyped-def]
+            if recording[0]:
+                statements.append(sql)
+            return _original(self, sql, params)
+
+        monkeypatch.setattr(cls, "execute", recorded)
+
+    async def scenario() -> list[dict[str, str]]:
+        clock = Clock()
+        monkeypatch.setattr(Waiter, "wait", clock.wait)
+        stream = asyncio.create_task(consume(job.pk))
+        for _ in range(20):
+            await clock.tick()
+            while reads[0] < clock.ticks:  # the watcher's read of this tick, before the next one
+                await asyncio.sleep(0.005)
+        recording[0] = False  # the test's own write below is no stream's
+        await sync_to_async(finish)(job.pk)
+        while not stream.done():  # the read after the last tick may already see it finished
+            if clock.waiting:
+                await clock.tick()
+            await asyncio.sleep(0.005)
+        return await stream
+
+    received = run(asyncio.wait_for(scenario(), timeout=60))
+
+    writes = [sql for sql in statements if not sql.lstrip().upper().startswith("SELECT")]
+    assert statements and not writes, writes
+    assert [json.loads(e["data"])["status"] for e in received if e["event"] == "status"][0] == "running"
