@@ -5,6 +5,9 @@ whatever the number of browsers.
 
 Each metric point goes out with `id:` set to its cursor, so a browser that reconnects sends
 `Last-Event-ID` and resumes after the last point it saw: nothing lost, nothing doubled.
+The job's log goes out as `log` events: the tail first (`"tail": true`), then the lines appended
+since, read once per update by the watcher for every stream (the page used to ask for the whole
+job once a second per viewer to show them).
 """
 from __future__ import annotations
 
@@ -78,6 +81,8 @@ async def _stream(job_id: int, cursor: int) -> AsyncIterator[str]:
             if update.status_version != sent_version:
                 sent_version = update.status_version
                 chunks.append(update.status_event)
+            # The first update's lines are in its tail; later ones bring only what was appended.
+            chunks.append(update.tail_event if update is feed.first else update.log_event if update.log else "")
             if update.ended:  # its status was read before its points: none is left behind
                 yield "".join(chunks) + update.end_event
                 return

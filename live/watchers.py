@@ -3,8 +3,8 @@
 Each stream used to poll the database on its own: 200 browsers on one job meant 200 reads per
 wake-up and, on PostgreSQL, 200 connections held. Now the streams of a job subscribe to one
 `JobWatcher`. It wakes on the worker's pub/sub message (or polls, on the embedded default),
-reads the job's status and then the points after the highest id it has seen, and hands both to
-every subscriber. It holds no database connection between reads, starts with its first
+reads the job's status, then the points after the highest id it has seen, then the log lines
+appended since its last read, and hands them to every subscriber. It holds no database connection between reads, starts with its first
 subscriber and stops when the last one leaves. It only reads: taking back a job whose worker
 died is the workers' reaper's work (workbench.recovery), never a page's or a stream's.
 """
@@ -14,7 +14,7 @@ import asyncio
 import contextvars
 import dataclasses
 import json
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -27,6 +27,7 @@ from django.db.models import Max
 
 from jobs import selectors
 from jobs.models import MetricPoint, TrainingJob
+from live.logs import TAIL_LINES, LogReader
 from live.wakeup import Waiter
 
 BATCH = 1000
@@ -48,7 +49,9 @@ def sse(data: dict[str, Any], event: str, event_id: int | None = None) -> str:
 
 @dataclass(frozen=True)
 class Update:
-    """One read: the job's status, then the points written after the previous read's.
+    """One read: the job's status, then the points written after the previous read's, then the
+    log lines appended since (`log`); `tail` is the log's last lines as of this read, for a stream
+    that joins here.
 
     Its events are encoded once, on first use, and the same text goes to every stream: 200
     browsers on a job cost one encoding per update, not 200.
@@ -60,6 +63,8 @@ class Update:
     complete: bool  # every point written before `status` was read is in this update or an earlier one
     error: BaseException | None = None
     status_version: int = 0  # counts status changes (the clock aside): a stream sends a version once
+    log: tuple[str, ...] = ()
+    tail: tuple[str, ...] = ()
 
     @property
     def ended(self) -> bool:
@@ -72,6 +77,15 @@ class Update:
     @cached_property
     def status_event(self) -> str:
         return sse(self.status, "status")
+
+    @cached_property
+    def log_event(self) -> str:
+        return sse({"lines": list(self.log)}, "log")
+
+    @cached_property
+    def tail_event(self) -> str:
+        """A stream's first log event: the lines before (`tail`: the page replaces what it shows)."""
+        return sse({"lines": list(self.tail), "tail": True}, "log")
 
     @cached_property
     def end_event(self) -> str:
@@ -89,13 +103,14 @@ def _status(job_id: int) -> dict[str, Any]:
     return selectors.job_status_dict(job=TrainingJob.objects.get(pk=job_id))
 
 
-def read_start(job_id: int) -> tuple[dict[str, Any], int]:
-    """The status, then the highest point id: where the watcher starts."""
+def read_start(job_id: int, log: LogReader) -> tuple[dict[str, Any], int, list[str]]:
+    """The status, then the highest point id, then the log's tail: where the watcher starts."""
     try:
         status = _status(job_id)
-        return status, MetricPoint.objects.filter(job_id=job_id).aggregate(top=Max("pk"))["top"] or 0
+        top = MetricPoint.objects.filter(job_id=job_id).aggregate(top=Max("pk"))["top"] or 0
     finally:
         close_old_connections()
+    return status, top, log.tail()
 
 
 def _points(job_id: int, after: int, upto: int | None = None) -> list[dict[str, Any]]:
@@ -105,14 +120,15 @@ def _points(job_id: int, after: int, upto: int | None = None) -> list[dict[str, 
     return list(rows.order_by("pk").values(*selectors.METRIC_FIELDS)[:BATCH])
 
 
-def read(job_id: int, after: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The status first, then the points: the worker commits its last points before it ends the
-    job, so a status that says "ended" comes with every point of the run."""
+def read(job_id: int, after: int, log: LogReader) -> tuple[dict[str, Any], list[dict[str, Any]], list[str]]:
+    """The status first, then the points and the log: the worker commits its last points and
+    writes its last lines before it ends the job, so a status that says "ended" comes with them all."""
     try:
         status = _status(job_id)
-        return status, _points(job_id, after)
+        points = _points(job_id, after)
     finally:
         close_old_connections()
+    return status, points, log.appended()
 
 
 def read_backlog(job_id: int, after: int, upto: int) -> list[dict[str, Any]]:
@@ -141,6 +157,8 @@ class JobWatcher:
         self.queues: set[asyncio.Queue[Update]] = set()
         self.lagging: set[asyncio.Queue[Update]] = set()  # missed an update: must start again
         self.users = 0
+        self.log = LogReader(TrainingJob(pk=self.job_id).folder / "log.txt")
+        self.tail: deque[str] = deque(maxlen=TAIL_LINES)
         # Backlog parts by (after, upto): the browsers that open a job's page at one moment ask
         # for the same one, and one read and one encoding serve them all.
         self.backlogs: OrderedDict[tuple[int, int], asyncio.Future[Backlog]] = OrderedDict()
@@ -166,14 +184,17 @@ class JobWatcher:
             self._publish(Update({}, [], 0, True, exc), always=True)
 
     async def _watch(self, waiter: Waiter) -> None:
-        status, position = await sync_to_async(read_start)(self.job_id)
-        self._publish(Update(status, [], position, True), always=True)
+        status, position, lines = await sync_to_async(read_start)(self.job_id, self.log)
+        self.tail.extend(lines)
+        self._publish(Update(status, [], position, True, tail=tuple(self.tail)), always=True)
         while True:
             if self.latest.complete:  # after a full batch, read on at once
                 await waiter.wait(timeout=WAKE_EVERY_SECONDS)
-            status, points = await sync_to_async(read)(self.job_id, self.latest.position)
+            status, points, lines = await sync_to_async(read)(self.job_id, self.latest.position, self.log)
             position = points[-1]["id"] if points else self.latest.position
-            self._publish(Update(status, points, position, len(points) < BATCH))
+            self.tail.extend(lines)
+            self._publish(Update(status, points, position, len(points) < BATCH, log=tuple(lines),
+                                 tail=tuple(self.tail) if lines else self.latest.tail))
 
     async def backlog(self, after: int, upto: int) -> Backlog:
         key = (after, upto)
@@ -200,7 +221,7 @@ class JobWatcher:
             self.latest = update = dataclasses.replace(update, status_version=previous.status_version + changed)
         self.ready.set()
         # A read that brings nothing new wakes nobody: 200 streams need not look 10 times a second.
-        if always or update.points or update.ended or changed:
+        if always or update.points or update.log or update.ended or changed:
             for queue in self.queues:
                 try:
                     queue.put_nowait(update)

@@ -182,7 +182,7 @@ def test_a_stream_resumes_after_its_cursor_and_one_ahead_of_the_watcher_repeats_
 
 
 def test_a_failed_read_ends_every_stream_and_the_next_one_starts_afresh(job, monkeypatch):  # type: ignore[no-untyped-def]
-    def broken(job_id: int, after: int) -> Any:
+    def broken(*args: Any) -> Any:
         raise RuntimeError("database gone")
 
     monkeypatch.setattr(watchers, "read", broken)
@@ -273,3 +273,49 @@ def test_a_watched_job_whose_worker_went_silent_is_only_read(job, monkeypatch): 
     writes = [sql for sql in statements if not sql.lstrip().upper().startswith("SELECT")]
     assert statements and not writes, writes
     assert [json.loads(e["data"])["status"] for e in received if e["event"] == "status"][0] == "running"
+
+
+def write_log(job_id: int, text: str) -> None:
+    folder = TrainingJob(pk=job_id).folder
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / "log.txt").open("a") as handle:
+        handle.write(text)
+
+
+def log_events(received: list[dict[str, str]]) -> list[dict[str, Any]]:
+    return [json.loads(e["data"]) for e in received if e["event"] == "log"]
+
+
+def test_a_stream_gets_the_log_tail_then_each_appended_line_once(job, monkeypatch):  # type: ignore[no-untyped-def]
+    write_log(job.pk, "".join(f"old {i}\n" for i in range(50)))
+    reads = counted(monkeypatch, watchers, "read")
+
+    async def scenario() -> tuple[list[dict[str, str]], ...]:
+        clock = Clock()
+        monkeypatch.setattr(Waiter, "wait", clock.wait)
+        streams = [asyncio.create_task(consume(job.pk)) for _ in range(3)]
+        for text in ("new 0\nnew 1\n", "", "new 2\nhalf", " a line\n", "new 3\n"):
+            await clock.tick()
+            while reads[0] < clock.ticks:
+                await asyncio.sleep(0.005)
+            await sync_to_async(write_log)(job.pk, text)
+        await sync_to_async(finish)(job.pk)
+        while not all(stream.done() for stream in streams):
+            if clock.waiting:
+                await clock.tick()
+            await asyncio.sleep(0.005)
+        return tuple([await stream for stream in streams])
+
+    received = run(asyncio.wait_for(scenario(), timeout=60))
+
+    for stream in received:
+        first, *later = log_events(stream)
+        assert first == {"lines": [f"old {i}" for i in range(10, 50)], "tail": True}
+        assert not any("tail" in event for event in later)
+        assert [line for event in later for line in event["lines"]] == ["new 0", "new 1", "new 2", "half a line",
+                                                                          "new 3"]
+        assert stream[-1]["event"] == "end"
+    monkeypatch.undo()  # the clock belonged to the finished loop
+    again = run(asyncio.wait_for(consume(job.pk), timeout=30))  # a reconnect: the tail again, now
+    assert log_events(again) == [{"lines": [f"old {i}" for i in range(15, 50)]
+                                  + ["new 0", "new 1", "new 2", "half a line", "new 3"], "tail": True}]
