@@ -116,11 +116,80 @@ def run_count(count: int, port: int, web_pid: int, token: str, owner, dataset, e
                                                  f"while streaming {sampler.streaming}" if sampler else ""))
 
 
+def burst_client(port: int, pk: int, token: str, cursor: int, at: float, window: float,
+                 out: list[tuple[float, float, float]]) -> None:
+    """At `at` (time.time()), reconnect as a browser does after a web restart (Last-Event-ID), read
+    for `window` seconds, longer if no point reported after the connect has come yet (a client
+    that waits longer than the window counts); (connect, report, receipt) of every metric event."""
+    time.sleep(max(at - time.time(), 0.0))
+    connect = time.time()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        conn.request("GET", f"/api/v1/jobs/{pk}/events/",
+                     headers={"Authorization": f"Token {token}", "Last-Event-ID": str(cursor)})
+        response = conn.getresponse()
+        if response.status != 200:
+            raise RuntimeError(f"the stream answered {response.status}: {response.read()[:300]!r}")
+        event, fresh = "", False
+        while (time.time() - connect < window or not fresh) and (raw := response.readline()):
+            field, _, value = raw.decode().rstrip("\n").partition(": ")
+            if field == "event":
+                event = value
+                if value == "end":
+                    return
+            elif field == "data" and event == "metric":
+                out.append((connect, reported := json.loads(value)["time"], time.time()))
+                fresh = fresh or reported >= connect
+    finally:
+        conn.close()
+
+
+def run_burst(count: int, port: int, web_pid: int, token: str, owner, dataset, epochs: int,  # type: ignore[no-untyped-def]
+              spread: float, window: float, warm: float) -> str:
+    """`count` clients connecting within `spread` seconds to a job that has run for `warm` seconds,
+    each resuming from the same cursor (the point every page had before the restart). A point's
+    latency is its receipt minus the later of its report and the client's own connect."""
+    from jobs.models import MetricPoint, TrainingJob
+
+    pk = base.create_job(owner, dataset, epochs)
+    deadline = time.monotonic() + 120
+    while not MetricPoint.objects.filter(job_id=pk).exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(warm)
+    cursor = MetricPoint.objects.filter(job_id=pk).order_by("-pk").values_list("pk", flat=True).first() or 0
+    start = time.time() + 0.2
+    results: list[list[tuple[float, float, float]]] = [[] for _ in range(count)]
+    threads = [threading.Thread(target=burst_client, daemon=True,
+                                args=(port, pk, token, cursor, start + spread * i / count, window, results[i]))
+               for i in range(count)]
+    cpu_before = cpu_seconds(web_pid)
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    cpu = cpu_seconds(web_pid) - cpu_before
+    running = TrainingJob.objects.get(pk=pk).status == TrainingJob.Status.RUNNING
+    TrainingJob.objects.filter(pk=pk).update(abort_requested=True)  # the next case needs the worker
+    ms = [1000 * (got - max(sent, connect)) for points in results for connect, sent, got in points]
+    firsts = [1000 * (points[0][2] - points[0][0]) for points in results if points]
+    if not ms:
+        return f"burst of {count}: no points" + ("" if running else " (the job had ended)")
+    return (f"burst of {count} within {spread:g} s: latency ms over each client's first {window:g} s "
+            f"p50 {statistics.median(ms):.0f}  p95 {base.percentile(ms, 95):.0f}  max {max(ms):.0f}; "
+            f"first point after connect p50 {statistics.median(firsts):.0f}  p95 {base.percentile(firsts, 95):.0f} ms; "
+            f"{len(firsts)}/{count} clients got points; web CPU {cpu:.2f} s"
+            + ("" if running else "; THE JOB ENDED DURING THE BURST: use more --epochs"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backend", choices=("embedded", "redis"), default="embedded")
     parser.add_argument("--clients", default="1,50,200")
     parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--burst", type=int, default=200, help="clients connecting at once (0: no burst case)")
+    parser.add_argument("--burst-spread", type=float, default=1.0, help="seconds over which they connect")
+    parser.add_argument("--burst-window", type=float, default=2.0, help="seconds each burst client reads")
+    parser.add_argument("--burst-epochs", type=int, default=20)
     args = parser.parse_args()
     args.threads, args.redis_database = 1, "postgres"
     procs = []
@@ -143,9 +212,13 @@ def main() -> None:
             port = free_port()
             procs.append(base.start_worker(env, Path(data_dir)))
             procs.append(web := base.start_web(env, Path(data_dir), port))
-            for count in (int(c) for c in args.clients.split(",")):
+            for count in (int(c) for c in args.clients.split(",") if c):
                 print(f"[{args.backend}]", run_count(count, port, web.pid, token, owner, dataset, args.epochs,
                                                       args.backend == "redis"), flush=True)
+            if args.burst:
+                print(f"[{args.backend}]", run_burst(args.burst, port, web.pid, token, owner, dataset,
+                                                      args.burst_epochs, args.burst_spread, args.burst_window,
+                                                      warm=1.0), flush=True)
         finally:
             for proc in procs:
                 stop(proc)

@@ -65,7 +65,7 @@ def stored_ids(job_id: int) -> list[int]:
 async def consume(job_id: int, cursor: int = 0) -> list[dict[str, str]]:
     """The events of one stream, parsed from what the endpoint would send, until it ends."""
     received = []
-    async for chunk in events._stream(job_id, cursor):
+    async for chunk in events.stream(job_id, cursor):
         for event in chunk.strip().split("\n\n"):  # a chunk may hold several events
             if not event.startswith(("retry:", ":")):
                 received.append(dict(line.split(": ", 1) for line in event.split("\n")))
@@ -206,7 +206,7 @@ def test_a_stream_that_reads_too_slowly_is_closed_and_its_reconnect_misses_nothi
         clock = Clock()
         monkeypatch.setattr(Waiter, "wait", clock.wait)
         fast = asyncio.create_task(consume(job.pk))
-        stream = events._stream(job.pk, 0)
+        stream = events.stream(job.pk, 0)
         slow = [await anext(stream) for _ in range(3)]  # retry, the backlog, the first status: then it stalls
         for step in range(3, 8):  # five updates while the slow stream reads none
             await clock.tick()
