@@ -1,6 +1,7 @@
 """Live-curve fan-out benchmark: 1, 50 and 200 SSE clients on one running job.
 
     .venv/bin/python bench/live_fanout.py [--backend embedded|redis] [--clients 1,50,200] [--epochs 8]
+                                          [--burst 200] [--burst-spread 1] [--burst-window 2] [--tiny]
 
 The set-up of live_latency.py, one back-end per run: `embedded` (SQLite + the filesystem broker,
 so the streams' watcher polls) or `redis` (Redis pub/sub wake-ups, PostgreSQL database wb_bench,
@@ -15,6 +16,15 @@ delivered to a client: the figure that a loaded machine changes least) and, on P
 the most connections open to wb_bench (pg_stat_activity, sampled every 0.1 s; of all processes:
 web, worker and this script, whose sampling connection is left out), over the whole run and
 after every client had its stream (the lookups of 200 requests at once open connections briefly).
+
+The burst case is a web restart: the web server is started anew, a new 20-epoch job runs for a
+second, then `--burst` clients
+connect within `--burst-spread` seconds, each resuming from the same cursor (Last-Event-ID, as
+every open page would). A point's latency is its receipt minus the later of its report and that
+client's own connect, over each client's first `--burst-window` seconds (longer for a client
+that has not yet had a point reported after it connected). `--tiny` runs a few clients on short
+jobs in seconds, to show the benchmark still works (CI runs it; its figures mean nothing).
+Exits non-zero when a case received no points.
 """
 from __future__ import annotations
 
@@ -190,9 +200,13 @@ def main() -> None:
     parser.add_argument("--burst-spread", type=float, default=1.0, help="seconds over which they connect")
     parser.add_argument("--burst-window", type=float, default=2.0, help="seconds each burst client reads")
     parser.add_argument("--burst-epochs", type=int, default=20)
+    parser.add_argument("--tiny", action="store_true", help="seconds: 2 clients, then a burst of 5")
     args = parser.parse_args()
+    if args.tiny:
+        args.backend, args.clients, args.epochs, args.burst, args.burst_epochs = "embedded", "2", 1, 5, 2
+        args.burst_spread, args.burst_window = 0.2, 0.5
     args.threads, args.redis_database = 1, "postgres"
-    procs = []
+    procs, lines = [], []
     with tempfile.TemporaryDirectory(prefix="wb-bench-fanout-") as data_dir:
         env = base.environment(args.backend, data_dir, args)
         base.reset_services(args.backend, args)
@@ -213,18 +227,23 @@ def main() -> None:
             procs.append(base.start_worker(env, Path(data_dir)))
             procs.append(web := base.start_web(env, Path(data_dir), port))
             for count in (int(c) for c in args.clients.split(",") if c):
-                print(f"[{args.backend}]", run_count(count, port, web.pid, token, owner, dataset, args.epochs,
-                                                      args.backend == "redis"), flush=True)
-            if args.burst:
-                print(f"[{args.backend}]", run_burst(args.burst, port, web.pid, token, owner, dataset,
-                                                      args.burst_epochs, args.burst_spread, args.burst_window,
-                                                      warm=1.0), flush=True)
+                lines.append(run_count(count, port, web.pid, token, owner, dataset, args.epochs,
+                                       args.backend == "redis"))
+                print(f"[{args.backend}]", lines[-1], flush=True)
+            if args.burst:  # a web restart: a new process, every page reconnecting at once
+                stop(procs.pop())
+                procs.append(web := base.start_web(env, Path(data_dir), port := free_port()))
+                lines.append(run_burst(args.burst, port, web.pid, token, owner, dataset, args.burst_epochs,
+                                       args.burst_spread, args.burst_window, warm=0.2 if args.tiny else 1.0))
+                print(f"[{args.backend}]", lines[-1], flush=True)
         finally:
             for proc in procs:
                 stop(proc)
             from django.db import connections
 
             connections.close_all()
+    if any("no points" in line for line in lines):
+        sys.exit("a case received no points")
 
 
 if __name__ == "__main__":
