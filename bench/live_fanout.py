@@ -20,7 +20,7 @@ after every client had its stream (the lookups of 200 requests at once open conn
 The burst case is a web restart: the web server is started anew, a new 20-epoch job runs for a
 second, then `--burst` clients
 connect within `--burst-spread` seconds, each resuming from the same cursor (Last-Event-ID, as
-every open page would). A point's latency is its receipt minus the later of its report and that
+every open page would), each with a session of its own (`--burst-auth token`: all with the API token). A point's latency is its receipt minus the later of its report and that
 client's own connect, over each client's first `--burst-window` seconds (longer for a client
 that has not yet had a point reported after it connected). `--tiny` runs a few clients on short
 jobs in seconds, to show the benchmark still works (CI runs it; its figures mean nothing).
@@ -29,6 +29,7 @@ Exits non-zero when a case received no points.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import http.client
 import json
 import os
@@ -126,23 +127,27 @@ def run_count(count: int, port: int, web_pid: int, token: str, owner, dataset, e
                                                  f"while streaming {sampler.streaming}" if sampler else ""))
 
 
-def burst_client(port: int, pk: int, token: str, cursor: int, at: float, window: float,
-                 out: list[tuple[float, float, float]]) -> None:
+async def burst_client(port: int, path: str, headers: dict[str, str], at: float, window: float,
+                       out: list[tuple[float, float, float]]) -> None:
     """At `at` (time.time()), reconnect as a browser does after a web restart (Last-Event-ID), read
     for `window` seconds, longer if no point reported after the connect has come yet (a client
-    that waits longer than the window counts); (connect, report, receipt) of every metric event."""
-    time.sleep(max(at - time.time(), 0.0))
+    that waits longer than the window counts); (connect, report, receipt) of every metric event.
+    One event loop for all clients: 200 threads fighting over the GIL delayed their own receipts."""
+    await asyncio.sleep(max(at - time.time(), 0.0))
     connect = time.time()
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
-        conn.request("GET", f"/api/v1/jobs/{pk}/events/",
-                     headers={"Authorization": f"Token {token}", "Last-Event-ID": str(cursor)})
-        response = conn.getresponse()
-        if response.status != 200:
-            raise RuntimeError(f"the stream answered {response.status}: {response.read()[:300]!r}")
+        # HTTP/1.0: the body comes as written, not in chunks whose sizes would cut the lines read here.
+        head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+        writer.write(f"GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n{head}\r\n".encode())
+        status = (await reader.readline()).decode()
+        if " 200 " not in status:
+            raise RuntimeError(f"the stream answered {status.strip()}")
+        while (await reader.readline()).strip():  # the response's headers
+            pass
         event, fresh = "", False
-        while (time.time() - connect < window or not fresh) and (raw := response.readline()):
-            field, _, value = raw.decode().rstrip("\n").partition(": ")
+        while (time.time() - connect < window or not fresh) and (raw := await reader.readline()):
+            field, _, value = raw.decode().rstrip("\r\n").partition(": ")
             if field == "event":
                 event = value
                 if value == "end":
@@ -151,16 +156,33 @@ def burst_client(port: int, pk: int, token: str, cursor: int, at: float, window:
                 out.append((connect, reported := json.loads(value)["time"], time.time()))
                 fresh = fresh or reported >= connect
     finally:
-        conn.close()
+        writer.close()
+
+
+def sessions(owner, count: int) -> list[str]:  # type: ignore[no-untyped-def]
+    """Logged-in sessions of the owner, as `count` browsers would hold them after the login form."""
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+    from django.contrib.sessions.backends.db import SessionStore
+
+    keys = []
+    for _ in range(count):
+        session = SessionStore()
+        session[SESSION_KEY], session[HASH_SESSION_KEY] = str(owner.pk), owner.get_session_auth_hash()
+        session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+        session.create()
+        keys.append(session.session_key)
+    return keys
 
 
 def run_burst(count: int, port: int, web_pid: int, token: str, owner, dataset, epochs: int,  # type: ignore[no-untyped-def]
-              spread: float, window: float, warm: float) -> str:
+              spread: float, window: float, warm: float, auth: str) -> str:
     """`count` clients connecting within `spread` seconds to a job that has run for `warm` seconds,
     each resuming from the same cursor (the point every page had before the restart). A point's
     latency is its receipt minus the later of its report and the client's own connect."""
     from jobs.models import MetricPoint, TrainingJob
 
+    credentials = ([{"Cookie": f"sessionid={key}"} for key in sessions(owner, count)] if auth == "session"
+                   else [{"Authorization": f"Token {token}"}] * count)
     pk = base.create_job(owner, dataset, epochs)
     deadline = time.monotonic() + 120
     while not MetricPoint.objects.filter(job_id=pk).exists() and time.monotonic() < deadline:
@@ -169,14 +191,14 @@ def run_burst(count: int, port: int, web_pid: int, token: str, owner, dataset, e
     cursor = MetricPoint.objects.filter(job_id=pk).order_by("-pk").values_list("pk", flat=True).first() or 0
     start = time.time() + 0.2
     results: list[list[tuple[float, float, float]]] = [[] for _ in range(count)]
-    threads = [threading.Thread(target=burst_client, daemon=True,
-                                args=(port, pk, token, cursor, start + spread * i / count, window, results[i]))
-               for i in range(count)]
+    path, resume = f"/api/v1/jobs/{pk}/events/", {"Last-Event-ID": str(cursor)}
+
+    async def clients() -> None:
+        await asyncio.gather(*(burst_client(port, path, {**credentials[i], **resume}, start + spread * i / count,
+                                            window, results[i]) for i in range(count)))
+
     cpu_before = cpu_seconds(web_pid)
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    asyncio.run(clients())
     cpu = cpu_seconds(web_pid) - cpu_before
     running = TrainingJob.objects.get(pk=pk).status == TrainingJob.Status.RUNNING
     TrainingJob.objects.filter(pk=pk).update(abort_requested=True)  # the next case needs the worker
@@ -184,7 +206,7 @@ def run_burst(count: int, port: int, web_pid: int, token: str, owner, dataset, e
     firsts = [1000 * (points[0][2] - points[0][0]) for points in results if points]
     if not ms:
         return f"burst of {count}: no points" + ("" if running else " (the job had ended)")
-    return (f"burst of {count} within {spread:g} s: latency ms over each client's first {window:g} s "
+    return (f"burst of {count} ({auth}s) within {spread:g} s: latency ms over each client's first {window:g} s "
             f"p50 {statistics.median(ms):.0f}  p95 {base.percentile(ms, 95):.0f}  max {max(ms):.0f}; "
             f"first point after connect p50 {statistics.median(firsts):.0f}  p95 {base.percentile(firsts, 95):.0f} ms; "
             f"{len(firsts)}/{count} clients got points; web CPU {cpu:.2f} s"
@@ -200,6 +222,8 @@ def main() -> None:
     parser.add_argument("--burst-spread", type=float, default=1.0, help="seconds over which they connect")
     parser.add_argument("--burst-window", type=float, default=2.0, help="seconds each burst client reads")
     parser.add_argument("--burst-epochs", type=int, default=20)
+    parser.add_argument("--burst-auth", choices=("session", "token"), default="session",
+                        help="each burst client a session of its own (as browsers), or all one API token")
     parser.add_argument("--tiny", action="store_true", help="seconds: 2 clients, then a burst of 5")
     args = parser.parse_args()
     if args.tiny:
@@ -234,7 +258,8 @@ def main() -> None:
                 stop(procs.pop())
                 procs.append(web := base.start_web(env, Path(data_dir), port := free_port()))
                 lines.append(run_burst(args.burst, port, web.pid, token, owner, dataset, args.burst_epochs,
-                                       args.burst_spread, args.burst_window, warm=0.2 if args.tiny else 1.0))
+                                       args.burst_spread, args.burst_window, warm=0.2 if args.tiny else 1.0,
+                                       auth=args.burst_auth))
                 print(f"[{args.backend}]", lines[-1], flush=True)
         finally:
             for proc in procs:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 from typing import Any, Awaitable, Callable
 from urllib.parse import parse_qs
@@ -24,6 +25,8 @@ from django.http.request import split_domain_port, validate_host
 from django.urls import reverse
 
 from live import access, events
+
+log = logging.getLogger(__name__)
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -83,14 +86,13 @@ def _security_headers(secure: bool) -> list[tuple[bytes, bytes]]:
 async def _serve(job_id: int, headers: dict[str, str], scope: Scope, receive: Receive, send: Send,
                  secure: bool) -> None:
     session_key = parse_cookie(headers.get("cookie", "")).get(settings.SESSION_COOKIE_NAME)
-    outcome = await access.check(access.Credentials.of(headers.get("authorization", ""), session_key), job_id)
+    try:
+        outcome = await access.check(access.Credentials.of(headers.get("authorization", ""), session_key), job_id)
+    except Exception:  # the database is away: say so in the API's shape (the browser tries again)
+        log.exception("could not check access to the event stream of job %s", job_id)
+        return await _refuse(503, "The database cannot be reached; try again.", secure, send)
     if outcome != access.ALLOWED:
-        body = json.dumps({"error": access.MESSAGES[outcome], "detail": {}}).encode()
-        await send({"type": "http.response.start", "status": outcome, "headers": [
-            (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-            *_security_headers(secure)]})
-        await send({"type": "http.response.body", "body": body})
-        return
+        return await _refuse(outcome, access.MESSAGES[outcome], secure, send)
     query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
     cursor = events.parse_cursor(headers.get("last-event-id") or query.get("after", ["0"])[0])
     await send({"type": "http.response.start", "status": 200, "headers": [
@@ -107,6 +109,14 @@ async def _serve(job_id: int, headers: dict[str, str], scope: Scope, receive: Re
         await asyncio.gather(sending, leaving, return_exceptions=True)
     if sending.done() and not sending.cancelled() and sending.exception() is not None:
         raise sending.exception()  # type: ignore[misc]
+
+
+async def _refuse(status: int, message: str, secure: bool, send: Send) -> None:
+    body = json.dumps({"error": message, "detail": {}}).encode()
+    await send({"type": "http.response.start", "status": status, "headers": [
+        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+        *_security_headers(secure)]})
+    await send({"type": "http.response.body", "body": body})
 
 
 async def _send_stream(chunks: Any, send: Send) -> None:

@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 import pytest
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
 from django.contrib.sessions.backends.db import SessionStore
+from django.contrib.sessions.models import Session
+from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
 from live import access
@@ -48,8 +51,9 @@ def test_it_checks_the_streams_that_connect_together_in_one_go(job, alice, bob, 
     assert batches[0] <= 2, f"{batches[0]} batches for {len(cases)} checks: the first, then the rest together"
 
 
-def test_it_refuses_a_session_that_a_password_change_ended_and_an_inactive_user(job, alice, bob):  # type: ignore[no-untyped-def]
-    alice_session, bob_token = session_of(alice), Token.objects.create(user=bob).key
+def test_it_refuses_a_session_that_a_password_change_ended_an_expired_one_and_an_inactive_user(job, alice, bob):  # type: ignore[no-untyped-def]
+    alice_session, bob_token, expired = session_of(alice), Token.objects.create(user=bob).key, session_of(alice)
+    Session.objects.filter(session_key=expired).update(expire_date=timezone.now() - timedelta(seconds=1))
     alice.set_password("another-password")
     alice.save()
     bob.is_active = False
@@ -59,8 +63,9 @@ def test_it_refuses_a_session_that_a_password_change_ended_and_an_inactive_user(
 
     async def both() -> list[int]:
         return await asyncio.gather(access.check(Credentials(session_key=alice_session), job.pk),
-                                    access.check(Credentials(token=bob_token), job.pk))
+                                    access.check(Credentials(token=bob_token), job.pk),
+                                    access.check(Credentials(session_key=expired), job.pk))
 
     outcomes = run(asyncio.wait_for(both(), timeout=30))
 
-    assert outcomes == [UNAUTHENTICATED, UNAUTHENTICATED]
+    assert outcomes == [UNAUTHENTICATED, UNAUTHENTICATED, UNAUTHENTICATED]
