@@ -17,7 +17,6 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 
 from live import access, watchers
-from live.watchers import sse
 
 KEEPALIVE_SECONDS = 15.0
 # X-Accel-Buffering: tell proxies not to hold events back.
@@ -50,13 +49,6 @@ def parse_cursor(raw: str) -> int:
     return int(raw) if raw.isdigit() else 0
 
 
-def _metric_events(update: watchers.Update, cursor: int) -> str:
-    """The update's shared text; a cursor ahead of its first point (a reconnect) skips what the browser has."""
-    if not update.points or update.points[0]["id"] > cursor:
-        return update.metric_events
-    return "".join(sse(point, "metric", point["id"]) for point in update.points if point["id"] > cursor)
-
-
 async def stream(job_id: int, cursor: int) -> AsyncIterator[str]:
     """This stream's own backlog after its cursor once, then the updates its job's watcher shares."""
     yield "retry: 1000\n\n"
@@ -67,7 +59,7 @@ async def stream(job_id: int, cursor: int) -> AsyncIterator[str]:
         update, sent_version = feed.first, None
         while True:
             # One chunk per update, not per event: each chunk is a send through the server.
-            chunks = [_metric_events(update, cursor)]
+            chunks = [update.metric_events_after(cursor)]
             cursor = max(cursor, update.position)
             if update.status_version != sent_version:
                 sent_version = update.status_version

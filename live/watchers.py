@@ -33,6 +33,7 @@ from live.wakeup import Waiter
 BATCH = 1000
 BACKLOGS_KEPT = 8
 QUEUE_LIMIT = 100  # updates waiting for one stream (10 s of a job's reports): past it, the stream is closed
+RECENT_UPDATES = 300  # kept with their encoded points (30 s of a job's reports): a joining stream's backlog
 
 
 class Lagging(Exception):
@@ -65,6 +66,7 @@ class Update:
     status_version: int = 0  # counts status changes (the clock aside): a stream sends a version once
     log: tuple[str, ...] = ()
     tail: tuple[str, ...] = ()
+    since: int = 0  # the position this read started from: its points are the ones after it
 
     @property
     def ended(self) -> bool:
@@ -73,6 +75,12 @@ class Update:
     @cached_property
     def metric_events(self) -> str:
         return "".join(sse(point, "metric", point["id"]) for point in self.points)
+
+    def metric_events_after(self, cursor: int) -> str:
+        """The shared text; a cursor inside this update's points (a reconnect) skips what it had."""
+        if not self.points or self.points[0]["id"] > cursor:
+            return self.metric_events
+        return "".join(sse(point, "metric", point["id"]) for point in self.points if point["id"] > cursor)
 
     @cached_property
     def status_event(self) -> str:
@@ -159,6 +167,10 @@ class JobWatcher:
         self.users = 0
         self.log = LogReader(TrainingJob(pk=self.job_id).folder / "log.txt")
         self.tail: deque[str] = deque(maxlen=TAIL_LINES)
+        # The updates with points since the watcher started (the last RECENT_UPDATES of them): the
+        # browsers that come back after a restart join over a second or two while points arrive, and
+        # this is their backlog from memory, encoded already, after one shared read of what came before.
+        self.recent: deque[Update] = deque(maxlen=RECENT_UPDATES)
         # Backlog parts by (after, upto): the browsers that open a job's page at one moment ask
         # for the same one, and one read and one encoding serve them all.
         self.backlogs: OrderedDict[tuple[int, int], asyncio.Future[Backlog]] = OrderedDict()
@@ -194,7 +206,7 @@ class JobWatcher:
             position = points[-1]["id"] if points else self.latest.position
             self.tail.extend(lines)
             self._publish(Update(status, points, position, len(points) < BATCH, log=tuple(lines),
-                                 tail=tuple(self.tail) if lines else self.latest.tail))
+                                 tail=tuple(self.tail) if lines else self.latest.tail, since=self.latest.position))
 
     async def backlog(self, after: int, upto: int) -> Backlog:
         key = (after, upto)
@@ -219,6 +231,8 @@ class JobWatcher:
         changed = previous is None or comparable(update.status) != comparable(previous.status)
         if previous is not None:
             self.latest = update = dataclasses.replace(update, status_version=previous.status_version + changed)
+        if update.points:
+            self.recent.append(update)
         self.ready.set()
         # A read that brings nothing new wakes nobody: 200 streams need not look 10 times a second.
         if always or update.points or update.log or update.ended or changed:
@@ -239,15 +253,22 @@ class Feed:
 
     def __init__(self, watcher: JobWatcher, first: Update, queue: asyncio.Queue[Update]) -> None:
         self.job_id, self.first, self._queue, self._watcher = watcher.job_id, first, queue, watcher
+        self.recent = tuple(watcher.recent)  # taken with `first`: no update falls between them
 
     async def backlog(self, after: int) -> AsyncIterator[Backlog]:
-        """The points after this stream's cursor that the watcher had passed when it joined, encoded."""
-        while after < self.first.position:
-            part = await self._watcher.backlog(after, self.first.position)
+        """The points after this stream's cursor that the watcher had passed when it joined, encoded:
+        from the database up to where the watcher's memory starts (one read for every stream with
+        the same cursor, whenever it joins), then from its recent updates."""
+        floor = self.recent[0].since if self.recent else self.first.position
+        while after < floor:
+            part = await self._watcher.backlog(after, floor)
             if not part.text:
-                return
+                break
             yield part
             after = part.last
+        text = "".join(update.metric_events_after(after) for update in self.recent if update.position > after)
+        if text:
+            yield Backlog(text, self.first.position)
 
     async def next(self, timeout: float) -> Update | None:
         """The next shared update, or None after `timeout` seconds without one; Lagging once one was missed."""

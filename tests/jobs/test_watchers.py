@@ -319,3 +319,34 @@ def test_a_stream_gets_the_log_tail_then_each_appended_line_once(job, monkeypatc
     again = run(asyncio.wait_for(consume(job.pk), timeout=30))  # a reconnect: the tail again, now
     assert log_events(again) == [{"lines": [f"old {i}" for i in range(15, 50)]
                                   + ["new 0", "new 1", "new 2", "half a line", "new 3"], "tail": True}]
+
+
+def test_streams_that_come_back_over_a_while_share_one_backlog_read(job, monkeypatch):  # type: ignore[no-untyped-def]
+    """After a web restart the pages reconnect over a second or two with the same Last-Event-ID
+    while points arrive: one read of what came before the watcher, the rest from its memory."""
+    backlogs = counted(monkeypatch, watchers, "read_backlog")
+    reads = counted(monkeypatch, watchers, "read")
+
+    async def scenario() -> list[list[dict[str, str]]]:
+        clock = Clock()
+        monkeypatch.setattr(Waiter, "wait", clock.wait)
+        streams = [asyncio.create_task(consume(job.pk))]
+        for step in range(3, 9):
+            await clock.tick()
+            while reads[0] < clock.ticks:
+                await asyncio.sleep(0.005)
+            await sync_to_async(add_points)(job.pk, [step])
+            streams.append(asyncio.create_task(consume(job.pk)))  # one more page back, from the start
+            await asyncio.sleep(0.05)
+        await sync_to_async(finish)(job.pk)
+        while not all(stream.done() for stream in streams):
+            if clock.waiting:
+                await clock.tick()
+            await asyncio.sleep(0.005)
+        return [await stream for stream in streams]
+
+    received = run(asyncio.wait_for(scenario(), timeout=60))
+
+    for stream in received:
+        assert metric_ids(stream) == stored_ids(job.pk), "every point once, in order"
+    assert backlogs[0] == 1, f"{backlogs[0]} backlog reads for 7 streams with one cursor"
