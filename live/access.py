@@ -4,7 +4,7 @@ When a web process restarts, every open job page reconnects within a second: 200
 200 requests, each with its own thread hops, its own database connection and its own session,
 user and job lookups, and the last of them waited seconds for its first points. Here the checks
 that arrive while one is running wait for it and then go together: one thread hop and one
-connection for all of them, one query for their tokens, two for their sessions and users, one
+connection for all of them (on a thread of its own), one query for their tokens, two for their sessions and users, one
 for their jobs. Sessions keep `auth.get_user`'s rules (expiry, the backend, the password hash
 that logs out other sessions when a password changes).
 """
@@ -13,11 +13,11 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import weakref
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import import_module
 from types import SimpleNamespace
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib import auth
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
@@ -58,11 +58,8 @@ class Credentials:
 
 def check_all(requests: list[tuple[Credentials, int]]) -> list[int]:
     """ALLOWED, UNAUTHENTICATED or NOT_FOUND (another user's job too) for each (credentials, job)."""
-    try:
-        users = _users({credentials for credentials, _ in requests})
-        owners = dict(TrainingJob.objects.filter(pk__in={pk for _, pk in requests}).values_list("pk", "owner_id"))
-    finally:
-        close_old_connections()
+    users = _users({credentials for credentials, _ in requests})
+    owners = dict(TrainingJob.objects.filter(pk__in={pk for _, pk in requests}).values_list("pk", "owner_id"))
     return [_outcome(users.get(credentials), owners.get(pk)) for credentials, pk in requests]
 
 
@@ -153,11 +150,12 @@ class Checks:
         return await future
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         try:
             while self.waiting:
                 batch, self.waiting = self.waiting, []
                 try:
-                    outcomes = await sync_to_async(check_all)([(c, pk) for c, pk, _ in batch])
+                    outcomes = await loop.run_in_executor(_thread, check_all, [(c, pk) for c, pk, _ in batch])
                 except Exception as exc:  # each of them fails as its own lookup would have
                     outcomes = [exc] * len(batch)
                 for (_, _, future), outcome in zip(batch, outcomes, strict=True):
@@ -169,8 +167,13 @@ class Checks:
                         future.set_result(outcome)
         finally:
             self.running = False
+            # Batches that follow each other share a connection; none is held once they stop.
+            await asyncio.shield(loop.run_in_executor(_thread, close_old_connections))
 
 
+# A thread of their own: behind the watchers' reads (sync_to_async's one thread) each batch waited
+# 30-40 ms for its turn on PostgreSQL, and a burst's checks waited for each other.
+_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="live-access")
 _checks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Checks] = weakref.WeakKeyDictionary()
 
 
