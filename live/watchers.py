@@ -105,6 +105,10 @@ def comparable(status: dict[str, Any] | None) -> dict[str, Any] | None:
     return None if status is None else {k: v for k, v in status.items() if k != "elapsed_seconds"}
 
 
+def _restarted(before: dict[str, Any], now: dict[str, Any]) -> bool:
+    return now.get("attempt") != before.get("attempt") or (now.get("status") == "queued" != before.get("status"))
+
+
 # --- the synchronous reads (each closes its connection: a stream is one long request) ---------
 
 def _status(job_id: int) -> dict[str, Any]:
@@ -231,6 +235,11 @@ class JobWatcher:
         changed = previous is None or comparable(update.status) != comparable(previous.status)
         if previous is not None:
             self.latest = update = dataclasses.replace(update, status_version=previous.status_version + changed)
+        if previous is not None and _restarted(previous.status, update.status):
+            # A taken-back job's points after its snapshot are deleted (computed again): what the
+            # watcher holds of them must not reach a stream that joins now.
+            self.recent.clear()
+            self.backlogs.clear()
         if update.points:
             self.recent.append(update)
         self.ready.set()

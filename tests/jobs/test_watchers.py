@@ -350,3 +350,34 @@ def test_streams_that_come_back_over_a_while_share_one_backlog_read(job, monkeyp
     for stream in received:
         assert metric_ids(stream) == stored_ids(job.pk), "every point once, in order"
     assert backlogs[0] == 1, f"{backlogs[0]} backlog reads for 7 streams with one cursor"
+
+
+def test_a_stream_that_joins_after_a_take_back_gets_no_deleted_point(job, monkeypatch):  # type: ignore[no-untyped-def]
+    reads = counted(monkeypatch, watchers, "read")
+
+    def take_back() -> None:  # what the reaper does: the points after the snapshot go, the job is queued
+        MetricPoint.objects.filter(job_id=job.pk, step__gte=4).delete()
+        TrainingJob.objects.filter(pk=job.pk).update(status=TrainingJob.Status.QUEUED)
+        close_old_connections()
+
+    async def scenario() -> list[dict[str, str]]:
+        clock = Clock()
+        monkeypatch.setattr(Waiter, "wait", clock.wait)
+        first = asyncio.create_task(consume(job.pk))
+        for action in (lambda: add_points(job.pk, [3, 4, 5]), take_back):
+            await sync_to_async(action)()
+            await clock.tick()
+            while reads[0] < clock.ticks:
+                await asyncio.sleep(0.005)
+        late = asyncio.create_task(consume(job.pk))  # joins now, from the start
+        await asyncio.sleep(0.1)
+        await sync_to_async(finish)(job.pk)
+        while not (first.done() and late.done()):
+            if clock.waiting:
+                await clock.tick()
+            await asyncio.sleep(0.005)
+        return await late
+
+    late = run(asyncio.wait_for(scenario(), timeout=60))
+
+    assert metric_ids(late) == stored_ids(job.pk), "only the points that are still stored"
