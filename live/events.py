@@ -5,30 +5,22 @@ whatever the number of browsers.
 
 Each metric point goes out with `id:` set to its cursor, so a browser that reconnects sends
 `Last-Event-ID` and resumes after the last point it saw: nothing lost, nothing doubled.
+The job's log goes out as `log` events: the tail first (`"tail": true`), then the lines appended
+since, read once per update by the watcher for every stream (the page used to ask for the whole
+job once a second per viewer to show them).
 """
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from asgiref.sync import sync_to_async
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db import close_old_connections
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
-from rest_framework.authtoken.models import Token
 
-from jobs.models import TrainingJob
-from live import watchers
-from live.watchers import sse
+from live import access, watchers
 
 KEEPALIVE_SECONDS = 15.0
-
-
-async def _user(request: HttpRequest) -> AbstractBaseUser | AnonymousUser:
-    header = request.headers.get("Authorization", "")
-    if header.startswith("Token "):
-        token = await Token.objects.select_related("user").filter(key=header[6:].strip()).afirst()
-        return token.user if token and token.user.is_active else AnonymousUser()
-    return await request.auser()
+# X-Accel-Buffering: tell proxies not to hold events back.
+STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 def _error(message: str, status: int) -> JsonResponse:
@@ -36,34 +28,28 @@ def _error(message: str, status: int) -> JsonResponse:
 
 
 async def job_events(request: HttpRequest, pk: int) -> HttpResponse:
-    user = await _user(request)
-    if not user.is_authenticated:
-        return _error("Authentication credentials were not provided.", 401)
-    job = await TrainingJob.objects.filter(pk=pk, **({} if user.is_staff else {"owner": user})).afirst()
-    if job is None:
-        return _error("Not found.", 404)
-    # The lookups above opened a connection that Django would keep till the stream's end.
-    await sync_to_async(close_old_connections)()
-    cursor = _cursor(request)
-    response = StreamingHttpResponse(_stream(job.pk, cursor), content_type="text/event-stream")
-    response["Cache-Control"] = "no-cache"
-    response["X-Accel-Buffering"] = "no"  # tell proxies not to hold events back
+    """Django's entrance; under uvicorn, live.asgi serves the same stream before Django (it is faster
+    when many browsers connect at once). Both check access with live.access."""
+    credentials = access.Credentials.of(request.headers.get("Authorization", ""),
+                                        request.COOKIES.get(settings.SESSION_COOKIE_NAME))
+    outcome = await access.check(credentials, pk)
+    if outcome != access.ALLOWED:
+        return _error(access.MESSAGES[outcome], outcome)
+    response = StreamingHttpResponse(stream(pk, _cursor(request)), content_type="text/event-stream")
+    for header, value in STREAM_HEADERS.items():
+        response[header] = value
     return response
 
 
 def _cursor(request: HttpRequest) -> int:
-    raw = request.headers.get("Last-Event-ID") or request.GET.get("after") or "0"
+    return parse_cursor(request.headers.get("Last-Event-ID") or request.GET.get("after") or "0")
+
+
+def parse_cursor(raw: str) -> int:
     return int(raw) if raw.isdigit() else 0
 
 
-def _metric_events(update: watchers.Update, cursor: int) -> str:
-    """The update's shared text; a cursor ahead of its first point (a reconnect) skips what the browser has."""
-    if not update.points or update.points[0]["id"] > cursor:
-        return update.metric_events
-    return "".join(sse(point, "metric", point["id"]) for point in update.points if point["id"] > cursor)
-
-
-async def _stream(job_id: int, cursor: int) -> AsyncIterator[str]:
+async def stream(job_id: int, cursor: int) -> AsyncIterator[str]:
     """This stream's own backlog after its cursor once, then the updates its job's watcher shares."""
     yield "retry: 1000\n\n"
     async with watchers.subscribe(job_id) as feed:
@@ -73,11 +59,13 @@ async def _stream(job_id: int, cursor: int) -> AsyncIterator[str]:
         update, sent_version = feed.first, None
         while True:
             # One chunk per update, not per event: each chunk is a send through the server.
-            chunks = [_metric_events(update, cursor)]
+            chunks = [update.metric_events_after(cursor)]
             cursor = max(cursor, update.position)
             if update.status_version != sent_version:
                 sent_version = update.status_version
                 chunks.append(update.status_event)
+            # The first update's lines are in its tail; later ones bring only what was appended.
+            chunks.append(update.tail_event if update is feed.first else update.log_event if update.log else "")
             if update.ended:  # its status was read before its points: none is left behind
                 yield "".join(chunks) + update.end_event
                 return

@@ -3,9 +3,10 @@
 Each stream used to poll the database on its own: 200 browsers on one job meant 200 reads per
 wake-up and, on PostgreSQL, 200 connections held. Now the streams of a job subscribe to one
 `JobWatcher`. It wakes on the worker's pub/sub message (or polls, on the embedded default),
-reads the job's status and then the points after the highest id it has seen, and hands both to
-every subscriber. It holds no database connection between reads, starts with its first
-subscriber and stops when the last one leaves.
+reads the job's status, then the points after the highest id it has seen, then the log lines
+appended since its last read, and hands them to every subscriber. It holds no database connection between reads, starts with its first
+subscriber and stops when the last one leaves. It only reads: taking back a job whose worker
+died is the workers' reaper's work (workbench.recovery), never a page's or a stream's.
 """
 from __future__ import annotations
 
@@ -13,8 +14,7 @@ import asyncio
 import contextvars
 import dataclasses
 import json
-import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -25,20 +25,21 @@ from asgiref.sync import sync_to_async
 from django.db import close_old_connections
 from django.db.models import Max
 
-from jobs import selectors, services
+from jobs import selectors
 from jobs.models import MetricPoint, TrainingJob
+from live.logs import TAIL_LINES, LogReader
 from live.wakeup import Waiter
 
 BATCH = 1000
 BACKLOGS_KEPT = 8
 QUEUE_LIMIT = 100  # updates waiting for one stream (10 s of a job's reports): past it, the stream is closed
+RECENT_UPDATES = 300  # kept with their encoded points (30 s of a job's reports): a joining stream's backlog
 
 
 class Lagging(Exception):
     """The stream's client reads slower than its job reports. It is closed rather than buffered
     without end: the browser comes back by itself with Last-Event-ID and reads on from the database."""
 WAKE_EVERY_SECONDS = 15.0  # with Redis, look anyway this often: a lost wake-up costs latency only
-REAP_EVERY_SECONDS = 5.0
 
 
 def sse(data: dict[str, Any], event: str, event_id: int | None = None) -> str:
@@ -49,7 +50,9 @@ def sse(data: dict[str, Any], event: str, event_id: int | None = None) -> str:
 
 @dataclass(frozen=True)
 class Update:
-    """One read: the job's status, then the points written after the previous read's.
+    """One read: the job's status, then the points written after the previous read's, then the
+    log lines appended since (`log`); `tail` is the log's last lines as of this read, for a stream
+    that joins here.
 
     Its events are encoded once, on first use, and the same text goes to every stream: 200
     browsers on a job cost one encoding per update, not 200.
@@ -61,6 +64,9 @@ class Update:
     complete: bool  # every point written before `status` was read is in this update or an earlier one
     error: BaseException | None = None
     status_version: int = 0  # counts status changes (the clock aside): a stream sends a version once
+    log: tuple[str, ...] = ()
+    tail: tuple[str, ...] = ()
+    since: int = 0  # the position this read started from: its points are the ones after it
 
     @property
     def ended(self) -> bool:
@@ -70,9 +76,24 @@ class Update:
     def metric_events(self) -> str:
         return "".join(sse(point, "metric", point["id"]) for point in self.points)
 
+    def metric_events_after(self, cursor: int) -> str:
+        """The shared text; a cursor inside this update's points (a reconnect) skips what it had."""
+        if not self.points or self.points[0]["id"] > cursor:
+            return self.metric_events
+        return "".join(sse(point, "metric", point["id"]) for point in self.points if point["id"] > cursor)
+
     @cached_property
     def status_event(self) -> str:
         return sse(self.status, "status")
+
+    @cached_property
+    def log_event(self) -> str:
+        return sse({"lines": list(self.log)}, "log")
+
+    @cached_property
+    def tail_event(self) -> str:
+        """A stream's first log event: the lines before (`tail`: the page replaces what it shows)."""
+        return sse({"lines": list(self.tail), "tail": True}, "log")
 
     @cached_property
     def end_event(self) -> str:
@@ -84,19 +105,24 @@ def comparable(status: dict[str, Any] | None) -> dict[str, Any] | None:
     return None if status is None else {k: v for k, v in status.items() if k != "elapsed_seconds"}
 
 
+def _restarted(before: dict[str, Any], now: dict[str, Any]) -> bool:
+    return now.get("attempt") != before.get("attempt") or (now.get("status") == "queued" != before.get("status"))
+
+
 # --- the synchronous reads (each closes its connection: a stream is one long request) ---------
 
 def _status(job_id: int) -> dict[str, Any]:
     return selectors.job_status_dict(job=TrainingJob.objects.get(pk=job_id))
 
 
-def read_start(job_id: int) -> tuple[dict[str, Any], int]:
-    """The status, then the highest point id: where the watcher starts."""
+def read_start(job_id: int, log: LogReader) -> tuple[dict[str, Any], int, list[str]]:
+    """The status, then the highest point id, then the log's tail: where the watcher starts."""
     try:
         status = _status(job_id)
-        return status, MetricPoint.objects.filter(job_id=job_id).aggregate(top=Max("pk"))["top"] or 0
+        top = MetricPoint.objects.filter(job_id=job_id).aggregate(top=Max("pk"))["top"] or 0
     finally:
         close_old_connections()
+    return status, top, log.tail()
 
 
 def _points(job_id: int, after: int, upto: int | None = None) -> list[dict[str, Any]]:
@@ -106,14 +132,15 @@ def _points(job_id: int, after: int, upto: int | None = None) -> list[dict[str, 
     return list(rows.order_by("pk").values(*selectors.METRIC_FIELDS)[:BATCH])
 
 
-def read(job_id: int, after: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The status first, then the points: the worker commits its last points before it ends the
-    job, so a status that says "ended" comes with every point of the run."""
+def read(job_id: int, after: int, log: LogReader) -> tuple[dict[str, Any], list[dict[str, Any]], list[str]]:
+    """The status first, then the points and the log: the worker commits its last points and
+    writes its last lines before it ends the job, so a status that says "ended" comes with them all."""
     try:
         status = _status(job_id)
-        return status, _points(job_id, after)
+        points = _points(job_id, after)
     finally:
         close_old_connections()
+    return status, points, log.appended()
 
 
 def read_backlog(job_id: int, after: int, upto: int) -> list[dict[str, Any]]:
@@ -132,13 +159,6 @@ class Backlog:
     last: int
 
 
-def reap() -> None:
-    try:
-        services.jobs_reap_stale()
-    finally:
-        close_old_connections()
-
-
 # --- the watcher --------------------------------------------------------------------------------
 
 class JobWatcher:
@@ -149,6 +169,12 @@ class JobWatcher:
         self.queues: set[asyncio.Queue[Update]] = set()
         self.lagging: set[asyncio.Queue[Update]] = set()  # missed an update: must start again
         self.users = 0
+        self.log = LogReader(TrainingJob(pk=self.job_id).folder / "log.txt")
+        self.tail: deque[str] = deque(maxlen=TAIL_LINES)
+        # The updates with points since the watcher started (the last RECENT_UPDATES of them): the
+        # browsers that come back after a restart join over a second or two while points arrive, and
+        # this is their backlog from memory, encoded already, after one shared read of what came before.
+        self.recent: deque[Update] = deque(maxlen=RECENT_UPDATES)
         # Backlog parts by (after, upto): the browsers that open a job's page at one moment ask
         # for the same one, and one read and one encoding serve them all.
         self.backlogs: OrderedDict[tuple[int, int], asyncio.Future[Backlog]] = OrderedDict()
@@ -174,18 +200,17 @@ class JobWatcher:
             self._publish(Update({}, [], 0, True, exc), always=True)
 
     async def _watch(self, waiter: Waiter) -> None:
-        status, position = await sync_to_async(read_start)(self.job_id)
-        self._publish(Update(status, [], position, True), always=True)
-        last_reap = time.monotonic()
+        status, position, lines = await sync_to_async(read_start)(self.job_id, self.log)
+        self.tail.extend(lines)
+        self._publish(Update(status, [], position, True, tail=tuple(self.tail)), always=True)
         while True:
             if self.latest.complete:  # after a full batch, read on at once
                 await waiter.wait(timeout=WAKE_EVERY_SECONDS)
-            status, points = await sync_to_async(read)(self.job_id, self.latest.position)
+            status, points, lines = await sync_to_async(read)(self.job_id, self.latest.position, self.log)
             position = points[-1]["id"] if points else self.latest.position
-            self._publish(Update(status, points, position, len(points) < BATCH))
-            if time.monotonic() - last_reap >= REAP_EVERY_SECONDS:
-                await sync_to_async(reap)()
-                last_reap = time.monotonic()
+            self.tail.extend(lines)
+            self._publish(Update(status, points, position, len(points) < BATCH, log=tuple(lines),
+                                 tail=tuple(self.tail) if lines else self.latest.tail, since=self.latest.position))
 
     async def backlog(self, after: int, upto: int) -> Backlog:
         key = (after, upto)
@@ -210,9 +235,16 @@ class JobWatcher:
         changed = previous is None or comparable(update.status) != comparable(previous.status)
         if previous is not None:
             self.latest = update = dataclasses.replace(update, status_version=previous.status_version + changed)
+        if previous is not None and _restarted(previous.status, update.status):
+            # A taken-back job's points after its snapshot are deleted (computed again): what the
+            # watcher holds of them must not reach a stream that joins now.
+            self.recent.clear()
+            self.backlogs.clear()
+        if update.points:
+            self.recent.append(update)
         self.ready.set()
         # A read that brings nothing new wakes nobody: 200 streams need not look 10 times a second.
-        if always or update.points or update.ended or changed:
+        if always or update.points or update.log or update.ended or changed:
             for queue in self.queues:
                 try:
                     queue.put_nowait(update)
@@ -230,15 +262,22 @@ class Feed:
 
     def __init__(self, watcher: JobWatcher, first: Update, queue: asyncio.Queue[Update]) -> None:
         self.job_id, self.first, self._queue, self._watcher = watcher.job_id, first, queue, watcher
+        self.recent = tuple(watcher.recent)  # taken with `first`: no update falls between them
 
     async def backlog(self, after: int) -> AsyncIterator[Backlog]:
-        """The points after this stream's cursor that the watcher had passed when it joined, encoded."""
-        while after < self.first.position:
-            part = await self._watcher.backlog(after, self.first.position)
+        """The points after this stream's cursor that the watcher had passed when it joined, encoded:
+        from the database up to where the watcher's memory starts (one read for every stream with
+        the same cursor, whenever it joins), then from its recent updates."""
+        floor = self.recent[0].since if self.recent else self.first.position
+        while after < floor:
+            part = await self._watcher.backlog(after, floor)
             if not part.text:
-                return
+                break
             yield part
             after = part.last
+        text = "".join(update.metric_events_after(after) for update in self.recent if update.position > after)
+        if text:
+            yield Backlog(text, self.first.position)
 
     async def next(self, timeout: float) -> Update | None:
         """The next shared update, or None after `timeout` seconds without one; Lagging once one was missed."""

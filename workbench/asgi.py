@@ -51,6 +51,8 @@ def get_application() -> SpoolingASGIHandler:
 
 django_application = get_application()
 
+from live.asgi import EventStreams  # noqa: E402  (Django is set up above)
+
 
 class BodyLimit:
     """Refuses request bodies over the upload cap before Django spools them to disk.
@@ -103,4 +105,5 @@ class BodyLimit:
         await send({"type": "http.response.body", "body": body})
 
 
-application = BodyLimit(django_application, settings.MAX_UPLOAD_BYTES, allowance=1024**2)
+# The live event stream has its own entrance before Django's (live.asgi: 200 browsers reconnecting at once).
+application = BodyLimit(EventStreams(django_application), settings.MAX_UPLOAD_BYTES, allowance=1024**2)

@@ -74,14 +74,15 @@
   const text = (id, value) => { const el = document.getElementById(id); if (el) el.textContent = value; };
 
   const jobUrl = panel.dataset.events.replace(/events\/$/, "");
-  let logTimer = null;
-  function refreshLog() {
-    if (logTimer) return;
-    logTimer = setTimeout(() => {
-      logTimer = null;
-      fetch(jobUrl, { credentials: "same-origin" })
-        .then((r) => r.json()).then((d) => text("log-tail", (d.log_tail || []).join("\n")));
-    }, 1000);
+  // The log's lines come with the stream: its first `log` event is the tail (it replaces what the
+  // page shows), each later one only the lines appended since. No request per status event.
+  const LOG_LINES = 40;
+  const logEl = document.getElementById("log-tail");
+  let logLines = logEl.textContent.split("\n").filter((line) => line !== "");
+  function showLog(d) {
+    logLines = (d.tail ? d.lines : logLines.concat(d.lines)).slice(-LOG_LINES);
+    logEl.textContent = logLines.map((line) => line + "\n").join("");
+    window.logLinesShown = (window.logLinesShown || 0) + d.lines.length;
   }
 
   const epochs = JSON.parse(document.getElementById("job-epochs").textContent);
@@ -110,7 +111,6 @@
     if (s.snapshots && s.snapshots.length) {
       snaps.innerHTML = s.snapshots.map((e) => "<li>epoch " + (+e.toFixed(2)) + "</li>").join("");
     }
-    refreshLog();
   }
 
   // A job taken back after its worker died is queued again, and its points after the snapshot it
@@ -141,6 +141,7 @@
   function connect(cursor) {
     source = new EventSource(panel.dataset.events + "?after=" + cursor);
     source.addEventListener("metric", (e) => addPoint(JSON.parse(e.data)));
+    source.addEventListener("log", (e) => showLog(JSON.parse(e.data)));
     source.addEventListener("status", (e) => {
       const s = JSON.parse(e.data);
       if (restarted(s)) {

@@ -8,7 +8,7 @@ import urllib.parse
 import pytest
 from rest_framework.authtoken.models import Token
 
-from jobs.models import MetricPoint
+from jobs.models import MetricPoint, TrainingJob
 from tests.jobs.test_training_flow import ready_colours, start, wait_job
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -103,3 +103,30 @@ def test_it_refuses_the_stream_to_strangers(celery_worker, web_server, alice_api
         assert response.status == expected
         assert "error" in json.loads(response.read())
         conn.close()
+
+
+def test_its_own_entrance_sends_django_s_security_headers_and_leaves_foreign_hosts_to_django(
+        web_server, alice):  # type: ignore[no-untyped-def]
+    from tests.browser.test_job_log import running_job
+
+    job = running_job(alice)
+    TrainingJob.objects.filter(pk=job.pk).update(status=TrainingJob.Status.DONE)
+    token = Token.objects.create(user=alice).key
+    url = urllib.parse.urlsplit(web_server)
+
+    def get(path: str, **headers: str) -> tuple[http.client.HTTPResponse, bytes]:
+        conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+        conn.request("GET", path, headers={"Authorization": f"Token {token}", **headers})
+        response = conn.getresponse()
+        body = response.read()
+        conn.close()
+        return response, body
+
+    ok, body = get(f"/api/v1/jobs/{job.pk}/events/")
+    assert ok.status == 200 and b"event: end" in body
+    assert ok.getheader("X-Content-Type-Options") == "nosniff" and ok.getheader("X-Frame-Options") == "DENY"
+    assert ok.getheader("Cache-Control") == "no-cache"
+    huge, body = get("/api/v1/jobs/99999999999999999999999/events/")
+    assert huge.status == 404 and json.loads(body)["error"]
+    foreign, _ = get(f"/api/v1/jobs/{job.pk}/events/", Host="evil.example")
+    assert foreign.status == 400, "Django refuses a host not in ALLOWED_HOSTS"

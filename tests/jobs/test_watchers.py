@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import json
 import time
 from datetime import timedelta
 from typing import Any
@@ -34,11 +35,8 @@ def job(alice):  # type: ignore[no-untyped-def]
     dataset = Dataset.objects.create(owner=alice, name="digits", source="example", source_name="x", image_width=28,
                                      image_height=28, channels=1, resize_mode="squash", val_percent=20,
                                      test_percent=0, seed=0, status="ready", classes=[str(i) for i in range(10)])
-    # A heartbeat ahead of the clock: the watchers' reaper (every 5 s) must not take back this
-    # hand-made running job and rewind its points while a slow test still reads them.
     job = TrainingJob.objects.create(owner=alice, dataset=dataset, name="live", network="lenet", network_spec={},
-                                     status=TrainingJob.Status.RUNNING,
-                                     heartbeat_at=timezone.now() + timedelta(hours=1))
+                                     status=TrainingJob.Status.RUNNING, heartbeat_at=timezone.now())
     add_points(job.pk, range(3))
     return job
 
@@ -67,7 +65,7 @@ def stored_ids(job_id: int) -> list[int]:
 async def consume(job_id: int, cursor: int = 0) -> list[dict[str, str]]:
     """The events of one stream, parsed from what the endpoint would send, until it ends."""
     received = []
-    async for chunk in events._stream(job_id, cursor):
+    async for chunk in events.stream(job_id, cursor):
         for event in chunk.strip().split("\n\n"):  # a chunk may hold several events
             if not event.startswith(("retry:", ":")):
                 received.append(dict(line.split(": ", 1) for line in event.split("\n")))
@@ -184,7 +182,7 @@ def test_a_stream_resumes_after_its_cursor_and_one_ahead_of_the_watcher_repeats_
 
 
 def test_a_failed_read_ends_every_stream_and_the_next_one_starts_afresh(job, monkeypatch):  # type: ignore[no-untyped-def]
-    def broken(job_id: int, after: int) -> Any:
+    def broken(*args: Any) -> Any:
         raise RuntimeError("database gone")
 
     monkeypatch.setattr(watchers, "read", broken)
@@ -208,7 +206,7 @@ def test_a_stream_that_reads_too_slowly_is_closed_and_its_reconnect_misses_nothi
         clock = Clock()
         monkeypatch.setattr(Waiter, "wait", clock.wait)
         fast = asyncio.create_task(consume(job.pk))
-        stream = events._stream(job.pk, 0)
+        stream = events.stream(job.pk, 0)
         slow = [await anext(stream) for _ in range(3)]  # retry, the backlog, the first status: then it stalls
         for step in range(3, 8):  # five updates while the slow stream reads none
             await clock.tick()
@@ -233,3 +231,153 @@ def test_a_stream_that_reads_too_slowly_is_closed_and_its_reconnect_misses_nothi
 def parse(chunks: list[str]) -> list[dict[str, str]]:
     return [dict(line.split(": ", 1) for line in event.split("\n"))
             for chunk in chunks for event in chunk.strip().split("\n\n") if not event.startswith(("retry:", ":"))]
+
+
+def test_a_watched_job_whose_worker_went_silent_is_only_read(job, monkeypatch):  # type: ignore[no-untyped-def]
+    """Taking back lost work is the workers' reaper's: a stream on a job with a stale heartbeat
+    writes nothing (every statement of every thread is recorded while it runs)."""
+    from django.db.backends import utils
+
+    TrainingJob.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
+    reads = counted(monkeypatch, watchers, "read")
+    statements: list[str] = []
+    recording = [True]
+    for cls in (utils.CursorWrapper, utils.CursorDebugWrapper):
+        original = cls.execute
+
+        def recorded(self, sql, params=None, _original=original):  # type: ignore[no-untyped-def]
+            if recording[0]:
+                statements.append(sql)
+            return _original(self, sql, params)
+
+        monkeypatch.setattr(cls, "execute", recorded)
+
+    async def scenario() -> list[dict[str, str]]:
+        clock = Clock()
+        monkeypatch.setattr(Waiter, "wait", clock.wait)
+        stream = asyncio.create_task(consume(job.pk))
+        for _ in range(20):
+            await clock.tick()
+            while reads[0] < clock.ticks:  # the watcher's read of this tick, before the next one
+                await asyncio.sleep(0.005)
+        recording[0] = False  # the test's own write below is no stream's
+        await sync_to_async(finish)(job.pk)
+        while not stream.done():  # the read after the last tick may already see it finished
+            if clock.waiting:
+                await clock.tick()
+            await asyncio.sleep(0.005)
+        return await stream
+
+    received = run(asyncio.wait_for(scenario(), timeout=60))
+
+    writes = [sql for sql in statements if not sql.lstrip().upper().startswith("SELECT")]
+    assert statements and not writes, writes
+    assert [json.loads(e["data"])["status"] for e in received if e["event"] == "status"][0] == "running"
+
+
+def write_log(job_id: int, text: str) -> None:
+    folder = TrainingJob(pk=job_id).folder
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / "log.txt").open("a") as handle:
+        handle.write(text)
+
+
+def log_events(received: list[dict[str, str]]) -> list[dict[str, Any]]:
+    return [json.loads(e["data"]) for e in received if e["event"] == "log"]
+
+
+def test_a_stream_gets_the_log_tail_then_each_appended_line_once(job, monkeypatch):  # type: ignore[no-untyped-def]
+    write_log(job.pk, "".join(f"old {i}\n" for i in range(50)))
+    reads = counted(monkeypatch, watchers, "read")
+
+    async def scenario() -> tuple[list[dict[str, str]], ...]:
+        clock = Clock()
+        monkeypatch.setattr(Waiter, "wait", clock.wait)
+        streams = [asyncio.create_task(consume(job.pk)) for _ in range(3)]
+        for text in ("new 0\nnew 1\n", "", "new 2\nhalf", " a line\n", "new 3\n"):
+            await clock.tick()
+            while reads[0] < clock.ticks:
+                await asyncio.sleep(0.005)
+            await sync_to_async(write_log)(job.pk, text)
+        await sync_to_async(finish)(job.pk)
+        while not all(stream.done() for stream in streams):
+            if clock.waiting:
+                await clock.tick()
+            await asyncio.sleep(0.005)
+        return tuple([await stream for stream in streams])
+
+    received = run(asyncio.wait_for(scenario(), timeout=60))
+
+    for stream in received:
+        first, *later = log_events(stream)
+        assert first == {"lines": [f"old {i}" for i in range(10, 50)], "tail": True}
+        assert not any("tail" in event for event in later)
+        assert [line for event in later for line in event["lines"]] == ["new 0", "new 1", "new 2", "half a line",
+                                                                          "new 3"]
+        assert stream[-1]["event"] == "end"
+    monkeypatch.undo()  # the clock belonged to the finished loop
+    again = run(asyncio.wait_for(consume(job.pk), timeout=30))  # a reconnect: the tail again, now
+    assert log_events(again) == [{"lines": [f"old {i}" for i in range(15, 50)]
+                                  + ["new 0", "new 1", "new 2", "half a line", "new 3"], "tail": True}]
+
+
+def test_streams_that_come_back_over_a_while_share_one_backlog_read(job, monkeypatch):  # type: ignore[no-untyped-def]
+    """After a web restart the pages reconnect over a second or two with the same Last-Event-ID
+    while points arrive: one read of what came before the watcher, the rest from its memory."""
+    backlogs = counted(monkeypatch, watchers, "read_backlog")
+    reads = counted(monkeypatch, watchers, "read")
+
+    async def scenario() -> list[list[dict[str, str]]]:
+        clock = Clock()
+        monkeypatch.setattr(Waiter, "wait", clock.wait)
+        streams = [asyncio.create_task(consume(job.pk))]
+        for step in range(3, 9):
+            await clock.tick()
+            while reads[0] < clock.ticks:
+                await asyncio.sleep(0.005)
+            await sync_to_async(add_points)(job.pk, [step])
+            streams.append(asyncio.create_task(consume(job.pk)))  # one more page back, from the start
+            await asyncio.sleep(0.05)
+        await sync_to_async(finish)(job.pk)
+        while not all(stream.done() for stream in streams):
+            if clock.waiting:
+                await clock.tick()
+            await asyncio.sleep(0.005)
+        return [await stream for stream in streams]
+
+    received = run(asyncio.wait_for(scenario(), timeout=60))
+
+    for stream in received:
+        assert metric_ids(stream) == stored_ids(job.pk), "every point once, in order"
+    assert backlogs[0] == 1, f"{backlogs[0]} backlog reads for 7 streams with one cursor"
+
+
+def test_a_stream_that_joins_after_a_take_back_gets_no_deleted_point(job, monkeypatch):  # type: ignore[no-untyped-def]
+    reads = counted(monkeypatch, watchers, "read")
+
+    def take_back() -> None:  # what the reaper does: the points after the snapshot go, the job is queued
+        MetricPoint.objects.filter(job_id=job.pk, step__gte=4).delete()
+        TrainingJob.objects.filter(pk=job.pk).update(status=TrainingJob.Status.QUEUED)
+        close_old_connections()
+
+    async def scenario() -> list[dict[str, str]]:
+        clock = Clock()
+        monkeypatch.setattr(Waiter, "wait", clock.wait)
+        first = asyncio.create_task(consume(job.pk))
+        for action in (lambda: add_points(job.pk, [3, 4, 5]), take_back):
+            await sync_to_async(action)()
+            await clock.tick()
+            while reads[0] < clock.ticks:
+                await asyncio.sleep(0.005)
+        late = asyncio.create_task(consume(job.pk))  # joins now, from the start
+        await asyncio.sleep(0.1)
+        await sync_to_async(finish)(job.pk)
+        while not (first.done() and late.done()):
+            if clock.waiting:
+                await clock.tick()
+            await asyncio.sleep(0.005)
+        return await late
+
+    late = run(asyncio.wait_for(scenario(), timeout=60))
+
+    assert metric_ids(late) == stored_ids(job.pk), "only the points that are still stored"
