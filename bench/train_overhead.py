@@ -56,6 +56,7 @@ from jobs.services import training_plan  # noqa: E402
 from networks.builtin import builtin_spec  # noqa: E402
 from training.torch.backend import TorchBackend  # noqa: E402
 from training.torch.build import build_model  # noqa: E402
+from workbench.leases import heartbeat, lease_claim  # noqa: E402
 
 SEED = 0
 LR, MOMENTUM = 0.01, 0.9
@@ -125,16 +126,22 @@ def run_backend(dataset: Dataset, owner, network: str, epochs: int, batch_size: 
         owner=owner, dataset=dataset, name=f"{network} bench", network=network,
         network_spec=builtin_spec(network, shape, len(dataset.classes)), epochs=epochs, batch_size=batch_size,
         optimizer="sgd", learning_rate=LR, momentum=MOMENTUM, seed=SEED, device="cpu",
-        status=TrainingJob.Status.RUNNING)
+        status=TrainingJob.Status.QUEUED)
     job.folder.mkdir(parents=True, exist_ok=True)
     backend = TorchBackend("torch", {"threads": 0})
     started = time.perf_counter()
-    reporter = DatabaseReporter(job.pk, job.folder, heartbeat_seconds=2)
-    reporter.start()
-    try:
-        outcome = backend.train(training_plan(job), reporter)
-    finally:
-        reporter.close()
+    # As the worker runs it (jobs.services._train_claimed): claimed through a lease, a heartbeat
+    # thread beside the reporter's writer.
+    lease = lease_claim(TrainingJob, job.pk, stop_field="abort_requested")
+    if lease is None:
+        raise RuntimeError("the bench job could not be claimed")
+    reporter = DatabaseReporter(lease, job.folder)
+    with heartbeat(lease):
+        reporter.start()
+        try:
+            outcome = backend.train(training_plan(job), reporter)
+        finally:
+            reporter.close()
     seconds = time.perf_counter() - started
     if outcome != "done":
         raise RuntimeError(f"the backend run ended {outcome}")
