@@ -1,7 +1,7 @@
 """Training overhead benchmark: a job run through the torch backend against a bare PyTorch loop.
 
     .venv/bin/python bench/train_overhead.py [--networks lenet,mlp] [--epochs 20] [--repeat 7]
-                                             [--size 28] [--threads 1] [--batch-size 64]
+                                             [--size 28] [--threads 1] [--batch-size 64] [--tiny]
 
 Ingests scikit-learn's digits once (grayscale, --size square) into a temporary data folder, then
 for each network alternates, in this one process and with the same torch.set_num_threads:
@@ -15,6 +15,7 @@ Both count training samples only: epochs * train size / wall time (set-up includ
 Prints the median of --repeat runs of each and the ratio backend / bare (of the medians, the
 median of the paired runs' ratios, and of the best runs). The backend's extra cost is then the
 reporter, heartbeat, abort checks, snapshots and their bookkeeping: the overhead the issue asks about.
+--tiny: one run of one epoch each, a check that the benchmark still works (tests/bench), not a figure.
 """
 from __future__ import annotations
 
@@ -175,7 +176,10 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1,
                         help="torch.set_num_threads for both (1: steadiest on a shared machine)")
+    parser.add_argument("--tiny", action="store_true", help="seconds, not a figure: a check that it still runs")
     args = parser.parse_args()
+    if args.tiny:
+        args.epochs, args.repeat = 1, 1
     torch.set_num_threads(args.threads)
     call_command("migrate", verbosity=0)
     owner = get_user_model().objects.create_user("bench", password="bench-password")
