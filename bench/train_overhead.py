@@ -15,7 +15,7 @@ Both count training samples only: epochs * train size / wall time (set-up includ
 Prints the median of --repeat runs of each and the ratio backend / bare (of the medians, the
 median of the paired runs' ratios, and of the best runs). The backend's extra cost is then the
 reporter, heartbeat, abort checks, snapshots and their bookkeeping: the overhead the issue asks about.
---tiny: one run of one epoch each, a check that the benchmark still works (tests/bench), not a figure.
+--tiny: one run of one epoch each, no warm-up: a check that the benchmark still works (tests/bench), not a figure.
 """
 from __future__ import annotations
 
@@ -156,8 +156,9 @@ def compare(dataset: Dataset, owner, network: str,  # type: ignore[no-untyped-de
     samples = args.epochs * dataset.split_counts["train"]
     bare, backend, training_only = [], [], []
     # Warm-up for both: first-call costs of torch kernels, and of the ORM and reporter on the backend side.
-    run_bare(dataset, network, 1, args.batch_size)
-    run_backend(dataset, owner, network, 1, args.batch_size)
+    if not args.tiny:
+        run_bare(dataset, network, 1, args.batch_size)
+        run_backend(dataset, owner, network, 1, args.batch_size)
     for rep in range(args.repeat):
         bare.append(samples / run_bare(dataset, network, args.epochs, args.batch_size))
         backend.append(samples / run_backend(dataset, owner, network, args.epochs, args.batch_size))
