@@ -249,8 +249,8 @@ class _Run:
                         tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
         name = self.plan.output_folder / f"snapshots/epoch_{epoch:g}"
         meta = json.dumps(snapshot_meta(epoch, step, state)).encode()
-        # Each file is written under a temporary name and fsynced, the three at once, then all are
-        # renamed: a kill mid-write leaves no half file. Not safetensors' save(): it holds the GIL
+        # Each file is written under a temporary name and fsynced, then all are renamed: a kill
+        # mid-write leaves no half file. Not safetensors' save(): it holds the GIL
         # through its copies.
         self.snapshots.write_together({
             Path(f"{name}.safetensors"): lambda path: write_safetensors(path, weights),
