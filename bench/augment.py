@@ -4,7 +4,7 @@ with augmenting image by image with Pillow.
     .venv/bin/python bench/augment.py [--networks lenet,resnet18] [--seconds 25] [--batch-size 32]
                                       [--threads 2] [--ops-batch-size 64] [--ops-repeat 15]
                                       [--ops-shapes 1x28x28,3x32x32,3x96x96]
-                                      [--no-rotation-gain] [--gain-epochs 10]
+                                      [--no-rotation-gain] [--gain-epochs 10] [--tiny]
 
 1. Throughput. For each built-in network (LeNet on 1x28x28 grayscale, ResNet-18 on 3x32x32
    colour; random pixels written as a dataset folder), the real backend's training step
@@ -27,7 +27,9 @@ with augmenting image by image with Pillow.
    scikit-learn's digits (28x28, the example dataset's ingest) for --gain-epochs epochs without
    augmentation and with `rotate_degrees` 25, each scored on the validation split as it is and on
    a copy of it rotated by 25 degrees (Pillow, bilinear, half the images each way).
-No assertions: it prints figures; bench/README.md records them.
+No assertions: it prints figures; bench/README.md records them. --tiny runs all three parts on
+LeNet, 8-image batches of 1x28x28 and 3x32x32, a few steps and one epoch, one torch thread: a
+check that the benchmark still works (tests/bench), not a figure.
 """
 from __future__ import annotations
 
@@ -239,7 +241,11 @@ def main() -> None:
     parser.add_argument("--ops-shapes", default="1x28x28,3x32x32,3x96x96")
     parser.add_argument("--rotation-gain", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--gain-epochs", type=int, default=10)
+    parser.add_argument("--tiny", action="store_true", help="seconds, not a figure: a check that it still runs")
     args = parser.parse_args()
+    if args.tiny:
+        args.networks, args.seconds, args.batch_size, args.gain_epochs, args.threads = "lenet", 0.0, 8, 1, 1
+        args.ops_batch_size, args.ops_repeat, args.ops_shapes = 8, 1, "1x28x28,3x32x32"
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; training batch {args.batch_size}, "

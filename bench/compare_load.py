@@ -1,6 +1,6 @@
 """Compare load benchmark: the compare API and page for 10 jobs of 10,000 points each.
 
-    .venv/bin/python bench/compare_load.py [--jobs 10] [--points 10000] [--requests 30] [--no-browser]
+    .venv/bin/python bench/compare_load.py [--jobs 10] [--points 10000] [--requests 30] [--no-browser] [--tiny]
 
 In a fresh temporary data folder on SQLite (the embedded default): migrate, a user, one ready
 Dataset row, --jobs done TrainingJob rows with --points MetricPoint rows each, bulk-inserted as a
@@ -15,6 +15,8 @@ the first request of each timed separately (cold: compare.selectors caches a fin
 series, so the timed ones after the warm-up are warm), and, unless --no-browser, the page as a person sees it in headless Chromium (Playwright): from
 navigation to the four charts drawn (window.compareReady), --browser-loads times.
 Prints median and p95 per case in ms. Reuses bench/scale.py's set-up and client helpers.
+--tiny: 2 jobs of 300 points, 2 requests each and one browser load (skipped, saying so, without
+/usr/bin/chromium): a check that the benchmark still works (tests/bench), not a figure.
 """
 from __future__ import annotations
 
@@ -48,6 +50,7 @@ from bench.scale import (  # noqa: E402
 from workbench.processes import free_port, listening, start, stop, web_command  # noqa: E402
 
 VAL_EVERY = 49  # 4,900 steps of (train loss, lr) and 100 of (val loss, val accuracy): 10,000 points
+CHROMIUM = "/usr/bin/chromium"
 
 
 def job_points(job_id: int, points: int, lr: float) -> Iterator[tuple[Any, ...]]:
@@ -90,7 +93,7 @@ def browser_loads(port: int, path: str, count: int) -> list[float]:
 
     times = []
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
                                               args=["--headless", "--no-sandbox", "--disable-gpu"])
         page = chromium.new_context(base_url=f"http://127.0.0.1:{port}").new_page()
         page.goto("/accounts/login/")
@@ -165,7 +168,13 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=30)
     parser.add_argument("--browser-loads", type=int, default=10)
     parser.add_argument("--no-browser", action="store_true")
+    parser.add_argument("--tiny", action="store_true", help="seconds, not a figure: a check that it still runs")
     args = parser.parse_args()
+    if args.tiny:
+        args.jobs, args.points, args.requests, args.browser_loads = 2, 300, 2, 1
+    if not args.no_browser and not Path(CHROMIUM).exists():
+        print(f"Chromium skipped: no {CHROMIUM} here", flush=True)
+        args.no_browser = True
     loaded = ci_running()
     with scratch_data("sqlite", "wb-bench-compare-") as data_dir:
         measure(args, data_dir)

@@ -1,6 +1,6 @@
 """GPU benchmark: ResNet-18 through the backend's training step against a bare PyTorch loop.
 
-    .venv/bin/python bench/gpu.py [--batch-size 256] [--size 64] [--steps 40] [--gpus N]
+    .venv/bin/python bench/gpu.py [--batch-size 256] [--size 64] [--steps 40] [--gpus N] [--tiny]
 
 On a synthetic 3-channel dataset (--size square, 8 batches, written to a temporary folder) and the
 built-in ResNet-18, each case warms up, then times --steps training steps (forward, backward,
@@ -28,6 +28,8 @@ and 2 gloo processes on the CPU, which checks the path and says it is not a GPU 
 
 On a machine without CUDA it runs the fp32 and bf16 cases and the map with and without prefetching
 on the CPU, small (size 32, batch 32, 10 steps), and says plainly what it skipped. It must finish in under 8 minutes on one GPU.
+--tiny: every case the machine allows at 16x16, batch 4, 2 steps, one epoch per DDP job (not the
+accumulate one), one torch thread: a check that the benchmark still works (tests/bench), not a figure.
 """
 from __future__ import annotations
 
@@ -108,9 +110,10 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def timed(step: Callable[[int], None], device: torch.device, steps: int) -> tuple[float, float | None]:
-    """Seconds per step (after 5 warm-up steps) and the GPU's mean utilisation meanwhile."""
-    for i in range(5):
+def timed(step: Callable[[int], None], device: torch.device, steps: int,
+          warmup: int = 5) -> tuple[float, float | None]:
+    """Seconds per step (after the warm-up steps) and the GPU's mean utilisation meanwhile."""
+    for i in range(warmup):
         step(i)
     sync(device)
     meter = Utilisation(device.index or 0) if device.type == "cuda" else None
@@ -237,6 +240,10 @@ def job_rate(folder: Path, args: argparse.Namespace, devices: tuple[str, ...], e
     return (s1 - s0) * batch / (t1 - t0)
 
 
+def job_epochs(args: argparse.Namespace, n: int) -> int:
+    return 1 if args.tiny else max(2, 2 * n * args.steps // 8)
+
+
 def ddp_scaling(folder: Path, args: argparse.Namespace, gpus: int) -> None:
     """1 to N devices, the per-device batch fixed; the CPU's gloo pair stands in without several GPUs."""
     if gpus > 1:
@@ -249,7 +256,7 @@ def ddp_scaling(folder: Path, args: argparse.Namespace, gpus: int) -> None:
     rates = {}
     for n in counts:
         devices = tuple(f"cuda:{i}" for i in range(n)) if kind == "cuda" else ("cpu",) * n
-        rates[n] = job_rate(folder, args, devices, epochs=max(2, 2 * n * args.steps // 8))
+        rates[n] = job_rate(folder, args, devices, epochs=job_epochs(args, n))
         print(f"  {n} {'GPU' if kind == 'cuda' else 'process'}{'es' if kind == 'cpu' and n > 1 else ''}"
               f"{'s' if kind == 'cuda' and n > 1 else ''}: {rates[n]:10.1f} images/s", flush=True)
     for n in counts[1:]:
@@ -259,8 +266,11 @@ def ddp_scaling(folder: Path, args: argparse.Namespace, gpus: int) -> None:
         else:
             print(f"  efficiency, {n} gloo processes on {os.cpu_count()} cores: {efficiency:.2f} (not a GPU figure)")
     n = counts[-1]
+    if args.tiny:
+        print(f"  accumulate 4 on {n}: skipped (--tiny)")
+        return
     devices = tuple(f"cuda:{i}" for i in range(n)) if kind == "cuda" else ("cpu",) * n
-    accumulated = job_rate(folder, args, devices, epochs=max(2, 2 * n * args.steps // 8), accumulate=4)
+    accumulated = job_rate(folder, args, devices, epochs=job_epochs(args, n), accumulate=4)
     print(f"  accumulate 4 on {n}: {accumulated:10.1f} images/s, {accumulated / rates[n]:.2f}x accumulate 1 (one "
           "all-reduce and one optimizer step per 4 batches; DDP's no_sync before the last)", flush=True)
 
@@ -271,7 +281,11 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--gpus", type=int, default=None, help="how many GPUs to use for DDP scaling (default: all)")
+    parser.add_argument("--tiny", action="store_true", help="seconds, not a figure: a check that it still runs")
     args = parser.parse_args()
+    if args.tiny:
+        args.batch_size, args.size, args.steps = 4, 16, 2
+        torch.set_num_threads(1)  # two threads on a busy 2-core machine run 5-10x slower than one
     cuda = torch.cuda.is_available()
     if not cuda:
         args.batch_size, args.size, args.steps = min(args.batch_size, 32), min(args.size, 32), min(args.steps, 10)
@@ -289,7 +303,7 @@ def main() -> None:
         rates, gpu = {}, {}
 
         def case(name: str, step: Callable[[int], None]) -> None:
-            seconds, util = timed(step, device, args.steps)
+            seconds, util = timed(step, device, args.steps, warmup=1 if args.tiny else 5)
             rates[name], gpu[name] = report(name, seconds, util, args.batch_size), util
 
         case("bare fp32", bare_step(folder, args, device))

@@ -1,7 +1,7 @@
 """Inference benchmark: torch eager against its TorchScript and ONNX Runtime exports, in one run.
 
     .venv/bin/python bench/inference.py [--threads 2] [--networks lenet,resnet18] [--repeat 200]
-                                        [--batch-sizes 1,8,32,128] [--seconds 1.0]
+                                        [--batch-sizes 1,8,32,128] [--seconds 1.0] [--tiny]
 
 Trains nothing. For LeNet on 1x28x28 and ResNet-18 on 3x32x32 (the built-in specs, 10 classes,
 seeded random weights and a random mean image) it writes a snapshot folder as a training job would,
@@ -14,6 +14,8 @@ Latency: one image per call, median of --repeat calls after a warm-up. Throughpu
 each batch size, from the median time of at least 5 calls (about --seconds per runtime and cell).
 The runtimes take turns call by call, so load from elsewhere on the machine hits all of them alike.
 Prints the figures and each runtime's ratio to eager (above 1 is faster than eager).
+--tiny: LeNet only, a few calls, batch sizes 1 and 8, one thread (exports and their checks as
+always): a check that the benchmark still works (tests/bench), not a figure.
 """
 from __future__ import annotations
 
@@ -148,7 +150,10 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=200, help="single-image calls for the latency median")
     parser.add_argument("--batch-sizes", default="1,8,32,128")
     parser.add_argument("--seconds", type=float, default=1.0, help="time budget per throughput cell")
+    parser.add_argument("--tiny", action="store_true", help="seconds, not a figure: a check that it still runs")
     args = parser.parse_args()
+    if args.tiny:
+        args.networks, args.repeat, args.batch_sizes, args.seconds, args.threads = "lenet", 5, "1,8", 0.0, 1
     torch.set_num_threads(args.threads)
     torch.set_num_interop_threads(1)
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]

@@ -1,6 +1,6 @@
 """Ingest benchmark: the product's pipeline against a plain single-process Pillow loop.
 
-    .venv/bin/python bench/ingest.py [--images 2400] [--size 64x64] [--repeat 3]
+    .venv/bin/python bench/ingest.py [--images 2400] [--size 64x64] [--repeat 3] [--tiny]
 
 Builds a seeded zip of photo-like JPEGs (smooth gradients plus noise, 320x240..640x480) in a
 temporary folder, then times, in this one process:
@@ -11,6 +11,8 @@ temporary folder, then times, in this one process:
              fast_jpeg=False, which shows what the parallelism alone buys
 Each figure is the best of --repeat interleaved runs (the median is printed beside it), with
 the CPU time it used: on a busy machine the CPU time per image is the steadier comparison.
+--tiny runs every contender once on 40 images at 32x32: a check that the benchmark still works
+(tests/bench), not a figure.
 """
 from __future__ import annotations
 
@@ -173,7 +175,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--images", type=int, default=2400, help="total images, over 4 classes")
     parser.add_argument("--size", type=parse_size, default=(64, 64), help="target WxH (default 64x64)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per contender; best is reported")
+    parser.add_argument("--tiny", action="store_true", help="seconds, not a figure: a check that it still runs")
     args = parser.parse_args(argv)
+    if args.tiny:
+        args.images, args.size, args.repeat = 40, (32, 32), 1
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
         archive_path = Path(tmp) / "photos.zip"
         started = time.perf_counter()

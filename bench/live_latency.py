@@ -1,7 +1,7 @@
 """Live-curve latency benchmark: from the worker's report of a point to an SSE client's receipt.
 
     .venv/bin/python bench/live_latency.py [--backend embedded|redis|both] [--epochs 20]
-                                           [--redis-database postgres|sqlite] [--threads 1]
+                                           [--redis-database postgres|sqlite] [--threads 1] [--tiny]
 
 For each set-up, in a fresh temporary data folder: migrate, a user and token, the digits example
 ingested (28x28 grayscale), then a real `celery worker` and a real uvicorn server as subprocesses
@@ -13,6 +13,8 @@ it reported it; same machine, same clock). Prints count, p50, p95, p99 and max i
   redis     CELERY_BROKER_URL=redis://127.0.0.1:6379/14; the stream is woken by pub/sub; the database
             is PostgreSQL (database wb_bench, created through psql) or SQLite (--redis-database)
 Each set-up runs in a child process of its own, since settings are read once per process.
+--tiny: the embedded set-up only (it needs no Redis nor PostgreSQL), a 1-epoch job: a check that the
+benchmark still works (tests/bench), not a figure.
 """
 from __future__ import annotations
 
@@ -59,7 +61,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="WORKBENCH_TORCH_THREADS for the worker")
     parser.add_argument("--redis-database", choices=("postgres", "sqlite"), default="postgres")
     parser.add_argument("--child", choices=("embedded", "redis"), help=argparse.SUPPRESS)
+    parser.add_argument("--tiny", action="store_true", help="seconds, not a figure: a check that it still runs")
     args = parser.parse_args()
+    if args.tiny:
+        args.backend, args.epochs = "embedded", 1
     if args.child:
         sys.exit(measure(args.child, args))
     names = ("embedded", "redis") if args.backend == "both" else (args.backend,)

@@ -1,6 +1,6 @@
 """Recovery benchmark: SIGKILL the worker at random moments of training jobs and time the way back.
 
-    .venv/bin/python bench/recovery.py [--kills 20] [--epochs 8] [--batch-size 16] [--seed 0] [--settle 0]
+    .venv/bin/python bench/recovery.py [--kills 20] [--epochs 8] [--batch-size 16] [--seed 0] [--settle 0] [--tiny]
 
 In one temporary data folder on the embedded default (SQLite + the filesystem broker): migrate (a
 `manage.py migrate` subprocess), a user, then `manage.py serve` as a subprocess (PORT a free port,
@@ -26,6 +26,8 @@ job, until the worker has been up S seconds (S above STEADY: every restart is th
 Prints one line per kill, then medians, worst cases and the targets: every job finished, and median
 and worst kill -> training under 10 s. Misses are printed; the exit status is 0 either way (the
 figures are the result; a crash of this script itself still exits non-zero).
+--tiny: no warm-up job, one kill of a 2-epoch job at batch 64: a check that the benchmark still
+works (tests/bench), not a figure.
 """
 from __future__ import annotations
 
@@ -404,7 +406,10 @@ def main() -> None:
     parser.add_argument("--settle", type=float, default=0.0,
                         help="before each job, wait until the worker has been up this many seconds")
     parser.add_argument("--keep", action="store_true", help="keep the data folder (its path is printed)")
+    parser.add_argument("--tiny", action="store_true", help="seconds, not a figure: a check that it still runs")
     args = parser.parse_args()
+    if args.tiny:
+        args.kills, args.epochs, args.batch_size = 1, 2, 64
     data_dir = tempfile.mkdtemp(prefix="wb-bench-recovery-")
     try:
         run(args, Path(data_dir))
@@ -433,7 +438,8 @@ def run(args: argparse.Namespace, data_dir: Path) -> None:
         dataset = ingest_digits(owner)
         steps_per_epoch = math.ceil(dataset.split_counts["train"] / args.batch_size)
         total = args.epochs * steps_per_epoch
-        status, seconds = baseline(owner, dataset, serve, args)
+        # The uninterrupted warm-up job is left out of --tiny: the kill's own job is the check.
+        status, seconds = baseline(owner, dataset, serve, args) if not args.tiny else ("skipped (--tiny)", 0.0)
         print(f"LeNet on the digits ({dataset.split_counts['train']} train images): {args.epochs} epochs, batch "
               f"{args.batch_size}, {steps_per_epoch} steps per epoch, {total} steps; snapshot every epoch. "
               f"Uninterrupted: {status} in {seconds:.1f} s. Worker: concurrency 1, 1 torch thread.", flush=True)

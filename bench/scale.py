@@ -1,7 +1,7 @@
 """Scale benchmark: the job list, the Jobs page and one long curve, with 10,000 jobs and 1,000,000 points.
 
     .venv/bin/python bench/scale.py [--backend sqlite|postgres] [--jobs 10000] [--points 1000000]
-                                    [--requests 50]
+                                    [--requests 50] [--tiny]
 
 In a fresh temporary data folder, on SQLite (the embedded default) or PostgreSQL (database
 bench_scale at 127.0.0.1:5432, dropped and created again through psql so runs are repeatable):
@@ -19,6 +19,8 @@ each on one kept-alive connection, 5 warm-up requests then --requests timed ones
   cut anew  the same with max_points 1900, 1901, ... (a new cut each time: the database's work)
 Prints row counts, the fill time, median and p95 per request in ms, and PASS/MISS against the
 target (p95 under 100 ms). Notes when a pytest run was loading the machine.
+--tiny: 20 jobs, 3,000 points, 2 requests each: a check that the benchmark still works
+(tests/bench), not a figure.
 """
 from __future__ import annotations
 
@@ -364,7 +366,10 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=10_000)
     parser.add_argument("--points", type=int, default=1_000_000)
     parser.add_argument("--requests", type=int, default=50)
+    parser.add_argument("--tiny", action="store_true", help="seconds, not a figure: a check that it still runs")
     args = parser.parse_args()
+    if args.tiny:
+        args.jobs, args.points, args.requests = 20, 3000, 2
     if args.jobs < 1 or args.requests < 1 or args.points < 0:
         parser.error("--jobs and --requests must be at least 1, --points at least 0")
     loaded = ci_running()

@@ -1,6 +1,6 @@
 """What ASHA saves: the same random search on the example digits with and without early stopping.
 
-    .venv/bin/python bench/sweep_asha.py [--trials 10] [--epochs 4] [--seed 1] [--batch-size 32]
+    .venv/bin/python bench/sweep_asha.py [--trials 10] [--epochs 4] [--seed 1] [--batch-size 32] [--tiny]
 
 In one temporary data folder on the embedded default (as bench/recovery.py: migrate, a user,
 `manage.py serve` with one worker running one job at a time, the digits ingested by it), two sweeps
@@ -10,6 +10,7 @@ stopping, then with ASHA (SuccessiveHalvingPruner, grace 1 epoch, reduction fact
 prints every trial (its settings, how it ended, epochs trained, best val accuracy), then the epochs
 trained in all, the sweep's wall time and its best val accuracy; last the epochs ASHA saved and the
 accuracy it lost (or gained). Exit status 0 either way: the figures are the result.
+--tiny: 2 trials of 1 epoch at batch 128: a check that the benchmark still works (tests/bench), not a figure.
 """
 from __future__ import annotations
 
@@ -66,7 +67,10 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--tiny", action="store_true", help="seconds, not a figure: a check that it still runs")
     args = parser.parse_args()
+    if args.tiny:
+        args.trials, args.epochs, args.batch_size = 2, 1, 128
     with tempfile.TemporaryDirectory(prefix="workbench-bench-sweep-") as data_dir:
         port = free_port()
         env = environment(data_dir, port)

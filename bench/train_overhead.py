@@ -1,7 +1,7 @@
 """Training overhead benchmark: a job run through the torch backend against a bare PyTorch loop.
 
     .venv/bin/python bench/train_overhead.py [--networks lenet,mlp] [--epochs 20] [--repeat 7]
-                                             [--size 28] [--threads 1] [--batch-size 64]
+                                             [--size 28] [--threads 1] [--batch-size 64] [--tiny]
 
 Ingests scikit-learn's digits once (grayscale, --size square) into a temporary data folder, then
 for each network alternates, in this one process and with the same torch.set_num_threads:
@@ -15,6 +15,7 @@ Both count training samples only: epochs * train size / wall time (set-up includ
 Prints the median of --repeat runs of each and the ratio backend / bare (of the medians, the
 median of the paired runs' ratios, and of the best runs). The backend's extra cost is then the
 reporter, heartbeat, abort checks, snapshots and their bookkeeping: the overhead the issue asks about.
+--tiny: one run of one epoch each, no warm-up: a check that the benchmark still works (tests/bench), not a figure.
 """
 from __future__ import annotations
 
@@ -56,6 +57,7 @@ from jobs.services import training_plan  # noqa: E402
 from networks.builtin import builtin_spec  # noqa: E402
 from training.torch.backend import TorchBackend  # noqa: E402
 from training.torch.build import build_model  # noqa: E402
+from workbench.leases import heartbeat, lease_claim  # noqa: E402
 
 SEED = 0
 LR, MOMENTUM = 0.01, 0.9
@@ -125,16 +127,22 @@ def run_backend(dataset: Dataset, owner, network: str, epochs: int, batch_size: 
         owner=owner, dataset=dataset, name=f"{network} bench", network=network,
         network_spec=builtin_spec(network, shape, len(dataset.classes)), epochs=epochs, batch_size=batch_size,
         optimizer="sgd", learning_rate=LR, momentum=MOMENTUM, seed=SEED, device="cpu",
-        status=TrainingJob.Status.RUNNING)
+        status=TrainingJob.Status.QUEUED)
     job.folder.mkdir(parents=True, exist_ok=True)
     backend = TorchBackend("torch", {"threads": 0})
     started = time.perf_counter()
-    reporter = DatabaseReporter(job.pk, job.folder, heartbeat_seconds=2)
-    reporter.start()
-    try:
-        outcome = backend.train(training_plan(job), reporter)
-    finally:
-        reporter.close()
+    # As the worker runs it (jobs.services._train_claimed): claimed through a lease, a heartbeat
+    # thread beside the reporter's writer.
+    lease = lease_claim(TrainingJob, job.pk, stop_field="abort_requested")
+    if lease is None:
+        raise RuntimeError("the bench job could not be claimed")
+    reporter = DatabaseReporter(lease, job.folder)
+    with heartbeat(lease):
+        reporter.start()
+        try:
+            outcome = backend.train(training_plan(job), reporter)
+        finally:
+            reporter.close()
     seconds = time.perf_counter() - started
     if outcome != "done":
         raise RuntimeError(f"the backend run ended {outcome}")
@@ -148,8 +156,9 @@ def compare(dataset: Dataset, owner, network: str,  # type: ignore[no-untyped-de
     samples = args.epochs * dataset.split_counts["train"]
     bare, backend, training_only = [], [], []
     # Warm-up for both: first-call costs of torch kernels, and of the ORM and reporter on the backend side.
-    run_bare(dataset, network, 1, args.batch_size)
-    run_backend(dataset, owner, network, 1, args.batch_size)
+    if not args.tiny:
+        run_bare(dataset, network, 1, args.batch_size)
+        run_backend(dataset, owner, network, 1, args.batch_size)
     for rep in range(args.repeat):
         bare.append(samples / run_bare(dataset, network, args.epochs, args.batch_size))
         backend.append(samples / run_backend(dataset, owner, network, args.epochs, args.batch_size))
@@ -168,7 +177,10 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1,
                         help="torch.set_num_threads for both (1: steadiest on a shared machine)")
+    parser.add_argument("--tiny", action="store_true", help="seconds, not a figure: a check that it still runs")
     args = parser.parse_args()
+    if args.tiny:
+        args.epochs, args.repeat = 1, 1
     torch.set_num_threads(args.threads)
     call_command("migrate", verbosity=0)
     owner = get_user_model().objects.create_user("bench", password="bench-password")

@@ -1,6 +1,6 @@
 """Upload memory benchmark: the web process's peak RSS growth for one big upload.
 
-    .venv/bin/python bench/upload_memory.py [--mib 1024] [--baseline]
+    .venv/bin/python bench/upload_memory.py [--mib 1024] [--baseline] [--tiny]
 
 In a fresh temporary data folder on the embedded default (SQLite, filesystem broker): migrate, a
 user and token, then a real uvicorn server (`workbench.processes.web_command`) with the default
@@ -11,6 +11,8 @@ Prints the server's peak RSS (VmHWM from /proc) before and after, and the growth
   --baseline  also run a second server with WORKBENCH_REQUEST_BODY_MEMORY_BYTES above the body's
               size, so the body is never rolled over to disk: Django's own behaviour with
               FILE_UPLOAD_MAX_MEMORY_SIZE = 0, as before the spooling handler.
+  --tiny      a 4 MiB upload to both servers: a check that the benchmark still works (tests/bench),
+              not a figure.
 """
 from __future__ import annotations
 
@@ -38,7 +40,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mib", type=int, default=1024, help="size of the uploaded file in MiB")
     parser.add_argument("--baseline", action="store_true", help="also measure the old, in-memory spooling")
+    parser.add_argument("--tiny", action="store_true", help="seconds, not a figure: a check that it still runs")
     args = parser.parse_args()
+    if args.tiny:
+        args.mib, args.baseline = 4, True
     if not Path("/proc/self/status").exists():
         sys.exit("needs /proc/<pid>/status (VmHWM) to read peak RSS")
     with tempfile.TemporaryDirectory(prefix="wb-bench-upload-") as data_dir:

@@ -6,6 +6,7 @@ goes on while a long step runs and while the writer retries.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import queue
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db import close_old_connections, connection
+from django.db import connection
 from django.utils import timezone
 
 from jobs import hooks
@@ -188,7 +189,7 @@ class DatabaseReporter:
                         self._progress = event
                 points += self._system_points(last=done)
                 now = time.monotonic()
-                row_due = done or now - last_row >= _ROW_EVERY
+                row_due = done or now - last_row >= _ROW_EVERY or bool(snapshots)
                 if not self._write_or_retry(points, snapshots, row_due):
                     continue
                 if points or snapshots or row_due:
@@ -221,20 +222,33 @@ class DatabaseReporter:
     _system_due = 0.0
 
     def _write_or_retry(self, points: list[MetricEvent], snapshots: list[tuple[Any, ...]], row: bool) -> bool:
-        """Write; on a database error keep everything for the next try, pause training, back off."""
+        """Write; on a database error keep everything for the next try, pause training, back off.
+
+        The connection is kept from one write to the next: opening one per write (what
+        close_old_connections does with CONN_MAX_AGE 0) was a sixth of this thread's CPU. One that
+        the database dropped meanwhile (a restart) fails once and is replaced at once."""
         try:
-            close_old_connections()
-            self._write_points(points)
-            self._write_snapshots(snapshots)
-            if row:
-                self._write_row()
+            try:
+                self._write(points, snapshots, row)
+            except Exception:
+                _close_connection()
+                self._write(points, snapshots, row)  # every write is idempotent: the same again
         except Exception as exc:
+            _close_connection()  # the next try starts on a fresh connection
             return self._failed_write(exc)
         if not self._healthy.is_set():
             self.log("Reports are stored again; training goes on.")
             self._failing_since = None
             self._healthy.set()
         return True
+
+    def _write(self, points: list[MetricEvent], snapshots: list[tuple[Any, ...]], row: bool) -> None:
+        self._write_points(points)
+        recorded = self._write_snapshots(snapshots)
+        if row:
+            # Progress made (a snapshot recorded): a later loss of the worker starts the count of
+            # attempts in a row anew. Said in the row's own update, not in one more query.
+            self._write_row(**({"retries": 0} if recorded else {}))
 
     _failing_since: float | None = None
 
@@ -292,18 +306,17 @@ class DatabaseReporter:
                 self.stop_reason = reason
                 self.lease.stop.set()
 
-    def _write_snapshots(self, snapshots: list[tuple[Any, ...]]) -> None:
+    def _write_snapshots(self, snapshots: list[tuple[Any, ...]]) -> bool:
+        """Record the snapshots (all their files are whole by now); True when there were some."""
         if not snapshots:
-            return
+            return False
         now = connection.ops.adapt_datetimefield_value(timezone.now())  # a raw statement: as the ORM stores it
         # A snapshot already recorded (a resumed run) is left as it is.
         rows = [(self.job_id, epoch, step, path, now) for _, epoch, path, step in snapshots]
-        if self.lease.insert(Snapshot, _SNAPSHOT_FIELDS, rows):
-            # Progress made: a later loss of the worker starts the count of attempts in a row anew.
-            self.lease.update(retries=0)
+        return self.lease.insert(Snapshot, _SNAPSHOT_FIELDS, rows)
 
-    def _write_row(self) -> None:
-        fields: dict[str, Any] = {"heartbeat_at": timezone.now(), "latest": self.latest, "best": self.best}
+    def _write_row(self, **extra: Any) -> None:
+        fields: dict[str, Any] = {"heartbeat_at": timezone.now(), "latest": self.latest, "best": self.best, **extra}
         if self._device is not None:
             fields["device_used"] = self._device
         p = self._progress
@@ -321,3 +334,8 @@ class DatabaseReporter:
             return None
         rate = (p.time - first.time) / (p.step - first.step)
         return max(rate * (p.total_steps - p.step), 0.0)
+
+
+def _close_connection() -> None:
+    with contextlib.suppress(Exception):  # a broken connection may fail to close: it is dropped anyway
+        connection.close()

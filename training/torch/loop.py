@@ -36,7 +36,7 @@ from training.torch.tensorfile import write_safetensors
 from training.torch.vision_tasks import torch_task
 from training.vision_tasks import vision_task
 from workbench import faults
-from workbench.files import remove_leftovers, replaced_atomically, write_bytes_atomically
+from workbench.files import remove_leftovers
 
 _RANK_SEED_STEP = 1_000_003  # rank r of a job draws from seed + r times this
 
@@ -99,8 +99,6 @@ class _Run:
         self.snapshot_every = max(1, round(plan.snapshot_interval * self.steps_per_epoch))
 
     def train(self) -> str:
-        if self.ranks.leader:
-            self._write_model_files()
         self.reporter.using_device(", ".join(self.plan.devices) if self.ranks.size > 1 else str(self.device))
         if self.plan.pretrained and self.plan.resume_from_epoch is None:
             # A resumed fine-tune loads its own snapshot (below), never the pretrained weights again.
@@ -112,6 +110,8 @@ class _Run:
         if (slow := self.precision.warning()) and self.ranks.leader:
             self.reporter.log(slow)
         with SnapshotWriter(self._write_snapshot) as self.snapshots, self.batches:
+            if self.ranks.leader:
+                self.snapshots.first(self._write_model_files)
             finished = all(self._train_epoch(epoch, start)
                            for epoch in range(start // self.steps_per_epoch, self.plan.epochs))
         self.reporter.log("Done." if finished else "Aborted.")
@@ -219,12 +219,15 @@ class _Run:
 
     # --- snapshots and resume ---------------------------------------------------------------
     def _write_model_files(self) -> None:
+        """The model's description and mean beside its snapshots; on the snapshot writer's thread,
+        before any snapshot, so a fast first epoch does not wait for their fsyncs."""
         folder = self.plan.output_folder
         (folder / "snapshots").mkdir(parents=True, exist_ok=True)
         remove_leftovers(folder / "snapshots")  # what a killed attempt was writing
-        write_bytes_atomically(folder / "model.json", json.dumps(model_metadata(self.plan), indent=2).encode())
-        with replaced_atomically(folder / "mean.safetensors") as temporary:
-            save_file({"mean": self.mean.cpu().contiguous()}, temporary)
+        description = json.dumps(model_metadata(self.plan), indent=2).encode()
+        mean = {"mean": self.mean.cpu().contiguous()}
+        self.snapshots.write_together({folder / "model.json": lambda path: path.write_bytes(description),
+                                       folder / "mean.safetensors": lambda path: save_file(mean, path)})
 
     def _snapshot(self, step: int) -> None:
         """Copy the weights, optimizer and loop state now; write them while the next steps run."""
@@ -253,21 +256,23 @@ class _Run:
 
     def _write_snapshot(self, epoch: float, step: int, weights: dict[str, torch.Tensor],
                         tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
-        name = f"snapshots/epoch_{epoch:g}"
-        folder = self.plan.output_folder
-        # Each file is written under a temporary name, fsynced and renamed: a kill mid-write
-        # leaves no half file. Not safetensors' save(): it holds the GIL through its copies.
-        with replaced_atomically(folder / f"{name}.safetensors") as temporary:
-            write_safetensors(temporary, weights)
-            faults.pause(f"snapshot:{epoch:g}")
-            self._still_ours()
-        with replaced_atomically(folder / f"{name}.optim.safetensors") as temporary:
-            write_safetensors(temporary, tensors)
-            self._still_ours()
-        write_bytes_atomically(folder / f"{name}.json", json.dumps(snapshot_meta(epoch, step, state)).encode())
+        name = self.plan.output_folder / f"snapshots/epoch_{epoch:g}"
+        meta = json.dumps(snapshot_meta(epoch, step, state)).encode()
+        # Each file is written under a temporary name and fsynced, then all are renamed: a kill
+        # mid-write leaves no half file. Not safetensors' save(): it holds the GIL
+        # through its copies.
+        self.snapshots.write_together({
+            Path(f"{name}.safetensors"): lambda path: write_safetensors(path, weights),
+            Path(f"{name}.optim.safetensors"): lambda path: write_safetensors(path, tensors),
+            Path(f"{name}.json"): lambda path: path.write_bytes(meta),
+        }, before_replace=lambda: self._before_replace(epoch))
         # Reported only once all its files are whole: resume trusts every snapshot row it finds.
-        self.reporter.snapshot(epoch=epoch, path=f"{name}.safetensors", step=step)
+        self.reporter.snapshot(epoch=epoch, path=f"snapshots/epoch_{epoch:g}.safetensors", step=step)
         self.reporter.log(f"Snapshot at epoch {epoch:g}.")
+
+    def _before_replace(self, epoch: float) -> None:
+        faults.pause(f"snapshot:{epoch:g}")
+        self._still_ours()
 
     def _still_ours(self) -> None:
         """Before a snapshot file replaces another: a run that lost its job raises here, so it can
