@@ -56,8 +56,9 @@ from training.augmentation import augmentation_parse  # noqa: E402
 from training.contract import SilentReporter, TrainingPlan  # noqa: E402
 from training.torch.augment import Augmenter  # noqa: E402
 from training.torch.data import Split  # noqa: E402
-from training.torch.loop import _Run, train  # noqa: E402
+from training.torch.loop import _Run  # noqa: E402
 from training.torch.models import evaluate, load_snapshot  # noqa: E402
+from training.torch.run import train  # noqa: E402
 
 CPU = torch.device("cpu")
 SHAPES = {"lenet": (1, 28, 28), "resnet18": (3, 32, 32)}

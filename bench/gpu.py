@@ -60,8 +60,9 @@ import torch  # noqa: E402
 from networks.builtin import builtin_spec  # noqa: E402
 from training.contract import SilentReporter, TrainingPlan  # noqa: E402
 from training.torch.build import build_model  # noqa: E402
-from training.torch.loop import _Run, train  # noqa: E402
+from training.torch.loop import _Run  # noqa: E402
 from training.torch.precision import cpu_has_bf16  # noqa: E402
+from training.torch.run import train  # noqa: E402
 
 
 class Utilisation(threading.Thread):

@@ -7,7 +7,8 @@ import torch
 
 from tests.jobs.test_training_extras import CPU, Recorder, last_weights, make_plan, max_difference, write_dataset
 from training.torch.compile import CompiledModel
-from training.torch.loop import _Run, train
+from training.torch.loop import _Run
+from training.torch.run import train
 
 DROPOUT = {"layers": [{"type": "flatten"}, {"type": "dropout", "p": 0.3}, {"type": "linear", "out_features": "num_classes"}]}
 

@@ -8,7 +8,8 @@ import torch
 
 from tests.jobs.test_training_extras import CPU, Recorder, last_weights, make_plan, max_difference, write_dataset
 from training.torch.data import PLACEMENTS, Prefetcher, Split, placement
-from training.torch.loop import _Run, train
+from training.torch.loop import _Run
+from training.torch.run import train
 
 
 def test_every_placement_gives_the_same_batches_for_the_same_seed(tmp_path):

@@ -137,7 +137,7 @@ def test_ranks_end_with_their_worker_and_the_job_is_taken_back(celery_worker, do
 def test_two_ranks_fine_tune_with_frozen_pretrained_layers(tmp_path, freeze_epochs):
     """Frozen layers get no gradient: DDP is told to expect that, instead of waiting for one."""
     from tests.jobs.test_training_extras import Recorder, last_weights, make_plan, write_dataset
-    from training.torch.loop import train
+    from training.torch.run import train
 
     dataset = write_dataset(tmp_path / "dataset")
     mlp = {"layers": [{"type": "flatten"}, {"type": "linear", "out_features": 16}, {"type": "relu"},
@@ -162,7 +162,7 @@ def test_two_ranks_accumulating_batches_end_with_the_weights_of_one_process(tmp_
     the group's sum at its last batch: the weights are those of one process, up to float noise. A
     group's last batch left out of the all-reduce would leave each rank on its own half of the data."""
     from tests.jobs.test_training_extras import Recorder, last_weights, make_plan, max_difference, write_dataset
-    from training.torch.loop import train
+    from training.torch.run import train
 
     dataset = write_dataset(tmp_path / "dataset", train=40)
     # 5 batches of 8 an epoch: groups of 2, 2 and a last one of 1, over 3 epochs.

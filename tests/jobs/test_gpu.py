@@ -13,7 +13,8 @@ from tests.jobs.test_data_placement import prefetching
 from tests.jobs.test_precision import CONV, forward_dtypes
 from tests.jobs.test_training_extras import Recorder, last_weights, make_plan, write_dataset
 from training.torch.data import Prefetcher, Split
-from training.torch.loop import _Run, train
+from training.torch.loop import _Run
+from training.torch.run import train
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")]

@@ -6,7 +6,7 @@ import torch
 
 from tests.jobs.test_precision import CONV
 from tests.jobs.test_training_extras import Recorder, last_weights, make_plan, write_dataset
-from training.torch.loop import train
+from training.torch.run import train
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(torch.cuda.device_count() < 2, reason="fewer than two CUDA devices on this machine")]

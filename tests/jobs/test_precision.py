@@ -8,8 +8,9 @@ from tests.conftest import wait_dataset
 from tests.jobs.test_training_extras import CPU, Recorder, make_plan, write_dataset
 from tests.jobs.test_training_flow import wait_job
 from training.contract import TrainingFailed
-from training.torch.loop import _Run, train
+from training.torch.loop import _Run
 from training.torch.precision import cpu_has_bf16
+from training.torch.run import train
 
 CONV = {"layers": [{"type": "conv2d", "out_channels": 4, "kernel_size": 3, "padding": 1}, {"type": "relu"},
                    {"type": "flatten"}, {"type": "linear", "out_features": "num_classes"}]}

@@ -17,8 +17,9 @@ from tests.jobs.test_augmentation import EVERYTHING
 from training.contract import TrainingPlan
 from training.torch import archive_predict
 from training.torch.export import export_snapshot
-from training.torch.loop import _Run, train
+from training.torch.loop import _Run
 from training.torch.models import ModelCache
+from training.torch.run import train
 
 CPU = torch.device("cpu")
 LINEAR = {"layers": [{"type": "flatten"}, {"type": "linear", "out_features": "num_classes"}]}

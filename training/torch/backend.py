@@ -39,7 +39,7 @@ class TorchBackend(TrainingBackend):
         return ["cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
 
     def train(self, plan: TrainingPlan, reporter: Reporter) -> str:
-        from training.torch.loop import train
+        from training.torch.run import train
 
         return train(plan, reporter, threads=int(self.options.get("threads") or 0))
 

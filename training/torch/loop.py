@@ -41,19 +41,6 @@ from workbench.files import remove_leftovers
 _RANK_SEED_STEP = 1_000_003  # rank r of a job draws from seed + r times this
 
 
-def train(plan: TrainingPlan, reporter: Reporter, threads: int = 0) -> str:
-    """Train one job; "done" or "aborted". `threads` > 0 sets torch's intra-op threads."""
-    if threads:
-        torch.set_num_threads(threads)
-    if len(plan.devices) > 1:  # one process per device (DDP)
-        from training.torch.distributed import launch
-
-        return launch(plan, reporter)
-    # A job's run holds its devices (workers.leases); tests and benches name one in `device`.
-    device = plan.devices[0] if plan.devices else plan.device
-    return _Run(plan, reporter, torch.device("cpu" if device == "auto" else device)).train()
-
-
 # --- one training run -----------------------------------------------------------------------
 
 class _Run:
