@@ -258,13 +258,6 @@ def job_delete(*, job: TrainingJob) -> None:
         transaction.on_commit(lambda: shutil.rmtree(folder, ignore_errors=True))
 
 
-def jobs_reap_stale() -> int:
-    """Take back running jobs whose worker went silent: queued again from their last snapshot."""
-    from workbench.recovery import work_take_back
-
-    return work_take_back(models_=[TrainingJob])
-
-
 def job_retry_fields(job: TrainingJob) -> dict[str, Any]:
     """How a taken-back job goes on: from its last snapshot, or ends as aborted if that was asked."""
     if job.abort_requested:
