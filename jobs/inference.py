@@ -15,11 +15,7 @@ from jobs.models import Snapshot, TrainingJob
 from jobs.selectors import job_snapshot
 from training.vision_tasks import vision_task
 from workbench import faults
-from workbench.queue import WorkerUnavailable, run_on_worker
-
-__all__ = ["WorkerUnavailable"]  # the views' name for it
-
-TOP_K = 5
+from workbench.queue import run_on_worker
 
 
 @dataclass(frozen=True)
@@ -61,11 +57,6 @@ def job_classify(*, job: TrainingJob, image: UploadedFile, epoch: float | None =
     answer = job_infer(job=job, image=image, epoch=epoch)
     predictions = [Prediction(p["label"], p["probability"]) for p in answer["predictions"]]
     return Classification(predictions, answer["epoch"], answer["preprocessed"])
-
-
-def top_k(probabilities: np.ndarray, classes: list[str], k: int = TOP_K) -> list[Prediction]:
-    order = np.argsort(-probabilities, kind="stable")[:k]
-    return [Prediction(classes[i], float(probabilities[i])) for i in order]
 
 
 def classify_on_worker(*, job_id: int, snapshot_id: int, images_path: str) -> list[list[float]]:

@@ -15,10 +15,11 @@ from datasets import selectors as dataset_selectors
 from jobs import selectors, services
 from jobs.columns import DEFAULT_COLUMNS
 from jobs.forms import MULTI_VALUE_FIELDS, JobForm, SnapshotImageForm, initial_from_job, network_source_initial
-from jobs.inference import WorkerUnavailable, job_classify
+from jobs.inference import job_classify
 from jobs.models import TrainingJob
 from training.vision_tasks import vision_task
 from workbench.pagination import page_context
+from workbench.queue import WorkerUnavailable
 from workbench.uploads import TOO_LARGE_FORM, upload_too_large
 
 

@@ -15,13 +15,14 @@ from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 from django.utils.text import slugify
 
-from jobs.inference import Prediction, preprocess, top_k
+from jobs.inference import preprocess
 from jobs.models import TrainingJob
 from jobs.selectors import job_capabilities
 from jobs.services import JobInputError, JobStateError, training_plan
 from results.models import Compression
 from results.work import claimed, done_snapshot, enqueue, offered_choice
 from training.contract import SilentReporter
+from training.vision_tasks import vision_task
 from workbench.queue import run_on_worker
 
 
@@ -119,10 +120,10 @@ def compression_classify(*, compression: Compression, image: UploadedFile) -> di
         raise JobStateError(f"The compression is {compression.status}; classify once it is done.")
     pixels = preprocess(job=compression.job, image=image)
     answer = run_on_worker("results.classify_compressed", pixels[np.newaxis], compression.pk)
-    probabilities = np.asarray(answer[0])
-    predictions: list[Prediction] = top_k(probabilities, compression.job.dataset.classes)
-    return {"predictions": [{"label": p.label, "probability": p.probability} for p in predictions],
-            "preprocessed": png_data_url(pixels)}
+    dataset = compression.job.dataset
+    # The job's vision task answers, as for its uncompressed snapshot (jobs.inference.job_infer).
+    predictions = vision_task(dataset.task).infer_answer(np.asarray(answer[0]), dataset.classes)["predictions"]
+    return {"predictions": predictions, "preprocessed": png_data_url(pixels)}
 
 
 def compression_package(compression: Compression) -> tuple[Path, str] | None:
