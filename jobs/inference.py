@@ -1,4 +1,4 @@
-"""Classifying images with a job's snapshot. The web side decodes; the worker runs the model."""
+"""Classifying images with a job's snapshot. The web side decodes; a serving worker runs the model (serving/)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -11,11 +11,11 @@ from django.core.files.uploadedfile import UploadedFile
 from datasets.ingest.images import ImageRejected, ImageSpec, decode
 from datasets.ingest.store import png_data_url
 from jobs.errors import JobInputError
-from jobs.models import Snapshot, TrainingJob
+from jobs.models import TrainingJob
 from jobs.selectors import job_snapshot
+from serving import client, wire
 from training.vision_tasks import vision_task
 from workbench import faults
-from workbench.queue import run_on_worker
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ def job_infer(*, job: TrainingJob, image: UploadedFile, epoch: float | None = No
     answers: {"task", "epoch", "preprocessed", and the task's own fields (classification: predictions)}."""
     snapshot = job_snapshot(job=job, epoch=epoch)
     pixels = preprocess(job=job, image=image)
-    outputs = run_on_worker("jobs.classify", pixels[np.newaxis], job.pk, snapshot.pk)
+    outputs = client.ask("jobs.classify", job.backend, str(job.folder / snapshot.path), images=pixels[np.newaxis])
     task = vision_task(job.dataset.task)
     answer = task.infer_answer(np.asarray(outputs[0]), job.dataset.classes)
     return {"task": task.name, **answer, "epoch": snapshot.epoch, "preprocessed": png_data_url(pixels)}
@@ -59,11 +59,11 @@ def job_classify(*, job: TrainingJob, image: UploadedFile, epoch: float | None =
     return Classification(predictions, answer["epoch"], answer["preprocessed"])
 
 
-def classify_on_worker(*, job_id: int, snapshot_id: int, images_path: str) -> list[list[float]]:
-    from training.backends import backends
+def classify_on_worker(*, backend: str, weights: str, images: str) -> list[list[float]]:
+    """On a serving worker: the backend's outputs for the packed `images`, batched with concurrent requests."""
+    from pathlib import Path
 
-    snapshot = Snapshot.objects.select_related("job").get(pk=snapshot_id, job_id=job_id)
+    from serving.work import infer
+
     faults.pause("classify")
-    images = np.load(images_path)
-    probabilities = backends[snapshot.job.backend].infer(snapshot.job.folder / snapshot.path, images)
-    return probabilities.tolist()
+    return infer(backend, Path(weights), wire.unpack(images)).tolist()

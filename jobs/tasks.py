@@ -16,14 +16,16 @@ def train_job(self: Any, job_id: int) -> None:
 
 
 @shared_task(name="jobs.classify", ignore_result=False)
-def classify_images(job_id: int, snapshot_id: int, images_path: str) -> list[list[float]]:
+def classify_images(backend: str, weights: str, images: str) -> list[list[float]]:
     from jobs.inference import classify_on_worker
 
-    return classify_on_worker(job_id=job_id, snapshot_id=snapshot_id, images_path=images_path)
+    return classify_on_worker(backend=backend, weights=weights, images=images)
 
 
 @shared_task(name="jobs.augmentation_preview", ignore_result=False)
 def augmentation_preview(dataset_id: int, augmentation: dict[str, Any], seed: int, count: int) -> dict[str, Any]:
     from training.torch.augment_preview import preview_on_worker
+    from workbench import faults
 
+    faults.pause("preview")
     return preview_on_worker(dataset_id=dataset_id, augmentation=augmentation, seed=seed, count=count)

@@ -17,9 +17,9 @@ from jobs.columns import DEFAULT_COLUMNS
 from jobs.forms import MULTI_VALUE_FIELDS, JobForm, SnapshotImageForm, initial_from_job, network_source_initial
 from jobs.inference import job_classify
 from jobs.models import TrainingJob
+from serving.client import ServingUnavailable
 from training.vision_tasks import vision_task
 from workbench.pagination import page_context
-from workbench.queue import WorkerUnavailable
 from workbench.uploads import TOO_LARGE_FORM, upload_too_large
 
 
@@ -171,7 +171,7 @@ def job_classify_view(request: HttpRequest, pk: int) -> HttpResponse:
     elif request.method == "POST" and form.is_valid():
         try:
             result = job_classify(job=job, image=form.cleaned_data["image"], epoch=form.cleaned_data["epoch"])
-        except (services.JobInputError, services.JobStateError, WorkerUnavailable) as exc:
+        except (services.JobInputError, services.JobStateError, ServingUnavailable) as exc:
             form.add_refusal(exc)
     status = 400 if request.method == "POST" and result is None else 200
     page = vision_task(job.dataset.task).pages["infer"]

@@ -21,9 +21,9 @@ from jobs.selectors import job_capabilities
 from jobs.services import JobInputError, JobStateError, training_plan
 from results.models import Compression
 from results.work import claimed, done_snapshot, enqueue, offered_choice
+from serving import client, wire
 from training.contract import SilentReporter
 from training.vision_tasks import vision_task
-from workbench.queue import run_on_worker
 
 
 @dataclass(frozen=True)
@@ -119,7 +119,8 @@ def compression_classify(*, compression: Compression, image: UploadedFile) -> di
     if compression.status != "done":
         raise JobStateError(f"The compression is {compression.status}; classify once it is done.")
     pixels = preprocess(job=compression.job, image=image)
-    answer = run_on_worker("results.classify_compressed", pixels[np.newaxis], compression.pk)
+    answer = client.ask("results.classify_compressed", compression.job.backend,
+                        str(compression.job.folder / compression.path), images=pixels[np.newaxis])
     dataset = compression.job.dataset
     # The job's vision task answers, as for its uncompressed snapshot (jobs.inference.job_infer).
     predictions = vision_task(dataset.task).infer_answer(np.asarray(answer[0]), dataset.classes)["predictions"]
@@ -138,9 +139,8 @@ def compression_package(compression: Compression) -> tuple[Path, str] | None:
     return (path, name) if path.is_file() else None
 
 
-def classify_compressed_on_worker(*, compression_id: int, images_path: str) -> list[list[float]]:
-    from training.backends import backends
+def classify_compressed_on_worker(*, backend: str, weights: str, images: str) -> list[list[float]]:
+    """On a serving worker, warm and batched as a snapshot's classify is (serving.work)."""
+    from serving.work import infer
 
-    compression = Compression.objects.select_related("job").get(pk=compression_id)
-    backend = backends[compression.job.backend]
-    return backend.infer(compression.job.folder / compression.path, np.load(images_path)).tolist()
+    return infer(backend, Path(weights), wire.unpack(images)).tolist()

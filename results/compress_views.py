@@ -15,7 +15,7 @@ from results.compress_api import compression_response
 from results.inspect import inspect_image
 from results.models import Compression
 from results.work import WorkFailed, work_get
-from workbench.queue import WorkerUnavailable
+from serving.client import ServingUnavailable
 from workbench.uploads import TOO_LARGE_FORM, upload_too_large
 
 
@@ -28,7 +28,7 @@ def inspect(request: HttpRequest, pk: int) -> HttpResponse:
     elif request.method == "POST" and form.is_valid():
         try:
             result = inspect_image(job=job, image=form.cleaned_data["image"], epoch=form.cleaned_data["epoch"])
-        except (JobStateError, JobInputError, WorkFailed, WorkerUnavailable) as exc:
+        except (JobStateError, JobInputError, WorkFailed, ServingUnavailable) as exc:
             form.add_refusal(exc)
     status = 400 if request.method == "POST" and result is None else 200
     return render(request, "results/inspect.html", {"job": job, "form": form, "result": result}, status=status)
@@ -59,7 +59,7 @@ def compression_detail(request: HttpRequest, pk: int, cid: int) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         try:
             classified = compression_classify(compression=compression, image=form.cleaned_data["image"])
-        except (JobStateError, JobInputError, WorkerUnavailable) as exc:
+        except (JobStateError, JobInputError, ServingUnavailable) as exc:
             form.add_error("image", str(exc))
     context = {"compression": compression, "job": compression.job, "form": form, "classified": classified,
                "title": METHOD_TITLES.get(compression.method, compression.method),

@@ -13,10 +13,10 @@ def evaluate(evaluation_id: int) -> None:
 
 
 @shared_task(name="results.inspect", ignore_result=False)
-def inspect(job_id: int, snapshot_id: int, image_path: str) -> dict[str, Any]:
+def inspect(backend: str, weights: str, image: str) -> dict[str, Any]:
     from results.inspect import inspect_on_worker
 
-    return inspect_on_worker(job_id=job_id, snapshot_id=snapshot_id, image_path=image_path)
+    return inspect_on_worker(backend=backend, weights=weights, image=image)
 
 
 @shared_task(name="results.compress", acks_late=True)
@@ -27,10 +27,10 @@ def compress(compression_id: int) -> None:
 
 
 @shared_task(name="results.classify_compressed", ignore_result=False)
-def classify_compressed(compression_id: int, images_path: str) -> list[list[float]]:
+def classify_compressed(backend: str, weights: str, images: str) -> list[list[float]]:
     from results.compress import classify_compressed_on_worker
 
-    return classify_compressed_on_worker(compression_id=compression_id, images_path=images_path)
+    return classify_compressed_on_worker(backend=backend, weights=weights, images=images)
 
 
 @shared_task(name="results.export", acks_late=True)

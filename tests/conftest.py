@@ -181,10 +181,11 @@ class Worker:
     """The session's real Celery worker. Its name stays the same when it is killed and started
     again, so a restart is "the same worker coming back" (workbench.recovery takes back at once)."""
 
-    def __init__(self, name: str, log: Path) -> None:
-        self.name, self.log = name, log
+    def __init__(self, name: str, log: Path, queues: str) -> None:
+        self.name, self.log, self.queues = name, log, queues
         self.proc: subprocess.Popen[bytes] | None = None
         self.env: dict[str, str] = {}
+        self.serving: Worker | None = None  # the session's serving worker, beside the main one
 
     @property
     def pid(self) -> int:
@@ -193,7 +194,8 @@ class Worker:
 
     def start(self, **env: str) -> None:
         """Start it (with these extra environment variables, e.g. a fault to inject) and wait for it."""
-        args = processes.worker_command(queues=settings.WORKER_QUEUES, name=self.name)
+        concurrency = settings.WORKBENCH_SERVING_CONCURRENCY if self.queues == "infer" else 2
+        args = processes.worker_command(queues=self.queues, name=self.name, concurrency=concurrency)
         self.proc = processes.start(args, log=self.log, ready=processes.worker_ready(self.log), what="celery worker",
                                     env={**_subprocess_env(), **env})
         self.env = env
@@ -218,12 +220,18 @@ class Worker:
 
 @pytest.fixture(scope="session")
 def celery_worker(django_db_setup, django_db_blocker) -> Iterator[Worker]:  # type: ignore[no-untyped-def]
-    """A real `celery worker` process on the test database and broker (never eager mode)."""
+    """Real `celery worker` processes on the test database and broker (never eager mode), laid out
+    as `make run` lays them out: one for training and background work, and a serving worker for the
+    requests a person waits on (`.serving`)."""
     purge = [sys.executable, "-m", "celery", "-A", "workbench", "purge", "-f", "-Q", settings.WORKER_QUEUES]
     subprocess.run(purge, cwd=ROOT, env=_subprocess_env(), capture_output=True, timeout=60)
-    worker = Worker(f"test-{os.getpid()}", Path(settings.DATA_DIR) / "worker.log")
+    roles = settings.WORKER_ROLES
+    worker = Worker(f"test-{os.getpid()}", Path(settings.DATA_DIR) / "worker.log", f"{roles['train']},{roles['background']}")
+    worker.serving = Worker(f"test-serving-{os.getpid()}", Path(settings.DATA_DIR) / "serving.log", roles["serving"])
     worker.start()
+    worker.serving.start()
     yield worker
+    worker.serving.stop()
     worker.stop()
 
 
@@ -235,6 +243,18 @@ def restartable_worker(celery_worker: Worker) -> Iterator[Worker]:
         if celery_worker.proc is not None and celery_worker.proc.poll() is None:
             celery_worker.kill()
         celery_worker.start()
+
+
+@pytest.fixture
+def restartable_serving(celery_worker: Worker) -> Iterator[Worker]:
+    """The session's serving worker, for a test that kills or stops it; running as usual afterwards."""
+    serving = celery_worker.serving
+    assert serving is not None
+    yield serving
+    if serving.env or serving.proc is None or serving.proc.poll() is not None:
+        if serving.proc is not None and serving.proc.poll() is None:
+            serving.kill()
+        serving.start()
 
 
 def wait_in_log(worker: Worker, text: str, timeout: float = OUTCOME_SECONDS) -> None:

@@ -41,6 +41,11 @@ class BackendHandler:
                 self._instances[alias] = self.backend_class(alias)(alias, options)
             return self._instances[alias]
 
+    def loaded(self) -> list[str]:
+        """The aliases this process has made an instance of (what it may hold loaded)."""
+        with self._lock:
+            return list(self._instances)
+
 
 backends = BackendHandler()
 

@@ -143,7 +143,13 @@ class TrainingBackend(ABC):
         """The task's outputs for uint8 images (N, C, H, W) preprocessed like the dataset: for
         classification, class probabilities (N, classes). The vision task turns them into answers.
 
-        `snapshot` is a snapshot's weights file or a compressed copy written by `compress`."""
+        `snapshot` is a snapshot's weights file or a compressed copy written by `compress`. Called on
+        serving workers, many threads at once: keep loaded models warm (training.warm) between calls."""
+
+    def warm_models(self) -> list[dict[str, Any]]:
+        """The models this process holds loaded for `infer` (training.warm.WarmCache.describe), for
+        the Workers page; [] for a backend that keeps none."""
+        return []
 
     def export(self, snapshot: Path, fmt: str, target: Path) -> dict[str, Any]:
         """Write the snapshot as `fmt` (one of export_formats) to `target`; return facts worth showing,

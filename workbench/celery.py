@@ -4,7 +4,7 @@ import os
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_ready
+from celery.signals import celeryd_init, worker_ready
 
 from workbench import broker
 
@@ -23,3 +23,14 @@ def drop_expired_results(**kwargs: Any) -> None:
     asker timed out stays. There is no beat to run Celery's daily cleanup, so each worker start
     drops those older than CELERY_RESULT_EXPIRES (Redis expires its keys by itself)."""
     app.backend.cleanup()
+
+
+@celeryd_init.connect
+def serving_worker_settings(conf: Any = None, options: Any = None, **kwargs: Any) -> None:
+    """A worker for the serving queue alone polls the embedded broker fast (serving.work)."""
+    from serving.work import configure_dedicated_worker
+
+    queues = (options or {}).get("queues") or []
+    if isinstance(queues, str):
+        queues = queues.split(",")
+    configure_dedicated_worker({q.strip() for q in queues if q.strip()}, conf)

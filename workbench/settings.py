@@ -240,17 +240,22 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_TASK_DEFAULT_QUEUE = "ingest"
+# Three kinds of capacity, each on workers of its own (`manage.py serve` and compose start one of
+# each), so that none waits behind another: `train` (training jobs), `background` (ingest,
+# evaluation, export, compression, batch classify, sweeps) and `infer` (serving: the requests a
+# person waits on). SERVING_TASKS is the list the serving workers run.
+SERVING_TASKS = ("jobs.classify", "jobs.augmentation_preview", "results.inspect", "results.classify_compressed")
+CELERY_TASK_DEFAULT_QUEUE = "background"
 CELERY_TASK_ROUTES = {
-    "datasets.*": {"queue": "ingest"},
     "jobs.train": {"queue": "train"},
-    "jobs.classify": {"queue": "infer"},
-    "jobs.augmentation_preview": {"queue": "infer"},
-    "results.*": {"queue": "infer"},
-    "jobs.*": {"queue": "ingest"},
-    "sweeps.*": {"queue": "ingest"},
+    **{name: {"queue": "infer"} for name in SERVING_TASKS},
+    "datasets.*": {"queue": "background"},
+    "results.*": {"queue": "background"},
+    "jobs.*": {"queue": "background"},
+    "sweeps.*": {"queue": "background"},
 }
-WORKER_QUEUES = "ingest,train,infer"
+WORKER_ROLES = {"train": "train", "background": "background", "serving": "infer"}  # role → the queue it consumes
+WORKER_QUEUES = ",".join(WORKER_ROLES.values())  # one worker for everything: tests, a small host
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
@@ -273,10 +278,29 @@ WORKBENCH_MAX_ATTEMPTS = env_int("WORKBENCH_MAX_ATTEMPTS", 3, minimum=1)
 WORKBENCH_SWEEP_MAX_TRIALS = env_int("WORKBENCH_SWEEP_MAX_TRIALS", 100, minimum=1)
 # A training job whose reports cannot be stored pauses and retries this long, then fails.
 WORKBENCH_REPORT_RETRY_SECONDS = env_int("WORKBENCH_REPORT_RETRY_SECONDS", 120, minimum=1)
-# A classify or inspect request waits this long for a worker's answer, then answers 504; without an
-# answer after WORKBENCH_REQUEST_RESEND_SECONDS it is sent once more (its worker may have died).
-WORKBENCH_REQUEST_TIMEOUT = env_int("WORKBENCH_REQUEST_TIMEOUT", 120, minimum=1)
-WORKBENCH_REQUEST_RESEND_SECONDS = env_int("WORKBENCH_REQUEST_RESEND_SECONDS", 15, minimum=1)
+# --- serving (serving/) --------------------------------------------------------------------------
+# A request a person waits on (classify, infer, inspect, previews) is answered within this many
+# seconds or answered 503/504 saying why; unanswered after WORKBENCH_SERVING_RESEND_SECONDS it is
+# sent once more (a serving worker that died took it with it).
+WORKBENCH_SERVING_TIMEOUT = env_float("WORKBENCH_SERVING_TIMEOUT", 10, minimum=0.5, maximum=3600)
+WORKBENCH_SERVING_RESEND_SECONDS = env_float("WORKBENCH_SERVING_RESEND_SECONDS", 4, minimum=0.5, maximum=3600)
+# Models a serving worker keeps loaded between requests, least recently used dropped first.
+WORKBENCH_SERVING_CACHE_MB = env_int("WORKBENCH_SERVING_CACHE_MB", 1024, minimum=0)
+# Where it runs them: "cpu", or a GPU ("cuda:1"), shared with training (training's device leases do not bind it).
+WORKBENCH_SERVING_DEVICE = env_str("WORKBENCH_SERVING_DEVICE", "cpu")
+# Concurrent requests for one model run as one batch of up to this many images; after a batch
+# with company, the next waits this long for more.
+WORKBENCH_SERVING_MAX_BATCH = env_int("WORKBENCH_SERVING_MAX_BATCH", 64, minimum=1)
+WORKBENCH_SERVING_BATCH_WINDOW_MS = env_float("WORKBENCH_SERVING_BATCH_WINDOW_MS", 2, minimum=0, maximum=1000)
+# Requests one serving worker holds at once (threads; they mostly wait for their batch), and the
+# torch threads each forward pass uses.
+WORKBENCH_SERVING_CONCURRENCY = env_int("WORKBENCH_SERVING_CONCURRENCY", 32, minimum=1)
+WORKBENCH_SERVING_THREADS = env_int("WORKBENCH_SERVING_THREADS", 1, minimum=1)
+# The embedded broker's serving workers look for requests this often (a folder listing, ~0.2%
+# of a core at 0.002 s); Redis delivers at once.
+WORKBENCH_SERVING_POLL_SECONDS = env_float("WORKBENCH_SERVING_POLL_SECONDS", 0.002, minimum=0.0005, maximum=1)
+# Background workers (ingest, evaluation, export, compression, sweeps): how many run at once.
+WORKBENCH_BACKGROUND_CONCURRENCY = env_int("WORKBENCH_BACKGROUND_CONCURRENCY", 2, minimum=1)
 # Live updates: Redis pub/sub wakes the event stream when the broker is Redis; else it polls.
 WORKBENCH_LIVE_REDIS_URL = env_str(
     "WORKBENCH_LIVE_REDIS_URL", CELERY_BROKER_URL if CELERY_BROKER_URL.startswith("redis") else "")

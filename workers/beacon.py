@@ -1,4 +1,4 @@
-"""The worker's side: describe this worker (host, queues, devices) every few seconds.
+"""The worker's side: describe this worker (host, queues, devices, serving capacity) every few seconds.
 
 Started when the Celery worker is ready, on a thread of its own; a worker that stops cleanly
 removes its row. Readings of GPUs (NVML) take milliseconds, so a beat never slows training.
@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 from django.utils import timezone
 
+from serving.client import SERVING_QUEUE
 from workers import probe, services
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,12 @@ class Beacon:
 
     def beat(self) -> None:
         close_old_connections()
-        report = services.WorkerReport(**{**self.report.__dict__, "devices": probe.devices()})
+        serving = None
+        if SERVING_QUEUE in self.report.queues:
+            from serving.work import serving_state
+
+            serving = serving_state()
+        report = services.WorkerReport(**{**self.report.__dict__, "devices": probe.devices(), "serving": serving})
         services.worker_report(report=report)
 
     def _run(self) -> None:

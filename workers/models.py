@@ -18,6 +18,10 @@ class Worker(models.Model):
     # [{"id": "cuda:0" or "cpu", "name", "memory_total", "memory_used" (bytes), "utilization" (0..1),
     #   "temperature" (°C), "source": "nvml" | "torch" | "host"}], None where the worker cannot tell.
     devices = models.JSONField(default=list)
+    # A serving worker's capacity (serving.work.serving_state): {"device", "models": [{"name", "backend",
+    # "bytes", "hits", "loaded_at"}], "bytes", "capacity_bytes", "batches", "requests", "largest_batch"};
+    # None for a worker that does not consume the serving queue.
+    serving = models.JSONField(null=True, blank=True)
     started_at = models.DateTimeField()
     seen_at = models.DateTimeField(db_index=True)
 

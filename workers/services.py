@@ -24,6 +24,7 @@ class WorkerReport:
     concurrency: int
     started_at: datetime
     devices: list[dict[str, Any]] = field(default_factory=list)
+    serving: dict[str, Any] | None = None
 
 
 def worker_report(*, report: WorkerReport) -> Worker:
@@ -31,7 +32,8 @@ def worker_report(*, report: WorkerReport) -> Worker:
     worker, _ = Worker.objects.update_or_create(
         name=report.name,
         defaults={"host": report.host, "pid": report.pid, "queues": report.queues, "concurrency": report.concurrency,
-                  "devices": report.devices, "started_at": report.started_at, "seen_at": timezone.now()})
+                  "devices": report.devices, "serving": report.serving,
+                  "started_at": report.started_at, "seen_at": timezone.now()})
     return worker
 
 

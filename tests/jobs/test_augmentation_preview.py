@@ -10,9 +10,10 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import OUTCOME_SECONDS, ROOT, wait_for
 from tests.jobs.test_augmentation_form import a_dataset
 from tests.jobs.test_recovery import ready_digits
+from workers.models import Worker
 
 
 @pytest.fixture
@@ -99,18 +100,21 @@ def test_a_worker_that_fails_is_the_same_json_503_as_classify(celery_worker, ali
     response = preview(alice_api, a_dataset(alice).pk, {"rot90": True})  # no arrays on disk
 
     assert response.status_code == 503
-    assert response.json()["error"].startswith("The worker could not do it (FileNotFoundError")
+    assert response.json()["error"].startswith("The serving worker could not do it (FileNotFoundError")
 
 
 @pytest.mark.django_db(transaction=True)
-def test_no_worker_is_the_same_json_504_as_classify(restartable_worker, alice, alice_api, settings):
-    restartable_worker.kill()
-    settings.WORKBENCH_REQUEST_TIMEOUT = 1
+def test_no_answer_is_the_same_json_504_as_classify(restartable_serving, alice, alice_api, settings):
+    restartable_serving.kill()
+    restartable_serving.start(WORKBENCH_FAULT_PAUSE="preview=120")  # there, and busy for longer than the wait
+    wait_for(lambda: Worker.objects.filter(name__startswith=restartable_serving.name).exists(), OUTCOME_SECONDS,
+             "the serving worker to report")
+    settings.WORKBENCH_SERVING_TIMEOUT = 1
 
     response = preview(alice_api, a_dataset(alice).pk, {"rot90": True})
 
     assert response.status_code == 504
-    assert response.json()["error"].startswith("No worker answered within 1 s.")
+    assert response.json()["error"].startswith("The serving workers did not answer within 1 s")
 
 
 @pytest.mark.django_db

@@ -16,6 +16,7 @@ from jobs.models import MetricPoint, TrainingJob
 from tests.conftest import OUTCOME_SECONDS, class_images, make_image, wait_dataset, wait_for, wait_in_log, zip_bytes
 from workbench.celery import app as celery_app
 from workbench.celery import drop_expired_results
+from workers.models import Worker
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -165,34 +166,54 @@ def test_a_classify_the_worker_cannot_do_is_a_json_503_with_the_reason(celery_wo
     response = alice_api.post(f"/api/v1/jobs/{job.pk}/classify/", {"image": image}, format="multipart")
 
     assert response.status_code == 503
-    assert response.json()["error"].startswith("The worker could not do it (FileNotFoundError")
+    assert response.json()["error"].startswith("The serving worker could not do it (FileNotFoundError")
 
 
-def test_a_classify_no_worker_answers_is_a_json_504_that_says_so(restartable_worker, alice_api, settings):
+def test_a_classify_with_no_serving_worker_is_a_json_503_that_says_so(restartable_serving, alice_api, settings):
     dataset = ready_colours(alice_api)
     job = wait_job(start(alice_api, dataset, epochs=1)["id"])
-    restartable_worker.kill()
-    settings.WORKBENCH_REQUEST_TIMEOUT = 2
+    restartable_serving.kill()
+    Worker.objects.filter(name__startswith=restartable_serving.name).delete()  # silent for long: taken for stopped
+    settings.WORKBENCH_SERVING_TIMEOUT = 2
+    image = io.BytesIO(make_image((30, 200, 40), size=(30, 30)))
+    image.name = "green.png"
+
+    response = alice_api.post(f"/api/v1/jobs/{job.pk}/classify/", {"image": image}, format="multipart")
+
+    assert response.status_code == 503
+    assert response.json()["error"].startswith("No serving worker is running (none answered within 2 s")
+
+
+def test_a_classify_no_serving_worker_answers_in_time_is_a_json_504_that_says_so(restartable_serving, alice_api,
+                                                                                   settings):
+    dataset = ready_colours(alice_api)
+    job = wait_job(start(alice_api, dataset, epochs=1)["id"])
+    restartable_serving.kill()
+    restartable_serving.start(WORKBENCH_FAULT_PAUSE="classify=120")  # there, and busy for longer than the wait
+    wait_for(lambda: Worker.objects.filter(name__startswith=restartable_serving.name).exists(), OUTCOME_SECONDS,
+             "the serving worker to report")
+    settings.WORKBENCH_SERVING_TIMEOUT = 2
     image = io.BytesIO(make_image((30, 200, 40), size=(30, 30)))
     image.name = "green.png"
 
     response = alice_api.post(f"/api/v1/jobs/{job.pk}/classify/", {"image": image}, format="multipart")
 
     assert response.status_code == 504
-    assert response.json()["error"].startswith("No worker answered within 2 s.")
+    assert response.json()["error"].startswith("The serving workers did not answer within 2 s: they are all busy")
 
 
-def test_a_classify_whose_worker_dies_is_asked_again_and_answered(restartable_worker, alice_api, settings):
+def test_a_classify_whose_worker_dies_is_asked_again_and_answered(restartable_serving, alice_api, settings):
     dataset = ready_colours(alice_api)
     job = wait_job(start(alice_api, dataset)["id"])
-    restartable_worker.kill()
-    restartable_worker.start(WORKBENCH_FAULT_PAUSE="classify=120")
-    settings.WORKBENCH_REQUEST_RESEND_SECONDS = 2
+    restartable_serving.kill()
+    restartable_serving.start(WORKBENCH_FAULT_PAUSE="classify=120")
+    settings.WORKBENCH_SERVING_RESEND_SECONDS = 2
+    settings.WORKBENCH_SERVING_TIMEOUT = 60  # a restart takes seconds on a loaded machine
 
     def kill_it_while_it_holds_the_request() -> None:
-        wait_in_log(restartable_worker, "at classify")
-        restartable_worker.kill()
-        restartable_worker.start()
+        wait_in_log(restartable_serving, "at classify")
+        restartable_serving.kill()
+        restartable_serving.start()
 
     killer = threading.Thread(target=kill_it_while_it_holds_the_request)
     killer.start()

@@ -8,8 +8,8 @@ from jobs.errors import JobInputError, JobStateError
 from networks.errors import NetworkInputError
 from pretrained.services import IncompatibleWeights
 from results.work import WorkFailed
+from serving.client import ServingUnavailable
 from workbench.api import exception_handler
-from workbench.queue import WorkerUnavailable
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -41,7 +41,7 @@ def test_a_refusal_with_a_status_answers_with_it():
     assert answer(JobStateError("The job is running.")) == (409, {"error": "The job is running.", "detail": {}})
     assert answer(DatasetBusy("A job uses it."))[0] == 409
     assert answer(WorkFailed("The snapshot is gone."))[0] == 409
-    assert answer(WorkerUnavailable("No worker answered.", 504))[0] == 504
+    assert answer(ServingUnavailable("No worker answered.", 504))[0] == 504
 
 
 def test_any_other_exception_is_left_to_the_server_error_page():

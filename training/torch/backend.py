@@ -6,6 +6,7 @@ modules that do the work, on the worker, the first time it is made.
 """
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +30,8 @@ class TorchBackend(TrainingBackend):
 
     def __init__(self, alias: str, options: dict[str, Any]) -> None:
         super().__init__(alias, options)
-        from training.torch.models import ModelCache
-
-        self._models = ModelCache()
+        self._cache: Any = None  # the warm models (training.torch.models.ModelCache), made at the first infer
+        self._cache_lock = threading.Lock()
 
     def devices(self) -> list[str]:
         import torch
@@ -44,7 +44,18 @@ class TorchBackend(TrainingBackend):
         return train(plan, reporter, threads=int(self.options.get("threads") or 0))
 
     def infer(self, snapshot: Path, images: np.ndarray) -> np.ndarray:
-        return self._models.infer(snapshot, images)  # a snapshot or a compressed copy: see load_snapshot
+        return self._models().infer(snapshot, images)  # a snapshot or a compressed copy: see load_snapshot
+
+    def warm_models(self) -> list[dict[str, Any]]:
+        return self._cache.warm.describe() if self._cache is not None else []
+
+    def _models(self) -> Any:
+        with self._cache_lock:
+            if self._cache is None:
+                from training.torch.models import ModelCache
+
+                self._cache = ModelCache()
+            return self._cache
 
     def export(self, snapshot: Path, fmt: str, target: Path) -> dict[str, Any]:
         from training.torch.export import export_snapshot

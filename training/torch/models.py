@@ -1,15 +1,14 @@
 """Trained models as the worker loads them: a snapshot (or a compressed copy) from its own files,
-a small cache of loaded ones for classify, and the evaluation loop validation and results share."""
+the warm cache of loaded ones for serving, and the evaluation loop validation and results share."""
 from __future__ import annotations
 
 import json
-import threading
-from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from django.conf import settings
 from safetensors.torch import load_file
 
 from training.augmentation import augmentation_from_stored
@@ -17,35 +16,40 @@ from training.contract import TrainingPlan
 from training.torch.build import build_model
 from training.torch.data import Split
 from training.torch.quantized import load_quantized
-
-_MODEL_CACHE = 8
+from training.warm import WarmCache, file_key
 
 
 class ModelCache:
-    """The last few models a worker classified with, kept loaded: a warm classify skips the load."""
+    """The models a serving worker answers with, kept loaded (training.warm): a warm request skips
+    the load. Bounded by WORKBENCH_SERVING_CACHE_MB; on WORKBENCH_SERVING_DEVICE."""
 
-    def __init__(self, size: int = _MODEL_CACHE) -> None:
-        self.size = size
-        self._models: OrderedDict[tuple[str, float], tuple[Any, torch.Tensor]] = OrderedDict()
-        self._lock = threading.Lock()
+    def __init__(self, capacity: int | None = None, device: str | None = None) -> None:
+        self.warm = WarmCache(capacity if capacity is not None else settings.WORKBENCH_SERVING_CACHE_MB * 1024**2)
+        self.device = torch.device(device or settings.WORKBENCH_SERVING_DEVICE)
 
     def infer(self, weights: Path, images: np.ndarray) -> np.ndarray:
         model, mean = self.get(weights)
         with torch.inference_mode():
-            x = (torch.from_numpy(np.array(images)).float() - mean) / 255.0
-            return torch.softmax(model(x), dim=1).numpy()
+            x = (torch.from_numpy(np.asarray(images)).to(self.device).float() - mean) / 255.0
+            return torch.softmax(model(x), dim=1).cpu().numpy()
 
     def get(self, weights: Path) -> tuple[Any, torch.Tensor]:
-        key = (str(weights), weights.stat().st_mtime)
-        with self._lock:
-            if key in self._models:
-                self._models.move_to_end(key)
-                return self._models[key]
-            loaded = load_snapshot(weights)
-            self._models[key] = loaded
-            while len(self._models) > self.size:
-                self._models.popitem(last=False)
-            return loaded
+        return self.warm.get(file_key(weights), lambda: self._load(weights), name=_model_name(weights))  # type: ignore[no-any-return]
+
+    def _load(self, weights: Path) -> tuple[tuple[Any, torch.Tensor], int]:
+        model, mean = load_snapshot(weights)
+        model, mean = model.to(self.device), mean.to(self.device)
+        return (model, mean), mean.nbytes + sum(_nbytes(t) for t in model.state_dict().values())
+
+
+def _nbytes(value: Any) -> int:
+    return int(value.numel() * value.element_size()) if isinstance(value, torch.Tensor) else 0
+
+
+def _model_name(weights: Path) -> str:
+    """How the Workers page names a warm model: its job folder and file (jobs/12/snapshots/epoch_3.safetensors)."""
+    parts = weights.parts
+    return "/".join(parts[-4:]) if len(parts) >= 4 else str(weights)
 
 
 def model_metadata(plan: TrainingPlan) -> dict[str, Any]:

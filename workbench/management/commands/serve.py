@@ -72,13 +72,13 @@ class Child:
             self.wait = BACKOFF[0]
         self.restart_at = now + self.wait
         say(f"{self.name} (pid {self.proc.pid}) stopped ({exit_reason(code)}); starting it again in "  # type: ignore[union-attr]
-            f"{self.wait:g} s. The other process goes on serving.")
+            f"{self.wait:g} s. The other processes go on.")
         self.wait = min(self.wait * 2, BACKOFF[1])
 
 
 class Command(BaseCommand):
-    help = ("Start the ASGI web server and a Celery worker together and keep them running: a process "
-            "that dies is started again; Ctrl-C or SIGTERM stops both.")
+    help = ("Start the ASGI web server and the Celery workers (training, background, serving) together and "
+            "keep them running: a process that dies is started again; Ctrl-C or SIGTERM stops them all.")
 
     def add_arguments(self, parser: Any) -> None:
         # Read as the settings read theirs: a bad value stops the start naming its variable.
@@ -87,10 +87,15 @@ class Command(BaseCommand):
         parser.add_argument("--concurrency", type=int, default=env_int("WORKER_CONCURRENCY", 2, minimum=1))
 
     def handle(self, *args: Any, host: str, port: int, concurrency: int, **options: Any) -> None:
-        # The worker keeps its name across restarts (of itself, and of `serve` on this port), so a
-        # restarted worker takes back what its dead process held at once (workbench.recovery).
-        worker = worker_command(queues=settings.WORKER_QUEUES, name=f"serve-{port}", concurrency=concurrency)
-        children = [Child("web server", web_command(host, port)), Child("worker", worker)]
+        # Each worker keeps its name across restarts (of itself, and of `serve` on this port), so a
+        # restarted worker takes back what its dead process held at once (workbench.recovery). One
+        # worker per kind of capacity (settings.WORKER_ROLES): interactive requests never wait
+        # behind training, nor ingest behind queued jobs.
+        sizes = {"train": concurrency, "background": settings.WORKBENCH_BACKGROUND_CONCURRENCY,
+                 "serving": settings.WORKBENCH_SERVING_CONCURRENCY}
+        children = [Child("web server", web_command(host, port))] + [
+            Child(f"{role} worker", worker_command(queues=queue, name=f"serve-{port}-{role}", concurrency=sizes[role]))
+            for role, queue in settings.WORKER_ROLES.items()]
         _die_with_parent()
         for child in children:
             child.start()
