@@ -57,7 +57,7 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_it_serves_web_and_worker_and_stops_both_on_sigterm():
+def test_it_serves_web_and_the_three_workers_and_stops_them_all_on_sigterm():
     if not os.path.exists("/proc/self/task"):
         pytest.skip("needs /proc to find the child processes")
     port = free_port()
@@ -73,7 +73,9 @@ def test_it_serves_web_and_worker_and_stops_both_on_sigterm():
 
         wait_for(healthy, 60, "the web server to answer")
         children = _children(serve.pid)
-        assert len(children) == 2, "web and worker"
+        assert len(children) == 4, "web, and the training, background and serving workers"
+        assert sorted(c for c in map(_cmdline, children) if "celery" in c) == sorted(
+            c for c in map(_cmdline, children) if any(f"--queues {q} " in c for q in ("train", "background", "infer")))
 
         serve.send_signal(signal.SIGTERM)
         assert serve.wait(timeout=30) == 0
@@ -115,7 +117,7 @@ class HealthWatch(threading.Thread):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_serve_starts_a_killed_worker_again_while_the_web_goes_on_answering(tmp_path):
+def test_serve_starts_a_killed_serving_worker_again_while_the_web_goes_on_answering(tmp_path):
     if not os.path.exists("/proc/self/task"):
         pytest.skip("needs /proc to find the child processes")
     port = free_port()
@@ -124,18 +126,18 @@ def test_serve_starts_a_killed_worker_again_while_the_web_goes_on_answering(tmp_
         serve = subprocess.Popen([sys.executable, "manage.py", "serve"], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
                                  env={**_subprocess_env(), "PORT": str(port)})
     try:
-        wait_for(lambda: log.read_text().count("ready.") == 1, 60, "the worker to start")
-        worker = _child(serve, "celery")
+        wait_for(lambda: log.read_text().count("ready.") == 3, 60, "the three workers to start")
+        worker = _child(serve, "--queues infer ")
         watch = HealthWatch(port)
         watch.start()
 
         os.kill(worker, signal.SIGKILL)  # type: ignore[arg-type]
-        wait_for(lambda: log.read_text().count("ready.") == 2, 60, "the worker to start again")
+        wait_for(lambda: log.read_text().count("ready.") == 4, 60, "the serving worker to start again")
         watch.done.set()
         watch.join()
 
-        assert f"worker (pid {worker}) stopped (killed by SIGKILL); starting it again in 1 s" in log.read_text()
-        assert _child(serve, "celery") not in (None, worker)
+        assert f"serving worker (pid {worker}) stopped (killed by SIGKILL); starting it again in 1 s" in log.read_text()
+        assert _child(serve, "--queues infer ") not in (None, worker)
         assert watch.asked > 0 and watch.failed == [], "the web server answered all along"
         web = _child(serve, "uvicorn")
         os.kill(web, signal.SIGKILL)  # type: ignore[arg-type]

@@ -70,7 +70,7 @@ def compose() -> dict:  # type: ignore[type-arg]
 def test_it_describes_the_production_stack(compose):
     services = compose["services"]
 
-    assert {"postgres", "redis", "web", "worker"} <= set(services)
+    assert {"postgres", "redis", "web", "worker", "background", "serving"} <= set(services)
     assert services["postgres"]["image"].startswith("postgres:16")
     assert services["redis"]["image"].startswith("redis:7")
     assert "healthcheck" in services["postgres"] and "healthcheck" in services["redis"]
@@ -79,7 +79,7 @@ def test_it_describes_the_production_stack(compose):
 
 
 def test_it_configures_web_and_worker_for_production(compose):
-    for name in ("web", "worker"):
+    for name in ("web", "worker", "background", "serving"):
         env = compose["services"][name]["environment"]
         assert env["DATABASE_URL"].startswith("postgres://"), name
         assert env["CELERY_BROKER_URL"] == "redis://redis:6379/0", name
@@ -100,15 +100,19 @@ def test_it_reserves_a_gpu_for_the_worker(compose):
     assert " ".join(command).startswith("celery -A workbench worker")
 
 
-def test_it_has_the_worker_consume_every_queue_tasks_are_routed_to(compose):
+def test_each_kind_of_capacity_has_a_service_that_consumes_its_queue_alone(compose):
     from django.conf import settings
 
-    command = compose["services"]["worker"]["command"]
-    queues = set(command[command.index("-Q") + 1].split(","))
-    routed = {route["queue"] for route in settings.CELERY_TASK_ROUTES.values()}
+    def queues(service: str) -> set[str]:
+        command = compose["services"][service]["command"]
+        return set(command[command.index("-Q") + 1].split(","))
 
-    assert routed <= queues, f"no worker consumes {routed - queues}"
-    assert queues == set(settings.WORKER_QUEUES.split(","))
+    routed = {route["queue"] for route in settings.CELERY_TASK_ROUTES.values()}
+    services = {"train": "worker", "background": "background", "serving": "serving"}
+
+    assert {role: queues(service) for role, service in services.items()} == {
+        role: {queue} for role, queue in settings.WORKER_ROLES.items()}
+    assert routed == set(settings.WORKER_ROLES.values()), "every routed queue has its service, and no other"
 
 
 @pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose is not installed; `make system-tools` installs it")

@@ -50,7 +50,7 @@ def test_the_static_root_is_set_in_one_place():
 
 
 # Not settings: Django's own pointer to this module, and what the DDP launcher hands its processes.
-NOT_SETTINGS = {"DJANGO_SETTINGS_MODULE", "WORKBENCH_RANK_THREADS"}
+NOT_SETTINGS = {"DJANGO_SETTINGS_MODULE", "WORKBENCH_RANK_THREADS", "OMP_NUM_THREADS"}
 
 
 def test_every_variable_the_code_reads_is_in_the_readme():
