@@ -53,7 +53,7 @@ def test_a_real_worker_describes_itself_with_its_queues_and_its_host(alice_api, 
                              f"{celery_worker.log_text()[-3000:]}") from None
 
     assert worker["alive"] is True
-    assert set(worker["queues"]) == {"ingest", "train", "infer"} and worker["concurrency"] == 2
+    assert set(worker["queues"]) == {"train", "background"} and worker["concurrency"] == 2
     cpu = [d for d in worker["devices"] if d["id"] == "cpu"][0]
     assert cpu["source"] == "host" and cpu["memory_total"] > 0 and 0 <= cpu["memory_used"] <= cpu["memory_total"]
 
