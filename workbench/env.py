@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -58,6 +59,16 @@ def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
         return default
     if raw not in choices:
         raise ImproperlyConfigured(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw
+
+
+def env_device(name: str, default: str) -> str:
+    """A device as torch names it: `cpu`, `cuda` or `cuda:N`."""
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", raw):
+        raise ImproperlyConfigured(f"{name} must be cpu, cuda or cuda:N (e.g. cuda:1), got {raw!r}")
     return raw
 
 

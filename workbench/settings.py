@@ -11,7 +11,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from workbench.env import env_bool, env_choice, env_float, env_int, env_list, env_path, env_paths, env_str
+from workbench.env import env_bool, env_choice, env_device, env_float, env_int, env_list, env_path, env_paths, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = env_path("WORKBENCH_DATA_DIR", BASE_DIR / "data")
@@ -287,7 +287,7 @@ WORKBENCH_SERVING_RESEND_SECONDS = env_float("WORKBENCH_SERVING_RESEND_SECONDS",
 # Models a serving worker keeps loaded between requests, least recently used dropped first.
 WORKBENCH_SERVING_CACHE_MB = env_int("WORKBENCH_SERVING_CACHE_MB", 1024, minimum=0)
 # Where it runs them: "cpu", or a GPU ("cuda:1"), shared with training (training's device leases do not bind it).
-WORKBENCH_SERVING_DEVICE = env_str("WORKBENCH_SERVING_DEVICE", "cpu")
+WORKBENCH_SERVING_DEVICE = env_device("WORKBENCH_SERVING_DEVICE", "cpu")
 # Concurrent requests for one model run as one batch of up to this many images; after a batch
 # with company, the next waits this long for more.
 WORKBENCH_SERVING_MAX_BATCH = env_int("WORKBENCH_SERVING_MAX_BATCH", 64, minimum=1)

@@ -30,6 +30,10 @@ def load_settings(monkeypatch, tmp_path, **env: str) -> dict:  # type: ignore[no
     ("WORKBENCH_TOKEN_RATE", "lots"),
     ("DEBUG", "maybe"),
     ("LOG_LEVEL", "LOUD"),
+    ("WORKBENCH_SERVING_DEVICE", "gpu"),
+    ("WORKBENCH_SERVING_TIMEOUT", "0"),
+    ("WORKBENCH_SERVING_CACHE_MB", "lots"),
+    ("WORKBENCH_SERVING_BATCH_WINDOW_MS", "-1"),
 ])
 def test_it_refuses_to_start_with_a_bad_value_naming_the_variable(monkeypatch, tmp_path, name, value):
     with pytest.raises(ImproperlyConfigured, match=name):
