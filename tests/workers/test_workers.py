@@ -88,7 +88,7 @@ def test_a_silent_worker_leaves_the_api_and_shows_as_stopped_on_the_page(alice, 
     assert "celery@gpu-1" in names and "celery@old-host" not in names  # (the session's real worker may be there too)
     client.force_login(alice)
     page = client.get("/workers/").content.decode()
-    assert "old-host" in page and "stopped" in page and "NVIDIA H200" in page and "serving" in page
+    assert "old-host" in page and "stopped" in page and "NVIDIA H200" in page and "running" in page
 
 
 def test_the_page_and_the_api_need_a_login(client):
