@@ -165,16 +165,19 @@ def job_delete(request: HttpRequest, pk: int) -> HttpResponse:
 def job_classify_view(request: HttpRequest, pk: int) -> HttpResponse:
     job = selectors.job_get(user=request.user, pk=pk)
     form = SnapshotImageForm(request.POST or None, request.FILES or None, job=job)
-    result = None
+    result, unavailable = None, None
     if upload_too_large(request):
         form.errors["image"] = form.error_class([TOO_LARGE_FORM])  # not "required": it was cut off
     elif request.method == "POST" and form.is_valid():
         try:
             result = job_classify(job=job, image=form.cleaned_data["image"], epoch=form.cleaned_data["epoch"])
-        except (services.JobInputError, services.JobStateError, ServingUnavailable) as exc:
+        except (services.JobInputError, services.JobStateError) as exc:
             form.add_refusal(exc)
-    status = 400 if request.method == "POST" and result is None else 200
+        except ServingUnavailable as exc:  # not the image's fault: said above the form, with its 503/504
+            unavailable = exc
+    status = unavailable.http_status if unavailable else 400 if request.method == "POST" and result is None else 200
     page = vision_task(job.dataset.task).pages["infer"]
-    return render(request, page, {"job": job, "form": form, "result": result}, status=status)
+    return render(request, page, {"job": job, "form": form, "result": result, "unavailable": unavailable},
+                  status=status)
 
 

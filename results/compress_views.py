@@ -22,16 +22,19 @@ from workbench.uploads import TOO_LARGE_FORM, upload_too_large
 def inspect(request: HttpRequest, pk: int) -> HttpResponse:
     job = job_selectors.job_get(user=request.user, pk=pk)
     form = SnapshotImageForm(request.POST or None, request.FILES or None, job=job)
-    result = None
+    result, unavailable = None, None
     if upload_too_large(request):
         form.errors["image"] = form.error_class([TOO_LARGE_FORM])  # not "required": it was cut off
     elif request.method == "POST" and form.is_valid():
         try:
             result = inspect_image(job=job, image=form.cleaned_data["image"], epoch=form.cleaned_data["epoch"])
-        except (JobStateError, JobInputError, WorkFailed, ServingUnavailable) as exc:
+        except (JobStateError, JobInputError, WorkFailed) as exc:
             form.add_refusal(exc)
-    status = 400 if request.method == "POST" and result is None else 200
-    return render(request, "results/inspect.html", {"job": job, "form": form, "result": result}, status=status)
+        except ServingUnavailable as exc:  # not the image's fault: said above the form, with its 503/504
+            unavailable = exc
+    status = unavailable.http_status if unavailable else 400 if request.method == "POST" and result is None else 200
+    return render(request, "results/inspect.html", {"job": job, "form": form, "result": result,
+                                                    "unavailable": unavailable}, status=status)
 
 
 @require_POST
@@ -55,16 +58,18 @@ class CompressedImageForm(forms.Form):
 def compression_detail(request: HttpRequest, pk: int, cid: int) -> HttpResponse:
     compression = work_get(user=request.user, model=Compression, job_pk=pk, pk=cid)
     form = CompressedImageForm(request.POST or None, request.FILES or None)
-    classified = None
+    classified, unavailable = None, None
     if request.method == "POST" and form.is_valid():
         try:
             classified = compression_classify(compression=compression, image=form.cleaned_data["image"])
-        except (JobStateError, JobInputError, ServingUnavailable) as exc:
+        except (JobStateError, JobInputError) as exc:
             form.add_error("image", str(exc))
+        except ServingUnavailable as exc:  # not the image's fault: said above the form, with its 503/504
+            unavailable = exc
     context = {"compression": compression, "job": compression.job, "form": form, "classified": classified,
                "title": METHOD_TITLES.get(compression.method, compression.method),
-               "package": compression_package(compression)}
-    status = 400 if request.method == "POST" and classified is None else 200
+               "package": compression_package(compression), "unavailable": unavailable}
+    status = unavailable.http_status if unavailable else 400 if request.method == "POST" and classified is None else 200
     return render(request, "results/compression.html", context, status=status)
 
 

@@ -8,4 +8,5 @@ from workers import selectors
 
 def worker_list(request: HttpRequest) -> HttpResponse:
     views = selectors.worker_list(user=request.user, include_stopped=True)
-    return render(request, "workers/list.html", {"workers": views, "silent_after": selectors.worker_silent_after()})
+    return render(request, "workers/list.html", {"workers": views, "silent_after": selectors.worker_silent_after(),
+                                                 "hidden_model": selectors.HIDDEN_MODEL})

@@ -83,16 +83,27 @@
     status.textContent = "Drawing…";
     fetch(grid.dataset.api.replace("/datasets/0/", "/datasets/" + dataset.value + "/") + "?" + params,
       { credentials: "same-origin" })
-      .then((r) => r.json().then((body) => ({ ok: r.ok, body })))
+      // The API says why in JSON (a 503/504 when no serving worker answers); a proxy's page in front of it does not.
+      .then((r) => r.json().then((body) => ({ ok: r.ok, body }),
+        () => ({ ok: false, body: { error: "the server answered HTTP " + r.status + " " + r.statusText } })))
       .then(({ ok, body }) => {
         if (mine !== asked) return;  // a newer change is on its way
-        error.hidden = ok;
-        error.textContent = ok ? "" : "Preview: " + body.error;
-        status.textContent = ok ? "Sample " + (body.seed + 1) : "";
-        grid.classList.toggle("stale", !ok);
-        if (ok) { draw(body.images); window.augmentationPreviewDrawn = (window.augmentationPreviewDrawn || 0) + 1; }
+        if (!ok) { fail(body.error); return; }
+        error.hidden = true;
+        error.textContent = "";
+        status.textContent = "Sample " + (body.seed + 1);
+        grid.classList.remove("stale");
+        draw(body.images);
+        window.augmentationPreviewDrawn = (window.augmentationPreviewDrawn || 0) + 1;
       })
-      .catch(() => { if (mine === asked) status.textContent = "The preview could not be fetched."; });
+      .catch(() => { if (mine === asked) fail("the server could not be reached"); });
+  }
+
+  function fail(message) {
+    error.hidden = false;
+    error.textContent = "Preview: " + message;
+    status.textContent = "";
+    grid.classList.add("stale");
   }
 
   function later() { clearTimeout(timer); timer = setTimeout(refresh, 300); }

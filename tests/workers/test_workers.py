@@ -40,14 +40,15 @@ def running_job(owner, name: str, worker: str, device: str) -> TrainingJob:  # t
 
 
 @pytest.mark.django_db(transaction=True)  # the worker writes its row: no test transaction may hold SQLite's lock
-def test_a_real_worker_describes_itself_with_its_queues_and_its_host(alice_api, celery_worker):
-    def listed():  # type: ignore[no-untyped-def]
+def test_a_real_worker_describes_itself_with_its_queues_and_its_host(alice_api, celery_worker, settings):
+    def listed(real):  # type: ignore[no-untyped-def]
         found = [w for w in alice_api.get("/api/v1/workers/").json()["results"]
-                 if w["name"].startswith(celery_worker.name) and w["pid"] == celery_worker.pid]  # (a restart: new pid)
+                 if w["name"].startswith(f"{real.name}@") and w["pid"] == real.pid]  # (a restart: new pid)
         return found[0] if found else None
 
     try:
-        worker = wait_for(listed, 60, "the worker's own report")
+        worker = wait_for(lambda: listed(celery_worker), 60, "the worker's own report")
+        serving = wait_for(lambda: listed(celery_worker.serving), 60, "the serving worker's own report")
     except AssertionError:
         raise AssertionError(f"{alice_api.get('/api/v1/workers/').json()} {list(Worker.objects.values())} "
                              f"{celery_worker.log_text()[-3000:]}") from None
@@ -56,6 +57,9 @@ def test_a_real_worker_describes_itself_with_its_queues_and_its_host(alice_api, 
     assert set(worker["queues"]) == {"train", "background"} and worker["concurrency"] == 2
     cpu = [d for d in worker["devices"] if d["id"] == "cpu"][0]
     assert cpu["source"] == "host" and cpu["memory_total"] > 0 and 0 <= cpu["memory_used"] <= cpu["memory_total"]
+    assert worker["serving"] is None
+    assert serving["queues"] == ["infer"] and serving["serving"]["device"] == settings.WORKBENCH_SERVING_DEVICE
+    assert serving["serving"]["capacity_bytes"] == settings.WORKBENCH_SERVING_CACHE_MB * 1024**2
 
 
 def test_each_device_lists_its_running_jobs_and_other_users_jobs_are_counted_not_named(alice, bob, staff,
@@ -88,7 +92,7 @@ def test_a_silent_worker_leaves_the_api_and_shows_as_stopped_on_the_page(alice, 
     assert "celery@gpu-1" in names and "celery@old-host" not in names  # (the session's real worker may be there too)
     client.force_login(alice)
     page = client.get("/workers/").content.decode()
-    assert "old-host" in page and "stopped" in page and "NVIDIA H200" in page and "serving" in page
+    assert "old-host" in page and "stopped" in page and "NVIDIA H200" in page and "running" in page
 
 
 def test_the_page_and_the_api_need_a_login(client):

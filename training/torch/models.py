@@ -47,8 +47,12 @@ def _nbytes(value: Any) -> int:
 
 
 def _model_name(weights: Path) -> str:
-    """How the Workers page names a warm model: its job folder and file (jobs/12/snapshots/epoch_3.safetensors)."""
+    """How the Workers page names a warm model: its path from the jobs folder (jobs/12/snapshots/epoch_3.safetensors,
+    jobs/12/compressed/4/model.pt), which the page reads the job from (workers.selectors); else its last parts."""
     parts = weights.parts
+    starts = [i for i in range(len(parts) - 2) if parts[i] == "jobs" and parts[i + 1].isdigit()]
+    if starts:
+        return "/".join(parts[starts[-1]:])
     return "/".join(parts[-4:]) if len(parts) >= 4 else str(weights)
 
 

@@ -10,6 +10,11 @@ def gib(value: int | None) -> str:
     return "–" if value is None else f"{value / 1024**3:.1f}"
 
 
+@register.filter
+def mb(value: int | None, digits: int = 1) -> str:
+    return "–" if value is None else f"{value / 1024**2:.{digits}f}"
+
+
 @register.simple_tag
 def percent(part: float | None, whole: float | None) -> str:
     if part is None or not whole:
