@@ -6,3 +6,5 @@
   concurrent requests for one model run as one batch (`batching`).
 - `wire`: images travel inside the request, not through a shared folder.
 """
+
+SERVING_QUEUE = "infer"  # the queue only serving workers consume (settings.WORKER_ROLES["serving"])

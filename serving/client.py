@@ -27,9 +27,8 @@ import numpy as np
 from celery import states
 from django.conf import settings
 
-from serving import wire
+from serving import SERVING_QUEUE, wire
 
-SERVING_QUEUE = "infer"
 # How often the answers thread reads; a warm classify takes a few milliseconds on the worker.
 ANSWER_POLL = 0.001
 

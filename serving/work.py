@@ -54,7 +54,7 @@ def configure_dedicated_worker(queues: set[str], conf: Any) -> bool:
     that also trains keeps the training settings. True when it is such a worker."""
     import os
 
-    from serving.client import SERVING_QUEUE
+    from serving import SERVING_QUEUE
 
     if queues != {SERVING_QUEUE}:
         return False

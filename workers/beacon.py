@@ -16,7 +16,7 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 from django.utils import timezone
 
-from serving.client import SERVING_QUEUE
+from serving import SERVING_QUEUE
 from workers import probe, services
 
 log = logging.getLogger(__name__)
