@@ -1,6 +1,6 @@
 """Serving benchmark: classify over the real API, end to end, against today's path and the old one.
 
-    .venv/bin/python bench/serving.py [--requests 200] [--clients 50] [--seconds 5] [--epochs 2000]
+    .venv/bin/python bench/classify_serving.py [--requests 200] [--clients 50] [--seconds 5] [--epochs 2000]
                                       [--train-threads 0] [--tiny]
 
 In a fresh temporary data folder (SQLite; DATABASE_URL and CELERY_BROKER_URL are honoured when set:
@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import http.client
 import io
-import json
 import os
 import statistics
 import subprocess
@@ -237,9 +236,12 @@ def hammer(count: int, seconds: float, send: Callable[[], bool]) -> tuple[list[f
 # --- the cases --------------------------------------------------------------------------------
 
 def case_latency(stack: Stack, client: ApiClient, count: int, label: str) -> None:
+    """Sequential requests' latency, and the web's and serving worker's CPU per request."""
+    before = {name: cpu_seconds(stack.procs[name].pid) for name in ("web", "serving")}
     ms, failed = latency(client, count)
-    print(f"A {label:<46} {len(ms)} requests: {summary(ms)}" + (f"  ({failed} failed)" if failed else ""),
-          flush=True)
+    cpu = {name: 1000 * (cpu_seconds(stack.procs[name].pid) - value) / (count + 5) for name, value in before.items()}
+    print(f"A {label:<46} {len(ms)} requests: {summary(ms)}; CPU ms a request: web {cpu['web']:.1f}, "
+          f"serving {cpu['serving']:.1f}" + (f"  ({failed} failed)" if failed else ""), flush=True)
 
 
 def train_long(owner, dataset, jobs: int, epochs: int) -> list[int]:  # type: ignore[no-untyped-def]
