@@ -35,6 +35,9 @@ RESULT_LINES = {
     "live_latency.py": [r"^\[embedded\] embedded .* \d+ points over .* p95"],
     "sweep_asha.py": [r"^without pruning: done, 2 trials", r"^with ASHA: done, 2 trials", r"^ASHA trained "],
     "live_fanout.py": [r"^\[embedded\] +2 clients: \d+ points each", r"burst of 5 \(sessions\) within 0\.2 s: latency ms"],
+    "classify_serving.py": [r"^A new, 1 jobs training +\d+ requests: p50 ", r"^A old, cold .* p50 ",
+                            r"^A old, busy: ", r"^B one at a time +direct 4 clients: \d+ images/s",
+                            r"^B HTTP +batching / one at a time: "],
     "recovery.py": [r"^kill  1: job \d+ worker pid \d+", r"^  jobs finished by themselves \(done\) +\d/1",
                     r"^  kill -> training again \(s\)"],
 }
