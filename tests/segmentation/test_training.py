@@ -185,3 +185,20 @@ def test_an_augmented_segmentation_job_resumes_bit_for_bit(squares, tmp_path):
     assert max(first.snapshots) == 2.0  # 3 steps an epoch: a snapshot every 2 steps or so, the last at step 6
     assert max_difference(last_weights(tmp_path / "reference"), last_weights(output)) == 0.0
     assert resumed.points == {k: v for k, v in reference.points.items() if k[2] > 6}
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+@pytest.mark.parametrize("where,amp", [("device", "off"), ("map", "bf16")])
+def test_it_trains_on_cuda_with_masks_on_the_device_or_prefetched_pinned(squares, tmp_path, where, amp):
+    cuda = torch.device("cuda:0")
+    split = Split.open(squares, "train", cuda, forced=where, masks=True)
+    images, masks = split.batch(torch.arange(8), pin=where != "device")
+    assert torch.equal(masks.cpu(), Split.open(squares, "train", forced="map", masks=True).batch(torch.arange(8))[1])
+    assert masks.is_cuda if where == "device" else masks.is_pinned()
+
+    recorder = Recorder()
+    plan = seg_plan(squares, tmp_path / "job", device="cuda:0", data_placement=where, amp=amp, epochs=20,
+                    snapshot_interval=20, augmentation={"flip": "both", "rotate_degrees": 15, "crop_padding": 2})
+    assert train(plan, recorder) == "done"
+    assert val_metrics(recorder)["mean_iou"] > 0.7
