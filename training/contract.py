@@ -87,6 +87,7 @@ class TrainingPlan:
     accumulate: int = 1  # batches per optimizer step
     grad_clip: float = 0.0  # the largest gradient norm; 0 is off
     label_smoothing: float = 0.0
+    ignore_index: int = 255  # segmentation: the mask value of unlabelled pixels (in neither loss nor metrics)
     amp: str = "off"  # mixed precision: off, bf16, fp16
     # The devices this run holds (workers.leases), one process each; () trains on `device` alone.
     devices: tuple[str, ...] = ()

@@ -7,6 +7,8 @@ snapshot, so a resumed run draws exactly what the uninterrupted one would have.
 
 Order: flips, 90-degree rotation, one affine resampling (rotation, translation, scale), pad and
 crop, HSV shifts, noise; then the pixels are clamped back to 0..1. Empty areas are black (0).
+A segmentation batch's masks (`Augmenter.with_masks`) take the same geometric moves from the same
+draws, nearest neighbour, their empty areas unlabelled (ignore_index); colour and noise are the image's.
 The exact moves (flips, quarter turns, a crop with no resampling) run on the uint8 batch, before
 it becomes float: a quarter of the bytes to move. When the affine resampling runs anyway, the crop
 is folded into it as a whole-pixel translation (the same pixels, one pass fewer over the batch).
@@ -33,6 +35,18 @@ class Augmenter:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """The augmented batch as float in 0..1, from uint8 pixels (or float ones in 0..1, which
         may be changed in place)."""
+        return self._augment(x, None, 0)[0]
+
+    def with_masks(self, x: torch.Tensor, masks: torch.Tensor, ignore_index: int = 255) -> tuple[torch.Tensor, torch.Tensor]:
+        """A segmentation batch: the images as `__call__` changes them (the same draws), and their
+        (N, H, W) masks moved with them, nearest neighbour, uncovered pixels `ignore_index`
+        (unlabelled). Colour shifts and noise leave the masks alone."""
+        images, moved = self._augment(x, masks, ignore_index)
+        assert moved is not None
+        return images, moved
+
+    def _augment(self, x: torch.Tensor, masks: torch.Tensor | None,
+                 ignore_index: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         s = self.spec
         moves: dict[str, Any] = {}
         if s.flip in ("horizontal", "both"):
@@ -48,16 +62,21 @@ class Augmenter:
             moves.update(padding=s.crop_padding, top=crop[0], left=crop[1])
         if moves:
             x = move(x, **moves)
+            if masks is not None:
+                masks = move(masks.unsqueeze(1), **moves, fill=ignore_index).squeeze(1)
         x = x.float().div_(255) if x.dtype == torch.uint8 else x
         if s.affine:
             moved = None if crop is None else (crop[1] - s.crop_padding, crop[0] - s.crop_padding)
-            x = affine(x, self._uniform(x, s.rotate_degrees), self._between(x, *s.scale),
-                       self._uniform(x, s.translate), self._uniform(x, s.translate), moved)
+            grid = affine_grid(x, self._uniform(x, s.rotate_degrees), self._between(x, *s.scale),
+                               self._uniform(x, s.translate), self._uniform(x, s.translate), moved)
+            x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+            if masks is not None:
+                masks = resample_masks(masks, grid, ignore_index)
         if any(s.hsv):
             x = hsv_shift(x, *(self._uniform(x, amount) for amount in s.hsv))
         if s.noise_std:
             x = x.add_(torch.randn(x.shape, generator=self.generator, device=x.device).mul_(s.noise_std))
-        return x.clamp_(0.0, 1.0)
+        return x.clamp_(0.0, 1.0), masks
 
     def state(self) -> list[int]:
         return self.generator.get_state().tolist()
@@ -80,10 +99,10 @@ class Augmenter:
 
 def move(x: torch.Tensor, *, mirror: torch.Tensor | None = None, upside_down: torch.Tensor | None = None,
          turns: torch.Tensor | None = None, padding: int = 0, top: torch.Tensor | None = None,
-         left: torch.Tensor | None = None) -> torch.Tensor:
+         left: torch.Tensor | None = None, fill: int = 0) -> torch.Tensor:
     """The exact moves, per image, in one gather over the batch: image i mirrored left-right where
     mirror[i], top-bottom where upside_down[i], turned by turns[i] quarter turns as torch.rot90(.., (1, 2))
-    turns (square images; others 0 or 2), then, with `padding`, padded with black and an H x W window
+    turns (square images; others 0 or 2), then, with `padding`, padded with `fill` (black) and an H x W window
     taken back from (top[i], left[i]) of the padded image. Pixels of any dtype are read once.
 
     Each of these moves an output pixel (r, c) to a source pixel whose row and column are integer
@@ -91,7 +110,7 @@ def move(x: torch.Tensor, *, mirror: torch.Tensor | None = None, upside_down: to
     only the final flat index is computed per pixel position."""
     n, c, h, w = x.shape
     p = padding
-    source = F.pad(x, (p, p, p, p)) if p else x
+    source = F.pad(x, (p, p, p, p), value=fill) if p else x
     hp, wp = h + 2 * p, w + 2 * p
     # form[:, 0] gives the source row and form[:, 1] its column, as (a, b, d) of a r + b c + d.
     form = torch.tensor([[1, 0, p], [0, 1, p]], device=x.device).repeat(n, 1, 1)
@@ -145,6 +164,13 @@ def affine(x: torch.Tensor, degrees: torch.Tensor, scale: torch.Tensor, shift_x:
     shift_x[i], shift_y[i] (fractions of its width and height), in one bilinear resampling.
     `read_at` (dx, dy) then has output pixel (r, c) read what would have been at (r + dy, c + dx):
     pad_crop's window, folded in."""
+    grid = affine_grid(x, degrees, scale, shift_x, shift_y, read_at)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def affine_grid(x: torch.Tensor, degrees: torch.Tensor, scale: torch.Tensor, shift_x: torch.Tensor,
+                shift_y: torch.Tensor, read_at: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """Where `affine` reads each output pixel of the batch `x`: grid_sample's (N, H, W, 2) grid."""
     n, _, h, w = x.shape
     angle = degrees * (math.pi / 180)
     cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
@@ -160,8 +186,15 @@ def affine(x: torch.Tensor, degrees: torch.Tensor, scale: torch.Tensor, shift_x:
     us = ((torch.arange(w, device=x.device, dtype=x.dtype) * 2 + 1) / w - 1).view(1, 1, w)
     vs = ((torch.arange(h, device=x.device, dtype=x.dtype) * 2 + 1) / h - 1).view(1, h, 1)
     a, b, c, d, tx, ty = (t.view(n, 1, 1).to(x.dtype) for t in (a, b, c, d, tx, ty))
-    grid = torch.stack([a * us + b * vs + tx, c * us + d * vs + ty], -1)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return torch.stack([a * us + b * vs + tx, c * us + d * vs + ty], -1)
+
+
+def resample_masks(masks: torch.Tensor, grid: torch.Tensor, ignore_index: int) -> torch.Tensor:
+    """(N, H, W) masks read at `grid` by nearest neighbour; pixels read from outside are `ignore_index`.
+    Sampled as mask + 1 so that grid_sample's zero fill marks them (class indices are exact in float)."""
+    shifted = masks.unsqueeze(1).to(grid.dtype) + 1
+    read = F.grid_sample(shifted, grid, mode="nearest", padding_mode="zeros", align_corners=False).squeeze(1)
+    return torch.where(read > 0, read - 1, float(ignore_index)).to(masks.dtype)
 
 
 def rgb_to_hsv(x: torch.Tensor) -> torch.Tensor:

@@ -48,12 +48,17 @@ def placement(nbytes: int, device: torch.device, forced: str = "") -> str:
 @dataclass
 class Split:
     images: Any  # a uint8 tensor (on the device, or in host memory), or the numpy memory map
-    labels: torch.Tensor
+    labels: Any  # int64 (N,) class indices; a segmentation split's uint8 (N, H, W) masks, placed as `images`
     where: str = "memory"
 
     @classmethod
-    def open(cls, folder: Path, split: str, device: torch.device | None = None, forced: str = "") -> Split:
+    def open(cls, folder: Path, split: str, device: torch.device | None = None, forced: str = "",
+             masks: bool = False) -> Split:
+        """`masks`: a segmentation split, whose labels are its (N, H, W) uint8 masks, kept as uint8
+        wherever the images are (the loss takes them as int64 on the device)."""
         device = device or torch.device("cpu")
+        if masks:
+            return cls._open_masks(folder, split, device, forced)
         images, labels = open_split(folder, split)
         labels_t = torch.from_numpy(labels.astype(np.int64))
         where = placement(images.nbytes, device, forced)
@@ -64,25 +69,40 @@ class Split:
             return cls(pixels.to(device), labels_t.to(device), where)
         return cls(pixels, labels_t, where)
 
+    @classmethod
+    def _open_masks(cls, folder: Path, split: str, device: torch.device, forced: str) -> Split:
+        images = np.load(folder / f"{split}_images.npy", mmap_mode="r")
+        masks = np.load(folder / f"{split}_masks.npy", mmap_mode="r")
+        where = placement(images.nbytes + masks.nbytes, device, forced)
+        if where == "map":
+            return cls(images, masks, where)  # type: ignore[arg-type]
+        pixels, labels = torch.from_numpy(np.array(images)), torch.from_numpy(np.array(masks))
+        if where == "device":
+            return cls(pixels.to(device), labels.to(device), where)
+        return cls(pixels, labels, where)
+
     def __len__(self) -> int:
         return len(self.labels)
 
     def batch(self, index: torch.Tensor, pin: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """The images and labels at `index`; `pin` gathers host batches straight into pinned memory (CUDA)."""
         index = index.sort().values  # the order inside a batch does not change its gradient
-        if isinstance(self.images, torch.Tensor) and self.images.device.type != "cpu":
-            index = index.to(self.images.device)
-            return self.images[index], self.labels[index]
-        if not pin:
-            if isinstance(self.images, torch.Tensor):
-                return self.images[index], self.labels[index]
-            return torch.from_numpy(self.images[index.numpy()]), self.labels[index]
-        images = torch.empty((len(index), *self.images.shape[1:]), dtype=torch.uint8, pin_memory=True)
-        if isinstance(self.images, torch.Tensor):
-            torch.index_select(self.images, 0, index, out=images)
-        else:
-            np.take(self.images, index.numpy(), axis=0, out=images.numpy())
-        return images, self.labels[index].pin_memory()
+        return _gather(self.images, index, pin), _gather(self.labels, index, pin)
+
+
+def _gather(rows: Any, index: torch.Tensor, pin: bool) -> torch.Tensor:
+    """rows[index] of a tensor (on any device) or of a uint8 numpy memory map, as a tensor."""
+    if isinstance(rows, torch.Tensor) and rows.device.type != "cpu":
+        return rows[index.to(rows.device)]
+    if not pin:
+        return rows[index] if isinstance(rows, torch.Tensor) else torch.from_numpy(rows[index.numpy()])
+    dtype = rows.dtype if isinstance(rows, torch.Tensor) else torch.uint8
+    out = torch.empty((len(index), *rows.shape[1:]), dtype=dtype, pin_memory=True)
+    if isinstance(rows, torch.Tensor):
+        torch.index_select(rows, 0, index, out=out)
+    else:
+        np.take(rows, index.numpy(), axis=0, out=out.numpy())
+    return out
 
 
 class Prefetcher:

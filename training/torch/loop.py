@@ -55,8 +55,10 @@ class _Run:
         if missing := vision_task(plan.task).missing_files(plan.dataset_folder):
             raise TrainingFailed(f"The dataset's files are missing on this worker: {', '.join(missing)} (in "
                                  f"{plan.dataset_folder}). Ingest the dataset again, or check the data folder.")
-        self.train_split = Split.open(plan.dataset_folder, "train", device, forced=plan.data_placement)
-        self.val_split = Split.open(plan.dataset_folder, "val", device, forced=plan.data_placement)
+        self.task = torch_task(plan.task)  # the vision task's loss, batches and validation
+        masks = self.task.per_pixel  # segmentation: the labels are masks
+        self.train_split = Split.open(plan.dataset_folder, "train", device, forced=plan.data_placement, masks=masks)
+        self.val_split = Split.open(plan.dataset_folder, "val", device, forced=plan.data_placement, masks=masks)
         spec = augmentation_from_stored(plan.augmentation)
         self.mean = mean_to_subtract(spec.mean, torch.from_numpy(np.load(plan.dataset_folder / "mean.npy"))).to(device)
         # Its own generator: dropout and shuffling draw what they drew before augmentation existed.
@@ -77,7 +79,6 @@ class _Run:
         # The train loss is the mean over the steps since it was last reported; kept here (not in
         # the loop) so that a snapshot carries it and a resumed run reports the same numbers.
         self.running, self.count = torch.zeros((), device=device), 0
-        self.task = torch_task(plan.task)  # the vision task's loss and validation
         self.loss_fn = self.task.loss(plan)
         self.steps_per_epoch = max(1, math.ceil(len(self.train_split) / plan.batch_size))
         self.total_steps = plan.epochs * self.steps_per_epoch
@@ -137,8 +138,8 @@ class _Run:
         to its group's; the group's last batch steps the optimizer. A group is `accumulate` batches,
         the epoch's last one maybe fewer."""
         x, y = self.batches.get(index)
-        x = self.precision.input(self.train_input(x.to(self.device, non_blocking=True)))
-        y = y.to(self.device, non_blocking=True)
+        x, y = self.train_batch(x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True))
+        x = self.precision.input(x)
         group_start = i - i % self.plan.accumulate
         group = min(self.plan.accumulate, self.steps_per_epoch - group_start)
         scale = self.ranks.loss_scale(batch_size)
@@ -168,6 +169,14 @@ class _Run:
             return (pixels.float() - self.mean) / 255.0  # bit for bit what it was before augmentation
         return self.augment(pixels) - self.mean / 255.0
 
+    def train_batch(self, pixels: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A training batch on the device as the network and the loss see it: the task augments it
+        (a segmentation mask moves with its image) and says what the loss takes as labels."""
+        if self.augment is None:
+            return self.train_input(pixels), self.task.targets(labels)
+        x, labels = self.task.augment(self.augment, pixels, labels, self.plan)
+        return x - self.mean / 255.0, self.task.targets(labels)
+
     def _set_lr(self, epoch: float) -> float:
         p = self.plan
         lr = learning_rate(p.lr_policy, p.learning_rate, epoch, p.epochs, p.lr_params)
@@ -195,7 +204,8 @@ class _Run:
     def _validate(self, step: int) -> None:
         if len(self.val_split) == 0 or not self.ranks.leader:  # the other ranks go on to the next step's all-reduce
             return
-        metrics = self.task.validate(self.net, self.val_split, self.mean, self.device, self.plan.batch_size * 2)
+        metrics = self.task.validate(self.net, self.val_split, self.mean, self.device, self.plan.batch_size * 2,
+                                     self.plan)
         epoch = step / self.steps_per_epoch
         for name, value in metrics.items():
             self.reporter.metric(split="val", name=name, value=value, epoch=epoch, step=step)
