@@ -37,7 +37,10 @@ def dataset_create(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 def dataset_create_example(request: HttpRequest) -> HttpResponse:
-    dataset = services.dataset_create_example(owner=request.user)
+    example = request.POST.get("example", "digits")
+    if example not in services.EXAMPLES:
+        raise Http404("No such example.")
+    dataset = services.dataset_create_example(owner=request.user, example=example)
     return redirect("dataset-detail", pk=dataset.pk)
 
 
