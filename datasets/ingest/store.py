@@ -146,3 +146,21 @@ def image_png(folder: Path, split: str, index: int) -> bytes | None:
     buffer = io.BytesIO()
     to_pil(np.asarray(images[index])).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def mask_png(folder: Path, split: str, index: int, colours: list[list[int]], ignore_index: int) -> bytes | None:
+    """One mask of a split as an RGBA PNG in its classes' colours, ignore_index (and any value without a
+    colour) transparent; None if there is no such mask."""
+    path = masks_path(folder, split)
+    if not path.exists():
+        return None
+    masks = np.load(path, mmap_mode="r")
+    if not 0 <= index < len(masks):
+        return None
+    table = np.zeros((256, 4), dtype=np.uint8)
+    for value, colour in enumerate(colours[:256]):
+        table[value] = (*colour, 255)
+    table[ignore_index] = 0
+    buffer = io.BytesIO()
+    Image.fromarray(table[np.asarray(masks[index])], "RGBA").save(buffer, format="PNG")
+    return buffer.getvalue()

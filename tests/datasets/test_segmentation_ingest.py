@@ -361,3 +361,45 @@ def test_no_job_starts_on_a_segmentation_dataset_yet(alice_api, alice):
     assert not TrainingJob.objects.exists()
     assert alice_api.get("/api/v1/networks/?task=segmentation").status_code == 200
 
+
+
+# --- the explore page -----------------------------------------------------------------------
+
+@pytest.mark.django_db
+def test_the_explore_page_shows_pixel_shares_samples_and_masks_to_the_owner_only(alice_api, alice, bob):
+    from django.test import Client
+
+    members = sample_members(5) | {"classes.txt": b"sky\nroad\ncar\n"}
+    dataset = ingested(post_archive(alice_api, zip_bytes(members)))
+    owner, stranger = Client(), Client()
+    owner.force_login(alice)
+    stranger.force_login(bob)
+
+    page = owner.get(f"/datasets/{dataset.pk}/").content.decode()
+    assert 'id="class-pixels"' in page and "road" in page and 'id="mask-opacity"' in page
+    assert f"/datasets/{dataset.pk}/masks/train/0.png" in page and f"/datasets/{dataset.pk}/images/train/0.png" in page
+    mask = owner.get(f"/datasets/{dataset.pk}/masks/train/0.png")
+    assert mask["Content-Type"] == "image/png"
+    pixels = np.asarray(Image.open(io.BytesIO(mask.content)))
+    assert pixels.shape == (8, 10, 4)
+    assert {tuple(p[:3]) for p in pixels.reshape(-1, 4)} <= {tuple(c) for c in dataset.colormap.values()}
+    assert stranger.get(f"/datasets/{dataset.pk}/masks/train/0.png").status_code == 404
+    assert owner.get(f"/datasets/{dataset.pk}/masks/train/99.png").status_code == 404
+    shutil.rmtree(dataset.folder, ignore_errors=True)
+
+
+@pytest.mark.django_db
+def test_the_form_creates_a_segmentation_dataset_and_the_list_offers_its_example(alice):
+    from django.test import Client
+
+    browser = Client()
+    browser.force_login(alice)
+    assert 'value="segmentation"' in browser.get("/datasets/").content.decode()
+    archive = io.BytesIO(zip_bytes(sample_members(3)))
+    archive.name = "stripes.zip"
+    response = browser.post("/datasets/new/", {**VALID, "ignore_index": 7, "archive": archive, "min_per_class": 1})
+
+    assert response.status_code == 302, response.content.decode()[-2000:]
+    dataset = Dataset.objects.get()
+    assert dataset.task == "segmentation" and dataset.ignore_index == 7
+    shutil.rmtree(dataset.folder, ignore_errors=True)
