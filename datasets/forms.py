@@ -21,7 +21,8 @@ from datasets.options import (
 
 class DatasetForm(forms.Form):
     name = forms.CharField(max_length=200)
-    task = forms.ChoiceField(choices=TASK_LABELS, initial="classification")
+    # Not required: a form posted by a script written before segmentation means classification.
+    task = forms.ChoiceField(choices=TASK_LABELS, initial="classification", required=False)
     archive = forms.FileField(required=False, help_text="zip, tar or tar.gz: one folder per class, or (segmentation) "
                                                         "images/ and masks/.")
     server_path = forms.CharField(required=False, max_length=1000,
@@ -63,9 +64,9 @@ class DatasetForm(forms.Form):
                              resize_mode=data["resize_mode"], val_percent=data["val_percent"],
                              test_percent=data["test_percent"], seed=data["seed"],
                              min_per_class=data["min_per_class"], max_per_class=data.get("max_per_class"),
-                             task=data["task"], ignore_index=self._ignore_index())
+                             task=data.get("task") or "classification", ignore_index=self._ignore_index())
 
     def _ignore_index(self) -> int:
         # A classification dataset has no masks: the field, always sent by the browser, means nothing to it.
         given = self.cleaned_data.get("ignore_index")
-        return DEFAULT_IGNORE_INDEX if given is None or self.cleaned_data["task"] != "segmentation" else given
+        return DEFAULT_IGNORE_INDEX if given is None or self.cleaned_data.get("task") != "segmentation" else given
