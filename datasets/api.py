@@ -13,6 +13,7 @@ from datasets import selectors, services
 from datasets.ingest.pipeline import IngestOptions
 from datasets.models import Dataset
 from datasets.options import (
+    DEFAULT_IGNORE_INDEX,
     MAX_SPLIT_PERCENT,
     MIN_SIDE,
     RESIZE_MODE_LABELS,
@@ -21,7 +22,7 @@ from datasets.options import (
     source_problems,
     split_problems,
 )
-from workbench.api import NoInput, Pagination, RequestInput, error_response, paginated
+from workbench.api import Pagination, RequestInput, error_response, paginated
 
 
 class DatasetOutput(serializers.ModelSerializer):
@@ -30,6 +31,9 @@ class DatasetOutput(serializers.ModelSerializer):
     mean_image_url = serializers.SerializerMethodField()
     thumbnails = serializers.SerializerMethodField()
     owner = serializers.CharField(source="owner.get_username", read_only=True)
+    ignore_index = serializers.SerializerMethodField(help_text="Segmentation: the mask value of no class.")
+    class_pixels = serializers.JSONField(read_only=True, help_text="Segmentation: {split: {class: pixel share}}.")
+    colormap = serializers.JSONField(read_only=True, help_text="Segmentation: {class: [r, g, b]}.")
 
     class Meta:
         model = Dataset
@@ -37,7 +41,10 @@ class DatasetOutput(serializers.ModelSerializer):
                   "source_name", "image_width", "image_height", "channels", "resize_mode", "val_percent",
                   "test_percent", "seed", "min_per_class", "max_per_class", "classes", "split_counts",
                   "class_counts", "image_shape", "skipped", "warnings", "attempt", "retries", "held_by", "heartbeat_at",
-                  "url", "mean_image_url", "thumbnails"]
+                  "url", "mean_image_url", "thumbnails", "ignore_index", "class_pixels", "colormap"]
+
+    def get_ignore_index(self, dataset: Dataset) -> int | None:
+        return dataset.ignore_index if dataset.task == "segmentation" else None
 
     def get_url(self, dataset: Dataset) -> str:
         return reverse("dataset-detail", args=[dataset.pk])
@@ -51,7 +58,7 @@ class DatasetOutput(serializers.ModelSerializer):
                 for c, (name, ks) in enumerate(thumbs.items())}
 
 
-NEXT_TASKS = ("segmentation", "detection")
+DATASET_TASKS = ("classification", "segmentation")
 
 
 class DatasetInput(RequestInput):
@@ -67,24 +74,21 @@ class DatasetInput(RequestInput):
     seed = serializers.IntegerField(min_value=0, max_value=2**32 - 1, default=0)
     min_per_class = serializers.IntegerField(min_value=1, default=1)
     max_per_class = serializers.IntegerField(min_value=1, required=False, allow_null=True, default=None)
-    # DESIGN.md's next tasks: named now so that a script asking for one is told, not given a
-    # classification dataset.
     task = serializers.CharField(required=False, default="classification",
-                                 help_text="classification (segmentation and detection: not supported yet)")
-    ignore_index = serializers.IntegerField(required=False, help_text="Segmentation (not supported yet).")
+                                 help_text="classification or segmentation (detection: not supported yet)")
+    ignore_index = serializers.IntegerField(required=False, min_value=0, max_value=255,
+                                            help_text="Segmentation: the mask value that is no class (default 255).")
+    # DESIGN.md's next task: named now so that a script asking for it is told, not given another dataset.
     box_format = serializers.CharField(required=False, help_text="Detection (not supported yet).")
 
     def validate_task(self, task: str) -> str:
-        if task in NEXT_TASKS:
-            raise serializers.ValidationError(f"{task.capitalize()} datasets are not supported yet; "
-                                              "the task is classification.")
-        if task != "classification":
-            raise serializers.ValidationError(f'"{task}" is not a task; use classification (segmentation and '
-                                              "detection are not supported yet).")
+        if task == "detection":
+            raise serializers.ValidationError("Detection datasets are not supported yet; the task is "
+                                              "classification or segmentation.")
+        if task not in DATASET_TASKS:
+            raise serializers.ValidationError(f'"{task}" is not a task; use classification or segmentation '
+                                              "(detection is not supported yet).")
         return task
-
-    def validate_ignore_index(self, value: int) -> int:
-        raise serializers.ValidationError("ignore_index is for segmentation datasets, which are not supported yet.")
 
     def validate_box_format(self, value: str) -> str:
         raise serializers.ValidationError("box_format is for detection datasets, which are not supported yet.")
@@ -93,6 +97,8 @@ class DatasetInput(RequestInput):
         problems = source_problems("archive" in data, data["server_path"].strip())
         problems |= split_problems(data["val_percent"], data["test_percent"])
         problems |= per_class_problems(data["min_per_class"], data["max_per_class"])
+        if "ignore_index" in data and data["task"] != "segmentation":
+            problems["ignore_index"] = "ignore_index is for segmentation datasets only (task=segmentation)."
         for side in ("image_width", "image_height"):
             if data[side] > max_side():
                 problems[side] = f"Ensure this value is less than or equal to {max_side()}."
@@ -105,7 +111,8 @@ class DatasetInput(RequestInput):
         return IngestOptions(width=d["image_width"], height=d["image_height"], channels=int(d["channels"]),
                              resize_mode=d["resize_mode"], val_percent=d["val_percent"],
                              test_percent=d["test_percent"], seed=d["seed"], min_per_class=d["min_per_class"],
-                             max_per_class=d["max_per_class"])
+                             max_per_class=d["max_per_class"], task=d["task"],
+                             ignore_index=d.get("ignore_index", DEFAULT_IGNORE_INDEX))
 
 
 def _one_of(choices: list[str], what: str) -> serializers.ChoiceField:
@@ -145,11 +152,18 @@ class DatasetListApi(APIView):
         return Response(DatasetOutput(dataset).data, status=status.HTTP_201_CREATED)
 
 
+class DatasetExampleInput(RequestInput):
+    example = serializers.ChoiceField(choices=list(services.EXAMPLES), default="digits", help_text=(
+        "digits: scikit-learn's handwritten digits (classification); segmentation: shapes on noisy "
+        "backgrounds with exact masks."))
+
+
 class DatasetExampleApi(APIView):
-    @extend_schema(request=NoInput, responses={201: DatasetOutput})
+    @extend_schema(request=DatasetExampleInput, responses={201: DatasetOutput})
     def post(self, request: Request) -> Response:
-        NoInput(data=request.data).is_valid(raise_exception=True)
-        dataset = services.dataset_create_example(owner=request.user)
+        given = DatasetExampleInput(data=request.data)
+        given.is_valid(raise_exception=True)
+        dataset = services.dataset_create_example(owner=request.user, example=given.validated_data["example"])
         return Response(DatasetOutput(dataset).data, status=status.HTTP_201_CREATED)
 
 

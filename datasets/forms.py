@@ -7,9 +7,11 @@ from django.core.validators import MaxValueValidator
 
 from datasets.ingest.pipeline import IngestOptions
 from datasets.options import (
+    DEFAULT_IGNORE_INDEX,
     MAX_SPLIT_PERCENT,
     MIN_SIDE,
     RESIZE_MODE_LABELS,
+    TASK_LABELS,
     max_side,
     per_class_problems,
     source_problems,
@@ -19,9 +21,12 @@ from datasets.options import (
 
 class DatasetForm(forms.Form):
     name = forms.CharField(max_length=200)
-    archive = forms.FileField(required=False, help_text="zip, tar or tar.gz of one folder per class.")
+    # Not required: a form posted by a script written before segmentation means classification.
+    task = forms.ChoiceField(choices=TASK_LABELS, initial="classification", required=False)
+    archive = forms.FileField(required=False, help_text="zip, tar or tar.gz: one folder per class, or (segmentation) "
+                                                        "images/ and masks/.")
     server_path = forms.CharField(required=False, max_length=1000,
-                                  help_text="Or a folder of class folders under an allowed server root.")
+                                  help_text="Or such a folder under an allowed server root.")
     image_width = forms.IntegerField(min_value=MIN_SIDE, initial=32)
     image_height = forms.IntegerField(min_value=MIN_SIDE, initial=32)
     channels = forms.TypedChoiceField(choices=[(1, "Grayscale (1)"), (3, "Colour (3)")], coerce=int, initial=3)
@@ -31,6 +36,8 @@ class DatasetForm(forms.Form):
     seed = forms.IntegerField(min_value=0, max_value=2**32 - 1, initial=0)
     min_per_class = forms.IntegerField(min_value=1, initial=1, label="Min images per class")
     max_per_class = forms.IntegerField(min_value=1, required=False, label="Max images per class")
+    ignore_index = forms.IntegerField(min_value=0, max_value=255, initial=DEFAULT_IGNORE_INDEX, required=False,
+                                      label="Ignore index", help_text="Segmentation: the mask value that is no class.")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -56,4 +63,10 @@ class DatasetForm(forms.Form):
         return IngestOptions(width=data["image_width"], height=data["image_height"], channels=data["channels"],
                              resize_mode=data["resize_mode"], val_percent=data["val_percent"],
                              test_percent=data["test_percent"], seed=data["seed"],
-                             min_per_class=data["min_per_class"], max_per_class=data.get("max_per_class"))
+                             min_per_class=data["min_per_class"], max_per_class=data.get("max_per_class"),
+                             task=data.get("task") or "classification", ignore_index=self._ignore_index())
+
+    def _ignore_index(self) -> int:
+        # A classification dataset has no masks: the field, always sent by the browser, means nothing to it.
+        given = self.cleaned_data.get("ignore_index")
+        return DEFAULT_IGNORE_INDEX if given is None or self.cleaned_data.get("task") != "segmentation" else given

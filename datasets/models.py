@@ -50,6 +50,12 @@ class Dataset(Leased):
     min_per_class = models.PositiveIntegerField(default=1)
     max_per_class = models.PositiveIntegerField(null=True, blank=True)
 
+    # Segmentation: the mask value that counts as no class, the share of each class's pixels per split
+    # ({split: {class: fraction}}, ignore_index left out) and each class's colour ({class: [r, g, b]}).
+    ignore_index = models.PositiveSmallIntegerField(default=255)
+    class_pixels = models.JSONField(null=True, blank=True)
+    colormap = models.JSONField(null=True, blank=True)
+
     classes = models.JSONField(default=list)
     split_counts = models.JSONField(default=dict)
     class_counts = models.JSONField(default=dict)

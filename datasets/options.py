@@ -7,6 +7,9 @@ from datasets.ingest.images import RESIZE_MODES
 
 MIN_SIDE = 8
 MAX_SPLIT_PERCENT = 90
+DEFAULT_IGNORE_INDEX = 255
+TASK_LABELS = [("classification", "Classification (one folder per class)"),
+               ("segmentation", "Segmentation (images/ and masks/)")]
 RESIZE_MODE_LABELS = [("squash", "Squash"), ("crop", "Center crop"), ("fill", "Fill (pad with noise)"),
                       ("half_crop", "Half crop, half fill")]
 assert [m for m, _ in RESIZE_MODE_LABELS] == list(RESIZE_MODES)

@@ -51,3 +51,22 @@ def dataset_count_rows(*, dataset: Dataset) -> list[dict[str, object]]:
         row = {split: counts.get(split, {}).get(name, 0) for split in ("train", "val", "test")}
         rows.append({"name": name, **row, "total": sum(row.values())})
     return rows
+
+
+SAMPLES_PER_SPLIT = 6
+
+
+def dataset_pixel_rows(*, dataset: Dataset) -> list[dict[str, object]]:
+    """Segmentation: one row per class, its colour and its share of the labelled pixels of each split (%)."""
+    shares = dataset.class_pixels or {}
+    colours = dataset.colormap or {}
+    return [{"name": name, "index": i, "colour": "#{:02x}{:02x}{:02x}".format(*colours.get(name, (0, 0, 0))),
+             **{split: 100 * shares.get(split, {}).get(name, 0.0) for split in ("train", "val", "test")}}
+            for i, name in enumerate(dataset.classes)]
+
+
+def dataset_samples(*, dataset: Dataset) -> dict[str, list[int]]:
+    """Segmentation: the first image indices of each split that has images, for the explore page."""
+    counts = dataset.split_counts or {}
+    return {split: list(range(min(SAMPLES_PER_SPLIT, counts.get(split, 0))))
+            for split in ("train", "val", "test") if counts.get(split)}

@@ -17,6 +17,7 @@ from django.utils import timezone
 from datasets.ingest import IngestError
 from datasets.ingest.archive import ExtractLimits, ZipSource, archive_kind, extract_archive
 from datasets.ingest.pipeline import IngestOptions, IngestResult, ingest_workers, run_ingest
+from datasets.ingest.segmentation import SIDE_FILES, run_segmentation_ingest
 from datasets.models import Dataset
 from workbench.leases import Lease, lease_claim
 from workbench.progress import RowProgress
@@ -63,8 +64,19 @@ def dataset_create(*, owner: AbstractBaseUser, name: str, options: IngestOptions
     return dataset
 
 
-def dataset_create_example(*, owner: AbstractBaseUser) -> Dataset:
-    """The handwritten digits bundled with scikit-learn, through the same ingest as uploads."""
+EXAMPLES = ("digits", "segmentation")
+
+
+def dataset_create_example(*, owner: AbstractBaseUser, example: str = "digits") -> Dataset:
+    """A generated example through the same ingest as uploads: "digits", the handwritten digits bundled
+    with scikit-learn, or "segmentation", shapes on noisy backgrounds with exact masks (datasets.example)."""
+    if example == "segmentation":
+        from datasets.example import SHAPES_SOURCE
+
+        options = IngestOptions(width=64, height=64, channels=3, resize_mode="squash", val_percent=20,
+                                test_percent=10, seed=42, task="segmentation")
+        return _dataset_insert(owner, "Shapes segmentation (example)", options, Dataset.Source.EXAMPLE,
+                               SHAPES_SOURCE)
     options = IngestOptions(width=28, height=28, channels=1, resize_mode="squash",
                             val_percent=20, test_percent=10, seed=42)
     return _dataset_insert(owner, "Handwritten digits (example)", options,
@@ -192,27 +204,30 @@ def _ingest(dataset: Dataset, progress: RowProgress) -> IngestResult:
     options = IngestOptions(
         width=dataset.image_width, height=dataset.image_height, channels=dataset.channels,
         resize_mode=dataset.resize_mode, val_percent=dataset.val_percent, test_percent=dataset.test_percent,
-        seed=dataset.seed, min_per_class=dataset.min_per_class, max_per_class=dataset.max_per_class)
+        seed=dataset.seed, min_per_class=dataset.min_per_class, max_per_class=dataset.max_per_class,
+        task=dataset.task, ignore_index=dataset.ignore_index)
+    ingest = run_segmentation_ingest if dataset.task == "segmentation" else run_ingest
     try:
-        return run_ingest(source, dataset.folder, options, max_pixels=settings.WORKBENCH["MAX_IMAGE_PIXELS"],
-                          workers=ingest_workers(settings.WORKBENCH["INGEST_WORKERS"]),
-                          progress=progress.span(0.15, 1.0))
+        return ingest(source, dataset.folder, options, max_pixels=settings.WORKBENCH["MAX_IMAGE_PIXELS"],
+                      workers=ingest_workers(settings.WORKBENCH["INGEST_WORKERS"]),
+                      progress=progress.span(0.15, 1.0))
     finally:
         if isinstance(source, ZipSource):
             source.close()
 
 
 def _materialise_source(dataset: Dataset, progress) -> Path | ZipSource:  # type: ignore[no-untyped-def]
-    """Class folders for the dataset: a zip read in place, or extracted, generated, or the server's own."""
+    """The dataset's files (class folders, or images and masks): a zip read in place, or extracted,
+    generated, or the server's own."""
     if dataset.source == Dataset.Source.SERVER_PATH:
         # Checked again here: the allowed roots may have changed since the dataset was queued.
         return resolve_server_path(dataset.source_name)
     extracted = dataset.folder / EXTRACTED
     shutil.rmtree(extracted, ignore_errors=True)  # what an earlier, killed attempt extracted
     if dataset.source == Dataset.Source.EXAMPLE:
-        from datasets.example import write_digits
+        from datasets.example import write_digits, write_shapes
 
-        write_digits(extracted)
+        (write_shapes if dataset.task == "segmentation" else write_digits)(extracted)
         return extracted
     uploads = list(dataset.folder.glob("upload*"))
     if not uploads:
@@ -225,7 +240,9 @@ def _materialise_source(dataset: Dataset, progress) -> Path | ZipSource:  # type
         source = ZipSource(uploads[0], limits)
         images = source.images
     else:
-        source, images = extracted, extract_archive(uploads[0], extracted, limits, progress).images
+        # A segmentation archive's classes.txt and colormap.txt travel beside its images.
+        keep = SIDE_FILES if dataset.task == "segmentation" else frozenset()
+        source, images = extracted, extract_archive(uploads[0], extracted, limits, progress, keep).images
     if images == 0:
         raise IngestError("The archive holds no image files (JPEG, PNG, BMP, GIF or WebP).")
     return source
@@ -235,11 +252,12 @@ def _finish_ready(lease: Lease, result: IngestResult) -> None:
     lease.end(
         status=Dataset.Status.READY, progress=1.0, error="", classes=result.classes,
         split_counts=result.split_counts, class_counts=result.class_counts, skipped=result.skipped,
-        warnings=result.warnings, updated_at=timezone.now())
+        warnings=result.warnings, class_pixels=result.class_pixels, colormap=result.colormap,
+        updated_at=timezone.now())
 
 
 def _finish_with_error(lease: Lease, dataset: Dataset, message: str) -> None:
-    for path in dataset.folder.glob("*.npy"):
+    for path in [*dataset.folder.glob("*.npy"), *dataset.folder.glob("*.json")]:
         path.unlink(missing_ok=True)
     lease.end(status=Dataset.Status.ERROR, error=message, updated_at=timezone.now())
 

@@ -37,7 +37,10 @@ def dataset_create(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 def dataset_create_example(request: HttpRequest) -> HttpResponse:
-    dataset = services.dataset_create_example(owner=request.user)
+    example = request.POST.get("example", "digits")
+    if example not in services.EXAMPLES:
+        raise Http404("No such example.")
+    dataset = services.dataset_create_example(owner=request.user, example=example)
     return redirect("dataset-detail", pk=dataset.pk)
 
 
@@ -45,6 +48,9 @@ def dataset_detail(request: HttpRequest, pk: int) -> HttpResponse:
     dataset = selectors.dataset_get(user=request.user, pk=pk)
     context = {"dataset": dataset, "thumbnails": selectors.dataset_thumbnails(dataset=dataset),
                "count_rows": selectors.dataset_count_rows(dataset=dataset)}
+    if dataset.task == "segmentation":
+        context |= {"pixel_rows": selectors.dataset_pixel_rows(dataset=dataset),
+                    "samples": selectors.dataset_samples(dataset=dataset)}
     return render(request, vision_task(dataset.task).pages["dataset"], context)
 
 
@@ -87,6 +93,21 @@ def dataset_image(request: HttpRequest, pk: int, split: str, index: int) -> Http
     png = image_png(dataset.folder, split, index) if split in ("train", "val", "test") else None
     if png is None:
         raise Http404("No such image.")
+    response = HttpResponse(png, content_type="image/png")
+    response["Cache-Control"] = "private, max-age=3600"
+    return response
+
+
+def dataset_mask(request: HttpRequest, pk: int, split: str, index: int) -> HttpResponse:
+    """One mask of a segmentation dataset's split, in its classes' colours (ignore_index transparent), as
+    PNG: the explore page lays it over the image from dataset_image."""
+    from datasets.ingest.store import mask_png
+
+    dataset = selectors.dataset_get(user=request.user, pk=pk)
+    colours = list((dataset.colormap or {}).values())
+    png = mask_png(dataset.folder, split, index, colours, dataset.ignore_index) if split in ("train", "val", "test") else None
+    if png is None:
+        raise Http404("No such mask.")
     response = HttpResponse(png, content_type="image/png")
     response["Cache-Control"] = "private, max-age=3600"
     return response

@@ -73,8 +73,10 @@ def _is_hidden(parts: tuple[str, ...]) -> bool:
 
 
 class _Extractor:
-    def __init__(self, dest: Path, archive_bytes: int, limits: ExtractLimits) -> None:
+    def __init__(self, dest: Path, archive_bytes: int, limits: ExtractLimits,
+                 keep_names: frozenset[str] = frozenset()) -> None:
         self.dest = dest.resolve()
+        self.keep_names = keep_names
         self.archive_bytes = max(archive_bytes, 1)
         self.limits = limits
         self.report = ExtractReport()
@@ -89,7 +91,8 @@ class _Extractor:
 
     def wants(self, name: str) -> tuple[str, ...] | None:
         parts = safe_parts(name)
-        if not parts or _is_hidden(parts) or not is_image_name(parts[-1]):
+        kept = bool(parts) and (is_image_name(parts[-1]) or parts[-1].lower() in self.keep_names)
+        if not parts or _is_hidden(parts) or not kept:
             self.report.ignored += bool(parts)
             if parts and not _is_hidden(parts):
                 self.keep_folder(parts[:-1])
@@ -113,7 +116,7 @@ class _Extractor:
             while chunk := source.read(_CHUNK):
                 self._account(len(chunk))
                 out.write(chunk)
-        self.report.images += 1
+        self.report.images += is_image_name(parts[-1])
 
     def _account(self, n: int) -> None:
         self.report.bytes_written += n
@@ -130,13 +133,16 @@ class _Extractor:
 
 
 def extract_archive(
-    path: Path, dest: Path, limits: ExtractLimits, progress: Callable[[float], None] = lambda f: None
+    path: Path, dest: Path, limits: ExtractLimits, progress: Callable[[float], None] = lambda f: None,
+    keep_names: frozenset[str] = frozenset(),
 ) -> ExtractReport:
+    """Extract the image files (and files named in `keep_names`, e.g. a segmentation archive's
+    classes.txt) of a zip or tar under `dest`."""
     kind = archive_kind(path)
     if kind is None:
         raise IngestError("The file is not a zip or tar archive (tar, tar.gz, tgz, tar.bz2, tar.xz).")
     dest.mkdir(parents=True, exist_ok=True)
-    extractor = _Extractor(dest, path.stat().st_size, limits)
+    extractor = _Extractor(dest, path.stat().st_size, limits, keep_names)
     if kind == "zip":
         _extract_zip(path, extractor, progress)
     else:

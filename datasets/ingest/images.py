@@ -50,12 +50,12 @@ def load_image(path: Path | str, spec: ImageSpec) -> Image.Image:
         raise ImageRejected("unreadable", str(exc) or type(exc).__name__) from None
 
 
-def resize_image(img: Image.Image, spec: ImageSpec, rng: np.random.Generator) -> np.ndarray:
-    """Resize to (height, width[, channels]) uint8 by the spec's resize mode."""
+def scaled_size(width: int, height: int, spec: ImageSpec) -> tuple[int, int]:
+    """The (width, height) an image of this size is scaled to before the centre crop or fill."""
     w, h = spec.width, spec.height
     if spec.resize_mode == "squash":
-        return np.asarray(img.resize((w, h), Image.Resampling.BILINEAR))
-    width_ratio, height_ratio = img.width / w, img.height / h
+        return w, h
+    width_ratio, height_ratio = width / w, height / h
     if spec.resize_mode == "crop":
         ratio = min(width_ratio, height_ratio)
     elif spec.resize_mode == "fill":
@@ -64,13 +64,16 @@ def resize_image(img: Image.Image, spec: ImageSpec, rng: np.random.Generator) ->
         ratio = (width_ratio + height_ratio) / 2
     else:
         raise ValueError(f"unknown resize mode {spec.resize_mode!r}")
-    new_w = max(1, round(img.width / ratio))
-    new_h = max(1, round(img.height / ratio))
-    scaled = np.asarray(img.resize((new_w, new_h), Image.Resampling.BILINEAR))
-    return _fit(_center_crop(scaled, h, w), h, w, rng)
+    return max(1, round(width / ratio)), max(1, round(height / ratio))
 
 
-def _center_crop(arr: np.ndarray, h: int, w: int) -> np.ndarray:
+def resize_image(img: Image.Image, spec: ImageSpec, rng: np.random.Generator) -> np.ndarray:
+    """Resize to (height, width[, channels]) uint8 by the spec's resize mode."""
+    scaled = np.asarray(img.resize(scaled_size(img.width, img.height, spec), Image.Resampling.BILINEAR))
+    return _fit(center_crop(scaled, spec.height, spec.width), spec.height, spec.width, rng)
+
+
+def center_crop(arr: np.ndarray, h: int, w: int) -> np.ndarray:
     top = max(0, (arr.shape[0] - h) // 2)
     left = max(0, (arr.shape[1] - w) // 2)
     return arr[top : top + h, left : left + w]
@@ -80,11 +83,15 @@ def _fit(arr: np.ndarray, h: int, w: int, rng: np.random.Generator) -> np.ndarra
     """Pad the short dimension with random noise, as DIGITS' fill and half-crop do."""
     if arr.shape[0] == h and arr.shape[1] == w:
         return arr
-    out = rng.integers(0, 256, size=(h, w) + arr.shape[2:], dtype=np.uint8)
-    top = (h - arr.shape[0]) // 2
-    left = (w - arr.shape[1]) // 2
-    out[top : top + arr.shape[0], left : left + arr.shape[1]] = arr
-    return out
+    return place_centre(arr, rng.integers(0, 256, size=(h, w) + arr.shape[2:], dtype=np.uint8))
+
+
+def place_centre(arr: np.ndarray, background: np.ndarray) -> np.ndarray:
+    """`arr` (no larger than `background`) written into the middle of `background`."""
+    top = (background.shape[0] - arr.shape[0]) // 2
+    left = (background.shape[1] - arr.shape[1]) // 2
+    background[top : top + arr.shape[0], left : left + arr.shape[1]] = arr
+    return background
 
 
 def to_chw(arr: np.ndarray) -> np.ndarray:

@@ -33,6 +33,8 @@ class IngestOptions:
     seed: int
     min_per_class: int = 1
     max_per_class: int | None = None
+    task: str = "classification"  # training.vision_tasks; segmentation reads datasets.ingest.segmentation
+    ignore_index: int = 255  # segmentation: the mask value that counts as no class
 
 
 @dataclass
@@ -42,6 +44,8 @@ class IngestResult:
     class_counts: dict[str, dict[str, int]]
     skipped: dict[str, object]
     warnings: list[str] = field(default_factory=list)
+    class_pixels: dict[str, dict[str, float]] | None = None  # segmentation: {split: {class: fraction}}
+    colormap: dict[str, list[int]] | None = None  # segmentation: {class: [r, g, b]}
 
 
 # --- scanning -------------------------------------------------------------------------------

@@ -3,6 +3,11 @@
     <dataset>/train_images.npy  uint8 (N, C, H, W)    <dataset>/train_labels.npy  int64 (N,)
     <dataset>/val_*.npy, test_*.npy                    <dataset>/classes.json
     <dataset>/mean.npy float32 (C, H, W), mean.png     <dataset>/thumbs/<class>_<k>.png
+
+A segmentation dataset has masks instead of labels and thumbnails (datasets.ingest.segmentation):
+
+    <dataset>/train_masks.npy   uint8 (N, H, W), class indices, ignore_index kept
+    <dataset>/colormap.json     {class: [r, g, b]}
 """
 from __future__ import annotations
 
@@ -25,6 +30,10 @@ def images_path(folder: Path, split: str) -> Path:
 
 def labels_path(folder: Path, split: str) -> Path:
     return folder / f"{split}_labels.npy"
+
+
+def masks_path(folder: Path, split: str) -> Path:
+    return folder / f"{split}_masks.npy"
 
 
 def open_split(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -60,6 +69,39 @@ def write_outputs(folder: Path, staging: Path, labels: np.ndarray, splits: dict[
     staging.unlink()
     return {split: {name: int((labels[index] == i).sum()) for i, name in enumerate(classes)}
             for split, index in splits.items()}
+
+
+def write_segmentation_outputs(folder: Path, staging_images: Path, staging_masks: Path, splits: dict[str, np.ndarray],
+                               classes: list[str], colormap: dict[str, list[int]], ignore_index: int
+                               ) -> tuple[dict[str, dict[str, int]], dict[str, dict[str, float]]]:
+    """The split arrays, mean, classes and colours; (images holding each class, pixel share of each class)
+    per split, ignore_index pixels left out of the shares."""
+    images, masks = np.load(staging_images, mmap_mode="r"), np.load(staging_masks, mmap_mode="r")
+    counts, pixels = {}, {}
+    for split, index in splits.items():
+        _copy_rows(images, index, images_path(folder, split))
+        _copy_rows(masks, index, masks_path(folder, split))
+        counts[split], pixels[split] = _mask_figures(np.load(masks_path(folder, split), mmap_mode="r"),
+                                                     classes, ignore_index)
+    (folder / "classes.json").write_text(json.dumps(classes))
+    (folder / "colormap.json").write_text(json.dumps(colormap))
+    _write_mean(folder, images, splits["train"])
+    del images, masks
+    return counts, pixels
+
+
+def _mask_figures(masks: np.ndarray, classes: list[str], ignore_index: int) -> tuple[dict[str, int], dict[str, float]]:
+    present = np.zeros(256, dtype=np.int64)
+    total = np.zeros(256, dtype=np.int64)
+    for start in range(0, len(masks), _COPY_ROWS):
+        chunk = np.asarray(masks[start : start + _COPY_ROWS]).reshape(-1, masks.shape[1] * masks.shape[2])
+        per_image = np.stack([np.bincount(row, minlength=256) for row in chunk]) if len(chunk) else np.zeros((0, 256))
+        present += (per_image > 0).sum(axis=0).astype(np.int64)
+        total += per_image.sum(axis=0).astype(np.int64)
+    total[ignore_index] = 0
+    labelled = max(int(total.sum()), 1)
+    return ({name: int(present[i]) for i, name in enumerate(classes)},
+            {name: float(total[i] / labelled) for i, name in enumerate(classes)})
 
 
 def _copy_rows(source: np.ndarray, index: np.ndarray, target: Path) -> None:
@@ -103,4 +145,22 @@ def image_png(folder: Path, split: str, index: int) -> bytes | None:
         return None
     buffer = io.BytesIO()
     to_pil(np.asarray(images[index])).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def mask_png(folder: Path, split: str, index: int, colours: list[list[int]], ignore_index: int) -> bytes | None:
+    """One mask of a split as an RGBA PNG in its classes' colours, ignore_index (and any value without a
+    colour) transparent; None if there is no such mask."""
+    path = masks_path(folder, split)
+    if not path.exists():
+        return None
+    masks = np.load(path, mmap_mode="r")
+    if not 0 <= index < len(masks):
+        return None
+    table = np.zeros((256, 4), dtype=np.uint8)
+    for value, colour in enumerate(colours[:256]):
+        table[value] = (*colour, 255)
+    table[ignore_index] = 0
+    buffer = io.BytesIO()
+    Image.fromarray(table[np.asarray(masks[index])], "RGBA").save(buffer, format="PNG")
     return buffer.getvalue()

@@ -121,10 +121,9 @@ def test_a_dataset_upload_refuses_an_unknown_field_and_keeps_nothing(alice_api):
 
 
 @pytest.mark.parametrize(("field", "value", "words"), [
-    ("task", "segmentation", "Segmentation datasets are not supported yet"),
     ("task", "detection", "Detection datasets are not supported yet"),
     ("task", "regression", '"regression" is not a task'),
-    ("ignore_index", "255", "ignore_index is for segmentation datasets"),
+    ("ignore_index", "255", "ignore_index is for segmentation datasets only"),
     ("box_format", "yolo", "box_format is for detection datasets"),
 ])
 def test_a_dataset_of_a_task_to_come_is_a_400_naming_the_field(alice_api, field, value, words):

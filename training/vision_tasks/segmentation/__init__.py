@@ -1,0 +1,28 @@
+"""Semantic segmentation: a class per pixel, from images and masks of class indices
+(datasets.ingest.segmentation). Pixels with the dataset's ignore_index count in neither loss nor metrics."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from training.vision_tasks.base import Metric, VisionTask
+
+
+class Segmentation(VisionTask):
+    name = "segmentation"
+    title = "Semantic segmentation"
+    dataset_files = ("{split}_images.npy", "{split}_masks.npy", "mean.npy")
+    networks = ("unet", "fcn_resnet18")
+    metrics = (Metric("mean_iou", "Mean IoU", "max"), Metric("pixel_accuracy", "Pixel accuracy", "max"))
+    pages = {"dataset": "datasets/segmentation_detail.html", "infer": "jobs/segment.html",
+             "evaluation": "results/segmentation_evaluation.html"}
+
+    def head(self, classes: list[str]) -> dict[str, Any]:
+        return {"outputs": len(classes), "kind": "pixel_logits"}  # one score per class at every pixel
+
+    def infer_answer(self, outputs: np.ndarray, classes: list[str]) -> dict[str, Any]:
+        raise NotImplementedError("Segmentation inference answers come with training.vision_tasks.segmentation.metrics.")
+
+    def evaluation_report(self, outputs: np.ndarray, labels: np.ndarray, classes: list[str]) -> dict[str, Any]:
+        raise NotImplementedError("Segmentation evaluation comes with training.vision_tasks.segmentation.metrics.")
