@@ -80,14 +80,13 @@ def network_resolve(*, user: AbstractBaseUser, network: str, dataset: Dataset) -
     if task.name not in CUSTOM_NETWORK_TASKS:
         raise NetworkInputError(f"Custom networks do not fit a {task.name} dataset yet: use one of {fitting}.",
                                 "network")
-    if task.name not in head_tasks(custom.spec):
-        raise NetworkInputError(f"The network '{custom.name}' ends in the head of a {head_tasks(custom.spec)[0]} "
-                                f"network and does not fit a {task.name} dataset.", "network")
     return _fitting(custom.spec, dataset), custom
 
 
 def _fitting(spec: dict[str, Any], dataset: Dataset) -> dict[str, Any]:
-    """The spec, if it ends in the dataset's task's head on the dataset's input (SpecError worded as a job's)."""
+    """The spec, if it ends in the dataset's task's head on the dataset's input (SpecError worded as a job's).
+
+    Planned rather than read off head_tasks(): a spec that is wrong anyway gets its own layer's message."""
     task = _head_task(dataset.task)
     if task is not None:
         shape, classes = tuple(dataset.image_shape), vision_task(dataset.task).outputs(dataset.classes)
