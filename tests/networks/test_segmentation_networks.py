@@ -121,3 +121,12 @@ def test_a_per_pixel_network_does_not_fit_a_classification_dataset(alice) -> Non
 def test_a_segmentation_builtin_does_not_fit_a_classification_dataset(alice) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(NetworkInputError, match="The network 'unet' does not fit a classification dataset"):
         network_resolve(user=alice, network="unet", dataset=_dataset(alice))
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("name", SEGMENTERS)
+def test_the_network_page_summarises_a_segmentation_builtin(alice_api, client, alice, name: str) -> None:  # type: ignore[no-untyped-def]
+    body = alice_api.get(f"/api/v1/networks/{name}/").json()
+    assert body["layers"][-1]["output_shape"] == [10, 28, 28]
+    client.force_login(alice)
+    assert client.get(f"/networks/{name}/").status_code == 200
