@@ -1,14 +1,17 @@
 """The built-in networks, written as specs that adapt to a dataset's channels, image size and classes.
 
-Each spec ends in a linear layer with out_features "num_classes" rather than the number itself, so
-a stored spec stays reusable on another dataset; summarize() and build_model() fill it in.
+Each classification spec ends in a linear layer with out_features "num_classes" rather than the
+number itself, and each segmentation spec in a 1x1 conv2d with out_channels "num_classes" at the
+input's height and width, so a stored spec stays reusable on another dataset; summarize() and
+build_model() fill it in.
 """
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
-from networks.spec import plan_network
+from networks.shapes import Shape, plan_layers
+from networks.spec import plan_network, validate_spec
 
 Layer = dict[str, Any]
 InputShape = tuple[int, int, int]
@@ -18,6 +21,16 @@ BUILTIN_NETWORKS: dict[str, str] = {
     "mlp": "Multilayer perceptron (512-256)",
     "alexnet": "AlexNet (small)",
     "resnet18": "ResNet-18",
+    "unet": "U-Net (4 levels, batch norm)",
+    "fcn_resnet18": "FCN on ResNet-18 (8s-style skips)",
+}
+
+# The solver settings a built-in brings for the job fields left out (jobs.options.JobSettings names);
+# the classification built-ins take the job defaults, which were tuned on LeNet and the digits.
+DEFAULT_SETTINGS: dict[str, dict[str, Any]] = {
+    "unet": {"optimizer": "adam", "learning_rate": 0.001, "batch_size": 8},
+    "fcn_resnet18": {"optimizer": "sgd", "learning_rate": 0.01, "momentum": 0.9, "weight_decay": 0.0001,
+                     "batch_size": 8, "lr_policy": "cosine"},
 }
 
 
@@ -140,16 +153,82 @@ def _basic_block(channels: int, stride: int) -> Layer:
     return _layer("residual", layers=body, activation="relu")
 
 
-def _resnet18(input_shape: InputShape) -> list[Layer]:
+def _resnet_stem(input_shape: InputShape) -> list[Layer]:
     if max(input_shape[1:]) <= 64:
         # CIFAR-style stem: a 7x7/2 conv and a max-pool would leave too little of a small image.
-        stem = _conv_bn_relu(64, 3, padding=1)
-    else:
-        stem = [*_conv_bn_relu(64, 7, stride=2, padding=3), _max_pool(3, 2, padding=1)]
+        return _conv_bn_relu(64, 3, padding=1)
+    return [*_conv_bn_relu(64, 7, stride=2, padding=3), _max_pool(3, 2, padding=1)]
+
+
+def _resnet_stage(channels: int, *, first: bool) -> list[Layer]:
+    return [_basic_block(channels, stride=1 if first else 2), _basic_block(channels, stride=1)]
+
+
+def _resnet18(input_shape: InputShape) -> list[Layer]:
     blocks = []
     for index, channels in enumerate((64, 128, 256, 512)):
-        blocks += [_basic_block(channels, stride=1 if index == 0 else 2), _basic_block(channels, stride=1)]
-    return [*stem, *blocks, _layer("adaptive_avgpool2d", output_size=1), *_classifier(dropout=0)]
+        blocks += _resnet_stage(channels, first=index == 0)
+    return [*_resnet_stem(input_shape), *blocks, _layer("adaptive_avgpool2d", output_size=1), *_classifier(dropout=0)]
+
+
+# --- U-Net --------------------------------------------------------------------------------------
+
+UNET_LEVELS = 4  # max-pools on the way down; fewer where the image is too small to halve that often
+
+
+def _unet(input_shape: InputShape) -> list[Layer]:
+    """Two conv-bn-relu per level, a 2x2 max-pool down, a 2x2 stride-2 transposed conv up and the
+    level's own features concatenated back (concat_skip), then a 1x1 conv to one score per class."""
+    _, height, width = input_shape
+    levels = min(UNET_LEVELS, min(height, width).bit_length() - 1)
+    # 16 channels at the top keep a U-Net on a CPU worker; large images get 32.
+    base = 16 if height * width <= 160 * 160 else 32
+    widths = [base * 2**level for level in range(levels + 1)]
+    sizes = [(height >> level, width >> level) for level in range(levels + 1)]
+    return [*_unet_level(widths, sizes), _conv("num_classes", 1)]
+
+
+def _unet_level(widths: list[int], sizes: list[tuple[int, int]]) -> list[Layer]:
+    encoder = _double_conv(widths[0])
+    if len(widths) == 1:
+        return encoder  # the bottleneck
+    height, width = sizes[0]
+    # A floored odd size comes back whole: output_padding adds the row or column the pool dropped.
+    up = _layer("conv_transpose2d", out_channels=widths[0], kernel_size=2, stride=2,
+                output_padding=[height % 2, width % 2])
+    down = [_max_pool(2), *_unet_level(widths[1:], sizes[1:]), up]
+    return [*encoder, _layer("concat_skip", layers=down), *_double_conv(widths[0])]
+
+
+def _double_conv(channels: int) -> list[Layer]:
+    return [*_conv_bn_relu(channels, 3, padding=1), *_conv_bn_relu(channels, 3, padding=1)]
+
+
+# --- FCN on ResNet-18 ---------------------------------------------------------------------------
+
+def _fcn_resnet18(input_shape: InputShape) -> list[Layer]:
+    """ResNet-18's stem and stages; the last stage's features go back up bilinearly to the third's,
+    then the second's size, concatenated with each (FCN-8s's skips, concatenated instead of summed),
+    a 1x1 conv to one score per class and a bilinear upsample to the input's size."""
+    stem = _resnet_stem(input_shape)
+    first, second, third, fourth = (_resnet_stage(c, first=i == 0) for i, c in enumerate((64, 128, 256, 512)))
+    encoder = [*stem, *first, *second]
+    eighth = _shape_after(encoder, input_shape)
+    sixteenth = _shape_after([*encoder, *third], input_shape)
+    deepest = [*fourth, *_conv_bn_relu(256, 1), _upsample(sixteenth)]
+    middle = [*third, _layer("concat_skip", layers=deepest), *_conv_bn_relu(128, 1), _upsample(eighth)]
+    head = [*_conv_bn_relu(128, 3, padding=1), _conv("num_classes", 1),
+            _layer("upsample", size="input", mode="bilinear")]
+    return [*encoder, _layer("concat_skip", layers=middle), *head]
+
+
+def _upsample(shape: Shape) -> Layer:
+    return _layer("upsample", size=[shape[1], shape[2]], mode="bilinear")
+
+
+def _shape_after(layers: list[Layer], input_shape: InputShape) -> Shape:
+    """The output shape of a stack of layers, by the same inference summarize() uses."""
+    return plan_layers(validate_spec({"layers": layers})["layers"], input_shape, 1, prefix="", depth=0)[-1].output_shape
 
 
 _MAKERS: dict[str, Callable[[InputShape], list[Layer]]] = {
@@ -157,4 +236,6 @@ _MAKERS: dict[str, Callable[[InputShape], list[Layer]]] = {
     "mlp": _mlp,
     "alexnet": _alexnet,
     "resnet18": _resnet18,
+    "unet": _unet,
+    "fcn_resnet18": _fcn_resnet18,
 }

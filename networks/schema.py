@@ -9,6 +9,9 @@ from typing import Any
 
 NUM_CLASSES = "num_classes"
 SAME = "same"
+# An upsample's size "input": back to the network input's height and width, resolved while planning.
+INPUT = "input"
+UPSAMPLE_MODES = ("nearest", "bilinear")
 # A pool's stride defaults to its kernel size, as in PyTorch; resolved while normalising.
 KERNEL_SIZE = "<kernel_size>"
 
@@ -16,6 +19,7 @@ KERNEL_SIZE = "<kernel_size>"
 MAX_COUNT = 65536
 MAX_WINDOW = 64
 MAX_OUTPUT_SIZE = 1024
+MAX_IMAGE_SIZE = 4096  # an upsample's explicit [height, width]
 
 
 class ArgProblem(Exception):
@@ -24,7 +28,7 @@ class ArgProblem(Exception):
 
 @dataclass(frozen=True)
 class Arg:
-    kind: str  # a key of _CHECKERS, or "layers" for a residual body
+    kind: str  # a key of _CHECKERS, or "layers" for a block's body (residual, concat_skip)
     required: bool = False
     default: Any = None
     low: float = 0
@@ -77,10 +81,26 @@ LAYER_TYPES: dict[str, dict[str, Arg]] = {
     "dropout": _dropout(),
     "dropout2d": _dropout(),
     "flatten": {},
+    "conv_transpose2d": {
+        "out_channels": _count(),
+        "kernel_size": _kernel(),
+        "stride": Arg("size", default=1, low=1, high=MAX_WINDOW),
+        "padding": Arg("size", default=0, low=0, high=MAX_WINDOW),
+        "output_padding": Arg("size", default=0, low=0, high=MAX_WINDOW),
+        "bias": Arg("bool", default=True),
+    },
+    # Exactly one of scale_factor and size (checked with the combination rules in spec.py).
+    "upsample": {
+        "scale_factor": Arg("size", low=1, high=MAX_WINDOW),
+        "size": Arg("target", low=1, high=MAX_IMAGE_SIZE),
+        "mode": Arg("choice", default="nearest", choices=UPSAMPLE_MODES),
+    },
     "residual": {
         "layers": Arg("layers", required=True),
         "activation": Arg("choice", default="relu", choices=("relu", None)),
     },
+    # Its input and its body's output side by side along channels: a U-Net's skip connection.
+    "concat_skip": {"layers": Arg("layers", required=True)},
 }
 
 
@@ -141,6 +161,14 @@ def _check_padding(name: str, arg: Arg, value: object) -> object:
         raise ArgProblem(f'{name} must be an integer, a [height, width] pair or "same", not {show(value)}.') from None
 
 
+def _check_target(name: str, arg: Arg, value: object) -> object:
+    if value == INPUT:
+        return value
+    if is_int(value) or (isinstance(value, (list, tuple)) and len(value) == 2 and all(is_int(v) for v in value)):
+        return _check_size(name, arg, value)
+    raise ArgProblem(f'{name} must be "input", an integer or a [height, width] pair of integers, not {show(value)}.')
+
+
 def _check_float(name: str, arg: Arg, value: object) -> object:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ArgProblem(f"{name} must be a number, not {show(value)}.")
@@ -167,6 +195,7 @@ _CHECKERS: dict[str, Callable[[str, Arg, object], object]] = {
     "count": _check_count,
     "size": _check_size,
     "padding": _check_padding,
+    "target": _check_target,
     "float": _check_float,
     "bool": _check_bool,
     "choice": _check_choice,

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from networks.errors import Where
-from networks.schema import NUM_CLASSES, SAME
+from networks.schema import INPUT, NUM_CLASSES, SAME
 
 Shape = tuple[int, ...]
 
@@ -22,32 +22,50 @@ class PlannedLayer:
     args: dict[str, Any]  # normalised, with "num_classes" replaced by the count
     input_shape: Shape
     output_shape: Shape
-    params: int  # a residual block's include its body and projection
+    params: int  # a block's (residual, concat_skip) include its body's, and a residual's projection
     depth: int
     body: tuple[PlannedLayer, ...] = ()
     # Residual only: None for an identity shortcut, else the 1x1 projection's (stride_h, stride_w).
     shortcut_stride: tuple[int, int] | None = None
 
 
+@dataclass(frozen=True)
+class Network:
+    """What every layer may refer to: the class count and the network input's height and width."""
+
+    num_classes: int
+    input_size: tuple[int, int]
+
+
 def plan_layers(
-    layers: list[dict[str, Any]], shape: Shape, num_classes: int, *, prefix: str, depth: int
+    layers: list[dict[str, Any]], shape: Shape, num_classes: int | Network, *, prefix: str, depth: int
 ) -> list[PlannedLayer]:
+    # The top-level call passes the class count; the network input is then this first shape.
+    network = num_classes if isinstance(num_classes, Network) else Network(num_classes, (shape[1], shape[2]))
     plan = []
     for index, layer in enumerate(layers):
-        planned = _plan_one(layer, f"{prefix}{index}", shape, num_classes, depth)
+        planned = _plan_one(layer, f"{prefix}{index}", shape, network, depth)
         plan.append(planned)
         shape = planned.output_shape
     return plan
 
 
-def _plan_one(layer: dict[str, Any], path: str, shape: Shape, num_classes: int, depth: int) -> PlannedLayer:
+def _plan_one(layer: dict[str, Any], path: str, shape: Shape, network: Network, depth: int) -> PlannedLayer:
     where = Where(path, layer["type"])
-    args = {name: num_classes if value == NUM_CLASSES else value for name, value in layer.items() if name != "type"}
-    if layer["type"] == "residual":
-        return _plan_residual(args, where, shape, num_classes, depth)
+    args = {name: _resolved(value, network) for name, value in layer.items() if name != "type"}
+    if layer["type"] in _BLOCKS:
+        return _BLOCKS[layer["type"]](args, where, shape, network, depth)
     output, params = _SHAPERS[layer["type"]](args, shape, where)
     _check_size(output, where)
     return PlannedLayer(path, layer["type"], args, shape, output, params, depth)
+
+
+def _resolved(value: object, network: Network) -> object:
+    if value == NUM_CLASSES:
+        return network.num_classes
+    if value == INPUT:
+        return list(network.input_size)
+    return value
 
 
 def _check_size(shape: Shape, where: Where) -> None:
@@ -113,6 +131,33 @@ def _conv2d(args: dict[str, Any], shape: Shape, where: Where) -> tuple[Shape, in
     return (out_channels, height, width), params
 
 
+def _conv_transpose2d(args: dict[str, Any], shape: Shape, where: Where) -> tuple[Shape, int]:
+    in_channels, height, width = _image(shape, where)
+    sizes = []
+    for size, kernel, stride, pad, extra in zip(
+        (height, width), _pair(args["kernel_size"]), _pair(args["stride"]), _pair(args["padding"]),
+        _pair(args["output_padding"]),
+    ):
+        sizes.append((size - 1) * stride - 2 * pad + kernel + extra)
+    if min(sizes) < 1:
+        raise where.error(
+            f"padding {_show_pair(args['padding'])} leaves no output of its {height}x{width} input "
+            f"(it would be {sizes[0]}x{sizes[1]})."
+        )
+    kernel_h, kernel_w = _pair(args["kernel_size"])
+    out_channels = args["out_channels"]
+    params = in_channels * out_channels * kernel_h * kernel_w + (out_channels if args["bias"] else 0)
+    return (out_channels, sizes[0], sizes[1]), params
+
+
+def _upsample(args: dict[str, Any], shape: Shape, where: Where) -> tuple[Shape, int]:
+    channels, height, width = _image(shape, where)
+    if args["size"] is not None:
+        return (channels, *_pair(args["size"])), 0
+    scale_h, scale_w = _pair(args["scale_factor"])
+    return (channels, height * scale_h, width * scale_w), 0
+
+
 def _pool2d(args: dict[str, Any], shape: Shape, where: Where) -> tuple[Shape, int]:
     height, width = _windowed(args, shape, where)
     return (shape[0], height, width), 0
@@ -151,6 +196,8 @@ def _unchanged(args: dict[str, Any], shape: Shape, where: Where) -> tuple[Shape,
 
 _SHAPERS: dict[str, Callable[[dict[str, Any], Shape, Where], tuple[Shape, int]]] = {
     "conv2d": _conv2d,
+    "conv_transpose2d": _conv_transpose2d,
+    "upsample": _upsample,
     "linear": _linear,
     "maxpool2d": _pool2d,
     "avgpool2d": _pool2d,
@@ -163,12 +210,12 @@ _SHAPERS: dict[str, Callable[[dict[str, Any], Shape, Where], tuple[Shape, int]]]
 }
 
 
-# --- residual blocks ----------------------------------------------------------------------------
+# --- blocks: residual and concat_skip -----------------------------------------------------------
 
-def _plan_residual(args: dict[str, Any], where: Where, shape: Shape, num_classes: int, depth: int) -> PlannedLayer:
+def _plan_residual(args: dict[str, Any], where: Where, shape: Shape, network: Network, depth: int) -> PlannedLayer:
     """activation(body(x) + shortcut(x)); the shortcut projects (1x1 conv + batchnorm) when shapes differ."""
     channels, height, width = _image(shape, where)
-    body = plan_layers(args["layers"], shape, num_classes, prefix=f"{where.path}.layers.", depth=depth + 1)
+    body = plan_layers(args["layers"], shape, network, prefix=f"{where.path}.layers.", depth=depth + 1)
     output = body[-1].output_shape
     if len(output) != 3:
         raise where.error(
@@ -181,6 +228,36 @@ def _plan_residual(args: dict[str, Any], where: Where, shape: Shape, num_classes
         projection = channels * output[0] + 2 * output[0]  # bias-free 1x1 conv, then batchnorm
     params = sum(layer.params for layer in body) + projection
     return PlannedLayer(where.path, "residual", args, shape, output, params, depth, tuple(body), stride)
+
+
+def _plan_concat_skip(
+    args: dict[str, Any], where: Where, shape: Shape, network: Network, depth: int
+) -> PlannedLayer:
+    """cat([x, body(x)], channels): the body must come back to its input's height and width."""
+    channels, height, width = _image(shape, where)
+    body = plan_layers(args["layers"], shape, network, prefix=f"{where.path}.layers.", depth=depth + 1)
+    output = body[-1].output_shape
+    if len(output) != 3:
+        raise where.error(
+            f"its body ends with a flat {_show(output)}, but it must end with channels x height x width "
+            "so it can be concatenated to the block's input."
+        )
+    if output[1:] != shape[1:]:
+        raise where.error(
+            f"its body ends at {output[1]}x{output[2]} but its input is {height}x{width}; the two are concatenated "
+            f"along channels, so the body must come back to {height}x{width} "
+            f'(e.g. end it with an upsample with "size": [{height}, {width}]).'
+        )
+    params = sum(layer.params for layer in body)
+    combined = (channels + output[0], height, width)
+    _check_size(combined, where)
+    return PlannedLayer(where.path, "concat_skip", args, shape, combined, params, depth, tuple(body))
+
+
+_BLOCKS: dict[str, Callable[[dict[str, Any], Where, Shape, Network, int], PlannedLayer]] = {
+    "residual": _plan_residual,
+    "concat_skip": _plan_concat_skip,
+}
 
 
 def _shortcut_stride(size: tuple[int, int], target: tuple[int, int], where: Where) -> tuple[int, int]:

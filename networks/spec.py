@@ -2,15 +2,16 @@
 
 A spec is `{"layers": [{"type": "conv2d", "out_channels": 20, "kernel_size": 5}, ...]}`.
 Input channels and features are inferred from the dataset's (C, H, W), and "num_classes" may
-stand for any count, so one spec fits every dataset. Layer paths are the JSON array indexes
-("3", and "5.layers.2" inside a residual block), the same as the built model's submodule names.
+stand for any count, so one spec fits every dataset (and an upsample's size "input" for the
+input's height and width). Layer paths are the JSON array indexes
+("3", and "5.layers.2" inside a residual or concat_skip block), the same as the built model's submodule names.
 """
 from __future__ import annotations
 
 import copy
 import difflib
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,8 +20,8 @@ from networks.schema import KERNEL_SIZE, LAYER_TYPES, SAME, ArgProblem, check_ar
 from networks.shapes import PlannedLayer, Shape, plan_layers
 
 __all__ = [
-    "LayerRow", "NetworkSummary", "PlannedLayer", "SpecError",
-    "parse_spec_text", "plan_network", "summarize", "validate_spec",
+    "HEAD_TASKS", "LayerRow", "NetworkSummary", "PlannedLayer", "SpecError",
+    "check_head", "head_tasks", "parse_spec_text", "plan_network", "summarize", "validate_spec",
 ]
 
 MAX_LAYERS = 200  # nested layers included
@@ -94,7 +95,7 @@ def _validate_args(layer: dict[str, Any], *, where: Where, depth: int, seen: lis
     for name, arg in LAYER_TYPES[str(where.type)].items():
         if arg.kind == "layers":
             args[name] = _validate_body(layer.get(name), where=where, depth=depth, seen=seen)
-        elif name in layer:
+        elif name in layer and not _left_out(arg, layer[name]):
             args[name] = _checked(where, name, arg, layer[name])
         elif arg.required:
             raise where.error(f"the required argument {name} is missing.")
@@ -102,6 +103,12 @@ def _validate_args(layer: dict[str, Any], *, where: Where, depth: int, seen: lis
             default = args["kernel_size"] if arg.default == KERNEL_SIZE else arg.default
             args[name] = copy.copy(default)  # a [h, w] stride must not alias the kernel_size list
     return args
+
+
+def _left_out(arg: Any, value: object) -> bool:
+    # An optional argument without a default (an upsample's scale_factor or size) is null when not
+    # given, so a normalised spec validates again as it is.
+    return value is None and arg.default is None and not arg.required
 
 
 def _layer_type(layer: dict[str, Any], where: Where) -> str:
@@ -126,7 +133,7 @@ def _validate_body(body: object, *, where: Where, depth: int, seen: list[int]) -
     if not isinstance(body, list) or not body:
         raise where.error('"layers" must be a non-empty list of layers (the block\'s body).')
     if depth + 1 > MAX_NESTING:
-        raise where.error(f"residual blocks are nested more than {MAX_NESTING} levels deep.")
+        raise where.error(f"{where.type} blocks are nested more than {MAX_NESTING} levels deep.")
     return _validate_layers(body, prefix=f"{where.path}.layers.", depth=depth + 1, seen=seen)
 
 
@@ -134,6 +141,14 @@ def _check_combination(where: Where, layer: dict[str, Any]) -> None:
     """Rules that tie two arguments together, which PyTorch would only reject at build time."""
     if layer["type"] == "conv2d" and layer["padding"] == SAME and _pair(layer["stride"]) != (1, 1):
         raise where.error(f'padding "same" needs stride 1, not {show(layer["stride"])}.')
+    if layer["type"] == "upsample" and (layer["scale_factor"] is None) == (layer["size"] is None):
+        raise where.error('give exactly one of scale_factor and size (e.g. "scale_factor": 2 or "size": "input").')
+    if layer["type"] == "conv_transpose2d":
+        for extra, stride in zip(_pair(layer["output_padding"]), _pair(layer["stride"])):
+            if extra >= stride:
+                raise where.error(
+                    f"output_padding {show(layer['output_padding'])} must be smaller than stride {show(layer['stride'])}."
+                )
     if layer["type"] in ("maxpool2d", "avgpool2d"):
         for pad, kernel in zip(_pair(layer["padding"]), _pair(layer["kernel_size"])):
             if pad > kernel // 2:
@@ -178,20 +193,42 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 # --- shapes and the summary ---------------------------------------------------------------------
 
-def plan_network(spec: object, input_shape: tuple[int, int, int], num_classes: int) -> list[PlannedLayer]:
+def plan_network(
+    spec: object, input_shape: tuple[int, int, int], num_classes: int, task: str | None = None
+) -> list[PlannedLayer]:
     """Validate the spec and resolve every layer's input/output shape and parameter count.
 
     The torch builder works from this plan, so the summary and the built model cannot disagree.
+    The network must end in `task`'s head (HEAD_TASKS); with no task, in any one of them.
     """
     shape = _input_shape(input_shape)
     if not is_int(num_classes) or num_classes < 1:
         raise SpecError(f"num_classes must be a positive integer, not {show(num_classes)}.")
+    if task is not None and task not in HEAD_TASKS:
+        raise ValueError(f"No head rule for the task {task!r}; known: {', '.join(HEAD_TASKS)}.")
     plan = plan_layers(validate_spec(spec)["layers"], shape, num_classes, prefix="", depth=0)
     _check_params(plan)
-    _check_output(plan[-1], num_classes)
+    _check_head(plan[-1], shape, num_classes, task)
     return plan
 
 
+def check_head(spec: object, input_shape: tuple[int, int, int], num_classes: int, task: str) -> None:
+    """SpecError unless the spec fits this input and ends in `task`'s head: one score per class
+    (classification) or one score per class for each pixel of the input (segmentation)."""
+    plan_network(spec, input_shape, num_classes, task)
+
+
+def head_tasks(spec: object) -> tuple[str, ...]:
+    """The tasks whose head a spec can end in, by its structure alone, for any input.
+
+    Residual and concat_skip bodies cannot end flat, so a spec ends flat exactly when one of its
+    top-level layers flattens: one score per class. Otherwise it ends image-shaped: per pixel.
+    Whether it is valid at all is plan_network's to say; this only reads the layer types.
+    """
+    layers = spec.get("layers") if isinstance(spec, dict) else None
+    flat = isinstance(layers, list) and any(isinstance(layer, dict) and layer.get("type") == "flatten"
+                                            for layer in layers)
+    return ("classification",) if flat else ("segmentation",)
 def _input_shape(input_shape: object) -> Shape:
     if (
         not isinstance(input_shape, (tuple, list))
@@ -214,21 +251,56 @@ def _check_params(plan: list[PlannedLayer]) -> None:
             )
 
 
-def _check_output(last: PlannedLayer, num_classes: int) -> None:
-    if last.output_shape != (num_classes,):
-        raise Where(last.path, last.type).error(
-            f"the network ends with output {_format_shape(last.output_shape)} but must end with [{num_classes}], "
-            'one score per class; end with a flatten and a linear layer with out_features "num_classes".'
+def _check_head(last: PlannedLayer, input_shape: Shape, num_classes: int, task: str | None) -> None:
+    tasks = HEAD_TASKS if task is None else (task,)
+    if any(HEAD_TASKS[name](last.output_shape, input_shape, num_classes) for name in tasks):
+        return
+    problem = _head_problem(last.output_shape, input_shape, num_classes, task)
+    raise Where(last.path, last.type).error(problem)
+
+
+def _head_problem(output: Shape, input_shape: Shape, num_classes: int, task: str | None) -> str:
+    pixels = f"{num_classes}x{input_shape[1]}x{input_shape[2]}"
+    ends = f"the network ends with output {_format_shape(output)} but must end with"
+    if task == "segmentation":
+        return (
+            f"{ends} {pixels}, one score per class for each pixel of the {input_shape[1]}x{input_shape[2]} input; "
+            'end with a conv2d with out_channels "num_classes" at the input\'s height and width '
+            '(an upsample with "size": "input" brings it back).'
         )
+    classification = (
+        f"{ends} [{num_classes}], one score per class; "
+        'end with a flatten and a linear layer with out_features "num_classes".'
+    )
+    if task is None and len(output) == 3:
+        return f"{classification} (Or, for segmentation, with {pixels}: one score per class for each pixel.)"
+    return classification
+
+
+def _one_score_per_class(output: Shape, input_shape: Shape, num_classes: int) -> bool:
+    return output == (num_classes,)
+
+
+def _one_score_per_class_and_pixel(output: Shape, input_shape: Shape, num_classes: int) -> bool:
+    return output == (num_classes, input_shape[1], input_shape[2])
+
+
+# The head each task's networks end in (training.vision_tasks names the tasks).
+HEAD_TASKS: dict[str, Callable[[Shape, Shape, int], bool]] = {
+    "classification": _one_score_per_class,
+    "segmentation": _one_score_per_class_and_pixel,
+}
 
 
 def _format_shape(shape: Shape) -> str:
     return f"[{shape[0]}]" if len(shape) == 1 else "x".join(str(size) for size in shape)
 
 
-def summarize(spec: object, input_shape: tuple[int, int, int], num_classes: int) -> NetworkSummary:
+def summarize(
+    spec: object, input_shape: tuple[int, int, int], num_classes: int, task: str | None = None
+) -> NetworkSummary:
     """The summary table for a spec on a dataset's input shape; raises SpecError if it won't work."""
-    plan = plan_network(spec, input_shape, num_classes)
+    plan = plan_network(spec, input_shape, num_classes, task)
     total = sum(layer.params for layer in plan)
     # Every parameter the builder makes is trainable; the field exists so frozen layers can come.
     return NetworkSummary(

@@ -86,6 +86,8 @@ def _walk(plan: list[PlannedLayer] | tuple[PlannedLayer, ...]) -> Iterator[tuple
         if layer.type == "residual":
             yield from _walk(layer.body)
             yield from _shortcut(layer)
+        elif layer.type == "concat_skip":
+            yield from _walk(layer.body)
         else:
             for suffix, shape in _own_tensors(layer):
                 yield layer, f"{layer.path}.{suffix}", shape
@@ -98,6 +100,11 @@ def _own_tensors(layer: PlannedLayer) -> list[tuple[str, list[int]]]:
         kh, kw = (kernel, kernel) if isinstance(kernel, int) else (kernel[0], kernel[1])
         out = args["out_channels"]
         return [("weight", [out, channels // args["groups"], kh, kw]), *([("bias", [out])] if args["bias"] else [])]
+    if layer.type == "conv_transpose2d":
+        kernel = args["kernel_size"]
+        kh, kw = (kernel, kernel) if isinstance(kernel, int) else (kernel[0], kernel[1])
+        out = args["out_channels"]  # a transposed conv's weight is (in, out, kh, kw)
+        return [("weight", [channels, out, kh, kw]), *([("bias", [out])] if args["bias"] else [])]
     if layer.type == "linear":
         out = args["out_features"]
         return [("weight", [out, channels]), *([("bias", [out])] if args["bias"] else [])]

@@ -9,10 +9,12 @@ from typing import Any
 import pytest
 
 from networks.builtin import BUILTIN_NETWORKS, UnknownNetwork, builtin_spec
-from networks.spec import LayerRow, NetworkSummary, SpecError, parse_spec_text, summarize, validate_spec
+from networks.spec import LayerRow, NetworkSummary, SpecError, head_tasks, parse_spec_text, summarize, validate_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 MNIST = (1, 28, 28)
+# The segmentation built-ins have tests of their own (tests/networks/test_segmentation_networks.py).
+CLASSIFIERS = sorted(n for n in BUILTIN_NETWORKS if head_tasks(builtin_spec(n, MNIST, 2)) == ("classification",))
 
 
 def layers(*items: dict[str, Any]) -> dict[str, Any]:
@@ -397,7 +399,7 @@ def test_it_refuses_overlong_json_text() -> None:
 
 # --- built-in networks ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", sorted(BUILTIN_NETWORKS))
+@pytest.mark.parametrize("name", CLASSIFIERS)
 @pytest.mark.parametrize("input_shape", [(1, 8, 8), (1, 28, 28), (3, 32, 32), (3, 64, 64), (3, 224, 224)])
 @pytest.mark.parametrize("num_classes", [2, 10])
 def test_every_builtin_fits_common_input_shapes(name: str, input_shape: tuple[int, int, int], num_classes: int) -> None:
@@ -430,7 +432,7 @@ def test_it_refuses_an_unknown_builtin() -> None:
     with pytest.raises(UnknownNetwork) as caught:
         builtin_spec("vgg16", MNIST, 10)
     assert isinstance(caught.value, KeyError)
-    assert str(caught.value) == "Unknown built-in network 'vgg16'; choose one of lenet, mlp, alexnet, resnet18."
+    assert str(caught.value) == "Unknown built-in network 'vgg16'; choose one of lenet, mlp, alexnet, resnet18, unet, fcn_resnet18."
 
 
 def test_the_web_side_modules_do_not_import_torch() -> None:

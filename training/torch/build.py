@@ -27,12 +27,26 @@ class ResidualBlock(nn.Module):
         return self.activation(self.layers(x) + self.shortcut(x))
 
 
-def build_model(spec: dict[str, Any], input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
-    """The network for a spec, returning logits of shape (N, num_classes).
+class ConcatSkip(nn.Module):
+    """cat([x, layers(x)], channels): a U-Net's skip connection around its body, `layers` as in the spec."""
+
+    def __init__(self, layers: nn.Sequential) -> None:
+        super().__init__()
+        self.layers = layers
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x, self.layers(x)], dim=1)
+
+
+def build_model(
+    spec: dict[str, Any], input_shape: tuple[int, int, int], num_classes: int, task: str | None = None
+) -> nn.Module:
+    """The network for a spec, returning logits of shape (N, num_classes), or (N, num_classes, H, W)
+    per pixel for a segmentation head (networks.spec.HEAD_TASKS; `task` None takes either).
 
     Validates first (SpecError as in summarize()); initial weights depend only on torch's seed.
     """
-    return _sequential(plan_network(spec, input_shape, num_classes))
+    return _sequential(plan_network(spec, input_shape, num_classes, task))
 
 
 def _sequential(plan: Sequence[PlannedLayer]) -> nn.Sequential:
@@ -53,6 +67,19 @@ def _conv2d(args: dict[str, Any], layer: PlannedLayer) -> nn.Module:
         layer.input_shape[0], args["out_channels"], _size(args["kernel_size"]),
         stride=_size(args["stride"]), padding=padding, bias=args["bias"], groups=args["groups"],
     )
+
+
+def _conv_transpose2d(args: dict[str, Any], layer: PlannedLayer) -> nn.Module:
+    return nn.ConvTranspose2d(
+        layer.input_shape[0], args["out_channels"], _size(args["kernel_size"]), stride=_size(args["stride"]),
+        padding=_size(args["padding"]), output_padding=_size(args["output_padding"]), bias=args["bias"],
+    )
+
+
+def _upsample(args: dict[str, Any], layer: PlannedLayer) -> nn.Module:
+    # The planned output size, never a scale factor: PyTorch then lands on exactly what the plan says.
+    align = False if args["mode"] == "bilinear" else None
+    return nn.Upsample(size=tuple(layer.output_shape[1:]), mode=args["mode"], align_corners=align)
 
 
 def _residual(args: dict[str, Any], layer: PlannedLayer) -> nn.Module:
@@ -86,4 +113,7 @@ _MAKERS: dict[str, Callable[[dict[str, Any], PlannedLayer], nn.Module]] = {
     "dropout2d": lambda a, layer: nn.Dropout2d(a["p"]),
     "flatten": lambda a, layer: nn.Flatten(),
     "residual": _residual,
+    "conv_transpose2d": _conv_transpose2d,
+    "upsample": _upsample,
+    "concat_skip": lambda a, layer: ConcatSkip(_sequential(layer.body)),
 }
