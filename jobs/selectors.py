@@ -260,11 +260,9 @@ def job_snapshot(*, job: TrainingJob, epoch: float | None = None) -> Snapshot:
     from jobs.errors import JobInputError, JobStateError
 
     snapshots = job.snapshots.order_by("-epoch")
-    if not snapshots.exists():
+    chosen = snapshots.first() if epoch is None else snapshots.filter(epoch=epoch).first()  # one query when found
+    if chosen is None and (epoch is None or not snapshots.exists()):
         raise JobStateError("This job has no snapshot yet; it needs at least one finished epoch.")
-    if epoch is None:
-        return snapshots.first()  # type: ignore[return-value]
-    chosen = snapshots.filter(epoch=epoch).first()
     if chosen is None:
         epochs = ", ".join(f"{s.epoch:g}" for s in snapshots)
         raise JobInputError(f"No snapshot at epoch {epoch:g}; snapshots exist at epochs {epochs}.", "epoch")

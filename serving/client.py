@@ -127,8 +127,8 @@ class _Answers:
     def forget(self, result: Any) -> None:
         with self._lock:
             self._waiting.pop(result.id, None)
-        try:
-            result.forget()  # answers are read once: nothing stays in the result store
+        try:  # answers are read once: nothing stays in the result store
+            result.backend.delete(result.backend.get_key_for_task(result.id))
         except Exception:
             pass
 

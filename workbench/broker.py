@@ -13,6 +13,7 @@ from time import monotonic
 from typing import Any
 
 from celery.backends.filesystem import FilesystemBackend
+from celery.backends.redis import RedisBackend
 from kombu.transport import TRANSPORT_ALIASES, filesystem
 from kombu.utils.encoding import str_to_bytes
 from kombu.utils.json import dumps
@@ -40,6 +41,13 @@ class Transport(filesystem.Transport):
 
 
 class AtomicFilesystemBackend(FilesystemBackend):
+    """One instance shared by a process's threads (Celery makes one per thread otherwise, each
+    checking its folder by writing a file: ~1 ms of every web request under ASGI's thread per request)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.thread_safe = True
+
     def set(self, key: bytes | str, value: bytes | str) -> None:
         write_atomically(self._filename(key), value if isinstance(value, bytes) else value.encode())
 
@@ -49,6 +57,25 @@ class AtomicFilesystemBackend(FilesystemBackend):
             super().delete(key)
         except FileNotFoundError:
             pass
+
+
+class PolledRedisBackend(RedisBackend):
+    """Redis results, read by polling (serving.client reads every waiting answer with one MGET).
+
+    Celery's Redis backend subscribes to each sent task's channel so that `.get()` can block on
+    it; nothing here calls `.get()`, so the subscription was a wasted round trip per request and a
+    pub/sub connection per web thread. Without it the backend holds no per-thread state: one
+    instance serves all threads (redis-py's connection pool is thread-safe)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.thread_safe = True
+
+    def on_task_call(self, producer: Any, task_id: str) -> None:
+        pass  # no subscription: answers are polled
+
+    def forget(self, task_id: str) -> None:
+        self.delete(self.get_key_for_task(task_id))  # without touching pub/sub
 
 
 def register() -> None:

@@ -26,11 +26,20 @@ def drop_expired_results(**kwargs: Any) -> None:
 
 
 @celeryd_init.connect
-def serving_worker_settings(conf: Any = None, options: Any = None, **kwargs: Any) -> None:
-    """A worker for the serving queue alone polls the embedded broker fast (serving.work)."""
+def worker_role_settings(conf: Any = None, options: Any = None, **kwargs: Any) -> None:
+    """Settings that follow from what a worker consumes: one for the serving queue alone polls the
+    embedded broker fast (serving.work); one that trains and does not serve yields the CPU to
+    those that serve and to the web (WORKBENCH_TRAIN_NICE), so a person's request is not slowed by
+    training on the same host."""
+    from django.conf import settings
+
+    from serving import SERVING_QUEUE
     from serving.work import configure_dedicated_worker
 
     queues = (options or {}).get("queues") or []
     if isinstance(queues, str):
         queues = queues.split(",")
-    configure_dedicated_worker({q.strip() for q in queues if q.strip()}, conf)
+    consumed = {q.strip() for q in queues if q.strip()}
+    configure_dedicated_worker(consumed, conf)
+    if settings.WORKER_ROLES["train"] in consumed and SERVING_QUEUE not in consumed and settings.WORKBENCH_TRAIN_NICE:
+        os.nice(settings.WORKBENCH_TRAIN_NICE)

@@ -233,6 +233,8 @@ if not CELERY_RESULT_BACKEND:
     if EMBEDDED_BROKER:
         (DATA_DIR / "task-results").mkdir(parents=True, exist_ok=True)
         CELERY_RESULT_BACKEND = f"workbench.broker:AtomicFilesystemBackend+file://{DATA_DIR / 'task-results'}"
+    elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+        CELERY_RESULT_BACKEND = f"workbench.broker:PolledRedisBackend+{CELERY_BROKER_URL}"
     else:
         CELERY_RESULT_BACKEND = CELERY_BROKER_URL
 CELERY_RESULT_EXPIRES = 3600
@@ -299,6 +301,9 @@ WORKBENCH_SERVING_THREADS = env_int("WORKBENCH_SERVING_THREADS", 1, minimum=1)
 # The embedded broker's serving workers look for requests this often (a folder listing, ~0.2%
 # of a core at 0.002 s); Redis delivers at once.
 WORKBENCH_SERVING_POLL_SECONDS = env_float("WORKBENCH_SERVING_POLL_SECONDS", 0.002, minimum=0.0005, maximum=1)
+# A worker that trains (and does not serve) lowers its CPU priority by this much (nice, 0-19), so
+# the web and the serving workers on the same host answer at once while training goes on.
+WORKBENCH_TRAIN_NICE = env_int("WORKBENCH_TRAIN_NICE", 10, minimum=0)
 # Background workers (ingest, evaluation, export, compression, sweeps): how many run at once.
 WORKBENCH_BACKGROUND_CONCURRENCY = env_int("WORKBENCH_BACKGROUND_CONCURRENCY", 2, minimum=1)
 # Live updates: Redis pub/sub wakes the event stream when the broker is Redis; else it polls.
