@@ -340,7 +340,7 @@ class JobInferApi(APIView):
 
     @extend_schema(request={"multipart/form-data": ClassifyInput}, responses=InferOutput)
     def post(self, request: Request, pk: int) -> Response:
-        job = selectors.job_get(user=request.user, pk=pk)
+        job = selectors.job_get_to_infer(user=request.user, pk=pk)
         given = ClassifyInput(data=request.data)
         if upload_too_large(request):
             return error_response(TOO_LARGE, status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)

@@ -140,6 +140,19 @@ def job_get(*, user: AbstractBaseUser, pk: int) -> TrainingJob:
     return get_object_or_404(job_list(user=user), pk=pk)
 
 
+# What answering one image needs of a job and its dataset is small; the rest (the network spec,
+# settings, summaries, counts) is JSON that costs more to decode than the answer takes to compute.
+_NOT_FOR_INFERENCE = ("network_spec", "notes", "lr_milestones", "augmentation", "devices", "pretrained",
+                      "pretrained_report", "error", "latest", "best", "dataset__error", "dataset__class_pixels",
+                      "dataset__split_counts", "dataset__class_counts", "dataset__skipped", "dataset__warnings")
+
+
+def job_get_to_infer(*, user: AbstractBaseUser, pk: int) -> TrainingJob:
+    """job_get for a request that runs one image through the job's model (classify, infer): the
+    fields it reads, not the whole row; anyone else's job is a 404."""
+    return get_object_or_404(job_list(user=user).defer(*_NOT_FOR_INFERENCE), pk=pk)
+
+
 def job_metrics(*, job_id: int, after: int = 0, limit: int = 5000) -> list[MetricPoint]:
     """A job's points after the cursor, oldest first. By key: callers have checked access (job_get)."""
     return list(MetricPoint.objects.filter(job_id=job_id, pk__gt=after).order_by("pk")[:limit])
