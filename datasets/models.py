@@ -78,6 +78,15 @@ class Dataset(Leased):
         return [self.channels, self.image_height, self.image_width]
 
     @property
+    def class_colours(self) -> list[list[int]]:
+        """Each class's [r, g, b] in class order: the colormap's, else the default palette's (a segmentation
+        dataset ingested before colours were kept has none)."""
+        from datasets.ingest.segmentation import default_colour
+
+        colormap = self.colormap or {}
+        return [list(colormap.get(name) or default_colour(i)) for i, name in enumerate(self.classes)]
+
+    @property
     def is_finished(self) -> bool:
         return self.status in (self.Status.READY, self.Status.ERROR)
 

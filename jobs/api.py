@@ -331,6 +331,14 @@ class ClassifyInput(RequestInput):
 class InferOutput(serializers.Serializer):
     task = serializers.CharField(help_text="The job's vision task; the fields below depend on it.")
     predictions = PredictionOutput(many=True, required=False, help_text="classification: top 5, best first.")
+    width = serializers.IntegerField(required=False, help_text="segmentation: the uploaded image's own width.")
+    height = serializers.IntegerField(required=False, help_text="segmentation: the uploaded image's own height.")
+    mask = serializers.CharField(required=False, help_text=(
+        "segmentation: base64 PNG of class indices (8-bit grey; 16-bit past 256 classes), width x height."))
+    classes = serializers.ListField(child=serializers.CharField(), required=False,
+                                    help_text="segmentation: the class of each mask value, in order.")
+    class_pixels = serializers.DictField(child=serializers.FloatField(), required=False,
+                                         help_text="segmentation: each class's share of the mask's pixels.")
     epoch = serializers.FloatField()
     preprocessed = serializers.CharField(help_text="The input as the network saw it, as a PNG data URL.")
 

@@ -1,14 +1,15 @@
-"""Classifying images with a job's snapshot. The web side decodes; a serving worker runs the model (serving/)."""
+"""Inference with a job's snapshot (classify, segment). The web side decodes; a serving worker runs the model (serving/)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import base64
+import io
 from typing import Any
 
 import numpy as np
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 
-from datasets.ingest.images import ImageRejected, ImageSpec, decode
+from datasets.ingest.images import ImageRejected, ImageSpec, decode_sized, scaled_size
 from datasets.ingest.store import png_data_url
 from jobs.errors import JobInputError
 from jobs.models import TrainingJob
@@ -18,52 +19,74 @@ from training.vision_tasks import vision_task
 from workbench import faults
 
 
-@dataclass(frozen=True)
-class Prediction:
-    label: str
-    probability: float
-
-
-@dataclass(frozen=True)
-class Classification:
-    predictions: list[Prediction]
-    snapshot_epoch: float
-    preprocessed_png: str  # a data: URL of the network's input, as the user should see it
-
-
 def preprocess(*, job: TrainingJob, image: UploadedFile) -> np.ndarray:
     """The uploaded image as the network sees it: the dataset's size, channels and resize mode."""
+    return _decoded(job, image)[0]
+
+
+def _decoded(job: TrainingJob, image: UploadedFile) -> tuple[np.ndarray, tuple[int, int], ImageSpec]:
+    """`preprocess`, the upload's own (width, height), and the spec it was resized by."""
     dataset = job.dataset
     spec = ImageSpec(dataset.image_width, dataset.image_height, dataset.channels, dataset.resize_mode,
                      settings.WORKBENCH["MAX_IMAGE_PIXELS"])
     try:
-        return decode(image, spec, np.random.default_rng(dataset.seed))
+        pixels, own = decode_sized(image, spec, np.random.default_rng(dataset.seed))
     except ImageRejected as exc:
         raise JobInputError(f"The file is not a usable image: {exc}", "image") from None
+    return pixels, own, spec
 
 
 def job_infer(*, job: TrainingJob, image: UploadedFile, epoch: float | None = None) -> dict[str, Any]:
     """One image through a snapshot (the latest by default), answered as the job's vision task
-    answers: {"task", "epoch", "preprocessed", and the task's own fields (classification: predictions)}."""
+    answers: {"task", "epoch", "preprocessed", and the task's own fields (classification: predictions;
+    segmentation: width, height, mask, classes, class_pixels, the mask at the upload's own size)}."""
     snapshot = job_snapshot(job=job, epoch=epoch)
-    pixels = preprocess(job=job, image=image)
+    pixels, (width, height), spec = _decoded(job, image)
     outputs = client.ask("jobs.classify", job.backend, str(job.folder / snapshot.path), images=pixels[np.newaxis])
     task = vision_task(job.dataset.task)
-    answer = task.infer_answer(np.asarray(outputs[0]), job.dataset.classes)
+    answer = task.infer_answer(_outputs(outputs)[0], job.dataset.classes)
+    answer = task.answer_to_image(answer, width, height, scaled_size(width, height, spec))
     return {"task": task.name, **answer, "epoch": snapshot.epoch, "preprocessed": png_data_url(pixels)}
 
 
-def job_classify(*, job: TrainingJob, image: UploadedFile, epoch: float | None = None) -> Classification:
-    answer = job_infer(job=job, image=image, epoch=epoch)
-    predictions = [Prediction(p["label"], p["probability"]) for p in answer["predictions"]]
-    return Classification(predictions, answer["epoch"], answer["preprocessed"])
+def _outputs(answer: list[list[float]] | str) -> np.ndarray:
+    """A serving worker's answer: lists of class probabilities, or per-pixel ones packed (classify_on_worker)."""
+    return wire.unpack(answer) if isinstance(answer, str) else np.asarray(answer)
 
 
-def classify_on_worker(*, backend: str, weights: str, images: str) -> list[list[float]]:
-    """On a serving worker: the backend's outputs for the packed `images`, batched with concurrent requests."""
+def classify_on_worker(*, backend: str, weights: str, images: str) -> list[list[float]] | str:
+    """On a serving worker: the backend's outputs for the packed `images`, batched with concurrent requests.
+    Per-pixel outputs (segmentation's (N, classes, H, W)) go back packed: as JSON lists a 128x96 image
+    of 21 classes would be ~5 MB of text; packed float32 is a quarter of that."""
     from pathlib import Path
 
     from serving.work import infer
 
     faults.pause("classify")
-    return infer(backend, Path(weights), wire.unpack(images)).tolist()
+    outputs = infer(backend, Path(weights), wire.unpack(images))
+    return wire.pack(outputs.astype(np.float32)) if outputs.ndim > 2 else outputs.tolist()
+
+
+# --- the segment page: the upload with its mask over it -------------------------------------------
+
+PAGE_LONGEST = 768  # the longest side the page shows an upload at; its mask is drawn at the same size
+
+
+def segmentation_overlay(*, answer: dict[str, Any], image: UploadedFile, colours: list[list[int]]) -> dict[str, str]:
+    """The upload (at most PAGE_LONGEST on its longest side) and the answer's mask in the classes'
+    colours at that same size, as data: URLs the page stacks: {"photo", "overlay"}."""
+    from PIL import Image, ImageOps
+
+    from datasets.ingest.images import FORMATS
+    from datasets.ingest.store import coloured_mask_png
+    from training.vision_tasks.segmentation.metrics import mask_from_png, mask_to_size
+
+    image.seek(0)
+    with Image.open(image, formats=FORMATS) as opened:
+        photo = (ImageOps.exif_transpose(opened) or opened).convert("RGB")
+    photo.thumbnail((PAGE_LONGEST, PAGE_LONGEST))  # keeps the aspect: the mask follows it below
+    mask = mask_to_size(mask_from_png(answer["mask"]), photo.width, photo.height)
+    buffer = io.BytesIO()
+    photo.save(buffer, format="JPEG", quality=90)
+    return {"photo": "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode(),
+            "overlay": "data:image/png;base64," + base64.b64encode(coloured_mask_png(mask, colours)).decode()}

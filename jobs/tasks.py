@@ -16,7 +16,7 @@ def train_job(self: Any, job_id: int) -> None:
 
 
 @shared_task(name="jobs.classify", ignore_result=False)
-def classify_images(backend: str, weights: str, images: str) -> list[list[float]]:
+def classify_images(backend: str, weights: str, images: str) -> list[list[float]] | str:
     from jobs.inference import classify_on_worker
 
     return classify_on_worker(backend=backend, weights=weights, images=images)

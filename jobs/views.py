@@ -15,7 +15,7 @@ from datasets import selectors as dataset_selectors
 from jobs import selectors, services
 from jobs.columns import DEFAULT_COLUMNS
 from jobs.forms import MULTI_VALUE_FIELDS, JobForm, SnapshotImageForm, initial_from_job, network_source_initial
-from jobs.inference import job_classify
+from jobs.inference import job_infer, segmentation_overlay
 from jobs.models import TrainingJob
 from serving.client import ServingUnavailable
 from training.vision_tasks import vision_task
@@ -170,14 +170,26 @@ def job_classify_view(request: HttpRequest, pk: int) -> HttpResponse:
         form.errors["image"] = form.error_class([TOO_LARGE_FORM])  # not "required": it was cut off
     elif request.method == "POST" and form.is_valid():
         try:
-            result = job_classify(job=job, image=form.cleaned_data["image"], epoch=form.cleaned_data["epoch"])
+            result = job_infer(job=job, image=form.cleaned_data["image"], epoch=form.cleaned_data["epoch"])
         except (services.JobInputError, services.JobStateError) as exc:
             form.add_refusal(exc)
         except ServingUnavailable as exc:  # not the image's fault: said above the form, with its 503/504
             unavailable = exc
     status = unavailable.http_status if unavailable else 400 if request.method == "POST" and result is None else 200
     page = vision_task(job.dataset.task).pages["infer"]
-    return render(request, page, {"job": job, "form": form, "result": result, "unavailable": unavailable},
-                  status=status)
+    context = {"job": job, "form": form, "result": result, "unavailable": unavailable}
+    if job.dataset.task == "segmentation":
+        context |= _segment_context(job, result, form.cleaned_data.get("image") if result else None)
+    return render(request, page, context, status=status)
+
+
+def _segment_context(job: TrainingJob, result: dict[str, Any] | None, image: Any) -> dict[str, Any]:
+    """The classes' colours for the legend and, with an answer, the upload and its mask in them."""
+    colours = job.dataset.class_colours
+    legend = [{"name": name, "rgb": "rgb({}, {}, {})".format(*colours[i]),
+               "fraction": result["class_pixels"][name] if result else None}
+              for i, name in enumerate(job.dataset.classes)]
+    overlay = segmentation_overlay(answer=result, image=image, colours=colours) if result else {}
+    return {"legend": legend, "overlay": overlay}
 
 

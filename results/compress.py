@@ -52,6 +52,8 @@ def offered_methods(*, job: TrainingJob) -> list[tuple[str, str]]:
 def compression_start(*, job: TrainingJob, method: str, params: dict[str, Any] | None = None,
                       epoch: float | None = None) -> Compression:
     """A new queued compression of the chosen snapshot (latest by default)."""
+    if job.dataset.task != "classification":  # its fine-tune and its before/after figures are a classifier's
+        raise JobStateError(f"Compression is not available for {job.dataset.task} yet.")
     offered_choice(value=method, offered=[name for name, _ in offered_methods(job=job)], known=METHODS,
                    unknown="Unknown method", cannot=f"The {job.backend} backend cannot compress with", field="method")
     checked = compression_params(method, params or {})

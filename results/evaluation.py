@@ -1,6 +1,8 @@
 """Evaluate a split of the job's dataset with a snapshot; the result is stored for next time."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from jobs.errors import JobInputError
@@ -11,6 +13,7 @@ from training.vision_tasks import vision_task
 
 SPLITS = ("val", "test", "train")
 BATCH = 256
+OUTPUT_BYTES = 64 * 1024**2  # a batch's per-pixel probabilities, at most (one image is always allowed)
 
 
 def evaluation_start(*, job: TrainingJob, split: str, epoch: float | None = None) -> tuple[Evaluation, bool]:
@@ -24,8 +27,9 @@ def evaluation_start(*, job: TrainingJob, split: str, epoch: float | None = None
 
 
 def evaluation_run(*, evaluation_id: int) -> None:
-    """On the worker: score every image of the split in batches, then compute the report."""
-    from datasets.ingest.store import open_split
+    """On the worker: score every image of the split in batches, then compute the vision task's report.
+    The task tallies batch by batch (segmentation keeps no per-pixel probabilities), so a large split
+    never has all its outputs in memory."""
     from training.backends import backends
 
     with claimed(Evaluation, evaluation_id) as claim:
@@ -33,16 +37,34 @@ def evaluation_run(*, evaluation_id: int) -> None:
             return
         evaluation, progress, result = claim
         job = evaluation.job
-        images, labels = open_split(job.dataset.folder, evaluation.split)
-        if len(labels) == 0:
+        task = vision_task(job.dataset.task)
+        images, truth = _split(job.dataset.folder, evaluation.split, task.truth_file)
+        if len(truth) == 0:
             raise WorkFailed(f"The {evaluation.split} split is empty.")
         backend = backends[job.backend]
         weights = job.folder / evaluation.snapshot.path
-        probabilities = np.empty((len(labels), len(job.dataset.classes)), dtype=np.float32)
-        for start in range(0, len(labels), BATCH):
-            end = min(start + BATCH, len(labels))
-            probabilities[start:end] = backend.infer(weights, np.asarray(images[start:end]))
-            progress(end / len(labels))
-        task = vision_task(job.dataset.task)
-        result.update(task=task.name, **task.evaluation_report(probabilities, labels, job.dataset.classes))
+        tally = task.evaluation(job.dataset.classes, ignore_index=job.dataset.ignore_index)
+        batch = batch_size(images.shape[1:], len(job.dataset.classes), per_pixel=truth.ndim > 1)
+        for start in range(0, len(truth), batch):
+            end = min(start + batch, len(truth))
+            tally.add(backend.infer(weights, np.array(images[start:end])), np.asarray(truth[start:end]))
+            progress(end / len(truth))
+        result.update({**tally.report(), "task": task.name})
         result["epoch"] = evaluation.snapshot.epoch
+
+
+def _split(folder: Path, split: str, truth_file: str) -> tuple[np.ndarray, np.ndarray]:
+    """The split's images and what they are scored against (labels, or masks), memory-mapped read-only."""
+    from datasets.ingest.store import images_path
+
+    return (np.load(images_path(folder, split), mmap_mode="r"),
+            np.load(folder / truth_file.format(split=split), mmap_mode="r"))
+
+
+def batch_size(image_shape: tuple[int, ...], classes: int, *, per_pixel: bool) -> int:
+    """Images per backend call: BATCH, fewer where one image's per-pixel probabilities are large
+    (float32 (classes, H, W): 21 classes at 128x96 are 1 MB), so a batch stays near OUTPUT_BYTES."""
+    if not per_pixel:
+        return BATCH
+    one = classes * int(np.prod(image_shape[1:])) * 4
+    return max(1, min(BATCH, OUTPUT_BYTES // one))

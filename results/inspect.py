@@ -21,6 +21,8 @@ from serving import client, wire
 def inspect_image(*, job: TrainingJob, image: UploadedFile, epoch: float | None = None) -> dict[str, Any]:
     """Every layer's activations for this image, its weight statistics and the top-5 predictions."""
     snapshot = done_snapshot(job=job, epoch=epoch, action="inspect")
+    if job.dataset.task != "classification":  # its answer is a classifier's: top-5 of one label per image
+        raise JobStateError(f"Inspect is not available for {job.dataset.task} yet.")
     if not job_capabilities(job=job).inspect:
         raise JobStateError(f"The {job.backend} backend cannot inspect models.")
     pixels = preprocess(job=job, image=image)

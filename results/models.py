@@ -37,7 +37,9 @@ class _Work(Leased):
 
 
 class Evaluation(_Work):
-    """Top-1/top-5, per-class precision/recall/F1, confusion matrix, confident mistakes, top-N per class."""
+    """The vision task's report on a split (its `task` says which): classification top-1/top-5, per-class
+    precision/recall/F1, confusion, confident mistakes, top-N per class; segmentation pixel accuracy, mean
+    IoU, per-class IoU/precision/recall, pixel confusion, the worst images with their predicted masks."""
 
     split = models.CharField(max_length=8)
 

@@ -40,9 +40,11 @@ def evaluation_detail(request: HttpRequest, pk: int, eid: int) -> HttpResponse:
 
 
 def gallery_context(evaluation: Evaluation) -> dict[str, object]:
-    """Mistakes and top-N rows with class names filled in, for the template."""
+    """Mistakes and top-N rows with class names filled in, for the template (segmentation: its worst images)."""
     if evaluation.status != "done":
         return {}
+    if evaluation.result.get("task") == "segmentation":
+        return worst_context(evaluation)
     names = evaluation.result["classes"]
     mistakes = [{**m, "true_name": names[m["true"]], "predicted_name": names[m["predicted"]]}
                 for m in evaluation.result["mistakes"]]
@@ -50,3 +52,19 @@ def gallery_context(evaluation: Evaluation) -> dict[str, object]:
                                              for i in items]}
                 for c, items in enumerate(evaluation.result["top_per_class"])]
     return {"mistakes": mistakes, "top_rows": top_rows}
+
+
+def worst_context(evaluation: Evaluation) -> dict[str, object]:
+    """A segmentation evaluation's worst images, each predicted mask in the classes' colours (a data: URL:
+    the result keeps them as PNGs of class indices) and the class colours for the legend."""
+    import base64
+
+    from datasets.ingest.store import coloured_mask_png
+    from training.vision_tasks.segmentation.metrics import mask_from_png
+
+    dataset = evaluation.job.dataset
+    colours = dataset.class_colours
+    worst = [{**row, "predicted": "data:image/png;base64," + base64.b64encode(coloured_mask_png(
+        mask_from_png(row["mask"]), colours, dataset.ignore_index)).decode()} for row in evaluation.result["worst"]]
+    legend = [{"name": name, "rgb": "rgb({}, {}, {})".format(*colours[i])} for i, name in enumerate(dataset.classes)]
+    return {"worst": worst, "legend": legend}

@@ -30,6 +30,12 @@ class ImageSpec:
 
 def load_image(path: Path | str, spec: ImageSpec) -> Image.Image:
     """Open with a format allowlist and a pixel cap; the cap is checked before any decode."""
+    return _load_image(path, spec)[0]
+
+
+def _load_image(path: Path | str, spec: ImageSpec) -> tuple[Image.Image, tuple[int, int]]:
+    """The image as `load_image` gives it, and its own (width, height) as a viewer shows it: read
+    from the header before JPEG draft mode shrinks it, turned as its EXIF orientation turns it."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -37,17 +43,22 @@ def load_image(path: Path | str, spec: ImageSpec) -> Image.Image:
             width, height = img.size
             if width * height > spec.max_pixels:
                 raise ImageRejected("too_large", f"{width}x{height} pixels is over the {spec.max_pixels:,} pixel cap")
+            own = (height, width) if img.getexif().get(_ORIENTATION, 1) in _TURNED else (width, height)
             if spec.fast_jpeg and img.format == "JPEG":
                 # Let libjpeg decode at a reduced scale; still at least twice the target size.
                 img.draft("RGB" if spec.channels == 3 else "L", (spec.width * 2, spec.height * 2))
             img = ImageOps.exif_transpose(img) or img
-            return img.convert("RGB" if spec.channels == 3 else "L")
+            return img.convert("RGB" if spec.channels == 3 else "L"), own
     except ImageRejected:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageRejected("too_large", str(exc)) from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
         raise ImageRejected("unreadable", str(exc) or type(exc).__name__) from None
+
+
+_ORIENTATION = 0x0112  # the EXIF tag; values 5 to 8 turn the image a quarter, swapping width and height
+_TURNED = (5, 6, 7, 8)
 
 
 def scaled_size(width: int, height: int, spec: ImageSpec) -> tuple[int, int]:
@@ -100,4 +111,10 @@ def to_chw(arr: np.ndarray) -> np.ndarray:
 
 def decode(path: Path | str, spec: ImageSpec, rng: np.random.Generator) -> np.ndarray:
     """One image file to a (C, H, W) uint8 array."""
-    return to_chw(resize_image(load_image(path, spec), spec, rng))
+    return decode_sized(path, spec, rng)[0]
+
+
+def decode_sized(path: Path | str, spec: ImageSpec, rng: np.random.Generator) -> tuple[np.ndarray, tuple[int, int]]:
+    """`decode`, and the file's own (width, height): from the one read, so an upload is read once."""
+    img, own = _load_image(path, spec)
+    return to_chw(resize_image(img, spec, rng)), own

@@ -157,10 +157,17 @@ def mask_png(folder: Path, split: str, index: int, colours: list[list[int]], ign
     masks = np.load(path, mmap_mode="r")
     if not 0 <= index < len(masks):
         return None
-    table = np.zeros((256, 4), dtype=np.uint8)
-    for value, colour in enumerate(colours[:256]):
+    return coloured_mask_png(np.asarray(masks[index]), colours, ignore_index)
+
+
+def coloured_mask_png(mask: np.ndarray, colours: list[list[int]], ignore_index: int = 255) -> bytes:
+    """A (H, W) mask of class indices as an RGBA PNG in the classes' colours (`colours[i]`: class i's
+    [r, g, b]); ignore_index and any value without a colour transparent."""
+    table = np.zeros((max(256, int(mask.max(initial=0)) + 1), 4), dtype=np.uint8)
+    for value, colour in enumerate(colours[: len(table)]):
         table[value] = (*colour, 255)
-    table[ignore_index] = 0
+    if ignore_index < len(table):
+        table[ignore_index] = 0
     buffer = io.BytesIO()
-    Image.fromarray(table[np.asarray(masks[index])], "RGBA").save(buffer, format="PNG")
+    Image.fromarray(table[mask], "RGBA").save(buffer, format="PNG")
     return buffer.getvalue()

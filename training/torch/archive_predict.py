@@ -1,6 +1,11 @@
-"""Classify images with an exported workbench model. Needs only torch, safetensors, Pillow and numpy.
+"""Classify images, or segment them, with an exported workbench model. Needs only torch, safetensors,
+Pillow and numpy.
 
     python predict.py image.png [more.jpg ...] [--top 5] [--json]
+    python predict.py image.png --out mask.png [--json]    (a segmentation model)
+
+A segmentation model writes each image's mask: a PNG of class indices (8-bit grey; 16-bit past
+256 classes) at the image's own size; with several images, --out is a folder (one <name>.png each).
 
 This file is copied as-is into every exported archive as predict.py, beside model.json,
 mean.safetensors and weights.safetensors (or model.pt, an int8 TorchScript model). It must stay
@@ -42,6 +47,17 @@ class ResidualBlock(nn.Module):
         return self.activation(self.layers(x) + self.shortcut(x))
 
 
+class ConcatSkip(nn.Module):
+    """cat([x, layers(x)], channels): a U-Net's skip connection; names match the workbench's."""
+
+    def __init__(self, layers: nn.Sequential) -> None:
+        super().__init__()
+        self.layers = layers
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x, self.layers(x)], dim=1)
+
+
 def build_network(layers: list[dict[str, Any]]) -> nn.Sequential:
     return nn.Sequential(*(_module(layer) for layer in layers))
 
@@ -68,10 +84,23 @@ def _residual(layer: dict[str, Any]) -> nn.Module:
     return ResidualBlock(build_network(layer["body"]), shortcut, activation)
 
 
+def _conv_transpose2d(a: dict[str, Any], channels: int) -> nn.Module:
+    return nn.ConvTranspose2d(channels, a["out_channels"], _size(a["kernel_size"]), stride=_size(a["stride"]),
+                              padding=_size(a["padding"]), output_padding=_size(a["output_padding"]), bias=a["bias"])
+
+
+def _upsample(layer: dict[str, Any]) -> nn.Module:
+    # To the planned output size, as the workbench builds it: the same pixels, whatever the spec said.
+    mode = layer["args"]["mode"]
+    return nn.Upsample(size=tuple(layer["output_shape"][1:]), mode=mode, align_corners=False if mode == "bilinear" else None)
+
+
 def _module(layer: dict[str, Any]) -> nn.Module:
     t, a, c = layer["type"], layer["args"], layer["input_shape"][0]
     if t == "residual":
         return _residual(layer)
+    if t == "concat_skip":
+        return ConcatSkip(build_network(layer["body"]))
     makers = {
         "conv2d": lambda: _conv2d(a, c),
         "linear": lambda: nn.Linear(c, a["out_features"], bias=a["bias"]),
@@ -89,6 +118,8 @@ def _module(layer: dict[str, Any]) -> nn.Module:
         "dropout": lambda: nn.Dropout(a["p"]),
         "dropout2d": lambda: nn.Dropout2d(a["p"]),
         "flatten": nn.Flatten,
+        "conv_transpose2d": lambda: _conv_transpose2d(a, c),
+        "upsample": lambda: _upsample(layer),
     }
     if t not in makers:
         raise ValueError(f"unknown layer type {t!r} in model.json")
@@ -117,16 +148,23 @@ def load(folder: Path = HERE) -> tuple[nn.Module, torch.Tensor, dict[str, Any]]:
 
 def load_image(path: Path | str, prep: dict[str, Any]) -> np.ndarray:
     """One image file to (channels, height, width) uint8, resized by the dataset's resize mode."""
+    return load_image_sized(path, prep)[0]
+
+
+def load_image_sized(path: Path | str, prep: dict[str, Any]) -> tuple[np.ndarray, tuple[int, int]]:
+    """`load_image`, and the image's own (width, height) as a viewer shows it (EXIF orientation applied)."""
     mode = "RGB" if prep["channels"] == 3 else "L"
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         img = Image.open(path, formats=FORMATS)
+        turned = img.getexif().get(0x0112, 1) in (5, 6, 7, 8)  # a quarter turn swaps width and height
+        own = (img.height, img.width) if turned else (img.width, img.height)
         if img.format == "JPEG":
             img.draft(mode, (prep["width"] * 2, prep["height"] * 2))
         img = (ImageOps.exif_transpose(img) or img).convert(mode)
     arr = resize(img, prep["width"], prep["height"], prep["resize_mode"],
                  np.random.default_rng(prep.get("seed", 0)))
-    return arr[np.newaxis] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+    return (arr[np.newaxis] if arr.ndim == 2 else arr.transpose(2, 0, 1)), own
 
 
 def resize(img: Image.Image, w: int, h: int, mode: str, rng: np.random.Generator) -> np.ndarray:
@@ -134,10 +172,7 @@ def resize(img: Image.Image, w: int, h: int, mode: str, rng: np.random.Generator
     half_crop (halfway between the two)."""
     if mode == "squash":
         return np.asarray(img.resize((w, h), Image.Resampling.BILINEAR))
-    ratios = {"crop": min, "fill": max, "half_crop": lambda a, b: (a + b) / 2}
-    ratio = ratios[mode](img.width / w, img.height / h)
-    new_w, new_h = max(1, round(img.width / ratio)), max(1, round(img.height / ratio))
-    arr = np.asarray(img.resize((new_w, new_h), Image.Resampling.BILINEAR))
+    arr = np.asarray(img.resize(scaled_size(img.width, img.height, w, h, mode), Image.Resampling.BILINEAR))
     top, left = max(0, (arr.shape[0] - h) // 2), max(0, (arr.shape[1] - w) // 2)
     arr = arr[top: top + h, left: left + w]
     if arr.shape[0] == h and arr.shape[1] == w:
@@ -148,6 +183,15 @@ def resize(img: Image.Image, w: int, h: int, mode: str, rng: np.random.Generator
     return out
 
 
+def scaled_size(width: int, height: int, w: int, h: int, mode: str) -> tuple[int, int]:
+    """The size a width x height image is scaled to before the centre crop or fill to w x h."""
+    if mode == "squash":
+        return w, h
+    ratios = {"crop": min, "fill": max, "half_crop": lambda a, b: (a + b) / 2}
+    ratio = ratios[mode](width / w, height / h)
+    return max(1, round(width / ratio)), max(1, round(height / ratio))
+
+
 def classify(model: nn.Module, mean: torch.Tensor, images: np.ndarray) -> np.ndarray:
     """Class probabilities (N, classes) for uint8 images (N, C, H, W): (pixels - mean) / 255, softmax."""
     with torch.inference_mode():
@@ -155,13 +199,68 @@ def classify(model: nn.Module, mean: torch.Tensor, images: np.ndarray) -> np.nda
         return torch.softmax(model(x), dim=1).numpy()
 
 
+# --- segmentation: a class per pixel, put back over the image ------------------------------------
+
+def segment(model: nn.Module, mean: torch.Tensor, images: np.ndarray) -> np.ndarray:
+    """Masks of class indices (N, H, W) at the network's size for uint8 images (N, C, H, W)."""
+    with torch.inference_mode():
+        x = (torch.from_numpy(np.array(images)).float() - mean) / 255.0
+        return model(x).argmax(dim=1).numpy()
+
+
+def mask_to_image(mask: np.ndarray, own: tuple[int, int], scaled: tuple[int, int]) -> np.ndarray:
+    """A mask at the network's size laid over the image it came from: the centre crop or fill undone
+    (the image was scaled to `scaled` first), then resized to its `own` (width, height), nearest
+    neighbour. Where the crop cut the image off, the classes at the nearest edge carry on."""
+    for axis, size in ((0, scaled[1]), (1, scaled[0])):
+        have = mask.shape[axis]
+        if size >= have:
+            widths = [(0, 0), (0, 0)]
+            widths[axis] = ((size - have) // 2, size - have - (size - have) // 2)
+            mask = np.pad(mask, widths, mode="edge")
+        else:
+            mask = np.take(mask, np.arange((have - size) // 2, (have - size) // 2 + size), axis=axis)
+    mask = mask.astype(np.uint8 if mask.max(initial=0) < 256 else np.uint16)
+    return np.array(Image.fromarray(mask).resize(own, Image.Resampling.NEAREST))
+
+
+def segment_files(paths: list[Path], out: Path, model: nn.Module, mean: torch.Tensor,
+                  meta: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each image's mask written to `out` (a file for one image, else a folder), with its class areas."""
+    prep, classes = meta["preprocessing"], meta["classes"]
+    if len(paths) > 1:
+        out.mkdir(parents=True, exist_ok=True)
+    results = []
+    for path in paths:
+        pixels, own = load_image_sized(path, prep)
+        scaled = scaled_size(own[0], own[1], prep["width"], prep["height"], prep["resize_mode"])
+        mask = mask_to_image(segment(model, mean, pixels[np.newaxis])[0], own, scaled)
+        target = out / f"{path.stem}.png" if len(paths) > 1 else out
+        Image.fromarray(mask).save(target, format="PNG")
+        counts = np.bincount(mask.ravel().astype(np.int64), minlength=len(classes))
+        results.append({"file": str(path), "mask": str(target), "width": own[0], "height": own[1],
+                        "class_pixels": {name: float(counts[i] / mask.size) for i, name in enumerate(classes)}})
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Classify images with this exported model.")
+    parser = argparse.ArgumentParser(description="Classify or segment images with this exported model.")
     parser.add_argument("images", nargs="+", type=Path)
     parser.add_argument("--top", type=int, default=5, help="how many classes to show per image")
+    parser.add_argument("--out", type=Path, help="segmentation: where the mask PNG goes (a folder for several images)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
     args = parser.parse_args(argv)
     model, mean, meta = load()
+    if meta.get("task") == "segmentation":
+        if args.out is None:
+            parser.error("this is a segmentation model: say where its masks go with --out mask.png")
+        results = segment_files(args.images, args.out, model, mean, meta)
+        for item in results if not args.json else []:
+            shares = ", ".join(f"{name} {share:.1%}" for name, share in item["class_pixels"].items())
+            print(f"{item['file']}: {item['mask']} ({item['width']}x{item['height']}; {shares})")
+        if args.json:
+            print(json.dumps(results, indent=2))
+        return 0
     classes = meta["classes"]
     results = []
     for path in args.images:

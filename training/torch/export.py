@@ -225,7 +225,7 @@ def _torch_runner(model: nn.Module) -> Runner:
 
 
 def _facts(meta: dict[str, Any]) -> dict[str, Any]:
-    return {"classes": meta["classes"], "input_shape": meta["input_shape"], "input": INPUT_DOC,
+    return {"task": meta.get("task", "classification"), "classes": meta["classes"], "input_shape": meta["input_shape"], "input": INPUT_DOC,
             "preprocessing": meta["preprocessing"], "epoch": meta["epoch"]}
 
 
@@ -252,9 +252,7 @@ def readme(meta: dict[str, Any], weights: str = archive_predict.WEIGHTS) -> str:
   `{meta['input_shape']}` (channels, height, width), the class names in output order, and the preprocessing.
 - `mean.safetensors`: what is subtracted from every image (tensor `mean`, float32, shape {meta['input_shape']}):
   {_MEAN_DOC[p.get('mean', 'image')]}
-- `predict.py`: loads the model from these files and classifies image files. It needs only
-  torch, safetensors, Pillow and numpy: `python predict.py image.png [more.jpg ...] [--json]`.
-
+{_predict_doc(meta)}
 ## Preprocessing (do exactly this, or predictions will be off)
 1. Open the image and convert it to {colour}.
 2. Resize it to {width}x{height} pixels with resize mode `{p.get('resize_mode', 'squash')}` (bilinear):
@@ -263,11 +261,31 @@ def readme(meta: dict[str, Any], weights: str = archive_predict.WEIGHTS) -> str:
    halfway between the two, then crops and pads.
 3. Lay it out as (channels, height, width), as float32 pixel values in 0..255; a batch is (N, C, H, W).
 4. {_MEAN_STEP[p.get('mean', 'image')]}
-5. The network returns logits (N, {len(meta['classes'])}); softmax gives probabilities in the class order above.
+5. {_output_doc(meta)}
 
 The TorchScript and ONNX exports of a snapshot include step 4's normalisation: they take
 the float32 pixels of step 3 and return logits.
 """
+
+
+def _predict_doc(meta: dict[str, Any]) -> str:
+    if meta.get("task") == "segmentation":
+        return ("- `predict.py`: loads the model from these files and segments image files, writing each mask as a PNG\n"
+                "  of class indices at the image's own size (8-bit grey; 16-bit past 256 classes). It needs only torch,\n"
+                "  safetensors, Pillow and numpy: `python predict.py image.png --out mask.png [--json]`\n"
+                "  (several images: `--out` is a folder, one `<name>.png` each; `--json` adds each class's share).\n")
+    return ("- `predict.py`: loads the model from these files and classifies image files. It needs only\n"
+            "  torch, safetensors, Pillow and numpy: `python predict.py image.png [more.jpg ...] [--json]`.\n")
+
+
+def _output_doc(meta: dict[str, Any]) -> str:
+    classes = len(meta["classes"])
+    if meta.get("task") == "segmentation":
+        _, height, width = meta["input_shape"]
+        return (f"The network returns logits per pixel (N, {classes}, {height}, {width}); the argmax over dimension 1 is\n"
+                "   the mask of class indices in the class order above. To lay it over the original image, undo step 2:\n"
+                "   un-crop or un-pad it, then resize it to the image's size with nearest neighbour (predict.py does).")
+    return f"The network returns logits (N, {classes}); softmax gives probabilities in the class order above."
 
 
 def _compression_doc(compression: dict[str, Any] | None) -> str:

@@ -80,7 +80,7 @@ def load_snapshot(weights: Path) -> tuple[Any, torch.Tensor]:
     if weights.suffix == ".pt":
         return load_quantized(weights), mean
     meta = json.loads((folder / "model.json").read_text())
-    model = build_model(meta["network_spec"], tuple(meta["input_shape"]), len(meta["classes"]))
+    model = build_model(meta["network_spec"], tuple(meta["input_shape"]), len(meta["classes"]), meta.get("task"))
     model.load_state_dict(load_file(weights))
     return model.eval(), mean
 

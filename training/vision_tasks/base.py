@@ -4,7 +4,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
@@ -31,6 +31,8 @@ class VisionTask(ABC):
     metrics: ClassVar[tuple[Metric, ...]]
     # The pages that show its results: template names by role ("dataset", "infer", "evaluation").
     pages: ClassVar[dict[str, str]]
+    # What an evaluation scores a split's images against, one row per image ({split}_images.npy).
+    truth_file: ClassVar[str] = "{split}_labels.npy"
 
     @property
     def default_network(self) -> str:
@@ -59,6 +61,40 @@ class VisionTask(ABC):
     def infer_answer(self, outputs: np.ndarray, classes: list[str]) -> dict[str, Any]:
         """The answer to `infer` for one image, from the backend's outputs for it."""
 
+    def answer_to_image(self, answer: dict[str, Any], width: int, height: int,
+                        scaled: tuple[int, int]) -> dict[str, Any]:
+        """An `infer_answer` placed on the uploaded image: `width` x `height` is its own size, `scaled`
+        the (width, height) it was scaled to before the centre crop or fill made the network's input.
+        An answer about the whole image (classification) stays as it is."""
+        return answer
+
     @abstractmethod
     def evaluation_report(self, outputs: np.ndarray, labels: np.ndarray, classes: list[str]) -> dict[str, Any]:
         """The figures of an evaluation of a split, from the backend's outputs for each image."""
+
+    def evaluation(self, classes: list[str], ignore_index: int = 255) -> SplitEvaluation:
+        """An evaluation fed a batch at a time. This one keeps every output for `evaluation_report`;
+        a task whose outputs are large (one per pixel) tallies as it goes instead."""
+        return CollectedEvaluation(self, classes)
+
+
+class SplitEvaluation(Protocol):
+    """The evaluation of a split, fed in order: `add` each batch's outputs and truth, then `report`."""
+
+    def add(self, outputs: np.ndarray, truth: np.ndarray) -> None: ...
+
+    def report(self) -> dict[str, Any]: ...
+
+
+class CollectedEvaluation:
+    def __init__(self, task: VisionTask, classes: list[str]) -> None:
+        self.task, self.classes = task, classes
+        self.outputs: list[np.ndarray] = []
+        self.truth: list[np.ndarray] = []
+
+    def add(self, outputs: np.ndarray, truth: np.ndarray) -> None:
+        self.outputs.append(np.asarray(outputs, dtype=np.float32))
+        self.truth.append(np.asarray(truth))
+
+    def report(self) -> dict[str, Any]:
+        return self.task.evaluation_report(np.concatenate(self.outputs), np.concatenate(self.truth), self.classes)

@@ -6,7 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from training.vision_tasks.base import Metric, VisionTask
+from training.vision_tasks.base import Metric, SplitEvaluation, VisionTask
+from training.vision_tasks.segmentation import metrics
 
 
 class Segmentation(VisionTask):
@@ -17,12 +18,22 @@ class Segmentation(VisionTask):
     metrics = (Metric("mean_iou", "Mean IoU", "max"), Metric("pixel_accuracy", "Pixel accuracy", "max"))
     pages = {"dataset": "datasets/segmentation_detail.html", "infer": "jobs/segment.html",
              "evaluation": "results/segmentation_evaluation.html"}
+    truth_file = "{split}_masks.npy"
 
     def head(self, classes: list[str]) -> dict[str, Any]:
         return {"outputs": len(classes), "kind": "pixel_logits"}  # one score per class at every pixel
 
     def infer_answer(self, outputs: np.ndarray, classes: list[str]) -> dict[str, Any]:
-        raise NotImplementedError("Segmentation inference answers come with training.vision_tasks.segmentation.metrics.")
+        """`outputs`: one image's (classes, H, W) probabilities. Its mask as a base64 PNG and class areas."""
+        return metrics.infer_answer(outputs, classes)
 
-    def evaluation_report(self, outputs: np.ndarray, labels: np.ndarray, classes: list[str]) -> dict[str, Any]:
-        raise NotImplementedError("Segmentation evaluation comes with training.vision_tasks.segmentation.metrics.")
+    def answer_to_image(self, answer: dict[str, Any], width: int, height: int,
+                        scaled: tuple[int, int]) -> dict[str, Any]:
+        return metrics.answer_to_image(answer, width, height, scaled)
+
+    def evaluation_report(self, outputs: np.ndarray, labels: np.ndarray, classes: list[str],
+                          ignore_index: int = 255) -> dict[str, Any]:
+        return metrics.evaluation_report(outputs, labels, classes, ignore_index)
+
+    def evaluation(self, classes: list[str], ignore_index: int = 255) -> SplitEvaluation:
+        return metrics.SegmentationEvaluation(classes, ignore_index)

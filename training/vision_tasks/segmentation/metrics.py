@@ -95,6 +95,39 @@ def evaluation_report(outputs: np.ndarray, masks: np.ndarray, classes: list[str]
     }
 
 
+class SegmentationEvaluation:
+    """`evaluation_report` a batch at a time, holding no probabilities: the split's confusion
+    matrix, each image's IoU, and the predicted masks of the `WORST` images so far. Its report has
+    the same figures as `evaluation_report` on the whole split, each worst image with its `mask`."""
+
+    def __init__(self, classes: list[str], ignore_index: int = 255) -> None:
+        self.classes, self.ignore_index = classes, ignore_index
+        self.matrix = np.zeros((len(classes), len(classes)), dtype=np.int64)
+        self.count = 0
+        self.worst: list[tuple[float, int, np.ndarray]] = []  # (iou, index, predicted mask)
+
+    def add(self, outputs: np.ndarray, masks: np.ndarray) -> None:
+        """The next images of the split: `outputs` (n, classes, H, W) probabilities, `masks` (n, H, W)."""
+        pred = outputs.argmax(axis=1)
+        matrices = image_confusions(pred, np.asarray(masks), len(self.classes), self.ignore_index)
+        self.matrix += matrices.sum(axis=0)
+        scored = [(mean_iou(m), self.count + i, pred[i].astype(np.uint16)) for i, m in enumerate(matrices) if m.sum()]
+        self.worst = sorted(self.worst + scored, key=lambda row: row[:2])[:WORST]
+        self.count += len(matrices)
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "task": "segmentation",
+            "count": self.count,
+            "classes": self.classes,
+            "pixel_accuracy": pixel_accuracy(self.matrix),
+            "mean_iou": mean_iou(self.matrix),
+            "per_class": per_class(self.matrix, self.classes),
+            "confusion": self.matrix.tolist(),
+            "worst": [{"index": i, "iou": iou, "mask": mask_png(mask)} for iou, i, mask in self.worst],
+        }
+
+
 # --- inference ---------------------------------------------------------------------------------
 
 def infer_answer(outputs: np.ndarray, classes: list[str]) -> dict[str, Any]:
@@ -126,7 +159,36 @@ def mask_to_size(mask: np.ndarray, width: int, height: int) -> np.ndarray:
 
 def answer_to_size(answer: dict[str, Any], width: int, height: int) -> dict[str, Any]:
     """An `infer_answer` with its mask (and class shares) at the image's own size."""
-    mask = mask_to_size(mask_from_png(answer["mask"]), width, height)
+    return _answer_with_mask(answer, mask_to_size(mask_from_png(answer["mask"]), width, height))
+
+
+def answer_to_image(answer: dict[str, Any], width: int, height: int, scaled: tuple[int, int]) -> dict[str, Any]:
+    """An `infer_answer` with its mask laid over the image it came from (`mask_to_image`)."""
+    return _answer_with_mask(answer, mask_to_image(mask_from_png(answer["mask"]), width, height, scaled))
+
+
+def mask_to_image(mask: np.ndarray, width: int, height: int, scaled: tuple[int, int]) -> np.ndarray:
+    """A mask at the network's size put back over a `width` x `height` image that was scaled to
+    `scaled` (width, height) and then centre-cropped or filled to the network's size
+    (datasets.ingest.images: the resize modes): the crop or fill undone, then resized.
+    Where the crop cut the image off, the classes at the nearest edge the network saw carry on."""
+    mask = _unfit(_unfit(mask, 0, scaled[1]), 1, scaled[0])
+    return mask_to_size(mask, width, height)
+
+
+def _unfit(mask: np.ndarray, axis: int, scaled: int) -> np.ndarray:
+    size = mask.shape[axis]
+    if scaled >= size:  # centre-cropped: the network saw the middle `size` of `scaled`
+        before = (scaled - size) // 2
+        widths = [(0, 0), (0, 0)]
+        widths[axis] = (before, scaled - size - before)
+        return np.pad(mask, widths, mode="edge")
+    start = (size - scaled) // 2  # filled: the image sat in the middle of noise
+    return np.take(mask, np.arange(start, start + scaled), axis=axis)
+
+
+def _answer_with_mask(answer: dict[str, Any], mask: np.ndarray) -> dict[str, Any]:
+    height, width = mask.shape
     counts = np.bincount(mask.ravel().astype(np.int64), minlength=len(answer["classes"]))
     return {**answer, "width": width, "height": height, "mask": mask_png(mask),
             "class_pixels": {name: float(counts[i] / mask.size) for i, name in enumerate(answer["classes"])}}
