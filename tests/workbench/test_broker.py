@@ -42,3 +42,14 @@ def test_it_replaces_a_result_file_in_one_step(tmp_path):
 
     assert target.read_bytes() == b"new"
     assert [p.name for p in tmp_path.iterdir()] == ["result"]
+
+
+def test_the_result_store_reads_many_answers_with_one_listing_and_is_shared_by_threads(tmp_path):
+    from workbench.celery import app
+
+    store = broker.AtomicFilesystemBackend(app=app, url=f"file://{tmp_path}")
+    store.set(store.get_key_for_task("answered"), b'{"status": "SUCCESS"}')
+    keys = [store.get_key_for_task(task_id) for task_id in ("waiting", "answered", "also-waiting")]
+
+    assert store.mget(keys) == [None, b'{"status": "SUCCESS"}', None]
+    assert store.mget([]) == [] and store.thread_safe
