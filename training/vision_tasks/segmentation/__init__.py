@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from training.vision_tasks.base import Metric, VisionTask
+from training.vision_tasks.segmentation import metrics
 
 
 class Segmentation(VisionTask):
@@ -22,7 +23,11 @@ class Segmentation(VisionTask):
         return {"outputs": len(classes), "kind": "pixel_logits"}  # one score per class at every pixel
 
     def infer_answer(self, outputs: np.ndarray, classes: list[str]) -> dict[str, Any]:
-        raise NotImplementedError("Segmentation inference answers come with training.vision_tasks.segmentation.metrics.")
+        """`outputs`: one image's (classes, H, W) probabilities. Its mask at the network's size
+        (metrics.answer_to_size puts it at the image's own) and each class's share of it."""
+        return metrics.infer_answer(outputs, classes)
 
-    def evaluation_report(self, outputs: np.ndarray, labels: np.ndarray, classes: list[str]) -> dict[str, Any]:
-        raise NotImplementedError("Segmentation evaluation comes with training.vision_tasks.segmentation.metrics.")
+    def evaluation_report(self, outputs: np.ndarray, labels: np.ndarray, classes: list[str], *,
+                          ignore_index: int = 255) -> dict[str, Any]:
+        """`outputs`: (N, classes, H, W) probabilities; `labels`: (N, H, W) masks."""
+        return metrics.evaluation_report(outputs, labels, classes, ignore_index)
