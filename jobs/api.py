@@ -134,6 +134,10 @@ class JobInput(RequestInput):
         data["pretrained"] = data.get("pretrained") or {}
         return services.JobSettings(**data)
 
+    def given(self) -> set[str]:
+        """The settings the request named: the rest take the network's defaults (job_create)."""
+        return set(self.initial_data) & set(services.JobSettings.__dataclass_fields__)
+
 
 def _job_create(request: Request) -> Response:
     given = JobInput(data=request.data)
@@ -142,7 +146,7 @@ def _job_create(request: Request) -> Response:
     if dataset is None:
         return error_response("No such dataset.", {"dataset": ["No such dataset."]})
     job = services.job_create(owner=request.user, dataset=dataset, network=given.validated_data["network"],
-                              options=given.job_settings())
+                              options=given.job_settings(), given=given.given())
     return Response(JobOutput(job).data, status=status.HTTP_201_CREATED)
 
 

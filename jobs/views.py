@@ -103,7 +103,8 @@ def job_create(request: HttpRequest) -> HttpResponse:
     elif request.method == "POST" and form.is_valid():
         try:
             job = services.job_create(owner=request.user, dataset=form.cleaned_data["dataset"],
-                                      network=form.cleaned_data["network"], options=form.job_settings())
+                                      network=form.cleaned_data["network"], options=form.job_settings(),
+                                      given=form.given())
         except services.JobInputError as exc:
             form.add_error(form.error_field(exc), str(exc))
         else:
