@@ -171,3 +171,43 @@ def test_the_form_page_carries_each_networks_defaults_for_its_script(client, ali
     table = network_default_table(["lenet", "unet"])
     assert table["unet"]["optimizer"] == "adam" and table["lenet"] == table[""] == {
         name: getattr(DEFAULTS, name) for name in NETWORK_DEFAULT_FIELDS}
+
+
+# --- sweeps --------------------------------------------------------------------------------------
+
+def sweep(client, dataset: Dataset, **fields: Any):  # type: ignore[no-untyped-def]
+    body = {"name": "unet lr", "dataset": dataset.pk, "network": "unet", "base": {"epochs": 1},
+            "grid": {"learning_rate": [0.001, 0.003]}, **fields}
+    return client.post("/api/v1/sweeps/", body, format="json")
+
+
+@pytest.mark.django_db(transaction=True)  # the sweep's Optuna study opens its own connection
+def test_a_segmentation_sweep_maximises_val_mean_iou_unless_told(alice, alice_api) -> None:  # type: ignore[no-untyped-def]
+    dataset = ready_dataset(alice)
+
+    default = sweep(alice_api, dataset)
+    pruned = sweep(alice_api, dataset, early_stopping={"method": "asha", "metric": "val_pixel_accuracy"})
+
+    assert default.status_code == 201, default.json()
+    assert (default.json()["metric"], default.json()["mode"]) == ("val_mean_iou", "max")
+    assert pruned.status_code == 201 and pruned.json()["metric"] == "val_pixel_accuracy"
+
+
+@pytest.mark.django_db(transaction=True)  # the sweep's Optuna study opens its own connection
+def test_a_segmentation_sweep_refuses_val_accuracy_naming_the_metric(alice, alice_api) -> None:  # type: ignore[no-untyped-def]
+    response = sweep(alice_api, ready_dataset(alice), early_stopping={"method": "asha", "metric": "val_accuracy"})
+
+    assert response.status_code == 400 and list(response.json()["detail"]) == ["early_stopping.metric"]
+    assert response.json()["error"] == "The metric is val_mean_iou or val_pixel_accuracy or val_loss for this dataset."
+
+
+@pytest.mark.django_db(transaction=True)  # the sweep's Optuna study opens its own connection
+def test_a_sweeps_trials_take_the_networks_defaults_for_what_the_base_leaves_out(alice, alice_api) -> None:  # type: ignore[no-untyped-def]
+    from sweeps.models import Sweep
+    from sweeps.services import sweep_advance
+
+    sweep(alice_api, ready_dataset(alice), base={"epochs": 1, "batch_size": 4})
+    sweep_advance(sweep_id=Sweep.objects.get().pk)
+
+    jobs = TrainingJob.objects.order_by("learning_rate")
+    assert [(j.optimizer, j.batch_size, j.learning_rate) for j in jobs] == [("adam", 4, 0.001), ("adam", 4, 0.003)]
