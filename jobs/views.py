@@ -126,7 +126,8 @@ def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
     job = selectors.job_get(user=request.user, pk=pk)
     context = {"job": job, "status": selectors.job_status_dict(job=job),
                "log_tail": selectors.job_log_tail(job=job), "classify_form": SnapshotImageForm(job=job),
-               "can": selectors.job_capabilities(job=job), "heartbeat_timeout": settings.HEARTBEAT_TIMEOUT}
+               "can": selectors.job_capabilities(job=job), "heartbeat_timeout": settings.HEARTBEAT_TIMEOUT,
+               "task": selectors.job_task_page(job=job)}
     return render(request, "jobs/detail.html", context)
 
 
