@@ -69,3 +69,16 @@ def test_a_unet_job_with_only_a_dataset_trains_aborts_resumes_and_beats_chance(c
     page = client.get(f"/jobs/{pk}/").content.decode()
     assert "Loss, mean IoU and pixel accuracy" in page and 'id="val-mean-iou"' in page
     assert "Classify an image" not in page
+
+    # Fine-tuning from its snapshot: the same network takes every tensor; another network fits none of them.
+    tuned = alice_api.post("/api/v1/jobs/", {"dataset": dataset.pk, "epochs": 1, "pretrained": {"job": pk}},
+                           format="json")
+    other = alice_api.post("/api/v1/jobs/", {"dataset": dataset.pk, "network": "fcn_resnet18",
+                                             "pretrained": {"job": pk}}, format="json")
+
+    assert tuned.status_code == 201, tuned.json()
+    report = alice_api.get(f"/api/v1/jobs/{tuned.json()['id']}/").json()["pretrained_report"]
+    assert report["rows"] and all(row["action"] == "copied" for row in report["rows"])
+    assert other.status_code == 400 and "pretrained" in other.json()["detail"]
+    assert "fits this network" in other.json()["error"]
+    assert wait_job(tuned.json()["id"]).status == "done"
