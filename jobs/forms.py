@@ -18,6 +18,7 @@ from jobs.options import (
     NOTES_MAX_LENGTH,
     SETTINGS,
     network_default_table,
+    network_defaults,
     setting_type,
 )
 from jobs.selectors import job_snapshot_epochs
@@ -199,6 +200,11 @@ def network_source_initial(query: Any) -> dict[str, Any]:
         return {}
     return {"pretrained_source": "job", "pretrained_job": int(job),
             **({"pretrained_epoch": float(epoch)} if epoch.replace(".", "", 1).isdigit() else {})}
+
+
+def network_initial(network: str) -> dict[str, Any]:
+    """The form's initial for a network chosen up front: it, and the settings it brings."""
+    return {"network": network, **network_defaults(network)}
 
 
 def initial_from_job(settings_: services.JobSettings, dataset_id: int, network: str) -> dict[str, Any]:

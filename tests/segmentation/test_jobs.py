@@ -211,3 +211,14 @@ def test_a_sweeps_trials_take_the_networks_defaults_for_what_the_base_leaves_out
 
     jobs = TrainingJob.objects.order_by("learning_rate")
     assert [(j.optimizer, j.batch_size, j.learning_rate) for j in jobs] == [("adam", 4, 0.001), ("adam", 4, 0.003)]
+
+
+def test_the_form_for_a_segmentation_dataset_starts_on_the_unet_and_its_settings(client, alice) -> None:  # type: ignore[no-untyped-def]
+    client.force_login(alice)
+    dataset = ready_dataset(alice)
+
+    form = client.get(f"/jobs/new/?dataset={dataset.pk}").context["form"]
+
+    assert (form["network"].value(), form["optimizer"].value(), form["batch_size"].value()) == ("unet", "adam", 8)
+    classification = client.get(f"/jobs/new/?dataset={ready_dataset(alice, task='classification').pk}").context["form"]
+    assert (classification["network"].value(), classification["batch_size"].value()) == ("lenet", DEFAULTS.batch_size)
