@@ -222,3 +222,22 @@ def test_the_form_for_a_segmentation_dataset_starts_on_the_unet_and_its_settings
     assert (form["network"].value(), form["optimizer"].value(), form["batch_size"].value()) == ("unet", "adam", 8)
     classification = client.get(f"/jobs/new/?dataset={ready_dataset(alice, task='classification').pk}").context["form"]
     assert (classification["network"].value(), classification["batch_size"].value()) == ("lenet", DEFAULTS.batch_size)
+
+
+def test_the_loop_builds_the_network_for_the_plans_task(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A job's spec is checked at creation; a plan whose head does not fit its task still fails with
+    the networks' own message where the worker builds it, not with a shape error in the loss."""
+    import torch
+
+    from networks.builtin import builtin_spec
+    from networks.spec import SpecError
+    from tests.jobs.test_training_extras import Recorder, make_plan
+    from tests.segmentation.test_training import SIZE, write_squares
+    from training.torch.loop import _Run
+
+    squares = write_squares(tmp_path / "squares")
+    plan = make_plan(squares, tmp_path / "job", task="segmentation", input_shape=(3, SIZE, SIZE),
+                     classes=["background", "square"], network_spec=builtin_spec("lenet", (3, SIZE, SIZE), 2))
+
+    with pytest.raises(SpecError, match="must end with 2x16x16, one score per class for each pixel"):
+        _Run(plan, Recorder(), torch.device("cpu"))
