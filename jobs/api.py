@@ -92,7 +92,9 @@ class JobInput(RequestInput):
     name = serializers.CharField(max_length=NAME_MAX_LENGTH, required=False, allow_blank=True, default="")
     dataset = serializers.IntegerField()
     network = serializers.CharField(max_length=100, required=False, allow_blank=True, default="",
-                                    help_text="Built-in name or custom network (id or name); blank: the task's default.")
+                                    help_text="Built-in name or custom network (id or name); blank: the task's default. "
+                                              "A built-in brings its own defaults for the solver fields left out "
+                                              "(the U-Net: adam, learning rate 0.001, batch 8).")
     epochs = setting_field("epochs")
     batch_size = setting_field("batch_size")
     optimizer = setting_field("optimizer")

@@ -80,7 +80,7 @@ def network_defaults(network: str) -> dict[str, Any]:
 
 def with_network_defaults(options: JobSettings, network: str, given: Collection[str] | None) -> JobSettings:
     """`options` with `network`'s own defaults in the fields the user left out (not in `given`;
-    None: every field was given, as a clone's or a sweep trial's are). Given fields always win."""
+    None: every field was given, as a clone's are). Given fields always win."""
     if given is None:
         return options
     return replace(options, **{name: value for name, value in network_defaults(network).items() if name not in given})
