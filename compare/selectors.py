@@ -14,6 +14,7 @@ from django.urls import reverse
 from jobs.models import TrainingJob
 from jobs.selectors import job_list, job_metrics_downsampled
 from jobs.services import job_settings
+from training.vision_tasks import vision_task
 
 MAX_JOBS = 20
 DEFAULT_MAX_POINTS = 2000
@@ -21,7 +22,7 @@ DEFAULT_MAX_POINTS = 2000
 # halve what 10 long runs cost to read, send and draw.
 PAGE_MAX_POINTS = 1000
 AXES = ("epoch", "step", "time")
-CURVES = ("train_loss", "val_loss", "val_accuracy", "lr")
+CURVES = ("train_loss", "val_loss", "val_accuracy", "lr")  # a classification job's; each job's: job_curves
 # Shown in the page's table of differences only when the jobs differ in them; the name labels the row.
 NOT_COMPARED = ("name", "notes")
 # One colour per job, by its place in the comparison, held across every chart and the table
@@ -101,7 +102,37 @@ def curve_key(split: str, name: str) -> str:
     return "lr" if name == "lr" else f"{split}_{name}"
 
 
-def job_series(*, job_id: int, x: str, max_points: int) -> Series:
+def job_curves(job: TrainingJob) -> tuple[str, ...]:
+    """The curves a job has, whether or not it reported them yet: the losses, its task's val metrics, lr."""
+    return ("train_loss", "val_loss", *(f"val_{m.name}" for m in vision_task(job.dataset.task).metrics), "lr")
+
+
+@dataclass(frozen=True)
+class Chart:
+    key: str  # a curve (curve_key)
+    title: str  # the figure's caption
+    axis: str  # the y axis's title
+    fraction: bool = False  # a value from 0 to 1, shown as a percentage
+
+
+def compare_charts(*, jobs: list[TrainingJob]) -> list[Chart]:
+    """The page's charts: the two losses, every val metric of the jobs' tasks (each once), the learning rate."""
+    metrics = {f"val_{m.name}": m for job in jobs for m in vision_task(job.dataset.task).metrics}
+    return [Chart("train_loss", "Train loss", "Loss"), Chart("val_loss", "Val loss", "Loss"),
+            *(Chart(key, f"Val {m.label[0].lower()}{m.label[1:]}", m.label, True) for key, m in metrics.items()),
+            Chart("lr", "Learning rate", "Learning rate")]
+
+
+def best_keys(charts: list[Chart]) -> list[str]:
+    """The best values the page's table lists: each val metric charted, then the val loss."""
+    return [chart.key for chart in charts if chart.fraction] + ["val_loss"]
+
+
+def best_cells(job: TrainingJob, keys: list[str]) -> list[dict[str, Any]]:
+    return [{"key": key, "value": job.best.get(key), "epoch": job.best.get(f"{key}_epoch")} for key in keys]
+
+
+def job_series(*, job_id: int, x: str, max_points: int, names: tuple[str, ...] = CURVES) -> Series:
     """One job's curves as [x, value] pairs, each cut to max_points keeping its shape; a long run's
     cut is kept by job_metrics_downsampled, so comparing ten finished runs again reads no points."""
     cut = job_metrics_downsampled(job_id=job_id, max_points=max_points)
@@ -109,7 +140,7 @@ def job_series(*, job_id: int, x: str, max_points: int) -> Series:
     curves: dict[str, list[list[float]]] = defaultdict(list)
     for point in cut.points:
         curves[curve_key(point["split"], point["name"])].append([_x(point, x, origin), point["value"]])
-    for name in CURVES:
+    for name in names:
         curves.setdefault(name, [])
     return Series(dict(curves), cut.cursor, origin, cut.downsampled)
 
@@ -127,7 +158,7 @@ def compare_payload(*, jobs: list[TrainingJob], x: str = "epoch",
 
 
 def _job_entry(job: TrainingJob, x: str, max_points: int) -> dict[str, Any]:
-    series = job_series(job_id=job.pk, x=x, max_points=max_points)
+    series = job_series(job_id=job.pk, x=x, max_points=max_points, names=job_curves(job))
     return {"id": job.pk, "name": job.name, "status": job.status, "attempt": job.attempt, "settings": job_compare_settings(job=job),
             "best": job.best, "series": series.curves, "cursor": series.cursor, "time_origin": series.time_origin,
             "downsampled": series.downsampled, "url": reverse("job-detail", args=[job.pk]),

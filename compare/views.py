@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 
@@ -20,5 +22,11 @@ def compare_page(request: HttpRequest) -> HttpResponse:
         return render(request, "compare/compare.html", context | {"error": str(exc)}, status=400)
     except selectors.JobsNotFound as exc:
         raise Http404(str(exc)) from None
-    context |= {"jobs": jobs, "ids": ",".join(map(str, ids)), "table": selectors.compare_settings_table(jobs=jobs)}
+    charts, table = selectors.compare_charts(jobs=jobs), selectors.compare_settings_table(jobs=jobs)
+    keys = selectors.best_keys(charts)
+    rows = [(*row, selectors.best_cells(row[0], keys)) for row in table.rows]
+    context |= {"jobs": jobs, "ids": ",".join(map(str, ids)), "table": table, "rows": rows, "charts": charts,
+                "charts_json": [asdict(chart) for chart in charts],
+                "best_labels": [f"Best {chart.title[0].lower()}{chart.title[1:]}" for chart in charts if chart.fraction]
+                + ["Best val loss"]}
     return render(request, "compare/compare.html", context)

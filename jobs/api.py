@@ -92,7 +92,9 @@ class JobInput(RequestInput):
     name = serializers.CharField(max_length=NAME_MAX_LENGTH, required=False, allow_blank=True, default="")
     dataset = serializers.IntegerField()
     network = serializers.CharField(max_length=100, required=False, allow_blank=True, default="",
-                                    help_text="Built-in name or custom network (id or name); blank: the task's default.")
+                                    help_text="Built-in name or custom network (id or name); blank: the task's default. "
+                                              "A built-in brings its own defaults for the solver fields left out "
+                                              "(the U-Net: adam, learning rate 0.001, batch 8).")
     epochs = setting_field("epochs")
     batch_size = setting_field("batch_size")
     optimizer = setting_field("optimizer")
@@ -134,6 +136,10 @@ class JobInput(RequestInput):
         data["pretrained"] = data.get("pretrained") or {}
         return services.JobSettings(**data)
 
+    def given(self) -> set[str]:
+        """The settings the request named: the rest take the network's defaults (job_create)."""
+        return set(self.initial_data) & set(services.JobSettings.__dataclass_fields__)
+
 
 def _job_create(request: Request) -> Response:
     given = JobInput(data=request.data)
@@ -142,7 +148,7 @@ def _job_create(request: Request) -> Response:
     if dataset is None:
         return error_response("No such dataset.", {"dataset": ["No such dataset."]})
     job = services.job_create(owner=request.user, dataset=dataset, network=given.validated_data["network"],
-                              options=given.job_settings())
+                              options=given.job_settings(), given=given.given())
     return Response(JobOutput(job).data, status=status.HTTP_201_CREATED)
 
 

@@ -53,6 +53,10 @@ JOB_COLUMNS = [
     JobColumn("best_val_loss", "Best val loss", _metric("best", "val_loss", ".4f"), "best_val_loss"),
     JobColumn("latest_train_loss", "Latest train loss", _metric("latest", "train_loss", ".4f"), "latest_train_loss"),
     JobColumn("latest_val_accuracy", "Latest val accuracy", _metric("latest", "val_accuracy", ".2%")),
+    # Segmentation's metrics (training.vision_tasks.segmentation); "–" for the jobs of other tasks.
+    JobColumn("best_val_mean_iou", "Best val mean IoU", _metric("best", "val_mean_iou", ".2%"), "best_val_mean_iou", "-"),
+    JobColumn("best_val_pixel_accuracy", "Best val pixel accuracy", _metric("best", "val_pixel_accuracy", ".2%"),
+              "best_val_pixel_accuracy", "-"),
 ]
 DEFAULT_COLUMNS = [column.key for column in JOB_COLUMNS if column.default]
 

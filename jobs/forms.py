@@ -14,8 +14,11 @@ from jobs.options import (
     GROUP_MAX_LENGTH,
     MAX_DEVICES,
     NAME_MAX_LENGTH,
+    NETWORK_DEFAULT_FIELDS,
     NOTES_MAX_LENGTH,
     SETTINGS,
+    network_default_table,
+    network_defaults,
     setting_type,
 )
 from jobs.selectors import job_snapshot_epochs
@@ -104,11 +107,16 @@ class JobForm(AugmentationForm):
     def __init__(self, *args: Any, user: AbstractBaseUser, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["dataset"].queryset = dataset_list(user=user).filter(status=Dataset.Status.READY)
+        networks = network_list(user=user)
         self.fields["network"].choices = [
-            ("Built-in", [(e.name, e.title) for e in network_list(user=user) if e.builtin]),
-            ("Custom", [(e.name, e.name) for e in network_list(user=user) if not e.builtin]),
+            ("Built-in", [(e.name, e.title) for e in networks if e.builtin]),
+            ("Custom", [(e.name, e.name) for e in networks if not e.builtin]),
         ]
         self.fields["pretrained_model"].queryset = pretrained_list(user=user)
+        # Blank (or not posted): the network's own default; the page fills them in as the network changes.
+        self.network_defaults = network_default_table([e.name for e in networks if e.builtin])
+        for name in NETWORK_DEFAULT_FIELDS:
+            self.fields[name].required = False
         self.device_choices = device_choices(user=user, keep=self._devices_set())
         self.fields["device"].choices = self.device_choices.device
         self.fields["devices"].choices = self.device_choices.gpus
@@ -151,6 +159,11 @@ class JobForm(AugmentationForm):
         # Left blank (or not on the page): the defaults, e.g. no freezing and the full learning rate.
         return services.JobSettings(**data, pretrained=self.network_source())
 
+    def given(self) -> set[str]:
+        """The settings filled in: the blank ones take the network's defaults (services.job_create)."""
+        return {name for name in services.JobSettings.__dataclass_fields__
+                if self.cleaned_data.get(name) not in (None, "")}
+
     def network_source(self) -> dict[str, Any]:
         """The API's `pretrained` from the "Start from" fields: {"job", "epoch"}, {"model"} or {}."""
         data = self.cleaned_data
@@ -187,6 +200,11 @@ def network_source_initial(query: Any) -> dict[str, Any]:
         return {}
     return {"pretrained_source": "job", "pretrained_job": int(job),
             **({"pretrained_epoch": float(epoch)} if epoch.replace(".", "", 1).isdigit() else {})}
+
+
+def network_initial(network: str) -> dict[str, Any]:
+    """The form's initial for a network chosen up front: it, and the settings it brings."""
+    return {"network": network, **network_defaults(network)}
 
 
 def initial_from_job(settings_: services.JobSettings, dataset_id: int, network: str) -> dict[str, Any]:

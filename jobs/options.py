@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from collections.abc import Collection
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from networks.builtin import DEFAULT_SETTINGS
 from training.schedules import LR_POLICIES, OPTIMIZERS
 
 AMP_MODES = ("off", "bf16", "fp16")  # mixed precision: bf16 runs on CPUs too, fp16 needs CUDA
@@ -64,6 +66,31 @@ class JobSettings:
 
 
 DEFAULTS = JobSettings()
+
+
+# The settings some built-in brings a default of its own for: left blank on the job form, the network's.
+NETWORK_DEFAULT_FIELDS: tuple[str, ...] = tuple(sorted({name for values in DEFAULT_SETTINGS.values() for name in values}))
+
+
+def network_defaults(network: str) -> dict[str, Any]:
+    """The settings a built-in network brings (networks.builtin.DEFAULT_SETTINGS); {} for the rest,
+    which take DEFAULTS."""
+    return dict(DEFAULT_SETTINGS.get(network, {}))
+
+
+def with_network_defaults(options: JobSettings, network: str, given: Collection[str] | None) -> JobSettings:
+    """`options` with `network`'s own defaults in the fields the user left out (not in `given`;
+    None: every field was given, as a clone's are). Given fields always win."""
+    if given is None:
+        return options
+    return replace(options, **{name: value for name, value in network_defaults(network).items() if name not in given})
+
+
+def network_default_table(networks: Collection[str]) -> dict[str, dict[str, Any]]:
+    """For the job form's page: each network's value of every NETWORK_DEFAULT_FIELDS setting, and
+    under "" the job defaults (what a custom network takes)."""
+    return {network: {name: network_defaults(network).get(name, getattr(DEFAULTS, name))
+                      for name in NETWORK_DEFAULT_FIELDS} for network in ("", *networks)}
 
 
 @dataclass(frozen=True)

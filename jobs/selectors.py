@@ -62,6 +62,8 @@ JOB_ORDERINGS: dict[str, Any] = {
     "status": F("status"),
     "best_val_accuracy": _best("val_accuracy"),
     "best_val_loss": _best("val_loss"),
+    "best_val_mean_iou": _best("val_mean_iou"),
+    "best_val_pixel_accuracy": _best("val_pixel_accuracy"),
     "latest_train_loss": _latest("train_loss"),
     "network": F("network"),
     "group": F("group"),
@@ -332,3 +334,29 @@ def job_status_dict(*, job: TrainingJob) -> dict[str, Any]:
             "best": job.best, "snapshots": job_snapshot_epochs(job=job), "stale": job.stale}
 
 
+
+
+def job_task_page(*, job: TrainingJob) -> dict[str, Any]:
+    """What the job page shows of its dataset's vision task: the live metrics it plots and lists
+    (the first one is the "best"), and whether the task's infer page exists in this build."""
+    from django.template import TemplateDoesNotExist
+    from django.template.loader import get_template
+
+    from training.vision_tasks import vision_task
+
+    task = vision_task(job.dataset.task)
+    labels = [m.label[0].lower() + m.label[1:] for m in task.metrics]  # "mean IoU" within a sentence
+    metrics = [{"name": m.name, "label": m.label, "in_sentence": label, "key": f"val_{m.name}",
+                "id": f"val-{m.name.replace('_', '-')}"} for m, label in zip(task.metrics, labels)]
+    try:
+        get_template(task.pages["infer"])
+        infer_page = True
+    except TemplateDoesNotExist:  # a task whose infer page is not built yet: the job page links nowhere
+        infer_page = False
+    return {"name": task.name, "metrics": metrics, "infer_page": infer_page, "curves_title": _curves_title(labels)}
+
+
+def _curves_title(labels: list[str]) -> str:
+    """"Loss and accuracy"; "Loss, mean IoU and pixel accuracy"."""
+    names = ["Loss", *labels]
+    return f"{', '.join(names[:-1])} and {names[-1]}"

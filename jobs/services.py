@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+from collections.abc import Collection
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from jobs.options import (
     RANK_DEVICE_PATTERN,
     SETTINGS,
     JobSettings,
+    with_network_defaults,
 )
 from jobs.selectors import job_capabilities, job_log_tail
 from live import wakeup
@@ -45,11 +47,17 @@ log = logging.getLogger(__name__)
 
 # --- create, clone ----------------------------------------------------------------------------
 
-def job_create(*, owner: AbstractBaseUser, dataset: Dataset, network: str, options: JobSettings) -> TrainingJob:
-    """Check everything that can be checked before a worker sees the job, then queue it."""
+def job_create(*, owner: AbstractBaseUser, dataset: Dataset, network: str, options: JobSettings,
+               given: Collection[str] | None = None) -> TrainingJob:
+    """Check everything that can be checked before a worker sees the job, then queue it.
+
+    `network` blank: the dataset's task's default built-in. `given`: the settings the user gave;
+    the others take the built-in network's own defaults (jobs.options.with_network_defaults).
+    None: every setting was given (a clone, a sweep's trial)."""
     if dataset.status != Dataset.Status.READY:
         raise JobInputError(f"The dataset '{dataset.name}' is not ready (status: {dataset.status}).", "dataset")
     network = network or vision_task(dataset.task).default_network
+    options = with_network_defaults(options, network, given)
     _check_backend_trains(options, dataset)
     spec, custom = job_network_check(owner=owner, network=network, dataset=dataset)
     job_options_check(options)
@@ -465,7 +473,7 @@ def training_plan(job: TrainingJob, devices: tuple[str, ...] = ()):  # type: ign
     dataset = job.dataset
     return TrainingPlan(
         job_id=job.pk, output_folder=job.folder, dataset_folder=dataset.folder, task=dataset.task,
-        input_shape=tuple(dataset.image_shape), classes=list(dataset.classes), network_spec=job.network_spec,
+        ignore_index=dataset.ignore_index, input_shape=tuple(dataset.image_shape), classes=list(dataset.classes), network_spec=job.network_spec,
         epochs=job.epochs, batch_size=job.batch_size, optimizer=job.optimizer, learning_rate=job.learning_rate,
         momentum=job.momentum, weight_decay=job.weight_decay, lr_policy=job.lr_policy,
         lr_params={"step_size": job.lr_step_size, "gamma": job.lr_gamma, "milestones": job.lr_milestones},

@@ -14,7 +14,14 @@ from django.views.decorators.http import require_POST
 from datasets import selectors as dataset_selectors
 from jobs import selectors, services
 from jobs.columns import DEFAULT_COLUMNS
-from jobs.forms import MULTI_VALUE_FIELDS, JobForm, SnapshotImageForm, initial_from_job, network_source_initial
+from jobs.forms import (
+    MULTI_VALUE_FIELDS,
+    JobForm,
+    SnapshotImageForm,
+    initial_from_job,
+    network_initial,
+    network_source_initial,
+)
 from jobs.inference import job_infer, segmentation_overlay
 from jobs.models import TrainingJob
 from serving.client import ServingUnavailable
@@ -80,18 +87,7 @@ def _bulk_messages(request: HttpRequest, action: str, outcome: services.BulkOutc
 
 
 def job_create(request: HttpRequest) -> HttpResponse:
-    initial = {}
-    clone = request.GET.get("clone", "")
-    if clone.isdigit():
-        source = selectors.job_get(user=request.user, pk=int(clone))
-        initial = initial_from_job(services.job_settings(job=source), source.dataset_id, source.network)
-    dataset = request.GET.get("dataset", "")
-    if dataset.isdigit():
-        initial["dataset"] = int(dataset)
-    initial.update(network_source_initial(request.GET))
-    fine_tuned = selectors.job_list(user=request.user).filter(pk=initial.get("pretrained_job", 0)).first()
-    if fine_tuned is not None:  # the Fine-tune link: the same network, on a dataset the user picks
-        initial.setdefault("network", fine_tuned.network)
+    initial = _create_initial(request)
     data, grid = _several_values(request)
     form = JobForm(data, initial=initial, user=request.user)
     if request.method == "POST" and form.is_valid() and grid:
@@ -103,13 +99,34 @@ def job_create(request: HttpRequest) -> HttpResponse:
     elif request.method == "POST" and form.is_valid():
         try:
             job = services.job_create(owner=request.user, dataset=form.cleaned_data["dataset"],
-                                      network=form.cleaned_data["network"], options=form.job_settings())
+                                      network=form.cleaned_data["network"], options=form.job_settings(),
+                                      given=form.given())
         except services.JobInputError as exc:
             form.add_error(form.error_field(exc), str(exc))
         else:
             return redirect("job-detail", pk=job.pk)
     status = 400 if request.method == "POST" else 200
     return render(request, "jobs/create.html", {"form": form}, status=status)
+
+
+def _create_initial(request: HttpRequest) -> dict[str, Any]:
+    """The job form's first values: a clone's settings; else the dataset asked for (?dataset=), the
+    Fine-tune link's source and its network, or the dataset's task's default network, with the
+    settings that network brings."""
+    clone, dataset = request.GET.get("clone", ""), request.GET.get("dataset", "")
+    if clone.isdigit():
+        source = selectors.job_get(user=request.user, pk=int(clone))
+        initial = initial_from_job(services.job_settings(job=source), source.dataset_id, source.network)
+        return {**initial, **({"dataset": int(dataset)} if dataset.isdigit() else {})}
+    initial: dict[str, Any] = {"dataset": int(dataset)} if dataset.isdigit() else {}
+    initial.update(network_source_initial(request.GET))
+    fine_tuned = selectors.job_list(user=request.user).filter(pk=initial.get("pretrained_job", 0)).first()
+    chosen = dataset_selectors.dataset_list(user=request.user).filter(pk=initial.get("dataset", 0)).first()
+    if fine_tuned is not None:  # the Fine-tune link: the same network, on a dataset the user picks
+        initial["network"] = fine_tuned.network
+    elif chosen is not None:
+        initial["network"] = vision_task(chosen.task).default_network
+    return {**network_initial(initial["network"]), **initial} if "network" in initial else initial
 
 
 def _several_values(request: HttpRequest):  # type: ignore[no-untyped-def]
@@ -125,7 +142,8 @@ def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
     job = selectors.job_get(user=request.user, pk=pk)
     context = {"job": job, "status": selectors.job_status_dict(job=job),
                "log_tail": selectors.job_log_tail(job=job), "classify_form": SnapshotImageForm(job=job),
-               "can": selectors.job_capabilities(job=job), "heartbeat_timeout": settings.HEARTBEAT_TIMEOUT}
+               "can": selectors.job_capabilities(job=job), "heartbeat_timeout": settings.HEARTBEAT_TIMEOUT,
+               "task": selectors.job_task_page(job=job)}
     return render(request, "jobs/detail.html", context)
 
 

@@ -104,7 +104,8 @@ def job_pretrained_check(*, owner: AbstractBaseUser, given: object, spec: dict[s
     source = source_resolve(user=owner, given=given)
     report = compatibility_report(spec=spec, dataset=dataset, source=source)
     copy = [row["name"] for row in report["rows"] if row["action"] == "copied"]
-    if not copy:
+    # A batch norm's step counter alone (a scalar every such layer has) is no weight to start from.
+    if all(name.endswith(".num_batches_tracked") for name in copy):
         raise IncompatibleWeights(f"Nothing in {source.stored['label']} fits this network: {report['summary']}",
                                   "pretrained", report)
     return {**source.stored, "copy": copy}, report

@@ -12,6 +12,7 @@ from datasets.selectors import dataset_list
 from jobs.forms import OPTIMIZER_LABELS, setting_field
 from networks.selectors import network_list
 from sweeps.spec import SweepSpec
+from training.vision_tasks import VISION_TASKS
 
 PARAMETERS_HELP = ("One field a line. Grid: 'learning_rate: 0.1, 0.01'. Random or TPE: a range "
                    "'learning_rate: 0.0001 .. 0.5 log' or choices 'optimizer: sgd, adam'.")
@@ -45,8 +46,12 @@ class SweepForm(forms.Form):
     seed = forms.IntegerField(min_value=0, required=False, initial=0, help_text="Random and TPE only.")
     max_concurrent = forms.IntegerField(min_value=1, max_value=100, initial=2, label="At most at once")
     early_stopping = forms.BooleanField(required=False, initial=True, label="Stop hopeless trials early (ASHA)")
-    metric = forms.ChoiceField(choices=[("val_accuracy", "Validation accuracy (higher is better)"),
-                                        ("val_loss", "Validation loss (lower is better)")])
+    # Every task's metrics: the service keeps those of the dataset's task (sweeps.spec.sweep_metrics).
+    metric = forms.ChoiceField(choices=[
+        *dict.fromkeys((f"val_{m.name}", f"Validation {m.label[0].lower()}{m.label[1:]} "
+                        f"({'higher' if m.mode == 'max' else 'lower'} is better)")
+                       for task in VISION_TASKS.values() for m in task.metrics),
+        ("val_loss", "Validation loss (lower is better)")])
     grace_epochs = forms.IntegerField(min_value=1, initial=1, label="Grace epochs")
     reduction_factor = forms.IntegerField(min_value=2, initial=3, label="Reduction factor")
 

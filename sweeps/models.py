@@ -26,7 +26,7 @@ class Sweep(models.Model):
     grid = models.JSONField(null=True, blank=True, help_text="{field: [value, ...]}: every combination once.")
     search = models.JSONField(null=True, blank=True, help_text="{method, trials, seed, space}.")
     max_concurrent = models.PositiveIntegerField(default=2)
-    metric = models.CharField(max_length=16, default="val_accuracy")
+    metric = models.CharField(max_length=32, default="val_accuracy")  # val_loss or a task's val_<metric>
     mode = models.CharField(max_length=3, default="max")
     early_stopping = models.JSONField(null=True, blank=True, help_text="{method: asha, grace_epochs, "
                                                                        "reduction_factor} or null.")

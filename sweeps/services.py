@@ -161,8 +161,9 @@ def _trial_start(sweep: Sweep, study: Any, asked: Any) -> Trial | None:
               "name": f"{sweep.name} #{asked.number + 1}"}
     try:
         with transaction.atomic():
+            # The settings neither the base nor the trial gives take the network's own defaults.
             job = job_services.job_create(owner=sweep.owner, dataset=sweep.dataset, network=network,
-                                          options=JobSettings(**fields))
+                                          options=JobSettings(**fields), given=set(fields))
             return Trial.objects.create(sweep=sweep, job=job, number=asked.number, params=params)
     except JobInputError as exc:
         study.tell(asked.number, state=TrialState.FAIL, skip_if_finished=True)

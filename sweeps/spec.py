@@ -13,12 +13,18 @@ from datasets.models import Dataset
 from jobs import services as job_services
 from jobs.options import setting_type
 from jobs.services import JobInputError, JobSettings
+from training.vision_tasks import vision_task
 
 # Settings a sweep may vary: every job setting but the labels (name, group, notes) and the list of
 # milestones, plus the network.
 SWEEPABLE = tuple(f for f in JobSettings.__dataclass_fields__ if f not in ("name", "group", "notes", "lr_milestones")
                   ) + ("network",)
-METRICS = {"val_accuracy": "max", "val_loss": "min"}
+
+
+def sweep_metrics(task: str) -> dict[str, str]:
+    """What a sweep on a dataset of `task` may optimise, and each one's direction: the task's live
+    metrics (val_<name>; the first is the default) and val_loss."""
+    return {**{f"val_{m.name}": m.mode for m in vision_task(task).metrics}, "val_loss": "min"}
 
 
 @dataclass(frozen=True)
@@ -57,7 +63,7 @@ def spec_check(*, owner: AbstractBaseUser, dataset: Dataset, spec: SweepSpec) ->
     grid, search, total = _check_plan(owner, dataset, spec, base)
     if not 1 <= spec.max_concurrent <= 100:
         raise JobInputError("Run between 1 and 100 trials at once.", "max_concurrent")
-    metric, mode, early = _check_early_stopping(spec.early_stopping)
+    metric, mode, early = _check_early_stopping(spec.early_stopping, sweep_metrics(dataset.task))
     return CheckedSpec(base, grid, search, total, metric, mode, early)
 
 
@@ -174,18 +180,20 @@ def _check_sweepable(name: str, where: str) -> None:
                             where)
 
 
-def _check_early_stopping(early: Any) -> tuple[str, str, dict[str, Any] | None]:
-    """The metric the study optimises, its direction, and the pruner's settings (None: no pruning)."""
+def _check_early_stopping(early: Any, metrics: dict[str, str]) -> tuple[str, str, dict[str, Any] | None]:
+    """The metric the study optimises (one of `metrics`, the first by default), its direction, and the
+    pruner's settings (None: no pruning)."""
+    default = next(iter(metrics))
     if early is None:
-        return "val_accuracy", "max", None
+        return default, metrics[default], None
     if not isinstance(early, dict) or early.get("method", "asha") != "asha":
         raise JobInputError("Early stopping is {method: asha, metric, mode, grace_epochs, reduction_factor} "
                             "or null.", "early_stopping.method")
     _check_keys(early, ("method", "metric", "mode", "grace_epochs", "reduction_factor"), "early_stopping")
-    metric = early.get("metric", "val_accuracy")
-    if metric not in METRICS:
-        raise JobInputError("The metric is val_accuracy or val_loss.", "early_stopping.metric")
-    mode = early.get("mode", METRICS[metric])
+    metric = early.get("metric", default)
+    if metric not in metrics:
+        raise JobInputError(f"The metric is {' or '.join(metrics)} for this dataset.", "early_stopping.metric")
+    mode = early.get("mode", metrics[metric])
     if mode not in ("max", "min"):
         raise JobInputError("The mode is max or min.", "early_stopping.mode")
     numbers = {"grace_epochs": (early.get("grace_epochs", 1), 1), "reduction_factor": (early.get("reduction_factor", 3), 2)}

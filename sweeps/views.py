@@ -10,6 +10,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from jobs.errors import JobInputError, JobStateError
+from jobs.options import with_network_defaults
 from sweeps import selectors, services
 from sweeps.forms import SweepForm, TrainBestForm, form_field
 from workbench.pagination import page_context
@@ -41,7 +42,9 @@ def sweep_create(request: HttpRequest) -> HttpResponse:
 def sweep_from_job_form(request: HttpRequest, form: forms.Form, grid: dict[str, list[Any]]) -> HttpResponse | None:
     """The job form with several values in a field: a grid sweep over them (None: refused, the
     refusal added to the form)."""
-    options = asdict(form.job_settings())  # type: ignore[attr-defined]
+    # Fields left blank take the network's own defaults, as a single job's do.
+    settings_ = with_network_defaults(form.job_settings(), form.cleaned_data["network"], form.given())  # type: ignore[attr-defined]
+    options = asdict(settings_)
     name = options.pop("name") or ""
     spec = services.SweepSpec(name=name, network=form.cleaned_data["network"],
                               base={k: v for k, v in options.items() if k not in grid}, grid=grid, max_concurrent=2)

@@ -5,8 +5,11 @@
   "use strict";
   const root = document.getElementById("compare");
   if (!root || !window.Plotly) return;
-  const CURVES = ["train_loss", "val_loss", "val_accuracy", "lr"];
-  const TITLES = { train_loss: "Loss", val_loss: "Loss", val_accuracy: "Accuracy", lr: "Learning rate" };
+  // The charts (compare.selectors.compare_charts): the losses, each val metric of the jobs' tasks, lr.
+  const CHARTS = JSON.parse(document.getElementById("compare-charts").textContent);
+  const CURVES = CHARTS.map((c) => c.key);
+  const TITLES = Object.fromEntries(CHARTS.map((c) => [c.key, c.axis]));
+  const FRACTIONS = new Set(CHARTS.filter((c) => c.fraction).map((c) => c.key));
   const AXES = { epoch: "Epoch", step: "Step", time: "Seconds since the job's first point" };
   const charts = Object.fromEntries(CURVES.map((c) => [c, document.getElementById("chart-" + c)]));
   const colours = Array.from(root.querySelectorAll(".legend .swatch")).map((s) => s.style.backgroundColor);
@@ -36,7 +39,7 @@
   function layout(curve) {
     const yaxis = { title: { text: TITLES[curve] } };
     if (curve === "lr") Object.assign(yaxis, { type: "log", exponentformat: "power" });
-    if (curve === "val_accuracy") Object.assign(yaxis, { tickformat: ".0%", rangemode: "tozero" });
+    if (FRACTIONS.has(curve)) Object.assign(yaxis, { tickformat: ".0%", rangemode: "tozero" });
     return { margin: { t: 10, r: 20, b: 45, l: 65 }, showlegend: false, hovermode: "closest", yaxis,
       xaxis: { title: { text: AXES[axisSelect.value] }, rangemode: "tozero" } };
   }

@@ -1,3 +1,29 @@
+// Job form: a built-in network's own default settings (networks.builtin.DEFAULT_SETTINGS), filled in
+// as the network changes, in the fields the user has not changed from the previous network's.
+(function () {
+  "use strict";
+  const table = document.getElementById("network-defaults");
+  const network = document.getElementById("id_network");
+  if (!table || !network) return;
+  const defaults = JSON.parse(table.textContent);
+  let previous = network.value;
+
+  function same(text, value) {
+    return text.trim() === String(value) || (text.trim() !== "" && Number(text) === value);
+  }
+
+  network.addEventListener("change", () => {
+    const before = defaults[previous] || defaults[""], after = defaults[network.value] || defaults[""];
+    previous = network.value;
+    Object.entries(after).forEach(([name, value]) => {
+      const input = document.getElementById("id_" + name);
+      if (!input || !same(input.value, before[name])) return;  // the user's own value wins
+      input.value = String(value);
+      input.dispatchEvent(new Event("change"));
+    });
+  });
+})();
+
 // Job form: the learning rate over the chosen epochs, drawn as the schedule fields change. The
 // server computes it with the schedule code training runs (GET /api/v1/lr-schedule/): no copy of
 // the formulas here.

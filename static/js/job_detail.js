@@ -9,16 +9,25 @@
   const systemEl = document.getElementById("system-chart");
   // The worker's `system` points: CPU and GPU in percent on the left axis, memory in MB on the right.
   const SYSTEM = { cpu_percent: 0, memory_mb: 1, gpu_utilization: 2, gpu_memory_mb: 3 };
-  const TRACES = { "train/loss": 0, "val/loss": 1, "val/accuracy": 2 };
+  // The task's live metrics (its `metrics`: accuracy; mean IoU and pixel accuracy), each a fraction
+  // on the right axis, after the two losses.
+  const METRICS = JSON.parse(document.getElementById("job-metrics").textContent);
+  const COLOURS = ["#16794c", "#9c36b5", "#0c8599", "#e67700"];
+  const TRACES = { "train/loss": 0, "val/loss": 1 };
+  METRICS.forEach((m, i) => { TRACES["val/" + m.name] = 2 + i; });
+  const CURVES = Object.keys(TRACES).length;
+  const traceIndexes = [...Array(CURVES).keys()];
+  const empty = () => ({ x: traceIndexes.map(() => []), y: traceIndexes.map(() => []) });
   const layout = { margin: { t: 10, r: 60, b: 45, l: 60 }, legend: { orientation: "h", y: 1.12 },
     xaxis: { title: { text: "Epoch" }, rangemode: "tozero" }, yaxis: { title: { text: "Loss" }, rangemode: "tozero" },
-    yaxis2: { title: { text: "Accuracy" }, overlaying: "y", side: "right", autorange: false, range: [0, 1.02],
-      dtick: 0.2, tickformat: ".0%", showgrid: false } };
+    yaxis2: { title: { text: METRICS.map((m) => m.label).join(" / ") }, overlaying: "y", side: "right",
+      autorange: false, range: [0, 1.02], dtick: 0.2, tickformat: ".0%", showgrid: false } };
   const config = { displaylogo: false, responsive: true };
   Plotly.newPlot(lossEl, [
     { name: "train loss", x: [], y: [], mode: "lines", line: { color: "#2b59c3" } },
     { name: "val loss", x: [], y: [], mode: "lines+markers", line: { color: "#e8590c" } },
-    { name: "val accuracy", x: [], y: [], mode: "lines+markers", yaxis: "y2", line: { color: "#16794c" } },
+    ...METRICS.map((m, i) => ({ name: "val " + m.in_sentence, x: [], y: [], mode: "lines+markers", yaxis: "y2",
+      line: { color: COLOURS[i % COLOURS.length] } })),
   ], layout, config);
   Plotly.newPlot(lrEl, [{ name: "learning rate", x: [], y: [], mode: "lines", line: { color: "#7048e8" } }],
     { margin: { t: 10, r: 60, b: 45, l: 60 }, xaxis: { title: { text: "Epoch" }, rangemode: "tozero" },
@@ -38,7 +47,7 @@
   let scheduled = false;
   function flush() {
     scheduled = false;
-    const loss = { x: [[], [], []], y: [[], [], []] };
+    const loss = empty();
     const lr = { x: [[]], y: [[]] };
     const system = { x: [[], [], [], []], y: [[], [], [], []] };
     for (const p of pending) {
@@ -53,7 +62,7 @@
       loss.x[i].push(p.epoch); loss.y[i].push(p.value);
     }
     pending = [];
-    Plotly.extendTraces(lossEl, loss, [0, 1, 2]);
+    Plotly.extendTraces(lossEl, loss, traceIndexes);
     Plotly.extendTraces(lrEl, lr, [0]);
     Plotly.extendTraces(systemEl, system, [0, 1, 2, 3]);
     window.systemPointsShown = (window.systemPointsShown || 0) + system.x.flat().length;
@@ -100,9 +109,11 @@
     text("epoch", s.epoch.toFixed(2) + " / " + epochs);
     text("elapsed", fmt(s.elapsed_seconds));
     text("eta", s.status === "running" ? fmt(s.eta_seconds) : "–");
-    text("val-accuracy", pct(s.latest && s.latest.val_accuracy));
-    if (s.best && s.best.val_accuracy !== undefined) {
-      text("best", pct(s.best.val_accuracy) + " at epoch " + s.best.val_accuracy_epoch.toFixed(2));
+    METRICS.forEach((m) => text(m.id, pct(s.latest && s.latest[m.key])));
+    const best = METRICS[0];  // the task's first metric is the one a job is judged by
+    if (s.best && s.best[best.key] !== undefined) {
+      const named = METRICS.length > 1 ? best.in_sentence + " " : "";
+      text("best", named + pct(s.best[best.key]) + " at epoch " + s.best[best.key + "_epoch"].toFixed(2));
     }
     const error = document.getElementById("job-error");
     error.hidden = !s.error;
@@ -147,7 +158,7 @@
       if (restarted(s)) {
         source.close();
         pending = [];
-        Plotly.restyle(lossEl, { x: [[], [], []], y: [[], [], []] }, [0, 1, 2]);
+        Plotly.restyle(lossEl, empty(), traceIndexes);
         Plotly.restyle(lrEl, { x: [[]], y: [[]] }, [0]);
         Plotly.restyle(systemEl, { x: [[], [], [], []], y: [[], [], [], []] }, [0, 1, 2, 3]);
         window.jobRedraws = (window.jobRedraws || 0) + 1;

@@ -38,6 +38,8 @@ RESULT_LINES = {
     "classify_serving.py": [r"^A new, 1 jobs training +\d+ requests: p50 ", r"^A old, cold .* p50 ",
                             r"^A old, busy: ", r"^B one at a time +direct 4 clients: \d+ images/s",
                             r"^B HTTP +batching / one at a time: "],
+    "segmentation.py": [r"^16 generated .* street scenes, 11 classes", r"^network unet \(adam lr 0\.001, batch 8\), 1 epochs, ",
+                        r"^last: val pixel accuracy [\d.]+  val mean IoU [\d.]+$"],
     "recovery.py": [r"^kill  1: job \d+ worker pid \d+", r"^  jobs finished by themselves \(done\) +\d/1",
                     r"^  kill -> training again \(s\)"],
 }

@@ -347,21 +347,6 @@ def test_an_unknown_example_is_a_400_naming_the_field(alice_api):
     assert response.status_code == 400 and "example" in response.json()["detail"]
 
 
-@pytest.mark.django_db
-def test_no_job_starts_on_a_segmentation_dataset_yet(alice_api, alice):
-    from jobs.models import TrainingJob
-
-    dataset = Dataset.objects.create(owner=alice, name="s", task="segmentation", source="example", source_name="x",
-                                     image_width=8, image_height=8, channels=3, resize_mode="squash", val_percent=0,
-                                     test_percent=0, seed=0, status="ready", classes=["a", "b"])
-    response = alice_api.post("/api/v1/jobs/", {"dataset": dataset.pk}, format="json")
-
-    assert response.status_code == 400
-    assert "does not train segmentation datasets" in response.json()["detail"]["backend"][0]
-    assert not TrainingJob.objects.exists()
-    assert alice_api.get("/api/v1/networks/?task=segmentation").status_code == 200
-
-
 
 # --- the explore page -----------------------------------------------------------------------
 

@@ -55,7 +55,7 @@ class SegmentationStandIn(VisionTask):
         return evaluation_report(outputs, labels, classes)
 
 
-def convs(spec: dict[str, Any], input_shape: tuple[int, int, int], outputs: int) -> nn.Module:
+def convs(spec: dict[str, Any], input_shape: tuple[int, int, int], outputs: int, task: str | None = None) -> nn.Module:
     """The CONVS spec as torch modules: every layer keeps H x W, the last gives `outputs` channels."""
     layers: list[nn.Module] = []
     channels = input_shape[0]

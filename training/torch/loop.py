@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from networks.spec import HEAD_TASKS
 from training.augmentation import augmentation_from_stored
 from training.contract import Reporter, TrainingFailed, TrainingPlan
 from training.schedules import learning_rate
@@ -64,7 +65,10 @@ class _Run:
         # Its own generator: dropout and shuffling draw what they drew before augmentation existed.
         self.augment = Augmenter(spec, seed, device) if spec.active else None
         outputs = vision_task(plan.task).outputs(plan.classes)  # the task's head: one score per class
-        self.model = build_model(plan.network_spec, plan.input_shape, outputs).to(device)
+        # With the task: a spec whose head does not fit it fails here with the networks' own message
+        # (a task without a head rule, a test's toy task, takes any head).
+        head = plan.task if plan.task in HEAD_TASKS else None
+        self.model = build_model(plan.network_spec, plan.input_shape, outputs, task=head).to(device)
         self.precision = Precision(plan.amp, device)
         # `net` is the network itself: its weights are snapshotted, validated, resumed. `model` is
         # what trains: the same network, wrapped by DDP when there are several ranks; `compiled`
