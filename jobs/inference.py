@@ -42,16 +42,11 @@ def job_infer(*, job: TrainingJob, image: UploadedFile, epoch: float | None = No
     segmentation: width, height, mask, classes, class_pixels, the mask at the upload's own size)}."""
     snapshot = job_snapshot(job=job, epoch=epoch)
     pixels, (width, height), spec = _decoded(job, image)
-    outputs = client.ask("jobs.classify", job.backend, str(job.folder / snapshot.path), images=pixels[np.newaxis])
+    outputs = client.infer("jobs.classify", job.backend, str(job.folder / snapshot.path), pixels[np.newaxis])
     task = vision_task(job.dataset.task)
-    answer = task.infer_answer(_outputs(outputs)[0], job.dataset.classes)
+    answer = task.infer_answer(outputs[0], job.dataset.classes)
     answer = task.answer_to_image(answer, width, height, scaled_size(width, height, spec))
     return {"task": task.name, **answer, "epoch": snapshot.epoch, "preprocessed": png_data_url(pixels)}
-
-
-def _outputs(answer: list[list[float]] | str) -> np.ndarray:
-    """A serving worker's answer: lists of class probabilities, or per-pixel ones packed (classify_on_worker)."""
-    return wire.unpack(answer) if isinstance(answer, str) else np.asarray(answer)
 
 
 def classify_on_worker(*, backend: str, weights: str, images: str) -> list[list[float]] | str:

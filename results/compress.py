@@ -121,11 +121,11 @@ def compression_classify(*, compression: Compression, image: UploadedFile) -> di
     if compression.status != "done":
         raise JobStateError(f"The compression is {compression.status}; classify once it is done.")
     pixels = preprocess(job=compression.job, image=image)
-    answer = client.ask("results.classify_compressed", compression.job.backend,
-                        str(compression.job.folder / compression.path), images=pixels[np.newaxis])
+    outputs = client.infer("results.classify_compressed", compression.job.backend,
+                           str(compression.job.folder / compression.path), pixels[np.newaxis])
     dataset = compression.job.dataset
     # The job's vision task answers, as for its uncompressed snapshot (jobs.inference.job_infer).
-    predictions = vision_task(dataset.task).infer_answer(np.asarray(answer[0]), dataset.classes)["predictions"]
+    predictions = vision_task(dataset.task).infer_answer(outputs[0], dataset.classes)["predictions"]
     return {"predictions": predictions, "preprocessed": png_data_url(pixels)}
 
 

@@ -25,6 +25,7 @@ Run = Callable[[np.ndarray], np.ndarray]
 @dataclass(eq=False)
 class _Request:
     images: np.ndarray
+    started: float = field(default_factory=time.monotonic)
     ready: threading.Event = field(default_factory=threading.Event)
     lead: bool = False
     result: np.ndarray | None = None
@@ -53,8 +54,11 @@ class BatchStats:
 
 
 class Batcher:
-    def __init__(self, window: float, max_batch: int) -> None:
-        self.window, self.max_batch = window, max(1, max_batch)
+    """`with_start`: `run` also gets the monotonic time the batch's oldest request came, so that the
+    batch can keep within that request's time limit (the web side's batcher: serving.client)."""
+
+    def __init__(self, window: float, max_batch: int, with_start: bool = False) -> None:
+        self.window, self.max_batch, self.with_start = window, max(1, max_batch), with_start
         self.stats = BatchStats()
         self._lanes: dict[Hashable, _Lane] = {}
         self._lock = threading.Lock()
@@ -80,7 +84,8 @@ class Batcher:
         with self._lock:
             batch = self._take(lane)
         try:
-            outputs = run(np.concatenate([r.images for r in batch]) if len(batch) > 1 else batch[0].images)
+            images = np.concatenate([r.images for r in batch]) if len(batch) > 1 else batch[0].images
+            outputs = run(images, min(r.started for r in batch)) if self.with_start else run(images)  # type: ignore[call-arg]
             if len(outputs) != sum(len(r.images) for r in batch):
                 raise RuntimeError(f"the model answered {len(outputs)} rows for {sum(len(r.images) for r in batch)} images")
             start = 0

@@ -41,12 +41,30 @@ class ServingUnavailable(Exception):
         self.http_status = http_status
 
 
-def ask(name: str, *args: Any, images: np.ndarray | None = None) -> Any:
-    """The answer of the serving task `name` to `args` (and `images`, packed as its last argument)."""
+def infer(name: str, backend: str, weights: str, images: np.ndarray) -> np.ndarray:
+    """The outputs of the serving task `name` (a model's `infer`: jobs.classify,
+    results.classify_compressed) for `images`, one row each. Concurrent requests of this web process
+    for the same model go to the serving workers as one request: one message, one answer to wait
+    for, one task on the worker (whose own batcher joins them with other web processes' requests)."""
+    def run(batch: np.ndarray, oldest: float) -> np.ndarray:
+        return outputs(ask(name, backend, weights, images=batch, started=oldest))
+
+    return _web_batcher().run((name, backend, weights), images, run)  # type: ignore[no-any-return]
+
+
+def outputs(answer: list[list[float]] | str) -> np.ndarray:
+    """A serving worker's `infer` answer as an array: lists of scores, or per-pixel ones packed (serving.wire)."""
+    return wire.unpack(answer) if isinstance(answer, str) else np.asarray(answer, dtype=np.float64)
+
+
+def ask(name: str, *args: Any, images: np.ndarray | None = None, started: float | None = None) -> Any:
+    """The answer of the serving task `name` to `args` (and `images`, packed as its last argument),
+    within WORKBENCH_SERVING_TIMEOUT of `started` (a request that waited in the web's batcher counts
+    its wait)."""
     if images is not None:
         args = (*args, wire.pack(images))
     timeout, resend = settings.WORKBENCH_SERVING_TIMEOUT, settings.WORKBENCH_SERVING_RESEND_SECONDS
-    started, sent = time.monotonic(), []
+    started, sent = started if started is not None else time.monotonic(), []
     try:
         sent.append(_send(name, args, timeout))
         while (left := timeout - (time.monotonic() - started)) > 0:
@@ -162,6 +180,18 @@ class _Answers:
 
 _answers_lock = threading.Lock()
 _the_answers: _Answers | None = None
+_the_batcher: Any = None
+
+
+def _web_batcher() -> Any:
+    global _the_batcher
+    with _answers_lock:
+        if _the_batcher is None:
+            from serving.batching import Batcher
+
+            _the_batcher = Batcher(settings.WORKBENCH_SERVING_BATCH_WINDOW_MS / 1000, settings.WORKBENCH_SERVING_MAX_BATCH,
+                                   with_start=True)
+        return _the_batcher
 
 
 def _answers() -> _Answers:

@@ -90,7 +90,7 @@ def served(monkeypatch: pytest.MonkeyPatch) -> None:
     from jobs.inference import classify_on_worker
     from serving import wire
 
-    def ask(name: str, backend: str, weights: str, *, images: np.ndarray) -> Any:
+    def ask(name: str, backend: str, weights: str, *, images: np.ndarray, started: float | None = None) -> Any:
         assert name == "jobs.classify"
         return json.loads(json.dumps(classify_on_worker(backend=backend, weights=weights, images=wire.pack(images))))
 

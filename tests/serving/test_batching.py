@@ -98,3 +98,35 @@ def test_a_model_that_answers_the_wrong_number_of_rows_fails_the_batch():
 
     with pytest.raises(RuntimeError, match="answered 1 rows for 2 images"):
         batcher.run("m", np.ones((2, 1, 1, 1)), lambda images: np.ones((1, 1)))
+
+
+def test_the_web_sends_concurrent_requests_for_one_model_as_one_serving_request(monkeypatch, settings):
+    """serving.client.infer: the web side's batcher, so fifty clients are a few messages, not fifty."""
+    from serving import client
+
+    settings.WORKBENCH_SERVING_BATCH_WINDOW_MS = 2
+    monkeypatch.setattr(client, "_the_batcher", None)
+    sent: list[int] = []
+
+    def ask(name: str, backend: str, weights: str, *, images: np.ndarray, started: float) -> list[list[float]]:
+        sent.append(len(images))
+        assert time.monotonic() >= started
+        time.sleep(0.05)  # the serving worker's round trip
+        return [[float(image.sum())] for image in images]
+
+    monkeypatch.setattr(client, "ask", ask)
+    answers: list[np.ndarray | None] = [None] * 30
+    barrier = threading.Barrier(30)
+
+    def one(i: int) -> None:
+        barrier.wait()
+        answers[i] = client.infer("jobs.classify", "torch", "/w.safetensors", np.full((1, 1, 2, 2), i, dtype=np.uint8))
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(30)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert [a.tolist() for a in answers] == [[[4.0 * i]] for i in range(30)]
+    assert sum(sent) == 30 and len(sent) <= 3, sent
