@@ -28,9 +28,9 @@ def drop_expired_results(**kwargs: Any) -> None:
 @celeryd_init.connect
 def worker_role_settings(conf: Any = None, options: Any = None, **kwargs: Any) -> None:
     """Settings that follow from what a worker consumes: one for the serving queue alone polls the
-    embedded broker fast (serving.work); one that trains and does not serve yields the CPU to
-    those that serve and to the web (WORKBENCH_TRAIN_NICE), so a person's request is not slowed by
-    training on the same host."""
+    embedded broker fast (serving.work); one that only trains yields the CPU to the web and to
+    the serving and background workers (WORKBENCH_TRAIN_NICE), so a person's request is not slowed
+    by training on the same host."""
     from django.conf import settings
 
     from serving import SERVING_QUEUE
@@ -41,5 +41,5 @@ def worker_role_settings(conf: Any = None, options: Any = None, **kwargs: Any) -
         queues = queues.split(",")
     consumed = {q.strip() for q in queues if q.strip()}
     configure_dedicated_worker(consumed, conf)
-    if settings.WORKER_ROLES["train"] in consumed and SERVING_QUEUE not in consumed and settings.WORKBENCH_TRAIN_NICE:
-        os.nice(settings.WORKBENCH_TRAIN_NICE)
+    if consumed == {settings.WORKER_ROLES["train"]} and settings.WORKBENCH_TRAIN_NICE:
+        os.nice(settings.WORKBENCH_TRAIN_NICE)  # a worker that also ingests or serves keeps its priority

@@ -301,8 +301,8 @@ WORKBENCH_SERVING_THREADS = env_int("WORKBENCH_SERVING_THREADS", 1, minimum=1)
 # The embedded broker's serving workers look for requests this often (a folder listing, ~0.2%
 # of a core at 0.002 s); Redis delivers at once.
 WORKBENCH_SERVING_POLL_SECONDS = env_float("WORKBENCH_SERVING_POLL_SECONDS", 0.002, minimum=0.0005, maximum=1)
-# A worker that trains (and does not serve) lowers its CPU priority by this much (nice, 0-19), so
-# the web and the serving workers on the same host answer at once while training goes on.
+# A worker for the train queue alone lowers its CPU priority by this much (nice, 0-19), so the web,
+# the serving and the background workers on the same host answer at once while training goes on.
 WORKBENCH_TRAIN_NICE = env_int("WORKBENCH_TRAIN_NICE", 10, minimum=0)
 # Background workers (ingest, evaluation, export, compression, sweeps): how many run at once.
 WORKBENCH_BACKGROUND_CONCURRENCY = env_int("WORKBENCH_BACKGROUND_CONCURRENCY", 2, minimum=1)
