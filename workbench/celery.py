@@ -33,7 +33,6 @@ def worker_role_settings(conf: Any = None, options: Any = None, **kwargs: Any) -
     by training on the same host."""
     from django.conf import settings
 
-    from serving import SERVING_QUEUE
     from serving.work import configure_dedicated_worker
 
     queues = (options or {}).get("queues") or []
