@@ -7,7 +7,7 @@ In a fresh temporary data folder (SQLite; DATABASE_URL and CELERY_BROKER_URL are
 point DATABASE_URL at a database of the bench's own, it is migrated and gets a user; a Redis broker's
 database is flushed first, it must be the bench's own, e.g. redis://127.0.0.1:6379/13): migrate, a
 user and API token, scikit-learn's digits ingested (28x28 grayscale), then the processes that
-`manage.py serve` starts (workbench.processes): uvicorn, a training worker (`train,background`,
+`manage.py serve` starts (workbench.processes): uvicorn, a training worker (`train`,
 concurrency 2) and a serving worker (`infer`, WORKBENCH_SERVING_CONCURRENCY). A 1-epoch LeNet job
 trained through them leaves the snapshot that every request classifies: one real digit (an 8x8
 scikit-learn digit scaled to a 28x28 PNG) posted as multipart to `POST /api/v1/jobs/{id}/classify/`
@@ -338,7 +338,7 @@ def run(args: argparse.Namespace, data_dir: Path) -> None:
           f"{settings.WORKBENCH_SERVING_CONCURRENCY}", flush=True)
     try:
         stack.start_web()
-        stack.start_worker("train", "train,background", 2)
+        stack.start_worker("train", "train", 2)  # as `manage.py serve` runs it (niced: WORKBENCH_TRAIN_NICE)
         stack.start_worker("serving", "infer", settings.WORKBENCH_SERVING_CONCURRENCY)
         pk = create_job(owner, dataset, 1, "served")
         wait_for("the served job", lambda: job_status(pk) in ("done", "error"))
