@@ -212,16 +212,21 @@ _SHAPERS: dict[str, Callable[[dict[str, Any], Shape, Where], tuple[Shape, int]]]
 
 # --- blocks: residual and concat_skip -----------------------------------------------------------
 
-def _plan_residual(args: dict[str, Any], where: Where, shape: Shape, network: Network, depth: int) -> PlannedLayer:
-    """activation(body(x) + shortcut(x)); the shortcut projects (1x1 conv + batchnorm) when shapes differ."""
-    channels, height, width = _image(shape, where)
+def _image_body(args: dict[str, Any], where: Where, shape: Shape, network: Network, depth: int,
+                verb: str, joined: str) -> tuple[list[PlannedLayer], Shape]:
+    """A block's planned body and its output, which must be channels x height x width to be joined to the input."""
     body = plan_layers(args["layers"], shape, network, prefix=f"{where.path}.layers.", depth=depth + 1)
     output = body[-1].output_shape
     if len(output) != 3:
-        raise where.error(
-            f"its body ends with a flat {_show(output)}, but it must keep channels x height x width "
-            "so it can be added to the block's input."
-        )
+        raise where.error(f"its body ends with a flat {_show(output)}, but it must {verb} channels x height x width "
+                          f"so it can be {joined} the block's input.")
+    return body, output
+
+
+def _plan_residual(args: dict[str, Any], where: Where, shape: Shape, network: Network, depth: int) -> PlannedLayer:
+    """activation(body(x) + shortcut(x)); the shortcut projects (1x1 conv + batchnorm) when shapes differ."""
+    channels, height, width = _image(shape, where)
+    body, output = _image_body(args, where, shape, network, depth, "keep", "added to")
     stride, projection = None, 0
     if output != shape:
         stride = _shortcut_stride((height, width), (output[1], output[2]), where)
@@ -235,13 +240,7 @@ def _plan_concat_skip(
 ) -> PlannedLayer:
     """cat([x, body(x)], channels): the body must come back to its input's height and width."""
     channels, height, width = _image(shape, where)
-    body = plan_layers(args["layers"], shape, network, prefix=f"{where.path}.layers.", depth=depth + 1)
-    output = body[-1].output_shape
-    if len(output) != 3:
-        raise where.error(
-            f"its body ends with a flat {_show(output)}, but it must end with channels x height x width "
-            "so it can be concatenated to the block's input."
-        )
+    body, output = _image_body(args, where, shape, network, depth, "end with", "concatenated to")
     if output[1:] != shape[1:]:
         raise where.error(
             f"its body ends at {output[1]}x{output[2]} but its input is {height}x{width}; the two are concatenated "

@@ -47,20 +47,19 @@ def serving_state() -> dict[str, Any]:
             "batches": stats.batches, "requests": stats.requests, "largest_batch": stats.largest}
 
 
-def configure_dedicated_worker(queues: set[str], conf: Any) -> bool:
+def configure_dedicated_worker(queues: set[str], conf: Any) -> None:
     """A worker that consumes the serving queue alone (celeryd_init, before it connects or loads
     torch): on the embedded broker it looks for requests every WORKBENCH_SERVING_POLL_SECONDS
     instead of every 0.05 s, and its forward passes use WORKBENCH_SERVING_THREADS threads. A worker
-    that also trains keeps the training settings. True when it is such a worker."""
+    that also trains keeps the training settings."""
     import os
 
     from serving import SERVING_QUEUE
 
     if queues != {SERVING_QUEUE}:
-        return False
+        return
     options = dict(conf.broker_transport_options or {})
     if "polling_interval" in options:
         options["polling_interval"] = settings.WORKBENCH_SERVING_POLL_SECONDS
         conf.broker_transport_options = options
     os.environ["OMP_NUM_THREADS"] = str(settings.WORKBENCH_SERVING_THREADS)
-    return True

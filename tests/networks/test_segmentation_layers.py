@@ -102,8 +102,13 @@ def test_it_refuses_to_upsample_a_flat_input() -> None:
 @pytest.mark.parametrize("mode", ["nearest", "bilinear"])
 def test_an_upsample_builds_as_planned_and_passes_gradients(mode: str) -> None:
     spec = layers(conv(4, 3, stride=2), up(scale_factor=2, mode=mode), up(size="input", mode=mode), pixels())
+    model = build_model(spec, (3, 15, 17), 3)
     output = built_like_planned(spec, (3, 15, 17))
-    output.sum().backward()
+    model(torch.randn(2, 3, 15, 17)).square().sum().backward()
+
+    assert tuple(output.shape) == (2, 3, 15, 17), "back to the input's size"
+    first = next(model.parameters())
+    assert first.grad is not None and float(first.grad.abs().sum()) > 0, "gradients reach the first convolution"
 
 
 # --- conv_transpose2d ----------------------------------------------------------------------------
