@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from tests.jobs.test_training_extras import CPU, Recorder, last_weights, make_plan, max_difference, write_dataset
+from training.torch import data
 from training.torch.data import PLACEMENTS, Prefetcher, Split, placement
 from training.torch.loop import _Run
 from training.torch.run import train
@@ -64,8 +65,9 @@ def test_prefetched_batches_are_the_direct_batches_bit_for_bit(tmp_path, where):
     order = torch.randperm(64, generator=torch.Generator().manual_seed(3))
     indices = [order[start:start + 12] for start in range(0, 64, 12)]  # the last batch is short
 
-    with Prefetcher(split, CPU, depth=2) as batches:
+    with Prefetcher(split, CPU, depth=2, min_bytes=0) as batches:  # memory too, however small
         batches.plan(indices)
+        assert prefetching()
         for index in indices:
             x, y = batches.get(index)
             direct_x, direct_y = split.batch(index)
@@ -85,6 +87,7 @@ def test_a_batch_off_the_plan_is_gathered_directly_and_ends_the_plan(tmp_path):
 
 
 def test_a_host_split_is_gathered_on_the_prefetch_thread_and_a_device_one_is_not(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "PREFETCH_MIN_BYTES", 0)  # every batch in memory is big enough
     folder = write_dataset(tmp_path / "data", train=32)
     names = gathering_threads(monkeypatch, train=32)
     for where in PLACEMENTS:
@@ -94,8 +97,26 @@ def test_a_host_split_is_gathered_on_the_prefetch_thread_and_a_device_one_is_not
     assert not prefetching()
 
 
+def test_small_batches_in_memory_are_gathered_where_they_train_and_big_ones_ahead(tmp_path, monkeypatch):
+    """8 images of 3x6x6 (864 bytes and their labels) against a limit just above and just below."""
+    folder = write_dataset(tmp_path / "data", train=32)
+    names = gathering_threads(monkeypatch, train=32)
+    batch_bytes = 8 * (3 * 6 * 6 + 8)  # uint8 pixels and an int64 label per image
+    for limit, thread in ((batch_bytes + 1, "MainThread"), (batch_bytes, "prefetch")):
+        monkeypatch.setattr(data, "PREFETCH_MIN_BYTES", limit)
+        names.clear()
+        assert train(make_plan(folder, tmp_path / f"limit-{limit}", data_placement="memory"), Recorder()) == "done"
+        assert set(names) == {thread}, limit
+    # A split read from the map is always read ahead: a read may wait on the disk.
+    names.clear()
+    assert train(make_plan(folder, tmp_path / "map", data_placement="map"), Recorder()) == "done"
+    assert set(names) == {"prefetch"}
+    assert not prefetching()
+
+
 @pytest.mark.parametrize("where", ["memory", "map"])
 def test_a_job_resumed_mid_epoch_prefetches_from_the_right_batch(tmp_path, monkeypatch, where):
+    monkeypatch.setattr(data, "PREFETCH_MIN_BYTES", 0)
     folder = write_dataset(tmp_path / "data", train=64)
     fields = {"epochs": 2, "snapshot_interval": 0.5, "data_placement": where}
     assert train(make_plan(folder, tmp_path / "reference", **fields), Recorder()) == "done"
