@@ -210,9 +210,19 @@ def job_classify_view(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, page, context, status=status)
 
 
+def box_colours(dataset: Any) -> list[list[int]]:
+    """Each class's [r, g, b] for its boxes: the dataset's colormap, else the default palette from its
+    second colour on (the first is black, segmentation's background: a detection class is never one)."""
+    from datasets.ingest.segmentation import default_colour
+
+    if dataset.colormap:
+        return dataset.class_colours
+    return [list(default_colour(i + 1)) for i in range(len(dataset.classes))]
+
+
 def _detect_context(job: TrainingJob, result: dict[str, Any] | None, form: DetectImageForm) -> dict[str, Any]:
     """The classes' colours, and with an answer the upload to draw its boxes over and the slider's start."""
-    colours = ["rgb({}, {}, {})".format(*rgb) for rgb in job.dataset.class_colours]
+    colours = ["rgb({}, {}, {})".format(*rgb) for rgb in box_colours(job.dataset)]
     legend = [{"name": name, "rgb": colours[i]} for i, name in enumerate(job.dataset.classes)]
     if result is None:
         return {"legend": legend}
