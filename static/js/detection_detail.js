@@ -37,11 +37,11 @@
   function drawSizes() {
     const what = measure.value;
     const traces = rows.filter((r) => sizes[r.name] && sizes[r.name].width.length).map((r) => ({
-      type: "histogram", name: r.name, x: values(sizes[r.name], what), opacity: 0.6,
+      type: "histogram", name: r.name, x: values(sizes[r.name], what),
       marker: { color: r.colour }, xbins: { size: 2 },
       hovertemplate: r.name + ": %{y} boxes of %{x} px<extra></extra>" }));
     Plotly.react(document.getElementById("size-chart"), traces, Object.assign({}, base, {
-      barmode: "overlay",
+      barmode: "stack", bargap: 0.05,
       xaxis: { title: { text: labels[what] }, rangemode: "tozero" },
       yaxis: { title: { text: "Boxes" }, gridcolor: "#e3e6ec", rangemode: "tozero" },
     }), config);
