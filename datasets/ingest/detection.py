@@ -128,8 +128,9 @@ def _scan_base(files: list[tuple[str, ...]], folders: set[tuple[str, ...]], base
         raise IngestError(f"No images were found in {where}images/; {_LAYOUT_HELP}.")
     coco = base + (COCO_FILE,) in set(files)
     has_labels = base + ("labels",) in folders
-    if coco and has_labels and box_format != "coco":
-        raise IngestError(f"{where} holds both labels/ and {COCO_FILE}; set box_format to say which to read.")
+    if coco and has_labels and not box_format:
+        raise IngestError(f"The {where or 'top '}folder holds both labels/ and {COCO_FILE}; set box_format to say "
+                          "which to read.")
     if coco and box_format in ("", "coco"):
         by_name = {"/".join(PurePosixPath(n).parts[len(base) + 1 :]): n for n in images.values()}
         layout.coco[where + COCO_FILE] = by_name
@@ -164,6 +165,8 @@ def read_labels(layout: Layout, opener: Opener, box_format: str) -> Labelled:
     names = read_names(opener, layout.name_files[0]) if layout.name_files else None
     if box_format == "coco":
         return _coco_labels(layout, opener, names)
+    if layout.coco:
+        raise IngestError(f"The labels mix COCO ('{next(iter(layout.coco))}') and label files; use one format.")
     if box_format == "yolo" and names is None:
         raise IngestError("YOLO labels need the class names: add classes.txt (line i: the name of class i) or "
                           "data.yaml (names: [...]) beside images/ and labels/.")
@@ -211,6 +214,9 @@ def _parse_file(name: str, opener: Opener, box_format: str, names: list[str] | N
 def _coco_labels(layout: Layout, opener: Opener, names: list[str] | None) -> Labelled:
     if not layout.coco:
         raise IngestError(f"box_format is coco, but there is no {COCO_FILE} beside images/.")
+    if labelled := next((s.label for s in layout.samples if s.label), None):
+        raise IngestError(f"The labels mix COCO ('{next(iter(layout.coco))}') and label files ('{labelled}'); "
+                          "use one format.")
     parsed: dict[str, CocoLabels] = {}
     for json_name, by_name in layout.coco.items():
         coco = parse_coco(read_text(opener, json_name, COCO_BYTES), json_name)

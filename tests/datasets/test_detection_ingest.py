@@ -164,6 +164,25 @@ def test_box_format_forces_a_format_and_a_file_of_another_is_named(tmp_path):
     assert message.startswith("The label file 'labels/a.xml' is XML, but the labels are read as KITTI")
 
 
+def test_labels_and_a_coco_file_side_by_side_need_box_format_to_choose(tmp_path):
+    coco = {"images": [{"id": 1, "file_name": "a.png"}], "categories": [{"id": 1, "name": "yak"}],
+            "annotations": [{"image_id": 1, "category_id": 1, "bbox": [4, 2, 8, 8]}]}
+    members = {"images/a.png": png(), "labels/a.txt": kitti("Car", 1, 1, 9, 9), "annotations.json": json.dumps(coco)}
+    assert refused(tmp_path / "auto", members) == ("The top folder holds both labels/ and annotations.json; set "
+                                                   "box_format to say which to read.")
+    assert ingest(tmp_path / "coco", members, box_format="coco").classes == ["yak"]
+    assert ingest(tmp_path / "kitti", members, box_format="kitti").classes == ["Car"]
+
+
+def test_splits_mixing_coco_and_label_files_are_refused(tmp_path):
+    coco = {"images": [{"id": 1, "file_name": "a.png"}], "categories": [{"id": 1, "name": "yak"}],
+            "annotations": [{"image_id": 1, "category_id": 1, "bbox": [4, 2, 8, 8]}]}
+    members = {"train/images/a.png": png(), "train/annotations.json": json.dumps(coco),
+               "val/images/b.png": png(), "val/labels/b.txt": kitti("Car", 1, 1, 9, 9)}
+    assert refused(tmp_path, members) == ("The labels mix COCO ('train/annotations.json') and label files "
+                                          "('val/labels/b.txt'); use one format.")
+
+
 def test_mixed_label_formats_are_refused_naming_both_files(tmp_path):
     members = {"images/a.png": png(), "images/b.png": png(), "labels/a.xml": voc([("p", 5, 3, 12, 10, 0)]),
                "labels/b.txt": kitti("Car", 1, 1, 5, 5)}
