@@ -64,6 +64,8 @@ JOB_ORDERINGS: dict[str, Any] = {
     "best_val_loss": _best("val_loss"),
     "best_val_mean_iou": _best("val_mean_iou"),
     "best_val_pixel_accuracy": _best("val_pixel_accuracy"),
+    "best_val_map_50": _best("val_map_50"),
+    "best_val_map": _best("val_map"),
     "latest_train_loss": _latest("train_loss"),
     "network": F("network"),
     "group": F("group"),

@@ -86,8 +86,9 @@ def detection_context(evaluation: Evaluation) -> dict[str, object]:
 
     worst = []
     for row in evaluation.result["worst"]:
+        # True boxes wide and underneath, their names below them: a prediction on the spot leaves them seen.
         true = [{"box": box, "colour": DONT_CARE_COLOUR if cls == -2 else TRUE_COLOUR, "text": name(cls),
-                 "dash": cls == -2} for cls, *box in row["true"]]
+                 "dash": cls == -2, "width": 5, "below": True} for cls, *box in row["true"]]
         predicted = [{"box": box, "colour": PREDICTED_COLOUR, "text": f"{name(cls)} {score:.2f}"}
                      for cls, score, *box in row["predicted"]]
         worst.append({**row, "boxes": true + predicted})

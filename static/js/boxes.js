@@ -1,5 +1,6 @@
 // Boxes drawn over an image on a canvas laid on it: the detect page's answer, the detection
-// evaluation's gallery. `boxes`: [{box: [x1, y1, x2, y2] in the image's own pixels, colour, text, dash}];
+// evaluation's gallery. `boxes`: [{box: [x1, y1, x2, y2] in the image's own pixels, colour, text, and
+// optionally dash, width (of the line, 2 by default) and below (the text under the box, not above)}];
 // `width` x `height`: those pixels' extent (the image may be shown at another size).
 window.drawBoxes = function (canvas, img, width, height, boxes) {
   "use strict";
@@ -19,12 +20,13 @@ window.drawBoxes = function (canvas, img, width, height, boxes) {
     const [x1, y1, x2, y2] = b.box;
     const x = x1 * sx, y = y1 * sy, w = (x2 - x1) * sx, h = (y2 - y1) * sy;
     ctx.setLineDash(b.dash ? [4, 3] : []);
-    ctx.lineWidth = 2;
+    ctx.lineWidth = b.width || 2;
     ctx.strokeStyle = b.colour;
     ctx.strokeRect(x, y, w, h);
     if (b.text) {
       const tw = ctx.measureText(b.text).width + 6;
-      const ty = y >= 16 ? y - 16 : y;  // above the box, or inside its top edge at the image's top
+      // Above the box (or inside its top edge at the image's top); below it (or inside its bottom edge).
+      const ty = b.below ? (y + h + 16 <= shownH ? y + h : y + h - 16) : (y >= 16 ? y - 16 : y);
       ctx.fillStyle = b.colour;
       ctx.fillRect(x, ty, tw, 16);
       ctx.fillStyle = "#fff";

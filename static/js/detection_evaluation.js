@@ -17,6 +17,21 @@
       { displayModeBar: false, responsive: true });
     }
   }
+  // Precision and recall per class at the slider's threshold, from the report's table of them.
+  const table = JSON.parse(document.getElementById("thresholds-data").textContent);
+  const slider = document.getElementById("eval-threshold");
+  if (table && slider) {
+    const show = () => {
+      const value = parseFloat(slider.value);
+      const at = table.thresholds.reduce((best, t, i) => (Math.abs(t - value) < Math.abs(table.thresholds[best] - value) ? i : best), 0);
+      document.getElementById("eval-threshold-value").textContent = table.thresholds[at].toFixed(2);
+      document.querySelectorAll("#threshold-table tr[data-class]").forEach((row) => {
+        row.querySelector(".precision").textContent = table.precision[row.dataset.class][at].toFixed(3);
+        row.querySelector(".recall").textContent = table.recall[row.dataset.class][at].toFixed(3);
+      });
+    };
+    slider.addEventListener("input", show);
+  }
   const drawing = JSON.parse(document.getElementById("worst-boxes").textContent);
   document.querySelectorAll("#worst-images figure.worst").forEach((figure) => {
     const img = figure.querySelector("img");

@@ -13,8 +13,15 @@ from tests.detection.test_task_api import boxes_backend, detection_job, served, 
 
 pytestmark = [pytest.mark.django_db, pytest.mark.browser, pytest.mark.usefixtures("boxes_backend")]
 
-STATIC = Path(__file__).resolve().parents[2] / "static"
 ORIGIN = "http://workbench.test"
+
+
+def static_file(path: str) -> Path | None:
+    """A /static/ path as the server's static finders find it (plotly.js comes from the plotly package)."""
+    from django.contrib.staticfiles import finders
+
+    found = finders.find(path.removeprefix("/static/")) if path.startswith("/static/") else None
+    return Path(found) if found else None
 
 
 def test_the_slider_hides_and_shows_the_boxes_without_a_request(alice, client, served, browser):  # noqa: F811
@@ -29,8 +36,8 @@ def test_the_slider_hides_and_shows_the_boxes_without_a_request(alice, client, s
         path = request.url.removeprefix(ORIGIN)
         if path == "/detect/":
             return route.fulfill(status=200, body=html, content_type="text/html")
-        file = STATIC / path.removeprefix("/static/")
-        if path.startswith("/static/") and file.is_file():
+        file = static_file(path)
+        if file is not None:
             return route.fulfill(status=200, body=file.read_bytes(), content_type=mimetypes.guess_type(file.name)[0])
         return route.fulfill(status=404, body=b"")
 
@@ -61,5 +68,61 @@ def test_the_slider_hides_and_shows_the_boxes_without_a_request(alice, client, s
         assert pixel == [128, 0, 0, 255]
         assert tab.evaluate("() => document.getElementById('detect-photo').clientWidth") == 64
         assert len(requests) == loaded  # the slider asked nothing of the server
+    finally:
+        context.close()
+
+
+def test_the_evaluation_page_draws_the_pr_curves_the_worst_boxes_and_moves_the_threshold(
+        alice, client, browser, monkeypatch):  # noqa: F811
+    from results.evaluation import evaluation_run, evaluation_start
+
+    monkeypatch.setattr("results.work.send", lambda *args, **kwargs: None)
+    job = detection_job(alice)
+    evaluation, _ = evaluation_start(job=job, split="val")
+    evaluation_run(evaluation_id=evaluation.pk)
+    client.force_login(alice)
+
+    # The workbench's answers fetched here: the browser's route handler runs where this test's
+    # database transaction is not seen.
+    page_path = f"/jobs/{job.pk}/evaluations/{evaluation.pk}/"
+    pages = {page_path: (client.get(page_path).content, "text/html")}
+    for index in (0, 1, 2):
+        image = f"/datasets/{job.dataset.pk}/images/val/{index}.png"
+        pages[image] = (client.get(image).content, "image/png")
+
+    def answer(route, request) -> None:  # type: ignore[no-untyped-def]
+        path = request.url.removeprefix(ORIGIN)
+        file = static_file(path)
+        if file is not None:
+            return route.fulfill(status=200, body=file.read_bytes(), content_type=mimetypes.guess_type(file.name)[0])
+        if path in pages:
+            return route.fulfill(status=200, body=pages[path][0], content_type=pages[path][1])
+        return route.fulfill(status=404, body=b"")
+
+    context = browser.new_context(viewport=VIEWPORT)
+    try:
+        tab = context.new_page()
+        tab.route(f"{ORIGIN}/**", answer)
+        tab.goto(f"{ORIGIN}{page_path}")
+        tab.wait_for_function("() => document.querySelectorAll('#worst-images canvas[data-boxes]').length === 3")
+
+        curves = tab.evaluate("() => Array.from(document.querySelectorAll('#pr-curves .pr-curve'))"
+                              ".map((el) => [el.dataset.class, el.data[0].y.length])")
+        drawn = tab.evaluate("() => Array.from(document.querySelectorAll('#worst-images figure'))"
+                             ".map((f) => [f.dataset.index, f.querySelector('canvas').dataset.boxes])")
+
+        assert curves == [["cat", 101], ["dog", 101]]
+        assert drawn == [["1", "2"], ["0", "4"], ["2", "0"]]  # image 0: 2 true, its 0.9 cat and 0.4 dog
+
+        def dog_at(value: str) -> list[str]:
+            tab.eval_on_selector("#eval-threshold", "(el, v) => { el.value = v; el.dispatchEvent(new Event('input')); }",
+                                 value)
+            return [tab.text_content('#threshold-table tr[data-class="dog"] .precision'),
+                    tab.text_content('#threshold-table tr[data-class="dog"] .recall')]
+
+        assert dog_at("0.3") == ["0.500", "1.000"]
+        assert dog_at("0.05") == ["0.333", "1.000"]  # its 0.1 false dog counts too
+        assert dog_at("0.85") == ["0.000", "0.000"]
+        assert tab.text_content("#eval-threshold-value") == "0.85"
     finally:
         context.close()

@@ -105,7 +105,7 @@ def test_the_evaluation_page_shows_the_figures_the_curves_and_the_worst_images_b
     assert (drawing["width"], drawing["height"]) == (32, 32)
     # Image 1, the worst: its true cat (green) and the false dog it predicted (red, with its score).
     assert drawing["images"]["1"] == [
-        {"box": [16.0, 16.0, 30.0, 30.0], "colour": "#2f9e44", "text": "cat", "dash": False},
+        {"box": [16.0, 16.0, 30.0, 30.0], "colour": "#2f9e44", "text": "cat", "dash": False, "width": 5, "below": True},
         {"box": [0.0, 0.0, 10.0, 10.0], "colour": "#e03131", "text": "dog 0.80"}]
     assert re.findall(r'<figure class="worst" data-index="(\d+)">', page) == ["1", "0", "2"]
     assert f'/datasets/{job.dataset.pk}/images/val/1.png' in page

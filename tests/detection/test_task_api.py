@@ -192,3 +192,17 @@ def test_classifying_many_images_is_refused_for_a_detection_job(alice, alice_api
 
     assert response.status_code == 409, response.json()
     assert "not available for detection jobs" in response.json()["error"]
+
+
+def test_the_jobs_list_sorts_by_best_map_and_the_table_offers_its_columns(alice, alice_api, client):
+    jobs = [detection_job(alice) for _ in range(3)]
+    for job, best in zip(jobs, (0.41, 0.8, None), strict=True):
+        job.best = {} if best is None else {"val_map_50": best, "val_map": best / 2}
+        job.save(update_fields=["best"])
+    client.force_login(alice)
+
+    ordered = alice_api.get("/api/v1/jobs/?ordering=-best_val_map_50").json()["results"]
+    page = client.get("/jobs/?columns=best_val_map_50,best_val_map").content.decode()
+
+    assert [j["id"] for j in ordered] == [jobs[1].pk, jobs[0].pk, jobs[2].pk]  # missing values last
+    assert "Best val mAP@0.5" in page and "0.800" in page and "0.400" in page

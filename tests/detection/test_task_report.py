@@ -60,3 +60,17 @@ def test_the_worst_images_come_first_by_f1_with_their_boxes(report):
     assert worst[0]["predicted"] == [[1, pytest.approx(0.95), 150, 150, 190, 190], [0, pytest.approx(0.7), 11, 10, 51, 50]]
     assert worst[3]["true"][1] == [-2, 100, 100, 140, 140]  # DontCare regions are shown
     assert worst[2]["predicted"] == []  # under the threshold: not shown
+
+
+def test_the_threshold_table_gives_precision_and_recall_at_every_twentieth(report):
+    table = report["thresholds"]
+    at = {t: i for i, t in enumerate(table["thresholds"])}
+
+    assert table["thresholds"][0] == 0.05 and table["thresholds"][-1] == 0.95 and len(at) == 19
+    # At 0.05 the cat's 0.2 false positive counts: 3 of 4 right; at 0.3 the report's own figures.
+    assert (table["precision"]["cat"][at[0.05]], table["recall"]["cat"][at[0.05]]) == (0.75, 1.0)
+    assert table["precision"]["cat"][at[0.3]] == report["per_class"][0]["precision"] == 1.0
+    assert table["precision"]["all"][at[0.3]] == pytest.approx(report["precision"])
+    # At 0.95 only the false dog (0.95) is left (the 0.99 one lies in DontCare): nothing right.
+    assert (table["precision"]["dog"][at[0.95]], table["recall"]["dog"][at[0.95]]) == (0.0, 0.0)
+    assert table["recall"]["cat"][at[0.95]] == 0.0 and table["precision"]["bird"] == [0.0] * 19
