@@ -25,7 +25,7 @@ from networks.shapes import PlannedLayer
 from networks.spec import plan_network
 from training.contract import TrainingFailed
 from training.torch import archive_predict
-from training.torch.models import load_snapshot, model_folder
+from training.torch.models import head_outputs, load_snapshot, model_folder
 
 TOLERANCE = 1e-3  # largest logit difference from the torch model that an export may show
 SAMPLES = 8
@@ -95,7 +95,7 @@ _MEAN_STEP = {"image": "Subtract the mean image (`mean.safetensors`), then divid
 
 def _metadata(snapshot: Path) -> dict[str, Any]:
     meta = json.loads((model_folder(snapshot) / "model.json").read_text())
-    plan = plan_network(meta["network_spec"], tuple(meta["input_shape"]), len(meta["classes"]))
+    plan = plan_network(meta["network_spec"], tuple(meta["input_shape"]), head_outputs(meta))
     return {**meta, "layers": [_planned(layer) for layer in plan], "epoch": snapshot_epoch(snapshot, meta),
             "preprocessing": {**meta["preprocessing"], "mean_file": "mean.safetensors"}}
 
