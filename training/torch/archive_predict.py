@@ -306,8 +306,10 @@ def detect_files(paths: list[Path], model: nn.Module, mean: torch.Tensor, meta: 
         rows = detect(model, mean, pixels[np.newaxis], len(classes))[0]
         rows = rows[(rows[:, 4] >= threshold) & (rows[:, 5] >= 0)]
         placed = boxes_to_image(rows[:, :4], own, scaled, (prep["width"], prep["height"]))
+        # A box lying wholly in the fill (nothing of it on the image) is left out.
         boxes = [{"label": classes[int(row[5])], "class_index": int(row[5]), "score": float(row[4]),
-                  "box": [round(float(v), 2) for v in box]} for row, box in zip(rows, placed)]
+                  "box": [round(float(v), 2) for v in box]} for row, box in zip(rows, placed)
+                 if box[2] > box[0] and box[3] > box[1]]
         results.append({"file": str(path), "width": own[0], "height": own[1], "boxes": boxes})
     return results
 
