@@ -108,3 +108,16 @@ def test_the_archives_predict_py_prints_the_boxes_inference_answers_on_the_image
         assert mine["label"] == theirs["label"] and mine["score"] == pytest.approx(theirs["score"], abs=1e-5)
         assert mine["box"] == pytest.approx(theirs["box"], abs=0.01)
     assert max(b["box"][2] for b in printed["boxes"]) <= 96 and min(b["box"][0] for b in printed["boxes"]) >= 0
+
+
+def test_inspecting_a_detector_shows_its_layers_and_its_best_boxes(snapshot):
+    from training.torch.inspect import inspect_snapshot
+
+    image = np.load(snapshot.parent.parent.parent / "shapes" / "val_images.npy")[0]
+    result = inspect_snapshot(snapshot, image)
+
+    assert result["layers"][-1]["output_shape"] == [len(CLASSES) + 4, SIZE // 4, SIZE // 4]
+    assert 0 < len(result["predictions"]) <= 5
+    scores = [p["probability"] for p in result["predictions"]]
+    assert scores == sorted(scores, reverse=True) and all(p["label"] in CLASSES for p in result["predictions"])
+    assert all(0 <= v <= SIZE for p in result["predictions"] for v in p["box"])
