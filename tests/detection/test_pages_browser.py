@@ -126,3 +126,49 @@ def test_the_evaluation_page_draws_the_pr_curves_the_worst_boxes_and_moves_the_t
         assert tab.text_content("#eval-threshold-value") == "0.85"
     finally:
         context.close()
+
+
+def test_the_job_page_plots_map_and_each_loss_part(alice, client, browser):  # noqa: F811
+    import time
+
+    from jobs.models import MetricPoint
+
+    job = detection_job(alice)
+    for step, epoch in ((10, 1.0), (20, 2.0)):
+        for split, name, value in (("train", "loss", 3 / epoch), ("train", "loss_heatmap", 2 / epoch),
+                                   ("train", "loss_size", 5 / epoch), ("train", "loss_offset", 0.3 / epoch),
+                                   ("val", "loss", 3.2 / epoch), ("val", "map_50", 0.3 * epoch),
+                                   ("val", "map", 0.1 * epoch)):
+            MetricPoint.objects.create(job=job, split=split, name=name, epoch=epoch, step=step, value=value,
+                                       time=time.time())
+    client.force_login(alice)
+    pages = {f"/jobs/{job.pk}/": (client.get(f"/jobs/{job.pk}/").content, "text/html"),
+             f"/api/v1/jobs/{job.pk}/metrics/?max_points=2000":
+                 (client.get(f"/api/v1/jobs/{job.pk}/metrics/?max_points=2000").content, "application/json")}
+
+    def answer(route, request) -> None:  # type: ignore[no-untyped-def]
+        path = request.url.removeprefix(ORIGIN)
+        file = static_file(path)
+        if file is not None:
+            return route.fulfill(status=200, body=file.read_bytes(), content_type=mimetypes.guess_type(file.name)[0])
+        if path in pages:
+            return route.fulfill(status=200, body=pages[path][0], content_type=pages[path][1])
+        if "/events/" in path:  # the stream: the job is done
+            return route.fulfill(status=200, body=b'event: end\ndata: {"status": "done"}\n\n',
+                                 content_type="text/event-stream")
+        return route.fulfill(status=404, body=b"")
+
+    context = browser.new_context(viewport=VIEWPORT)
+    try:
+        tab = context.new_page()
+        tab.route(f"{ORIGIN}/**", answer)
+        tab.goto(f"{ORIGIN}/jobs/{job.pk}/")
+        tab.wait_for_function("() => (window.jobPointsShown || 0) >= 14")
+
+        traces = tab.evaluate("() => document.getElementById('loss-chart').data.map((t) => [t.name, t.y])")
+
+        assert [name for name, _ in traces] == ["train loss", "val loss", "val mAP@0.5", "val mAP@0.5:0.95",
+                                                "train heatmap loss", "train size loss", "train offset loss"]
+        assert traces[2][1] == pytest.approx([0.3, 0.6]) and traces[5][1] == pytest.approx([5, 2.5])
+    finally:
+        context.close()
