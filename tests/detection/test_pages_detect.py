@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from tests.detection.test_task_api import boxes_backend, detection_job, served, upload  # noqa: F401
+from tests.detection.test_task_api import boxes_backend, clean_folders, detection_job, served, upload  # noqa: F401
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("boxes_backend")]
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +72,8 @@ def detection_job(owner: Any, resize_mode: str = "squash") -> TrainingJob:
         owner=owner, name="boxes", source="example", source_name="boxes", task="detection", image_width=SIZE,
         image_height=SIZE, channels=3, resize_mode=resize_mode, val_percent=50, test_percent=0, seed=0,
         status="ready", classes=CLASSES, split_counts={"train": 3, "val": 3, "test": 0})
-    dataset.folder.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(dataset.folder, ignore_errors=True)  # another test's files under the same id
+    dataset.folder.mkdir(parents=True)
     images = np.broadcast_to(np.arange(3, dtype=np.uint8)[:, None, None, None], (3, 3, SIZE, SIZE)).copy()
     for split in ("train", "val"):
         np.save(dataset.folder / f"{split}_images.npy", images)
@@ -79,14 +81,24 @@ def detection_job(owner: Any, resize_mode: str = "squash") -> TrainingJob:
     np.save(dataset.folder / "mean.npy", np.zeros((3, SIZE, SIZE), np.float32))
     job = TrainingJob.objects.create(owner=owner, dataset=dataset, name="detector", network="centernet", network_spec={},
                                      backend="boxes", status="done")
-    (job.folder / "snapshots").mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(job.folder, ignore_errors=True)
+    (job.folder / "snapshots").mkdir(parents=True)
     np.save(job.folder / "snapshots" / "epoch_3.npy", DETECTIONS)
     job.snapshots.create(epoch=3.0, path="snapshots/epoch_3.npy")
     return job
 
 
 @pytest.fixture
-def boxes_backend():  # type: ignore[no-untyped-def]
+def clean_folders(db):  # type: ignore[no-untyped-def]
+    """The test's dataset and job folders removed after it: ids start again in the next test, whose
+    helpers copy into the same paths (a snapshot left behind would be taken for the next job's)."""
+    yield
+    for row in [*Dataset.objects.all(), *TrainingJob.objects.all()]:
+        shutil.rmtree(row.folder, ignore_errors=True)
+
+
+@pytest.fixture
+def boxes_backend(clean_folders):  # type: ignore[no-untyped-def]
     from django.conf import settings
 
     with override_settings(TRAINING_BACKENDS={**settings.TRAINING_BACKENDS, "boxes": BOXES}):

@@ -18,11 +18,11 @@ from PIL import Image
 from datasets.models import Dataset
 from jobs.models import TrainingJob
 from tests.detection.generated import class_names, write_detection_dataset
-from tests.detection.test_task_api import served  # noqa: F401
+from tests.detection.test_task_api import clean_folders, served  # noqa: F401
 from tests.jobs.test_training_extras import Recorder, make_plan
 from training.vision_tasks import vision_task
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("clean_folders")]
 
 SIZE = 32
 CLASSES = class_names(2)
@@ -59,10 +59,12 @@ def detection_job(owner: Any, trained: dict[str, Path]) -> TrainingJob:
         owner=owner, name="shapes", source="example", source_name="shapes", task="detection", image_width=SIZE,
         image_height=SIZE, channels=3, resize_mode="squash", val_percent=20, test_percent=0, seed=0, status="ready",
         classes=CLASSES, split_counts={"train": 96, "val": 24, "test": 0})
-    shutil.copytree(trained["dataset"], dataset.folder, dirs_exist_ok=True)
+    shutil.rmtree(dataset.folder, ignore_errors=True)  # another test's files under the same id
+    shutil.copytree(trained["dataset"], dataset.folder)
     job = TrainingJob.objects.create(owner=owner, dataset=dataset, name="tiny detector", network="custom",
                                      network_spec=SPEC, status="done")
-    shutil.copytree(trained["job"], job.folder, dirs_exist_ok=True)
+    shutil.rmtree(job.folder, ignore_errors=True)
+    shutil.copytree(trained["job"], job.folder)
     for meta in sorted(job.folder.glob("snapshots/epoch_*.json")):
         job.snapshots.create(epoch=json.loads(meta.read_text())["epoch"], path=f"snapshots/{meta.stem}.safetensors")
     return job
