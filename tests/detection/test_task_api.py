@@ -218,3 +218,12 @@ def test_the_jobs_list_sorts_by_best_map_and_the_table_offers_its_columns(alice,
 
     assert [j["id"] for j in ordered] == [jobs[1].pk, jobs[0].pk, jobs[2].pk]  # missing values last
     assert "Best val mAP@0.5" in page and "0.800" in page and "0.400" in page
+
+
+def test_the_api_schema_documents_the_threshold_and_the_boxes(alice_api):
+    schema = alice_api.get("/api/v1/schema/?format=json").json()
+
+    infer = schema["components"]["schemas"]
+    assert infer["InferInput"]["properties"]["score_threshold"]["maximum"] == 1.0
+    assert set(infer["BoxOutput"]["properties"]) == {"label", "class_index", "score", "box"}
+    assert "boxes" in infer["InferOutput"]["properties"]
