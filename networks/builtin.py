@@ -1,8 +1,9 @@
 """The built-in networks, written as specs that adapt to a dataset's channels, image size and classes.
 
 Each classification spec ends in a linear layer with out_features "num_classes" rather than the
-number itself, and each segmentation spec in a 1x1 conv2d with out_channels "num_classes" at the
-input's height and width, so a stored spec stays reusable on another dataset; summarize() and
+number itself, each segmentation spec in a 1x1 conv2d with out_channels "num_classes" at the
+input's height and width, and the detection spec in a 1x1 conv2d with out_channels "num_classes" (the
+task's head: classes + 4) at a quarter of the input's size, so a stored spec stays reusable on another dataset; summarize() and
 build_model() fill it in.
 """
 from __future__ import annotations
@@ -23,7 +24,12 @@ BUILTIN_NETWORKS: dict[str, str] = {
     "resnet18": "ResNet-18",
     "unet": "U-Net (4 levels, batch norm)",
     "fcn_resnet18": "FCN on ResNet-18 (8s-style skips)",
+    "centernet": "CenterNet on ResNet-18 (3-level pyramid, stride 4)",
 }
+
+# Measured on the generated digits (bench/detection.py): AdamW at 2e-3 with a cosine decay.
+CENTERNET_SETTINGS: dict[str, Any] = {"optimizer": "adamw", "learning_rate": 0.002, "weight_decay": 0.0001,
+                                      "batch_size": 8, "lr_policy": "cosine"}
 
 # The solver settings a built-in brings for the job fields left out (jobs.options.JobSettings names);
 # the classification built-ins take the job defaults, which were tuned on LeNet and the digits.
@@ -31,6 +37,7 @@ DEFAULT_SETTINGS: dict[str, dict[str, Any]] = {
     "unet": {"optimizer": "adam", "learning_rate": 0.001, "batch_size": 8},
     "fcn_resnet18": {"optimizer": "sgd", "learning_rate": 0.01, "momentum": 0.9, "weight_decay": 0.0001,
                      "batch_size": 8, "lr_policy": "cosine"},
+    "centernet": CENTERNET_SETTINGS,
 }
 
 
@@ -231,6 +238,29 @@ def _shape_after(layers: list[Layer], input_shape: InputShape) -> Shape:
     return plan_layers(validate_spec({"layers": layers})["layers"], input_shape, 1, prefix="", depth=0)[-1].output_shape
 
 
+# --- CenterNet on ResNet-18 ---------------------------------------------------------------------
+
+CENTERNET_STRIDE = 4  # the head's cells: ceil(H / 4) x ceil(W / 4), whatever the input size
+
+
+def _centernet(input_shape: InputShape) -> list[Layer]:
+    """ResNet-18's 7x7/2 stem and max-pool (always: the head is at stride 4 for every input size) and
+    its four stages; the deepest features go back up bilinearly to the third, second and first
+    stage's size, concatenated with each (a small feature pyramid, as fcn_resnet18's skips), then a
+    3x3 conv and a 1x1 conv to the detection head: per stride-4 cell, one heatmap logit per class,
+    the box's width and height, and its centre's offset in the cell (training.torch.detection)."""
+    stem = [*_conv_bn_relu(64, 7, stride=2, padding=3), _max_pool(3, 2, padding=1)]
+    first, second, third, fourth = (_resnet_stage(c, first=i == 0) for i, c in enumerate((64, 128, 256, 512)))
+    quarter = _shape_after([*stem, *first], input_shape)
+    eighth = _shape_after([*stem, *first, *second], input_shape)
+    sixteenth = _shape_after([*stem, *first, *second, *third], input_shape)
+    deepest = [*fourth, *_conv_bn_relu(128, 1), _upsample(sixteenth)]
+    level16 = [*third, _layer("concat_skip", layers=deepest), *_conv_bn_relu(128, 3, padding=1), _upsample(eighth)]
+    level8 = [*second, _layer("concat_skip", layers=level16), *_conv_bn_relu(64, 3, padding=1), _upsample(quarter)]
+    head = [*_conv_bn_relu(64, 3, padding=1), _conv("num_classes", 1)]
+    return [*stem, *first, _layer("concat_skip", layers=level8), *head]
+
+
 _MAKERS: dict[str, Callable[[InputShape], list[Layer]]] = {
     "lenet": _lenet,
     "mlp": _mlp,
@@ -238,4 +268,5 @@ _MAKERS: dict[str, Callable[[InputShape], list[Layer]]] = {
     "resnet18": _resnet18,
     "unet": _unet,
     "fcn_resnet18": _fcn_resnet18,
+    "centernet": _centernet,
 }

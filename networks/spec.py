@@ -262,6 +262,13 @@ def _check_head(last: PlannedLayer, input_shape: Shape, num_classes: int, task: 
 def _head_problem(output: Shape, input_shape: Shape, num_classes: int, task: str | None) -> str:
     pixels = f"{num_classes}x{input_shape[1]}x{input_shape[2]}"
     ends = f"the network ends with output {_format_shape(output)} but must end with"
+    if task == "detection":
+        cells = f"{num_classes}x{_quarter(input_shape[1])}x{_quarter(input_shape[2])}"
+        return (
+            f"{ends} {cells}, the detection head (a heatmap per class, box width and height, centre offset) "
+            f"on each cell of a quarter of the {input_shape[1]}x{input_shape[2]} input; detection takes its built-in "
+            "network (centernet), not a custom one."
+        )
     if task == "segmentation":
         return (
             f"{ends} {pixels}, one score per class for each pixel of the {input_shape[1]}x{input_shape[2]} input; "
@@ -285,10 +292,19 @@ def _one_score_per_class_and_pixel(output: Shape, input_shape: Shape, num_classe
     return output == (num_classes, input_shape[1], input_shape[2])
 
 
+def _quarter(size: int) -> int:
+    return -(-size // 4)  # a stride-4 map of any size: ResNet's stem rounds each halving up
+
+
+def _detection_head_per_cell(output: Shape, input_shape: Shape, num_classes: int) -> bool:
+    return output == (num_classes, _quarter(input_shape[1]), _quarter(input_shape[2]))
+
+
 # The head each task's networks end in (training.vision_tasks names the tasks).
 HEAD_TASKS: dict[str, Callable[[Shape, Shape, int], bool]] = {
     "classification": _one_score_per_class,
     "segmentation": _one_score_per_class_and_pixel,
+    "detection": _detection_head_per_cell,  # num_classes here is the task's outputs: classes + 4
 }
 
 

@@ -40,6 +40,8 @@ RESULT_LINES = {
                             r"^B HTTP +batching / one at a time: "],
     "segmentation.py": [r"^16 generated .* street scenes, 11 classes", r"^network unet \(adam lr 0\.001, batch 8\), 1 epochs, ",
                         r"^last: val pixel accuracy [\d.]+  val mean IoU [\d.]+$"],
+    "detection.py": [r"^16 generated 48x48 digit scenes \(\+8 val\), 3 classes", r"^network centernet \(adamw lr 0\.002, batch 8, cosine\), 1 epochs, ",
+                     r"^last: val mAP@0\.5 [\d.]+  val mAP@0\.5:0\.95 [\d.]+$", r"^per class AP@0\.5 \(last\): digit_0 [\d.]+"],
     "recovery.py": [r"^kill  1: job \d+ worker pid \d+", r"^  jobs finished by themselves \(done\) +\d/1",
                     r"^  kill -> training again \(s\)"],
 }

@@ -51,7 +51,7 @@ def test_it_lists_each_backend_with_its_framework_version_tasks_and_capabilities
     torch = body["results"][0]
     assert torch["alias"] == "torch" and torch["framework"] == "PyTorch"
     assert torch["version"] == metadata.version("torch")
-    assert torch["tasks"] == ["classification", "segmentation"]
+    assert torch["tasks"] == ["classification", "segmentation", "detection"]
     assert torch["capabilities"]["export_formats"] == ["archive", "torchscript", "onnx"]
     assert torch["capabilities"]["resume"] is True and torch["capabilities"]["distributed"] is True
 

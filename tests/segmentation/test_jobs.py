@@ -58,7 +58,7 @@ def test_the_segmentation_task_answers_and_evaluates_through_its_metrics() -> No
 
 
 def test_the_torch_backend_trains_segmentation(alice_api) -> None:  # type: ignore[no-untyped-def]
-    assert TorchBackend.tasks == ("classification", "segmentation")
+    assert TorchBackend.tasks == ("classification", "segmentation", "detection")
     torch = next(b for b in alice_api.get("/api/v1/backends/").json()["results"] if b["alias"] == "torch")
     assert "segmentation" in torch["tasks"]
 

@@ -1,8 +1,12 @@
-"""Classify images, or segment them, with an exported workbench model. Needs only torch, safetensors,
-Pillow and numpy.
+"""Classify images, segment them, or detect objects in them, with an exported workbench model. Needs
+only torch, safetensors, Pillow and numpy.
 
     python predict.py image.png [more.jpg ...] [--top 5] [--json]
     python predict.py image.png --out mask.png [--json]    (a segmentation model)
+    python predict.py image.png [more.jpg ...] [--score-threshold 0.3] [--json]    (a detection model)
+
+A detection model prints each image's boxes (label, score, [x1, y1, x2, y2] in the image's own
+pixels), best first, those scoring under --score-threshold left out.
 
 A segmentation model writes each image's mask: a PNG of class indices (8-bit grey; 16-bit past
 256 classes) at the image's own size; with several images, --out is a folder (one <name>.png each).
@@ -243,14 +247,91 @@ def segment_files(paths: list[Path], out: Path, model: nn.Module, mean: torch.Te
     return results
 
 
+# --- detection: CenterNet's head decoded into boxes, put back on the image ----------------------
+
+STRIDE = 4  # the head's cells, in input pixels
+DETECTIONS = 100
+
+
+def detect(model: nn.Module, mean: torch.Tensor, images: np.ndarray, classes: int,
+           top: int = DETECTIONS) -> np.ndarray:
+    """(N, top, 6) rows [x1, y1, x2, y2, score, class] in the network input's pixels, best first
+    (padding rows: score 0, class -1), for uint8 images (N, C, H, W). The head (N, classes + 4,
+    ceil(H / 4), ceil(W / 4)) holds per cell one heatmap logit per class, the box's width and height
+    in input pixels, and its centre's offset in the cell: sigmoid, a 3x3 max-pool keeps each local
+    peak, the best `top` peaks of all classes and cells become boxes."""
+    with torch.inference_mode():
+        x = (torch.from_numpy(np.array(images)).float() - mean) / 255.0
+        raw = model(x).float()
+    n, _, h, w = raw.shape
+    heat = torch.sigmoid(raw[:, :classes])
+    peaks = heat * (torch.nn.functional.max_pool2d(heat, 3, stride=1, padding=1) == heat)
+    k = min(top, classes * h * w)
+    scores, index = peaks.flatten(1).topk(k, dim=1)
+    cls, cell = index // (h * w), index % (h * w)
+    values = raw[:, classes:classes + 4].flatten(2).gather(2, cell.unsqueeze(1).expand(-1, 4, -1))
+    size, offset = values[:, :2].clamp_min(0), values[:, 2:]
+    cx, cy = ((cell % w).float() + offset[:, 0]) * STRIDE, ((cell // w).float() + offset[:, 1]) * STRIDE
+    height, width = x.shape[2], x.shape[3]
+    rows = torch.stack([(cx - size[:, 0] / 2).clamp(0, width), (cy - size[:, 1] / 2).clamp(0, height),
+                        (cx + size[:, 0] / 2).clamp(0, width), (cy + size[:, 1] / 2).clamp(0, height),
+                        scores, cls.float()], -1)
+    out = np.zeros((n, top, 6), np.float32)
+    out[:, :, 5] = -1
+    out[:, :k] = np.where((scores > 0).unsqueeze(-1).numpy(), rows.numpy(), out[:, :k])
+    return out
+
+
+def boxes_to_image(rows: np.ndarray, own: tuple[int, int], scaled: tuple[int, int],
+                   fitted: tuple[int, int]) -> np.ndarray:
+    """Boxes (x1, y1, x2, y2 columns of `rows`) in the network input's pixels (`fitted`: its width
+    and height) put on the image they came from: the centre crop or fill undone (the image was scaled
+    to `scaled` first), then scaled to its `own` (width, height) and clipped to it."""
+    out = rows.astype(np.float64).copy()
+    for axis, (own_size, scaled_size_, fitted_size) in enumerate(zip(own, scaled, fitted)):
+        cut = max(0, (scaled_size_ - fitted_size) // 2)  # the crop's first row or column
+        pad = (fitted_size - min(scaled_size_, fitted_size)) // 2  # the fill's
+        for column in (axis, axis + 2):
+            out[:, column] = np.clip((out[:, column] + cut - pad) * own_size / scaled_size_, 0, own_size)
+    return out
+
+
+def detect_files(paths: list[Path], model: nn.Module, mean: torch.Tensor, meta: dict[str, Any],
+                 threshold: float) -> list[dict[str, Any]]:
+    prep, classes = meta["preprocessing"], meta["classes"]
+    results = []
+    for path in paths:
+        pixels, own = load_image_sized(path, prep)
+        scaled = scaled_size(own[0], own[1], prep["width"], prep["height"], prep["resize_mode"])
+        rows = detect(model, mean, pixels[np.newaxis], len(classes))[0]
+        rows = rows[(rows[:, 4] >= threshold) & (rows[:, 5] >= 0)]
+        placed = boxes_to_image(rows[:, :4], own, scaled, (prep["width"], prep["height"]))
+        # A box lying wholly in the fill (nothing of it on the image) is left out.
+        boxes = [{"label": classes[int(row[5])], "class_index": int(row[5]), "score": float(row[4]),
+                  "box": [round(float(v), 2) for v in box]} for row, box in zip(rows, placed)
+                 if box[2] > box[0] and box[3] > box[1]]
+        results.append({"file": str(path), "width": own[0], "height": own[1], "boxes": boxes})
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Classify or segment images with this exported model.")
+    parser = argparse.ArgumentParser(description="Classify, segment or detect objects in images with this exported model.")
     parser.add_argument("images", nargs="+", type=Path)
     parser.add_argument("--top", type=int, default=5, help="how many classes to show per image")
     parser.add_argument("--out", type=Path, help="segmentation: where the mask PNG goes (a folder for several images)")
+    parser.add_argument("--score-threshold", type=float, default=0.3,
+                        help="detection: leave out boxes scoring under this (default 0.3)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
     args = parser.parse_args(argv)
     model, mean, meta = load()
+    if meta.get("task") == "detection":
+        results = detect_files(args.images, model, mean, meta, args.score_threshold)
+        for item in results if not args.json else []:
+            shown = "; ".join(f"{b['label']} {b['score']:.3f} {b['box']}" for b in item["boxes"]) or "no boxes"
+            print(f"{item['file']} ({item['width']}x{item['height']}): {shown}")
+        if args.json:
+            print(json.dumps(results, indent=2))
+        return 0
     if meta.get("task") == "segmentation":
         if args.out is None:
             parser.error("this is a segmentation model: say where its masks go with --out mask.png")

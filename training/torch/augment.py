@@ -41,12 +41,22 @@ class Augmenter:
         """A segmentation batch: the images as `__call__` changes them (the same draws), and their
         (N, H, W) masks moved with them, nearest neighbour, uncovered pixels `ignore_index`
         (unlabelled). Colour shifts and noise leave the masks alone."""
-        images, moved = self._augment(x, masks, ignore_index)
+        images, moved, _ = self._augment(x, masks, ignore_index)
         assert moved is not None
         return images, moved
 
-    def _augment(self, x: torch.Tensor, masks: torch.Tensor | None,
-                 ignore_index: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def with_boxes(self, x: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A detection batch: the images as `__call__` changes them (the same draws), and their
+        (N, K, 6) boxes ([class, x1, y1, x2, y2, flag] in pixels) moved with them: each box's corners
+        go where its pixels went and the box becomes their enclosing box, clipped to the image; a box
+        left with less than MIN_BOX_SHARE of its moved area inside (or under a pixel a side) becomes a
+        padding row (class -1). Colour shifts and noise leave the boxes alone."""
+        images, _, moved = self._augment(x, None, 0, boxes)
+        assert moved is not None
+        return images, moved
+
+    def _augment(self, x: torch.Tensor, masks: torch.Tensor | None, ignore_index: int,
+                 boxes: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         s = self.spec
         moves: dict[str, Any] = {}
         if s.flip in ("horizontal", "both"):
@@ -64,19 +74,24 @@ class Augmenter:
             x = move(x, **moves)
             if masks is not None:
                 masks = move(masks.unsqueeze(1), **moves, fill=ignore_index).squeeze(1)
+            if boxes is not None:
+                boxes = move_boxes(boxes, x.shape[3], x.shape[2], **moves)
         x = x.float().div_(255) if x.dtype == torch.uint8 else x
         if s.affine:
             moved = None if crop is None else (crop[1] - s.crop_padding, crop[0] - s.crop_padding)
-            grid = affine_grid(x, self._uniform(x, s.rotate_degrees), self._between(x, *s.scale),
-                               self._uniform(x, s.translate), self._uniform(x, s.translate), moved)
+            theta = affine_theta(x, self._uniform(x, s.rotate_degrees), self._between(x, *s.scale),
+                                 self._uniform(x, s.translate), self._uniform(x, s.translate), moved)
+            grid = theta_grid(x, theta)
             x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
             if masks is not None:
                 masks = resample_masks(masks, grid, ignore_index)
+            if boxes is not None:
+                boxes = affine_boxes(boxes, theta, x.shape[3], x.shape[2])
         if any(s.hsv):
             x = hsv_shift(x, *(self._uniform(x, amount) for amount in s.hsv))
         if s.noise_std:
             x = x.add_(torch.randn(x.shape, generator=self.generator, device=x.device).mul_(s.noise_std))
-        return x.clamp_(0.0, 1.0), masks
+        return x.clamp_(0.0, 1.0), masks, (None if boxes is None else clip_boxes(boxes, x.shape[3], x.shape[2]))
 
     def state(self) -> list[int]:
         return self.generator.get_state().tolist()
@@ -171,7 +186,14 @@ def affine(x: torch.Tensor, degrees: torch.Tensor, scale: torch.Tensor, shift_x:
 def affine_grid(x: torch.Tensor, degrees: torch.Tensor, scale: torch.Tensor, shift_x: torch.Tensor,
                 shift_y: torch.Tensor, read_at: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """Where `affine` reads each output pixel of the batch `x`: grid_sample's (N, H, W, 2) grid."""
-    n, _, h, w = x.shape
+    return theta_grid(x, affine_theta(x, degrees, scale, shift_x, shift_y, read_at))
+
+
+def affine_theta(x: torch.Tensor, degrees: torch.Tensor, scale: torch.Tensor, shift_x: torch.Tensor,
+                 shift_y: torch.Tensor, read_at: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """`affine`'s map per image as (N, 6) [a, b, c, d, tx, ty]: output point (u, v) reads the input at
+    (a u + b v + tx, c u + d v + ty), both in grid_sample's -1..1 coordinates."""
+    _, _, h, w = x.shape
     angle = degrees * (math.pi / 180)
     cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
     # affine_grid's coordinates run -1..1 on both axes: a rotation of the picture (not of that
@@ -181,12 +203,84 @@ def affine_grid(x: torch.Tensor, degrees: torch.Tensor, scale: torch.Tensor, shi
     if read_at is not None:
         dx, dy = read_at[0] * (2 / w), read_at[1] * (2 / h)
         tx, ty = tx + a * dx + b * dy, ty + c * dx + d * dy
+    return torch.stack([a, b, c, d, tx, ty], 1)
+
+
+def theta_grid(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """grid_sample's (N, H, W, 2) grid for the maps `theta` (affine_theta) over the batch `x`."""
+    n, _, h, w = x.shape
     # affine_grid(theta, align_corners=False) by broadcasting: its batched matmul is several
     # times slower on a CPU than these few whole-batch operations.
     us = ((torch.arange(w, device=x.device, dtype=x.dtype) * 2 + 1) / w - 1).view(1, 1, w)
     vs = ((torch.arange(h, device=x.device, dtype=x.dtype) * 2 + 1) / h - 1).view(1, h, 1)
-    a, b, c, d, tx, ty = (t.view(n, 1, 1).to(x.dtype) for t in (a, b, c, d, tx, ty))
+    a, b, c, d, tx, ty = (t.view(n, 1, 1).to(x.dtype) for t in theta.unbind(1))
     return torch.stack([a * us + b * vs + tx, c * us + d * vs + ty], -1)
+
+
+# --- boxes: (N, K, 6) rows [class, x1, y1, x2, y2, flag] in pixels, moved as the pixels are -------
+
+MIN_BOX_SHARE = 0.25  # a moved box keeps a row while at least this share of it stays in the image
+
+
+def move_boxes(boxes: torch.Tensor, width: int, height: int, *, mirror: torch.Tensor | None = None,
+               upside_down: torch.Tensor | None = None, turns: torch.Tensor | None = None, padding: int = 0,
+               top: torch.Tensor | None = None, left: torch.Tensor | None = None) -> torch.Tensor:
+    """The boxes of the images `move` changes with the same arguments: flipped top-bottom, then
+    left-right, turned, then shifted by the crop window (move's pipeline, read from its source side)."""
+    x1, y1, x2, y2 = boxes[..., 1], boxes[..., 2], boxes[..., 3], boxes[..., 4]
+    if upside_down is not None:
+        y1, y2 = _where(upside_down, height - y2, y1), _where(upside_down, height - y1, y2)
+    if mirror is not None:
+        x1, x2 = _where(mirror, width - x2, x1), _where(mirror, width - x1, x2)
+    if turns is not None:
+        x1, y1, x2, y2 = _turned(x1, y1, x2, y2, turns % 4, width, height)
+    if top is not None and left is not None:
+        dx, dy = (padding - left).view(-1, 1).to(boxes.dtype), (padding - top).view(-1, 1).to(boxes.dtype)
+        x1, x2, y1, y2 = x1 + dx, x2 + dx, y1 + dy, y2 + dy
+    return torch.stack([boxes[..., 0], x1, y1, x2, y2, boxes[..., 5]], -1)
+
+
+def _where(which: torch.Tensor, moved: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
+    return torch.where(which.view(-1, 1), moved, kept)
+
+
+def _turned(x1: torch.Tensor, y1: torch.Tensor, x2: torch.Tensor, y2: torch.Tensor, k: torch.Tensor,
+            width: int, height: int) -> tuple[torch.Tensor, ...]:
+    """Boxes of images turned k quarter turns as torch.rot90(.., (1, 2)) turns them: one turn takes the
+    point (x, y) to (y, W - x) (square images; others only take 0 or 2 turns)."""
+    k = k.view(-1, 1)
+    by_k = [(x1, y1, x2, y2), (y1, width - x2, y2, width - x1), (width - x2, height - y2, width - x1, height - y1),
+            (height - y2, x1, height - y1, x2)]
+    return tuple(torch.where(k == 1, by_k[1][i], torch.where(k == 2, by_k[2][i], torch.where(k == 3, by_k[3][i],
+                                                                                              by_k[0][i])))
+                 for i in range(4))
+
+
+def affine_boxes(boxes: torch.Tensor, theta: torch.Tensor, width: int, height: int) -> torch.Tensor:
+    """Each box's four corners taken where the affine resampling `theta` (affine_theta) puts their
+    pixels, and the box that encloses them."""
+    a, b, c, d, tx, ty = (t.view(-1, 1, 1).to(boxes.dtype) for t in theta.unbind(1))
+    xs = boxes[..., [1, 3, 3, 1]] * (2 / width) - 1  # (N, K, 4) corners in -1..1
+    ys = boxes[..., [2, 2, 4, 4]] * (2 / height) - 1
+    # The output point (u, v) reads the input at A (u, v) + t: a corner goes to A^-1 (corner - t).
+    det = a * d - b * c
+    us = (d * (xs - tx) - b * (ys - ty)) / det
+    vs = (-c * (xs - tx) + a * (ys - ty)) / det
+    px, py = (us + 1) * (width / 2), (vs + 1) * (height / 2)
+    return torch.stack([boxes[..., 0], px.amin(-1), py.amin(-1), px.amax(-1), py.amax(-1), boxes[..., 5]], -1)
+
+
+def clip_boxes(boxes: torch.Tensor, width: int, height: int) -> torch.Tensor:
+    """Boxes clipped to the image; those left with under MIN_BOX_SHARE of their area inside, or under
+    a pixel a side, become padding rows (class -1, all else 0). Padding rows stay padding."""
+    x1, y1, x2, y2 = boxes[..., 1], boxes[..., 2], boxes[..., 3], boxes[..., 4]
+    area = (x2 - x1).clamp_min(0) * (y2 - y1).clamp_min(0)
+    cx1, cy1, cx2, cy2 = x1.clamp(0, width), y1.clamp(0, height), x2.clamp(0, width), y2.clamp(0, height)
+    inside = (cx2 - cx1) * (cy2 - cy1)
+    keep = (boxes[..., 0] != -1) & (cx2 - cx1 >= 1) & (cy2 - cy1 >= 1) & (inside >= MIN_BOX_SHARE * area)
+    clipped = torch.stack([boxes[..., 0], cx1, cy1, cx2, cy2, boxes[..., 5]], -1)
+    padding = torch.tensor([-1.0, 0, 0, 0, 0, 0], dtype=boxes.dtype, device=boxes.device)
+    return torch.where(keep.unsqueeze(-1), clipped, padding)
 
 
 def resample_masks(masks: torch.Tensor, grid: torch.Tensor, ignore_index: int) -> torch.Tensor:

@@ -18,7 +18,7 @@ from training.contract import Reporter, TrainingBackend, TrainingPlan
 class TorchBackend(TrainingBackend):
     framework = "PyTorch"
     framework_package = "torch"
-    tasks = ("classification", "segmentation")
+    tasks = ("classification", "segmentation", "detection")
     supports_resume = True
     export_formats = ("archive", "torchscript", "onnx")
     supports_inspect = True

@@ -32,6 +32,7 @@ import torch
 from django.conf import settings
 
 from datasets.ingest.store import open_split
+from training.contract import TrainingFailed
 
 PRELOAD_BYTES = 2 * 1024**3
 PLACEMENTS = ("device", "memory", "map")
@@ -55,17 +56,21 @@ def placement(nbytes: int, device: torch.device, forced: str = "") -> str:
 @dataclass
 class Split:
     images: Any  # a uint8 tensor (on the device, or in host memory), or the numpy memory map
-    labels: Any  # int64 (N,) class indices; a segmentation split's uint8 (N, H, W) masks, placed as `images`
+    # int64 (N,) class indices; a segmentation split's uint8 (N, H, W) masks or a detection split's float32
+    # (N, K, 6) boxes, either placed as `images`
+    labels: Any
     where: str = "memory"
 
     @classmethod
     def open(cls, folder: Path, split: str, device: torch.device | None = None, forced: str = "",
-             masks: bool = False) -> Split:
-        """`masks`: a segmentation split, whose labels are its (N, H, W) uint8 masks, kept as uint8
-        wherever the images are (the loss takes them as int64 on the device)."""
+             masks: bool = False, labels: str = "labels") -> Split:
+        """`labels`: the array the labels come from: "labels" (one class index per image), "masks" (a
+        segmentation split's (N, H, W) uint8 masks, kept as uint8 wherever the images are: the loss takes
+        them as int64 on the device; `masks=True` says the same) or "boxes" (a detection split's
+        (N, K, 6) float32 boxes, {split}_boxes.npy)."""
         device = device or torch.device("cpu")
-        if masks:
-            return cls._open_masks(folder, split, device, forced)
+        if masks or labels != "labels":
+            return cls._open_beside(folder, split, device, forced, "masks" if masks else labels)
         images, labels = open_split(folder, split)
         labels_t = torch.from_numpy(labels.astype(np.int64))
         where = placement(images.nbytes, device, forced)
@@ -77,13 +82,16 @@ class Split:
         return cls(pixels, labels_t, where)
 
     @classmethod
-    def _open_masks(cls, folder: Path, split: str, device: torch.device, forced: str) -> Split:
+    def _open_beside(cls, folder: Path, split: str, device: torch.device, forced: str, name: str) -> Split:
+        """A split whose labels are an array as long as its images ({split}_{name}.npy), placed with them."""
         images = np.load(folder / f"{split}_images.npy", mmap_mode="r")
-        masks = np.load(folder / f"{split}_masks.npy", mmap_mode="r")
-        where = placement(images.nbytes + masks.nbytes, device, forced)
+        rows = np.load(folder / f"{split}_{name}.npy", mmap_mode="r")
+        if len(rows) != len(images):
+            raise TrainingFailed(f"{split}_{name}.npy holds {len(rows)} rows for {len(images)} images in {folder}.")
+        where = placement(images.nbytes + rows.nbytes, device, forced)
         if where == "map":
-            return cls(images, masks, where)  # type: ignore[arg-type]
-        pixels, labels = torch.from_numpy(np.array(images)), torch.from_numpy(np.array(masks))
+            return cls(images, rows, where)  # type: ignore[arg-type]
+        pixels, labels = torch.from_numpy(np.array(images)), torch.from_numpy(np.array(rows))
         if where == "device":
             return cls(pixels.to(device), labels.to(device), where)
         return cls(pixels, labels, where)
@@ -98,12 +106,13 @@ class Split:
 
 
 def _gather(rows: Any, index: torch.Tensor, pin: bool) -> torch.Tensor:
-    """rows[index] of a tensor (on any device) or of a uint8 numpy memory map, as a tensor."""
+    """rows[index] of a tensor (on any device) or of a numpy memory map, as a tensor."""
     if isinstance(rows, torch.Tensor) and rows.device.type != "cpu":
         return rows[index.to(rows.device)]
     if not pin:
         return rows[index] if isinstance(rows, torch.Tensor) else torch.from_numpy(rows[index.numpy()])
-    dtype = rows.dtype if isinstance(rows, torch.Tensor) else torch.uint8
+    # A map's own dtype: uint8 pixels and masks, float32 boxes.
+    dtype = rows.dtype if isinstance(rows, torch.Tensor) else torch.from_numpy(np.empty(0, rows.dtype)).dtype
     out = torch.empty((len(index), *rows.shape[1:]), dtype=dtype, pin_memory=True)
     if isinstance(rows, torch.Tensor):
         torch.index_select(rows, 0, index, out=out)

@@ -25,7 +25,7 @@ from networks.shapes import PlannedLayer
 from networks.spec import plan_network
 from training.contract import TrainingFailed
 from training.torch import archive_predict
-from training.torch.models import load_snapshot, model_folder
+from training.torch.models import head_outputs, load_snapshot, model_folder
 
 TOLERANCE = 1e-3  # largest logit difference from the torch model that an export may show
 SAMPLES = 8
@@ -95,7 +95,7 @@ _MEAN_STEP = {"image": "Subtract the mean image (`mean.safetensors`), then divid
 
 def _metadata(snapshot: Path) -> dict[str, Any]:
     meta = json.loads((model_folder(snapshot) / "model.json").read_text())
-    plan = plan_network(meta["network_spec"], tuple(meta["input_shape"]), len(meta["classes"]))
+    plan = plan_network(meta["network_spec"], tuple(meta["input_shape"]), head_outputs(meta))
     return {**meta, "layers": [_planned(layer) for layer in plan], "epoch": snapshot_epoch(snapshot, meta),
             "preprocessing": {**meta["preprocessing"], "mean_file": "mean.safetensors"}}
 
@@ -264,11 +264,15 @@ def readme(meta: dict[str, Any], weights: str = archive_predict.WEIGHTS) -> str:
 5. {_output_doc(meta)}
 
 The TorchScript and ONNX exports of a snapshot include step 4's normalisation: they take
-the float32 pixels of step 3 and return logits.
+the float32 pixels of step 3 and return logits (a detection model: its head, decoded as step 5 says).
 """
 
 
 def _predict_doc(meta: dict[str, Any]) -> str:
+    if meta.get("task") == "detection":
+        return ("- `predict.py`: loads the model from these files, detects objects in image files and prints each box\n"
+                "  (label, score, [x1, y1, x2, y2] in the image's own pixels), best first. It needs only torch,\n"
+                "  safetensors, Pillow and numpy: `python predict.py image.png [more.jpg ...] [--score-threshold 0.3] [--json]`.\n")
     if meta.get("task") == "segmentation":
         return ("- `predict.py`: loads the model from these files and segments image files, writing each mask as a PNG\n"
                 "  of class indices at the image's own size (8-bit grey; 16-bit past 256 classes). It needs only torch,\n"
@@ -280,6 +284,18 @@ def _predict_doc(meta: dict[str, Any]) -> str:
 
 def _output_doc(meta: dict[str, Any]) -> str:
     classes = len(meta["classes"])
+    if meta.get("task") == "detection":
+        _, height, width = meta["input_shape"]
+        cells = f"{-(-height // 4)}, {-(-width // 4)}"
+        return (f"The network returns CenterNet's head (N, {classes + 4}, {cells}): one cell per 4x4 input pixels.\n"
+                f"   Channels 0..{classes - 1}: a heatmap logit per class (class order above); {classes} and {classes + 1}: "
+                "the box's width and\n"
+                f"   height in input pixels; {classes + 2} and {classes + 3}: its centre's x and y offset inside the cell. "
+                "Decoding is not in\n"
+                "   the exported graph; predict.py's `detect` does it: sigmoid the heatmaps, keep the cells equal to their\n"
+                "   3x3 max-pool (the peaks), take the 100 best scores over all classes and cells; a peak at row i, column j\n"
+                "   is a box centred on ((j + offset_x) * 4, (i + offset_y) * 4) of that width and height, in input pixels.\n"
+                "   To put boxes on the original image, undo step 2's crop or fill, then scale (predict.py does).")
     if meta.get("task") == "segmentation":
         _, height, width = meta["input_shape"]
         return (f"The network returns logits per pixel (N, {classes}, {height}, {width}); the argmax over dimension 1 is\n"

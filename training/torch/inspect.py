@@ -18,7 +18,8 @@ from PIL import Image
 from torch import nn
 
 from networks.spec import summarize
-from training.torch.models import load_snapshot, model_folder
+from training.torch.detection import decode
+from training.torch.models import head_outputs, load_snapshot, model_folder
 
 MAX_MAPS = 32
 MAX_MAP_SIDE = 64
@@ -34,12 +35,14 @@ def inspect_snapshot(snapshot: Path, image: np.ndarray) -> dict[str, Any]:
     paths = layer_paths(meta)
     outputs = _run_with_hooks(model, paths, (torch.from_numpy(np.ascontiguousarray(image)).float() - mean) / 255.0)
     layers = [_layer(path, model.get_submodule(path), outputs[path]) for path in paths]
+    if meta.get("task") == "detection":
+        return {"layers": layers, "predictions": _top_boxes(outputs[paths[-1]], meta["classes"], image.shape[1:])}
     return {"layers": layers, "predictions": _top(outputs[paths[-1]], meta["classes"])}
 
 
 def layer_paths(meta: dict[str, Any]) -> list[str]:
     """The summary table's rows, which are also the model's submodule names (nested bodies included)."""
-    summary = summarize(meta["network_spec"], tuple(meta["input_shape"]), len(meta["classes"]))
+    summary = summarize(meta["network_spec"], tuple(meta["input_shape"]), head_outputs(meta))
     return [row.path for row in summary.rows]
 
 
@@ -65,6 +68,13 @@ def _top(logits: torch.Tensor, classes: list[str]) -> list[dict[str, Any]]:
     probabilities = torch.softmax(logits.float(), dim=0)
     values, index = probabilities.topk(min(TOP_K, len(classes)))
     return [{"label": classes[i], "probability": float(p)} for p, i in zip(values.tolist(), index.tolist())]
+
+
+def _top_boxes(head: torch.Tensor, classes: list[str], size: tuple[int, ...]) -> list[dict[str, Any]]:
+    """A detector's best TOP_K boxes: label, score (as `probability`) and [x1, y1, x2, y2] in input pixels."""
+    rows = decode(head.unsqueeze(0), len(classes), (int(size[0]), int(size[1])), top=TOP_K)[0]
+    return [{"label": classes[int(r[5])], "probability": float(r[4]), "box": [float(v) for v in r[:4]]}
+            for r in rows.tolist() if r[5] >= 0]
 
 
 # --- one layer ----------------------------------------------------------------------------------

@@ -57,9 +57,9 @@ class _Run:
             raise TrainingFailed(f"The dataset's files are missing on this worker: {', '.join(missing)} (in "
                                  f"{plan.dataset_folder}). Ingest the dataset again, or check the data folder.")
         self.task = torch_task(plan.task)  # the vision task's loss, batches and validation
-        masks = self.task.per_pixel  # segmentation: the labels are masks
-        self.train_split = Split.open(plan.dataset_folder, "train", device, forced=plan.data_placement, masks=masks)
-        self.val_split = Split.open(plan.dataset_folder, "val", device, forced=plan.data_placement, masks=masks)
+        labels = self.task.label_array  # class indices, segmentation masks or detection boxes
+        self.train_split = Split.open(plan.dataset_folder, "train", device, forced=plan.data_placement, labels=labels)
+        self.val_split = Split.open(plan.dataset_folder, "val", device, forced=plan.data_placement, labels=labels)
         spec = augmentation_from_stored(plan.augmentation)
         self.mean = mean_to_subtract(spec.mean, torch.from_numpy(np.load(plan.dataset_folder / "mean.npy"))).to(device)
         # Its own generator: dropout and shuffling draw what they drew before augmentation existed.
@@ -69,6 +69,7 @@ class _Run:
         # (a task without a head rule, a test's toy task, takes any head).
         head = plan.task if plan.task in HEAD_TASKS else None
         self.model = build_model(plan.network_spec, plan.input_shape, outputs, task=head).to(device)
+        self.task.prepare(self.model, plan)  # before pretrained or resumed weights are loaded over it
         self.precision = Precision(plan.amp, device)
         # `net` is the network itself: its weights are snapshotted, validated, resumed. `model` is
         # what trains: the same network, wrapped by DDP when there are several ranks; `compiled`
@@ -84,6 +85,10 @@ class _Run:
         # the loop) so that a snapshot carries it and a resumed run reports the same numbers.
         self.running, self.count = torch.zeros((), device=device), 0
         self.loss_fn = self.task.loss(plan)
+        # A loss made of parts (detection's heatmap, size, offset) names them in `part_names` and
+        # leaves each call's in `parts`: each is reported as its own train curve, averaged as `loss` is.
+        self.part_names: tuple[str, ...] = tuple(getattr(self.loss_fn, "part_names", ()))
+        self.running_parts = torch.zeros(len(self.part_names), device=device)
         self.steps_per_epoch = max(1, math.ceil(len(self.train_split) / plan.batch_size))
         self.total_steps = plan.epochs * self.steps_per_epoch
         self.log_every = max(1, self.steps_per_epoch // 20)
@@ -114,8 +119,7 @@ class _Run:
         order = torch.randperm(len(self.train_split), generator=torch.Generator().manual_seed(self.plan.seed + epoch))
         first = epoch * self.steps_per_epoch
         if start <= first:
-            self.running.zero_()
-            self.count = 0
+            self._zero_running()
         size, begin = self.plan.batch_size, max(start - first, 0)
         batches = [order[i * size : (i + 1) * size] for i in range(begin, self.steps_per_epoch)]
         shards = [self.ranks.shard(batch) for batch in batches]  # this rank's part of each (all of it alone)
@@ -129,8 +133,7 @@ class _Run:
             self.count += 1
             if step % self.log_every == 0 or i == self.steps_per_epoch - 1:
                 self._report_train(self.ranks.mean(self.running).item() / self.count, lr, step)
-                self.running.zero_()
-                self.count = 0
+                self._zero_running()
             if step % self.val_every == 0 or step == self.total_steps:
                 self._validate(step)
             if step % self.snapshot_every == 0 or step == self.total_steps:
@@ -150,6 +153,9 @@ class _Run:
         last = i + 1 == group_start + group
         with self.ranks.accumulating(self.model, last):
             loss = self.compiled.first_step(lambda: self._forward_backward(x, y, group, scale))
+        if self.part_names:
+            parts = self.loss_fn.parts
+            self.running_parts += torch.stack([parts[name] for name in self.part_names]).float() * scale
         if last:
             self.precision.unscale(self.optimizer)  # so that clipping sees the true gradients
             if self.plan.grad_clip > 0:
@@ -181,6 +187,11 @@ class _Run:
         x, labels = self.task.augment(self.augment, pixels, labels, self.plan)
         return x - self.mean / 255.0, self.task.targets(labels)
 
+    def _zero_running(self) -> None:
+        self.running.zero_()
+        self.running_parts.zero_()
+        self.count = 0
+
     def _set_lr(self, epoch: float) -> float:
         p = self.plan
         lr = learning_rate(p.lr_policy, p.learning_rate, epoch, p.epochs, p.lr_params)
@@ -202,6 +213,10 @@ class _Run:
                 f"The loss diverged ({loss}) at epoch {epoch:.2f}, step {step}. The learning rate "
                 f"{self.plan.learning_rate:g} is probably too high: try {self.plan.learning_rate / 10:g} or lower.")
         self.reporter.metric(split="train", name="loss", value=loss, epoch=epoch, step=step)
+        if self.part_names:
+            parts = (self.ranks.mean(self.running_parts) / self.count).tolist()
+            for name, value in zip(self.part_names, parts):
+                self.reporter.metric(split="train", name=name, value=value, epoch=epoch, step=step)
         self.reporter.metric(split="train", name="lr", value=lr, epoch=epoch, step=step)
         self.reporter.progress(epoch=epoch, step=step, total_steps=self.total_steps)
 
@@ -234,11 +249,14 @@ class _Run:
         """Copy the weights, optimizer and loop state now; write them while the next steps run."""
         ranks = self.ranks.gather(self._rank_state())  # collectives first: every rank joins them
         running = float(self.ranks.mean(self.running).item())  # every rank resumes with the mean
+        parts = self.ranks.mean(self.running_parts).tolist() if self.part_names else None
         self.ranks.share_gradients(self.net)  # a group's pending gradients: the same on every rank
         if not self.ranks.leader:
             return
         tensors, state = flatten_optimizer(self.optimizer.state_dict())
         state = {**state, **ranks[0], "running_loss": running, "running_count": self.count}
+        if parts is not None:
+            state["running_parts"] = parts
         if self.ranks.size > 1:
             state["ranks"] = ranks[1:]  # each other rank's generators, for a faithful resume
         if self.precision.scaler is not None:
@@ -297,6 +315,8 @@ class _Run:
         if "running_loss" in meta:  # kept since the generators were (older snapshots resume without either)
             self.running.fill_(meta["running_loss"])
             self.count = int(meta["running_count"])
+        if self.part_names and "running_parts" in meta:
+            self.running_parts.copy_(torch.tensor(meta["running_parts"], device=self.device))
         mine = meta
         if self.ranks.rank:  # another rank: its own generators, kept by rank 0 in the snapshot
             others = meta.get("ranks", [])

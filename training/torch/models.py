@@ -15,7 +15,9 @@ from training.augmentation import augmentation_from_stored
 from training.contract import TrainingPlan
 from training.torch.build import build_model
 from training.torch.data import Split
+from training.torch.detection import decode
 from training.torch.quantized import load_quantized
+from training.vision_tasks import DEFAULT_TASK, vision_task
 from training.warm import WarmCache, file_key
 
 
@@ -28,18 +30,26 @@ class ModelCache:
         self.device = torch.device(device or settings.WORKBENCH_SERVING_DEVICE)
 
     def infer(self, weights: Path, images: np.ndarray) -> np.ndarray:
-        model, mean = self.get(weights)
+        """The task's outputs for uint8 images (N, C, H, W): class probabilities (per image, or per
+        pixel), or detection's (N, 100, 6) boxes."""
+        model, mean, meta = self._warm(weights)
         with torch.inference_mode():
             x = (torch.from_numpy(np.asarray(images)).to(self.device).float() - mean) / 255.0
-            return torch.softmax(model(x), dim=1).cpu().numpy()
+            return task_outputs(meta, model(x), (x.shape[2], x.shape[3])).cpu().numpy()
 
     def get(self, weights: Path) -> tuple[Any, torch.Tensor]:
+        model, mean, _ = self._warm(weights)
+        return model, mean
+
+    def _warm(self, weights: Path) -> tuple[Any, torch.Tensor, dict[str, Any]]:
+        """The model, its mean and its model.json (which says what its raw output becomes)."""
         return self.warm.get(file_key(weights), lambda: self._load(weights), name=_model_name(weights))  # type: ignore[no-any-return]
 
-    def _load(self, weights: Path) -> tuple[tuple[Any, torch.Tensor], int]:
+    def _load(self, weights: Path) -> tuple[tuple[Any, torch.Tensor, dict[str, Any]], int]:
         model, mean = load_snapshot(weights)
         model, mean = model.to(self.device), mean.to(self.device)
-        return (model, mean), mean.nbytes + sum(_nbytes(t) for t in model.state_dict().values())
+        meta = json.loads((model_folder(weights) / "model.json").read_text())
+        return (model, mean, meta), mean.nbytes + sum(_nbytes(t) for t in model.state_dict().values())
 
 
 def _nbytes(value: Any) -> int:
@@ -80,9 +90,23 @@ def load_snapshot(weights: Path) -> tuple[Any, torch.Tensor]:
     if weights.suffix == ".pt":
         return load_quantized(weights), mean
     meta = json.loads((folder / "model.json").read_text())
-    model = build_model(meta["network_spec"], tuple(meta["input_shape"]), len(meta["classes"]), meta.get("task"))
+    model = build_model(meta["network_spec"], tuple(meta["input_shape"]), head_outputs(meta), meta.get("task"))
     model.load_state_dict(load_file(weights))
     return model.eval(), mean
+
+
+def head_outputs(meta: dict[str, Any]) -> int:
+    """How many values the network's head gives per image or cell, from model.json: the task's
+    (training.vision_tasks: one per class; detection's classes + 4)."""
+    return vision_task(meta.get("task") or DEFAULT_TASK).outputs(meta["classes"])
+
+
+def task_outputs(meta: dict[str, Any], raw: torch.Tensor, input_size: tuple[int, int]) -> torch.Tensor:
+    """What the backend answers for the network's raw output: class probabilities (per image or per
+    pixel), or detection's (N, 100, 6) boxes in the input's pixels."""
+    if meta.get("task") == "detection":
+        return decode(raw, len(meta["classes"]), input_size)
+    return torch.softmax(raw, dim=1)
 
 
 def evaluate(model: torch.nn.Module, split: Split, mean: torch.Tensor, device: torch.device,

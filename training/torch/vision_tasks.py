@@ -1,6 +1,6 @@
 """The torch side of each vision task (training.vision_tasks): its loss, how a training batch is
 augmented and fed to it, its validation on a split, and what its network's raw output becomes for
-inference."""
+inference. Detection's is in training.torch.detection."""
 from __future__ import annotations
 
 from typing import Any
@@ -11,15 +11,20 @@ import torch
 from training.contract import TrainingPlan
 from training.torch.augment import Augmenter
 from training.torch.data import Split
+from training.torch.detection import TorchDetection
 from training.torch.models import evaluate
 from training.vision_tasks.segmentation.metrics import mean_iou, pixel_accuracy
 
 
 class TorchClassification:
     per_pixel = False  # one label per image (Split.open's labels)
+    label_array = "labels"
 
     def loss(self, plan: TrainingPlan) -> torch.nn.Module:
         return torch.nn.CrossEntropyLoss(label_smoothing=plan.label_smoothing)
+
+    def prepare(self, model: torch.nn.Module, plan: TrainingPlan) -> None:
+        """The freshly built network set up for the task before training (detection: its head's biases)."""
 
     def augment(self, augmenter: Augmenter, pixels: torch.Tensor, labels: torch.Tensor,
                 plan: TrainingPlan) -> tuple[torch.Tensor, torch.Tensor]:
@@ -46,9 +51,13 @@ class TorchSegmentation:
     pixels of the plan's ignore_index in neither the loss nor the metrics."""
 
     per_pixel = True  # the labels are masks (Split.open(masks=True))
+    label_array = "masks"
 
     def loss(self, plan: TrainingPlan) -> torch.nn.Module:
         return torch.nn.CrossEntropyLoss(ignore_index=plan.ignore_index, label_smoothing=plan.label_smoothing)
+
+    def prepare(self, model: torch.nn.Module, plan: TrainingPlan) -> None:
+        pass
 
     def augment(self, augmenter: Augmenter, pixels: torch.Tensor, masks: torch.Tensor,
                 plan: TrainingPlan) -> tuple[torch.Tensor, torch.Tensor]:
@@ -87,7 +96,8 @@ class TorchSegmentation:
         return torch.softmax(logits, dim=1)
 
 
-TORCH_TASKS: dict[str, Any] = {"classification": TorchClassification(), "segmentation": TorchSegmentation()}
+TORCH_TASKS: dict[str, Any] = {"classification": TorchClassification(), "segmentation": TorchSegmentation(),
+                               "detection": TorchDetection()}
 
 
 def torch_task(name: str) -> Any:
