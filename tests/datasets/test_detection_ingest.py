@@ -142,7 +142,7 @@ def test_it_reads_pascal_voc_one_based_boxes_and_marks_difficult_ones(tmp_path):
 
 
 def test_it_reads_coco_with_categories_in_id_order_crowds_flagged_and_unlabelled_images_kept(tmp_path):
-    coco = {"images": [{"id": 7, "file_name": "a.png", "width": 40, "height": 20},
+    coco = {"images": [{"id": 7, "file_name": "train2017/a.png", "width": 40, "height": 20},
                        {"id": 8, "file_name": "images/sub/b.png", "width": 40, "height": 20}],
             "categories": [{"id": 3, "name": "zebra"}, {"id": 1, "name": "yak"}],
             "annotations": [{"id": 1, "image_id": 7, "category_id": 3, "bbox": [4, 2, 8, 8], "iscrowd": 0},
