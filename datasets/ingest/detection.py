@@ -2,7 +2,8 @@
 
 Layouts (under any single wrapping folder): `images/` and `labels/` with matching file stems (one label
 file per image: KITTI or YOLO `.txt`, Pascal VOC `.xml`), or `images/` and one COCO `annotations.json`,
-or `train/`, `val/`, `test/` each holding those. YOLO's class names come from `classes.txt` or
+or `train/`, `val/`, `test/` each holding those (or, as Ultralytics lays them out, `images/train/`,
+`images/val/` with `labels/train/`, `labels/val/`). YOLO's class names come from `classes.txt` or
 `data.yaml` (beside the folders, or in `labels/`); a `classes.txt` fixes KITTI's and VOC's too.
 The format is read from the files unless `box_format` names one (datasets.ingest.box_labels).
 
@@ -86,10 +87,21 @@ def scan_layout(names: list[str], dirs: list[str] = (), box_format: str = "") ->
     present = set(files)
     for base, split in bases:
         _scan_base(files, present, folders, base, split, box_format, layout)
+    if not split_folders:
+        _split_subfolders(layout, root)
     places = [root, root + ("labels",)] + [b + extra for b, _ in bases for extra in ((), ("labels",))]
     layout.name_files.extend(dict.fromkeys("/".join(p + (n,)) for n in NAME_FILES for p in places
                                            if p + (n,) in present))
     return layout
+
+
+def _split_subfolders(layout: Layout, root: tuple[str, ...]) -> None:
+    """Ultralytics' layout, images/train/ and images/val/ (labels/ alike): those folders are the splits."""
+    depth = len(root) + 1
+    parts = [PurePosixPath(sample.image).parts for sample in layout.samples]
+    firsts = {p[depth] if len(p) > depth + 1 else None for p in parts}
+    if "train" in firsts and firsts <= set(SPLITS):
+        layout.samples[:] = [Sample(s.image, s.label, p[depth]) for s, p in zip(layout.samples, parts)]
 
 
 def _children(folders: set[tuple[str, ...]], root: tuple[str, ...]) -> set[str]:

@@ -284,6 +284,15 @@ def test_the_split_folders_are_the_splits_and_the_percentages_split_by_the_seed(
         assert all(abs((img[0] > 128).sum() - w) <= 1 for img, w in zip(images, widths))
 
 
+def test_ultralytics_split_subfolders_of_images_and_labels_are_the_splits(tmp_path):
+    members = {f"images/{s}/{s}{i}.png": png() for s, n in (("train", 3), ("val", 2)) for i in range(n)}
+    members |= {f"labels/{s}/{s}{i}.txt": "0 0.5 0.5 0.2 0.2\n" for s, n in (("train", 3), ("val", 2)) for i in range(n)}
+    result = ingest(tmp_path, members | {"data.yaml": "names: [cat]\n"}, val_percent=50)
+
+    assert result.split_counts == {"train": 3, "val": 2, "test": 0}
+    assert result.box_counts == {"train": {"cat": 3}, "val": {"cat": 2}, "test": {"cat": 0}}
+
+
 def test_it_reads_a_zip_in_place_under_a_wrapping_folder(tmp_path):
     from datasets.ingest.archive import ExtractLimits, ZipSource
 
