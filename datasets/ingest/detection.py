@@ -2,7 +2,8 @@
 
 Layouts (under any single wrapping folder): `images/` and `labels/` with matching file stems (one label
 file per image: KITTI or YOLO `.txt`, Pascal VOC `.xml`), or `images/` and one COCO `annotations.json`,
-or `train/`, `val/`, `test/` each holding those. YOLO's class names come from `classes.txt` or
+or `train/`, `val/`, `test/` each holding those (or, as Ultralytics lays them out, `images/train/`,
+`images/val/` with `labels/train/`, `labels/val/`). YOLO's class names come from `classes.txt` or
 `data.yaml` (beside the folders, or in `labels/`); a `classes.txt` fixes KITTI's and VOC's too.
 The format is read from the files unless `box_format` names one (datasets.ingest.box_labels).
 
@@ -83,12 +84,24 @@ def scan_layout(names: list[str], dirs: list[str] = (), box_format: str = "") ->
     else:
         raise IngestError(f"No images/ folder was found: {_LAYOUT_HELP}.")
     layout = Layout([], {}, [])
+    present = set(files)
     for base, split in bases:
-        _scan_base(files, folders, base, split, box_format, layout)
+        _scan_base(files, present, folders, base, split, box_format, layout)
+    if not split_folders:
+        _split_subfolders(layout, root)
     places = [root, root + ("labels",)] + [b + extra for b, _ in bases for extra in ((), ("labels",))]
     layout.name_files.extend(dict.fromkeys("/".join(p + (n,)) for n in NAME_FILES for p in places
-                                           if p + (n,) in set(files)))
+                                           if p + (n,) in present))
     return layout
+
+
+def _split_subfolders(layout: Layout, root: tuple[str, ...]) -> None:
+    """Ultralytics' layout, images/train/ and images/val/ (labels/ alike): those folders are the splits."""
+    depth = len(root) + 1
+    parts = [PurePosixPath(sample.image).parts for sample in layout.samples]
+    firsts = {p[depth] if len(p) > depth + 1 else None for p in parts}
+    if "train" in firsts and firsts <= set(SPLITS):
+        layout.samples[:] = [Sample(s.image, s.label, p[depth]) for s, p in zip(layout.samples, parts)]
 
 
 def _children(folders: set[tuple[str, ...]], root: tuple[str, ...]) -> set[str]:
@@ -120,13 +133,13 @@ def _stems(files: list[tuple[str, ...]], prefix: tuple[str, ...], suffixes: froz
     return found
 
 
-def _scan_base(files: list[tuple[str, ...]], folders: set[tuple[str, ...]], base: tuple[str, ...],
-               split: str | None, box_format: str, layout: Layout) -> None:
+def _scan_base(files: list[tuple[str, ...]], present: set[tuple[str, ...]], folders: set[tuple[str, ...]],
+               base: tuple[str, ...], split: str | None, box_format: str, layout: Layout) -> None:
     where = "".join(part + "/" for part in base)
     images = _stems(files, base + ("images",), IMAGE_EXTENSIONS)
     if not images:
         raise IngestError(f"No images were found in {where}images/; {_LAYOUT_HELP}.")
-    coco = base + (COCO_FILE,) in set(files)
+    coco = base + (COCO_FILE,) in present
     has_labels = base + ("labels",) in folders
     if coco and has_labels and not box_format:
         raise IngestError(f"The {where or 'top '}folder holds both labels/ and {COCO_FILE}; set box_format to say "
@@ -246,10 +259,11 @@ def _coco_labels(layout: Layout, opener: Opener, names: list[str] | None) -> Lab
 
 
 def _coco_image(file_name: str, by_name: dict[str, str]) -> str | None:
-    """The image a COCO file_name means: its path under images/ (a leading images/ allowed)."""
+    """The image a COCO file_name means: its path under images/ (a leading images/ allowed), else a file of
+    its name right in images/ (COCO's own files say train2017/000000000009.jpg)."""
     path = PurePosixPath(file_name.replace("\\", "/"))
     under = "/".join(path.parts[1:]) if path.parts[:1] == ("images",) else path.as_posix()
-    return by_name.get(under) or by_name.get(path.as_posix())
+    return by_name.get(under) or by_name.get(path.as_posix()) or by_name.get(path.name)
 
 
 # --- boxes with their image -----------------------------------------------------------------

@@ -142,7 +142,7 @@ def test_it_reads_pascal_voc_one_based_boxes_and_marks_difficult_ones(tmp_path):
 
 
 def test_it_reads_coco_with_categories_in_id_order_crowds_flagged_and_unlabelled_images_kept(tmp_path):
-    coco = {"images": [{"id": 7, "file_name": "a.png", "width": 40, "height": 20},
+    coco = {"images": [{"id": 7, "file_name": "train2017/a.png", "width": 40, "height": 20},
                        {"id": 8, "file_name": "images/sub/b.png", "width": 40, "height": 20}],
             "categories": [{"id": 3, "name": "zebra"}, {"id": 1, "name": "yak"}],
             "annotations": [{"id": 1, "image_id": 7, "category_id": 3, "bbox": [4, 2, 8, 8], "iscrowd": 0},
@@ -282,6 +282,15 @@ def test_the_split_folders_are_the_splits_and_the_percentages_split_by_the_seed(
         images = np.load(tmp_path / f"b/out/{split}_images.npy")[:, 0]
         widths = boxes(tmp_path / "b/out", split)[:, 0, 3]
         assert all(abs((img[0] > 128).sum() - w) <= 1 for img, w in zip(images, widths))
+
+
+def test_ultralytics_split_subfolders_of_images_and_labels_are_the_splits(tmp_path):
+    members = {f"images/{s}/{s}{i}.png": png() for s, n in (("train", 3), ("val", 2)) for i in range(n)}
+    members |= {f"labels/{s}/{s}{i}.txt": "0 0.5 0.5 0.2 0.2\n" for s, n in (("train", 3), ("val", 2)) for i in range(n)}
+    result = ingest(tmp_path, members | {"data.yaml": "names: [cat]\n"}, val_percent=50)
+
+    assert result.split_counts == {"train": 3, "val": 2, "test": 0}
+    assert result.box_counts == {"train": {"cat": 3}, "val": {"cat": 2}, "test": {"cat": 0}}
 
 
 def test_it_reads_a_zip_in_place_under_a_wrapping_folder(tmp_path):
