@@ -13,6 +13,8 @@ from datasets import selectors, services
 from datasets.ingest.pipeline import IngestOptions
 from datasets.models import Dataset
 from datasets.options import (
+    BOX_FORMAT_LABELS,
+    DATASET_TASKS,
     DEFAULT_IGNORE_INDEX,
     MAX_SPLIT_PERCENT,
     MIN_SIDE,
@@ -21,6 +23,7 @@ from datasets.options import (
     per_class_problems,
     source_problems,
     split_problems,
+    task_field_problems,
 )
 from workbench.api import Pagination, RequestInput, error_response, paginated
 
@@ -33,7 +36,13 @@ class DatasetOutput(serializers.ModelSerializer):
     owner = serializers.CharField(source="owner.get_username", read_only=True)
     ignore_index = serializers.SerializerMethodField(help_text="Segmentation: the mask value of no class.")
     class_pixels = serializers.JSONField(read_only=True, help_text="Segmentation: {split: {class: pixel share}}.")
-    colormap = serializers.JSONField(read_only=True, help_text="Segmentation: {class: [r, g, b]}.")
+    colormap = serializers.JSONField(read_only=True, help_text="Segmentation and detection: {class: [r, g, b]}.")
+    box_format = serializers.SerializerMethodField(help_text="Detection: the label format read (kitti, yolo, voc, "
+                                                             "coco), or \"\" before the ingest reads it.")
+    box_counts = serializers.JSONField(read_only=True, help_text="Detection: {split: {class: boxes}}.")
+    boxes_dropped = serializers.IntegerField(read_only=True, allow_null=True, help_text=(
+        "Detection: boxes left with no area once resized and clipped to the image."))
+    images_without_boxes = serializers.JSONField(read_only=True, help_text="Detection: {split: images with no box}.")
 
     class Meta:
         model = Dataset
@@ -41,10 +50,14 @@ class DatasetOutput(serializers.ModelSerializer):
                   "source_name", "image_width", "image_height", "channels", "resize_mode", "val_percent",
                   "test_percent", "seed", "min_per_class", "max_per_class", "classes", "split_counts",
                   "class_counts", "image_shape", "skipped", "warnings", "attempt", "retries", "held_by", "heartbeat_at",
-                  "url", "mean_image_url", "thumbnails", "ignore_index", "class_pixels", "colormap"]
+                  "url", "mean_image_url", "thumbnails", "ignore_index", "class_pixels", "colormap", "box_format",
+                  "box_counts", "boxes_dropped", "images_without_boxes"]
 
     def get_ignore_index(self, dataset: Dataset) -> int | None:
         return dataset.ignore_index if dataset.task == "segmentation" else None
+
+    def get_box_format(self, dataset: Dataset) -> str | None:
+        return dataset.box_format if dataset.task == "detection" else None
 
     def get_url(self, dataset: Dataset) -> str:
         return reverse("dataset-detail", args=[dataset.pk])
@@ -56,9 +69,6 @@ class DatasetOutput(serializers.ModelSerializer):
         thumbs = selectors.dataset_thumbnails(dataset=dataset)
         return {name: [reverse("dataset-thumb", args=[dataset.pk, c, k]) for k in ks]
                 for c, (name, ks) in enumerate(thumbs.items())}
-
-
-DATASET_TASKS = ("classification", "segmentation")
 
 
 class DatasetInput(RequestInput):
@@ -75,30 +85,26 @@ class DatasetInput(RequestInput):
     min_per_class = serializers.IntegerField(min_value=1, default=1)
     max_per_class = serializers.IntegerField(min_value=1, required=False, allow_null=True, default=None)
     task = serializers.CharField(required=False, default="classification",
-                                 help_text="classification or segmentation (detection: not supported yet)")
+                                 help_text="classification, segmentation or detection")
     ignore_index = serializers.IntegerField(required=False, min_value=0, max_value=255,
                                             help_text="Segmentation: the mask value that is no class (default 255).")
-    # DESIGN.md's next task: named now so that a script asking for it is told, not given another dataset.
-    box_format = serializers.CharField(required=False, help_text="Detection (not supported yet).")
+    box_format = serializers.ChoiceField(
+        choices=[f for f, _ in BOX_FORMAT_LABELS], required=False, allow_blank=True,
+        error_messages={"invalid_choice": '"{input}" is not a box format; use kitti, yolo, voc or coco (or leave it '
+                                          "out to read the format from the files)."},
+        help_text="Detection: kitti, yolo, voc or coco; left out, the format is read from the files.")
 
     def validate_task(self, task: str) -> str:
-        if task == "detection":
-            raise serializers.ValidationError("Detection datasets are not supported yet; the task is "
-                                              "classification or segmentation.")
         if task not in DATASET_TASKS:
-            raise serializers.ValidationError(f'"{task}" is not a task; use classification or segmentation '
-                                              "(detection is not supported yet).")
+            raise serializers.ValidationError(f'"{task}" is not a task; use {", ".join(DATASET_TASKS)}.')
         return task
-
-    def validate_box_format(self, value: str) -> str:
-        raise serializers.ValidationError("box_format is for detection datasets, which are not supported yet.")
 
     def validate(self, data: dict[str, Any]) -> dict[str, Any]:
         problems = source_problems("archive" in data, data["server_path"].strip())
         problems |= split_problems(data["val_percent"], data["test_percent"])
         problems |= per_class_problems(data["min_per_class"], data["max_per_class"])
-        if "ignore_index" in data and data["task"] != "segmentation":
-            problems["ignore_index"] = "ignore_index is for segmentation datasets only (task=segmentation)."
+        problems |= task_field_problems(data["task"], ignore_index="ignore_index" in data,
+                                        box_format=bool(data.get("box_format")))
         for side in ("image_width", "image_height"):
             if data[side] > max_side():
                 problems[side] = f"Ensure this value is less than or equal to {max_side()}."
@@ -112,7 +118,8 @@ class DatasetInput(RequestInput):
                              resize_mode=d["resize_mode"], val_percent=d["val_percent"],
                              test_percent=d["test_percent"], seed=d["seed"], min_per_class=d["min_per_class"],
                              max_per_class=d["max_per_class"], task=d["task"],
-                             ignore_index=d.get("ignore_index", DEFAULT_IGNORE_INDEX))
+                             ignore_index=d.get("ignore_index", DEFAULT_IGNORE_INDEX),
+                             box_format=d.get("box_format", ""))
 
 
 def _one_of(choices: list[str], what: str) -> serializers.ChoiceField:
@@ -155,7 +162,7 @@ class DatasetListApi(APIView):
 class DatasetExampleInput(RequestInput):
     example = serializers.ChoiceField(choices=list(services.EXAMPLES), default="digits", help_text=(
         "digits: scikit-learn's handwritten digits (classification); segmentation: shapes on noisy "
-        "backgrounds with exact masks."))
+        "backgrounds with exact masks; detection: shapes on noisy backgrounds with exact boxes."))
 
 
 class DatasetExampleApi(APIView):

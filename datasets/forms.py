@@ -7,6 +7,7 @@ from django.core.validators import MaxValueValidator
 
 from datasets.ingest.pipeline import IngestOptions
 from datasets.options import (
+    BOX_FORMAT_LABELS,
     DEFAULT_IGNORE_INDEX,
     MAX_SPLIT_PERCENT,
     MIN_SIDE,
@@ -24,7 +25,7 @@ class DatasetForm(forms.Form):
     # Not required: a form posted by a script written before segmentation means classification.
     task = forms.ChoiceField(choices=TASK_LABELS, initial="classification", required=False)
     archive = forms.FileField(required=False, help_text="zip, tar or tar.gz: one folder per class, or (segmentation) "
-                                                        "images/ and masks/.")
+                                                        "images/ and masks/, or (detection) images/ and labels/.")
     server_path = forms.CharField(required=False, max_length=1000,
                                   help_text="Or such a folder under an allowed server root.")
     image_width = forms.IntegerField(min_value=MIN_SIDE, initial=32)
@@ -38,6 +39,8 @@ class DatasetForm(forms.Form):
     max_per_class = forms.IntegerField(min_value=1, required=False, label="Max images per class")
     ignore_index = forms.IntegerField(min_value=0, max_value=255, initial=DEFAULT_IGNORE_INDEX, required=False,
                                       label="Ignore index", help_text="Segmentation: the mask value that is no class.")
+    box_format = forms.ChoiceField(choices=BOX_FORMAT_LABELS, required=False, initial="", label="Label format",
+                                   help_text="Detection: read from the files unless named here.")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -64,7 +67,8 @@ class DatasetForm(forms.Form):
                              resize_mode=data["resize_mode"], val_percent=data["val_percent"],
                              test_percent=data["test_percent"], seed=data["seed"],
                              min_per_class=data["min_per_class"], max_per_class=data.get("max_per_class"),
-                             task=data.get("task") or "classification", ignore_index=self._ignore_index())
+                             task=data.get("task") or "classification", ignore_index=self._ignore_index(),
+                             box_format=(data.get("box_format") or "") if data.get("task") == "detection" else "")
 
     def _ignore_index(self) -> int:
         # A classification dataset has no masks: the field, always sent by the browser, means nothing to it.

@@ -51,10 +51,19 @@ class Dataset(Leased):
     max_per_class = models.PositiveIntegerField(null=True, blank=True)
 
     # Segmentation: the mask value that counts as no class, the share of each class's pixels per split
-    # ({split: {class: fraction}}, ignore_index left out) and each class's colour ({class: [r, g, b]}).
+    # ({split: {class: fraction}}, ignore_index left out); segmentation and detection: each class's colour
+    # ({class: [r, g, b]}).
     ignore_index = models.PositiveSmallIntegerField(default=255)
     class_pixels = models.JSONField(null=True, blank=True)
     colormap = models.JSONField(null=True, blank=True)
+
+    # Detection: the label format ("" read from the files; once ingested, the format read), the boxes of
+    # each class per split ({split: {class: n}}), the boxes the resize left with no area, and the images
+    # with no box of any class per split ({split: n}).
+    box_format = models.CharField(max_length=8, blank=True, default="")
+    box_counts = models.JSONField(null=True, blank=True)
+    boxes_dropped = models.PositiveIntegerField(null=True, blank=True)
+    images_without_boxes = models.JSONField(null=True, blank=True)
 
     classes = models.JSONField(default=list)
     split_counts = models.JSONField(default=dict)

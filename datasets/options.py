@@ -9,7 +9,12 @@ MIN_SIDE = 8
 MAX_SPLIT_PERCENT = 90
 DEFAULT_IGNORE_INDEX = 255
 TASK_LABELS = [("classification", "Classification (one folder per class)"),
-               ("segmentation", "Segmentation (images/ and masks/)")]
+               ("segmentation", "Segmentation (images/ and masks/)"),
+               ("detection", "Object detection (images/ and labels/ or annotations.json)")]
+DATASET_TASKS = tuple(task for task, _ in TASK_LABELS)
+BOX_FORMAT_LABELS = [("", "Read from the files"), ("kitti", "KITTI (.txt, 15 columns)"),
+                     ("yolo", "YOLO (.txt: class cx cy w h)"), ("voc", "Pascal VOC (.xml)"),
+                     ("coco", "COCO (annotations.json)")]
 RESIZE_MODE_LABELS = [("squash", "Squash"), ("crop", "Center crop"), ("fill", "Fill (pad with noise)"),
                       ("half_crop", "Half crop, half fill")]
 assert [m for m, _ in RESIZE_MODE_LABELS] == list(RESIZE_MODES)
@@ -29,6 +34,16 @@ def per_class_problems(min_per_class: int, max_per_class: int | None) -> dict[st
     if max_per_class is not None and max_per_class < min_per_class:
         return {"max_per_class": "The maximum images per class must not be below the minimum."}
     return {}
+
+
+def task_field_problems(task: str, *, ignore_index: bool, box_format: bool) -> dict[str, str]:
+    """A field of one task given for a dataset of another."""
+    problems = {}
+    if ignore_index and task != "segmentation":
+        problems["ignore_index"] = "ignore_index is for segmentation datasets only (task=segmentation)."
+    if box_format and task != "detection":
+        problems["box_format"] = "box_format is for detection datasets only (task=detection)."
+    return problems
 
 
 def source_problems(has_archive: bool, server_path: str) -> dict[str, str]:

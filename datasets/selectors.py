@@ -1,11 +1,12 @@
 """Reads for datasets. Everything a user sees goes through `dataset_list`, so ownership holds."""
 from __future__ import annotations
 
+import numpy as np
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 
-from datasets.ingest.store import thumb_counts
+from datasets.ingest.store import boxes_path, thumb_counts
 from datasets.models import Dataset
 
 
@@ -66,7 +67,37 @@ def dataset_pixel_rows(*, dataset: Dataset) -> list[dict[str, object]]:
 
 
 def dataset_samples(*, dataset: Dataset) -> dict[str, list[int]]:
-    """Segmentation: the first image indices of each split that has images, for the explore page."""
+    """Segmentation and detection: the first image indices of each split that has images, for the explore page."""
     counts = dataset.split_counts or {}
     return {split: list(range(min(SAMPLES_PER_SPLIT, counts.get(split, 0))))
             for split in ("train", "val", "test") if counts.get(split)}
+
+
+def dataset_box_rows(*, dataset: Dataset) -> list[dict[str, object]]:
+    """Detection: one row per class, its colour and its boxes in each split and in all."""
+    counts = dataset.box_counts or {}
+    rows: list[dict[str, object]] = []
+    for i, (name, colour) in enumerate(zip(dataset.classes, dataset.class_colours)):
+        row = {split: counts.get(split, {}).get(name, 0) for split in ("train", "val", "test")}
+        rows.append({"name": name, "index": i, "colour": "#{:02x}{:02x}{:02x}".format(*colour), **row,
+                     "total": sum(row.values())})
+    return rows
+
+
+BOX_SIZES_PER_CLASS = 5000
+
+
+def dataset_box_sizes(*, dataset: Dataset) -> dict[str, dict[str, list[float]]]:
+    """Detection: each class's box widths and heights in the stored images' pixels, over every split (at
+    most BOX_SIZES_PER_CLASS a class, a seeded sample beyond that), for the size histogram."""
+    found = [np.load(path) for split in ("train", "val", "test")
+             if (path := boxes_path(dataset.folder, split)).exists()]
+    rows = np.concatenate([f.reshape(-1, 6) for f in found]) if found else np.zeros((0, 6), dtype=np.float32)
+    sizes = {}
+    for i, name in enumerate(dataset.classes):
+        mine = rows[rows[:, 0] == i]
+        if len(mine) > BOX_SIZES_PER_CLASS:
+            mine = mine[np.sort(np.random.default_rng(0).choice(len(mine), BOX_SIZES_PER_CLASS, replace=False))]
+        sizes[name] = {"width": np.round(mine[:, 3] - mine[:, 1], 2).tolist(),
+                       "height": np.round(mine[:, 4] - mine[:, 2], 2).tolist()}
+    return sizes

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from datasets.ingest import IngestError
 from datasets.ingest.archive import ExtractLimits, ZipSource, archive_kind, extract_archive
+from datasets.ingest.detection import LABEL_SUFFIXES, run_detection_ingest
 from datasets.ingest.pipeline import IngestOptions, IngestResult, ingest_workers, run_ingest
 from datasets.ingest.segmentation import SIDE_FILES, run_segmentation_ingest
 from datasets.models import Dataset
@@ -64,12 +65,20 @@ def dataset_create(*, owner: AbstractBaseUser, name: str, options: IngestOptions
     return dataset
 
 
-EXAMPLES = ("digits", "segmentation")
+EXAMPLES = ("digits", "segmentation", "detection")
 
 
 def dataset_create_example(*, owner: AbstractBaseUser, example: str = "digits") -> Dataset:
     """A generated example through the same ingest as uploads: "digits", the handwritten digits bundled
-    with scikit-learn, or "segmentation", shapes on noisy backgrounds with exact masks (datasets.example)."""
+    with scikit-learn, "segmentation", shapes on noisy backgrounds with exact masks, or "detection",
+    shapes on such backgrounds with exact boxes, written as a YOLO zip (datasets.example)."""
+    if example == "detection":
+        from datasets.example import DETECTION_HEIGHT, DETECTION_SOURCE, DETECTION_WIDTH
+
+        options = IngestOptions(width=DETECTION_WIDTH, height=DETECTION_HEIGHT, channels=3, resize_mode="squash",
+                                val_percent=20, test_percent=10, seed=42, task="detection")
+        return _dataset_insert(owner, "Shapes detection (example)", options, Dataset.Source.EXAMPLE,
+                               DETECTION_SOURCE)
     if example == "segmentation":
         from datasets.example import SHAPES_SOURCE
 
@@ -205,8 +214,8 @@ def _ingest(dataset: Dataset, progress: RowProgress) -> IngestResult:
         width=dataset.image_width, height=dataset.image_height, channels=dataset.channels,
         resize_mode=dataset.resize_mode, val_percent=dataset.val_percent, test_percent=dataset.test_percent,
         seed=dataset.seed, min_per_class=dataset.min_per_class, max_per_class=dataset.max_per_class,
-        task=dataset.task, ignore_index=dataset.ignore_index)
-    ingest = run_segmentation_ingest if dataset.task == "segmentation" else run_ingest
+        task=dataset.task, ignore_index=dataset.ignore_index, box_format=dataset.box_format)
+    ingest = _INGESTS.get(dataset.task, run_ingest)
     try:
         return ingest(source, dataset.folder, options, max_pixels=settings.WORKBENCH["MAX_IMAGE_PIXELS"],
                       workers=ingest_workers(settings.WORKBENCH["INGEST_WORKERS"]),
@@ -214,6 +223,9 @@ def _ingest(dataset: Dataset, progress: RowProgress) -> IngestResult:
     finally:
         if isinstance(source, ZipSource):
             source.close()
+
+
+_INGESTS = {"segmentation": run_segmentation_ingest, "detection": run_detection_ingest}
 
 
 def _materialise_source(dataset: Dataset, progress) -> Path | ZipSource:  # type: ignore[no-untyped-def]
@@ -224,7 +236,12 @@ def _materialise_source(dataset: Dataset, progress) -> Path | ZipSource:  # type
         return resolve_server_path(dataset.source_name)
     extracted = dataset.folder / EXTRACTED
     shutil.rmtree(extracted, ignore_errors=True)  # what an earlier, killed attempt extracted
-    if dataset.source == Dataset.Source.EXAMPLE:
+    if dataset.source == Dataset.Source.EXAMPLE and dataset.task == "detection":
+        from datasets.example import write_detection_zip
+
+        # Written as the archive a user would upload, so the example takes the upload's whole path.
+        write_detection_zip(dataset.folder / "upload.zip")
+    elif dataset.source == Dataset.Source.EXAMPLE:
         from datasets.example import write_digits, write_shapes
 
         (write_shapes if dataset.task == "segmentation" else write_digits)(extracted)
@@ -240,9 +257,11 @@ def _materialise_source(dataset: Dataset, progress) -> Path | ZipSource:  # type
         source = ZipSource(uploads[0], limits)
         images = source.images
     else:
-        # A segmentation archive's classes.txt and colormap.txt travel beside its images.
+        # A segmentation archive's classes.txt and colormap.txt travel beside its images, a detection
+        # archive's label files (and classes.txt, data.yaml) too.
         keep = SIDE_FILES if dataset.task == "segmentation" else frozenset()
-        source, images = extracted, extract_archive(uploads[0], extracted, limits, progress, keep).images
+        suffixes = LABEL_SUFFIXES if dataset.task == "detection" else frozenset()
+        source, images = extracted, extract_archive(uploads[0], extracted, limits, progress, keep, suffixes).images
     if images == 0:
         raise IngestError("The archive holds no image files (JPEG, PNG, BMP, GIF or WebP).")
     return source
@@ -253,7 +272,14 @@ def _finish_ready(lease: Lease, result: IngestResult) -> None:
         status=Dataset.Status.READY, progress=1.0, error="", classes=result.classes,
         split_counts=result.split_counts, class_counts=result.class_counts, skipped=result.skipped,
         warnings=result.warnings, class_pixels=result.class_pixels, colormap=result.colormap,
-        updated_at=timezone.now())
+        updated_at=timezone.now(), **_detection_fields(result))
+
+
+def _detection_fields(result: IngestResult) -> dict[str, object]:
+    if result.box_counts is None:
+        return {}
+    return {"box_format": result.box_format, "box_counts": result.box_counts, "boxes_dropped": result.boxes_dropped,
+            "images_without_boxes": result.images_without_boxes}
 
 
 def _finish_with_error(lease: Lease, dataset: Dataset, message: str) -> None:

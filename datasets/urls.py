@@ -13,6 +13,7 @@ urlpatterns = [
     path("<int:pk>/mean.png", views.dataset_mean_image, name="dataset-mean"),
     path("<int:pk>/images/<str:split>/<int:index>.png", views.dataset_image, name="dataset-image"),
     path("<int:pk>/masks/<str:split>/<int:index>.png", views.dataset_mask, name="dataset-mask"),
+    path("<int:pk>/boxes/<str:split>/<int:index>.png", views.dataset_boxes, name="dataset-boxes"),
     path("<int:pk>/thumbs/<int:class_index>/<int:k>.png", views.dataset_thumbnail, name="dataset-thumb"),
 ]
 

@@ -8,7 +8,7 @@ from django.views.decorators.http import require_POST
 from datasets import selectors, services
 from datasets.forms import DatasetForm
 from datasets.ingest.store import thumb_path
-from training.vision_tasks import vision_task
+from training.vision_tasks import VISION_TASKS, vision_task
 from workbench.pagination import page_context
 from workbench.uploads import TOO_LARGE_FORM, upload_too_large
 
@@ -51,7 +51,19 @@ def dataset_detail(request: HttpRequest, pk: int) -> HttpResponse:
     if dataset.task == "segmentation":
         context |= {"pixel_rows": selectors.dataset_pixel_rows(dataset=dataset),
                     "samples": selectors.dataset_samples(dataset=dataset)}
-    return render(request, vision_task(dataset.task).pages["dataset"], context)
+    if dataset.task == "detection" and dataset.status == dataset.Status.READY:
+        context |= {"box_rows": selectors.dataset_box_rows(dataset=dataset),
+                    "box_sizes": selectors.dataset_box_sizes(dataset=dataset),
+                    "samples": selectors.dataset_samples(dataset=dataset)}
+    return render(request, _dataset_page(dataset.task), context)
+
+
+def _dataset_page(task: str) -> str:
+    # Detection's vision task (training.vision_tasks.detection) names this page too; the datasets app
+    # can show its own datasets before that task is registered.
+    if task == "detection" and task not in VISION_TASKS:
+        return "datasets/detection_detail.html"
+    return vision_task(task).pages["dataset"]
 
 
 @require_POST
@@ -108,6 +120,22 @@ def dataset_mask(request: HttpRequest, pk: int, split: str, index: int) -> HttpR
     png = mask_png(dataset.folder, split, index, colours, dataset.ignore_index) if split in ("train", "val", "test") else None
     if png is None:
         raise Http404("No such mask.")
+    response = HttpResponse(png, content_type="image/png")
+    response["Cache-Control"] = "private, max-age=3600"
+    return response
+
+
+def dataset_boxes(request: HttpRequest, pk: int, split: str, index: int) -> HttpResponse:
+    """One image of a detection dataset's split with its boxes drawn and labelled in its classes' colours,
+    as PNG: the explore page's samples."""
+    from datasets.ingest.store import boxes_png
+
+    dataset = selectors.dataset_get(user=request.user, pk=pk)
+    png = None
+    if dataset.task == "detection" and split in ("train", "val", "test"):
+        png = boxes_png(dataset.folder, split, index, dataset.classes, dataset.class_colours)
+    if png is None:
+        raise Http404("No such image.")
     response = HttpResponse(png, content_type="image/png")
     response["Cache-Control"] = "private, max-age=3600"
     return response

@@ -334,17 +334,35 @@ class ClassifyInput(RequestInput):
     epoch = serializers.FloatField(required=False, allow_null=True, default=None)
 
 
+class InferInput(ClassifyInput):
+    score_threshold = serializers.FloatField(
+        required=False, allow_null=True, default=None, min_value=0.0, max_value=1.0,
+        help_text="detection: leave out boxes scoring below it (default 0.3); other tasks ignore it.")
+
+
+class BoxOutput(serializers.Serializer):
+    label = serializers.CharField()
+    class_index = serializers.IntegerField()
+    score = serializers.FloatField()
+    box = serializers.ListField(child=serializers.FloatField(), min_length=4, max_length=4,
+                                help_text="[x1, y1, x2, y2] in the uploaded image's own pixels.")
+
+
 class InferOutput(serializers.Serializer):
     task = serializers.CharField(help_text="The job's vision task; the fields below depend on it.")
     predictions = PredictionOutput(many=True, required=False, help_text="classification: top 5, best first.")
-    width = serializers.IntegerField(required=False, help_text="segmentation: the uploaded image's own width.")
-    height = serializers.IntegerField(required=False, help_text="segmentation: the uploaded image's own height.")
+    width = serializers.IntegerField(required=False, help_text="segmentation, detection: the uploaded image's own width.")
+    height = serializers.IntegerField(required=False,
+                                     help_text="segmentation, detection: the uploaded image's own height.")
     mask = serializers.CharField(required=False, help_text=(
         "segmentation: base64 PNG of class indices (8-bit grey; 16-bit past 256 classes), width x height."))
     classes = serializers.ListField(child=serializers.CharField(), required=False,
                                     help_text="segmentation: the class of each mask value, in order.")
     class_pixels = serializers.DictField(child=serializers.FloatField(), required=False,
                                          help_text="segmentation: each class's share of the mask's pixels.")
+    boxes = BoxOutput(many=True, required=False, help_text=(
+        "detection: the boxes scoring at least score_threshold, best first, in the uploaded image's own pixels."))
+    score_threshold = serializers.FloatField(required=False, help_text="detection: the threshold applied.")
     epoch = serializers.FloatField()
     preprocessed = serializers.CharField(help_text="The input as the network saw it, as a PNG data URL.")
 
@@ -352,14 +370,16 @@ class InferOutput(serializers.Serializer):
 class JobInferApi(APIView):
     """One image through a snapshot, answered as the job's vision task answers."""
 
-    @extend_schema(request={"multipart/form-data": ClassifyInput}, responses=InferOutput)
+    @extend_schema(request={"multipart/form-data": InferInput}, responses=InferOutput)
     def post(self, request: Request, pk: int) -> Response:
         job = selectors.job_get_to_infer(user=request.user, pk=pk)
-        given = ClassifyInput(data=request.data)
+        given = InferInput(data=request.data)
         if upload_too_large(request):
             return error_response(TOO_LARGE, status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
         given.is_valid(raise_exception=True)
-        answer = job_infer(job=job, image=given.validated_data["image"], epoch=given.validated_data["epoch"])
+        data = given.validated_data
+        answer = job_infer(job=job, image=data["image"], epoch=data["epoch"],
+                           options={"score_threshold": data["score_threshold"]})
         return Response(answer)
 
 

@@ -57,6 +57,9 @@ JOB_COLUMNS = [
     JobColumn("best_val_mean_iou", "Best val mean IoU", _metric("best", "val_mean_iou", ".2%"), "best_val_mean_iou", "-"),
     JobColumn("best_val_pixel_accuracy", "Best val pixel accuracy", _metric("best", "val_pixel_accuracy", ".2%"),
               "best_val_pixel_accuracy", "-"),
+    # Detection's (training.vision_tasks.detection).
+    JobColumn("best_val_map_50", "Best val mAP@0.5", _metric("best", "val_map_50", ".3f"), "best_val_map_50", "-"),
+    JobColumn("best_val_map", "Best val mAP@0.5:0.95", _metric("best", "val_map", ".3f"), "best_val_map", "-"),
 ]
 DEFAULT_COLUMNS = [column.key for column in JOB_COLUMNS if column.default]
 

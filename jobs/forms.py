@@ -25,6 +25,7 @@ from jobs.selectors import job_snapshot_epochs
 from networks.selectors import network_list
 from pretrained.models import PretrainedModel
 from pretrained.selectors import pretrained_list
+from training.vision_tasks.detection import DEFAULT_SCORE_THRESHOLD
 from workers.selectors import device_choices
 
 OPTIMIZER_LABELS = {"sgd": "SGD with momentum", "nesterov": "SGD, Nesterov momentum", "adam": "Adam",
@@ -191,6 +192,15 @@ class SnapshotImageForm(forms.Form):
     def add_refusal(self, exc: Exception) -> None:
         """A service's refusal beside the snapshot picker when it is about the epoch, else the image."""
         self.add_error("epoch" if getattr(exc, "field", None) == "epoch" else "image", str(exc))
+
+
+class DetectImageForm(SnapshotImageForm):
+    """The detect page's form: the snapshot image form and the score the page's slider starts at
+    (the page is sent every box; the slider hides those below it without asking again)."""
+
+    score_threshold = forms.FloatField(min_value=0.0, max_value=1.0, required=False, initial=DEFAULT_SCORE_THRESHOLD,
+                                       label="Score threshold",
+                                       help_text="Boxes scoring below it are hidden; the slider moves it.")
 
 
 def network_source_initial(query: Any) -> dict[str, Any]:

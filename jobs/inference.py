@@ -1,4 +1,4 @@
-"""Inference with a job's snapshot (classify, segment). The web side decodes; a serving worker runs the model (serving/)."""
+"""Inference with a job's snapshot (classify, segment, detect). The web side decodes; a serving worker runs the model (serving/)."""
 from __future__ import annotations
 
 import base64
@@ -36,16 +36,20 @@ def _decoded(job: TrainingJob, image: UploadedFile) -> tuple[np.ndarray, tuple[i
     return pixels, own, spec
 
 
-def job_infer(*, job: TrainingJob, image: UploadedFile, epoch: float | None = None) -> dict[str, Any]:
+def job_infer(*, job: TrainingJob, image: UploadedFile, epoch: float | None = None,
+              options: dict[str, Any] | None = None) -> dict[str, Any]:
     """One image through a snapshot (the latest by default), answered as the job's vision task
     answers: {"task", "epoch", "preprocessed", and the task's own fields (classification: predictions;
-    segmentation: width, height, mask, classes, class_pixels, the mask at the upload's own size)}."""
+    segmentation: width, height, mask, classes, class_pixels, the mask at the upload's own size;
+    detection: width, height, boxes in the upload's own pixels)}. `options`: the task's
+    `infer_options` given (detection's score_threshold); the others' are not asked of it."""
     snapshot = job_snapshot(job=job, epoch=epoch)
     pixels, (width, height), spec = _decoded(job, image)
     outputs = client.infer("jobs.classify", job.backend, str(job.folder / snapshot.path), pixels[np.newaxis])
     task = vision_task(job.dataset.task)
-    answer = task.infer_answer(outputs[0], job.dataset.classes)
-    answer = task.answer_to_image(answer, width, height, scaled_size(width, height, spec))
+    given = {name: value for name, value in (options or {}).items() if name in task.infer_options and value is not None}
+    answer = task.infer_answer(outputs[0], job.dataset.classes, **given)
+    answer = task.answer_to_image(answer, width, height, scaled_size(width, height, spec), (spec.width, spec.height))
     return {"task": task.name, **answer, "epoch": snapshot.epoch, "preprocessed": png_data_url(pixels)}
 
 
@@ -70,18 +74,34 @@ PAGE_LONGEST = 768  # the longest side the page shows an upload at; its mask is 
 def segmentation_overlay(*, answer: dict[str, Any], image: UploadedFile, colours: list[list[int]]) -> dict[str, str]:
     """The upload (at most PAGE_LONGEST on its longest side) and the answer's mask in the classes'
     colours at that same size, as data: URLs the page stacks: {"photo", "overlay"}."""
+    from datasets.ingest.store import coloured_mask_png
+    from training.vision_tasks.segmentation.metrics import mask_from_png, mask_to_size
+
+    photo = _page_photo(image)
+    mask = mask_to_size(mask_from_png(answer["mask"]), photo.width, photo.height)
+    return {"photo": _jpeg_url(photo),
+            "overlay": "data:image/png;base64," + base64.b64encode(coloured_mask_png(mask, colours)).decode()}
+
+
+def page_photo(*, image: UploadedFile) -> str:
+    """The upload at most PAGE_LONGEST on its longest side, as a JPEG data: URL (the detect page draws
+    the answer's boxes over it, scaled from the upload's own pixels to the size it is shown at)."""
+    return _jpeg_url(_page_photo(image))
+
+
+def _page_photo(image: UploadedFile):  # type: ignore[no-untyped-def]
     from PIL import Image, ImageOps
 
     from datasets.ingest.images import FORMATS
-    from datasets.ingest.store import coloured_mask_png
-    from training.vision_tasks.segmentation.metrics import mask_from_png, mask_to_size
 
     image.seek(0)
     with Image.open(image, formats=FORMATS) as opened:
         photo = (ImageOps.exif_transpose(opened) or opened).convert("RGB")
-    photo.thumbnail((PAGE_LONGEST, PAGE_LONGEST))  # keeps the aspect: the mask follows it below
-    mask = mask_to_size(mask_from_png(answer["mask"]), photo.width, photo.height)
+    photo.thumbnail((PAGE_LONGEST, PAGE_LONGEST))  # keeps the aspect: what is drawn over it follows
+    return photo
+
+
+def _jpeg_url(photo: Any) -> str:
     buffer = io.BytesIO()
     photo.save(buffer, format="JPEG", quality=90)
-    return {"photo": "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode(),
-            "overlay": "data:image/png;base64," + base64.b64encode(coloured_mask_png(mask, colours)).decode()}
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()

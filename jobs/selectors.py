@@ -64,6 +64,8 @@ JOB_ORDERINGS: dict[str, Any] = {
     "best_val_loss": _best("val_loss"),
     "best_val_mean_iou": _best("val_mean_iou"),
     "best_val_pixel_accuracy": _best("val_pixel_accuracy"),
+    "best_val_map_50": _best("val_map_50"),
+    "best_val_map": _best("val_map"),
     "latest_train_loss": _latest("train_loss"),
     "network": F("network"),
     "group": F("group"),
@@ -338,7 +340,7 @@ def job_status_dict(*, job: TrainingJob) -> dict[str, Any]:
 
 def job_task_page(*, job: TrainingJob) -> dict[str, Any]:
     """What the job page shows of its dataset's vision task: the live metrics it plots and lists
-    (the first one is the "best"), and whether the task's infer page exists in this build."""
+    (the first one is the "best"), the loss's parts it plots beside the loss, and whether the task's infer page exists in this build."""
     from django.template import TemplateDoesNotExist
     from django.template.loader import get_template
 
@@ -353,7 +355,8 @@ def job_task_page(*, job: TrainingJob) -> dict[str, Any]:
         infer_page = True
     except TemplateDoesNotExist:  # a task whose infer page is not built yet: the job page links nowhere
         infer_page = False
-    return {"name": task.name, "metrics": metrics, "infer_page": infer_page, "curves_title": _curves_title(labels)}
+    return {"name": task.name, "metrics": metrics, "loss_parts": list(task.loss_parts), "infer_page": infer_page,
+            "curves_title": _curves_title(labels)}
 
 
 def _curves_title(labels: list[str]) -> str:

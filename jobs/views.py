@@ -16,16 +16,18 @@ from jobs import selectors, services
 from jobs.columns import DEFAULT_COLUMNS
 from jobs.forms import (
     MULTI_VALUE_FIELDS,
+    DetectImageForm,
     JobForm,
     SnapshotImageForm,
     initial_from_job,
     network_initial,
     network_source_initial,
 )
-from jobs.inference import job_infer, segmentation_overlay
+from jobs.inference import job_infer, page_photo, segmentation_overlay
 from jobs.models import TrainingJob
 from serving.client import ServingUnavailable
 from training.vision_tasks import vision_task
+from training.vision_tasks.detection import DEFAULT_SCORE_THRESHOLD
 from workbench.pagination import page_context
 from workbench.uploads import TOO_LARGE_FORM, upload_too_large
 
@@ -182,13 +184,18 @@ def job_delete(request: HttpRequest, pk: int) -> HttpResponse:
 
 def job_classify_view(request: HttpRequest, pk: int) -> HttpResponse:
     job = selectors.job_get(user=request.user, pk=pk)
-    form = SnapshotImageForm(request.POST or None, request.FILES or None, job=job)
+    detection = job.dataset.task == "detection"
+    form_class = DetectImageForm if detection else SnapshotImageForm
+    form = form_class(request.POST or None, request.FILES or None, job=job)
     result, unavailable = None, None
+    # Detection's page is sent every box the detector kept: its slider hides the low ones.
+    options = {"score_threshold": 0.0} if detection else {}
     if upload_too_large(request):
         form.errors["image"] = form.error_class([TOO_LARGE_FORM])  # not "required": it was cut off
     elif request.method == "POST" and form.is_valid():
         try:
-            result = job_infer(job=job, image=form.cleaned_data["image"], epoch=form.cleaned_data["epoch"])
+            result = job_infer(job=job, image=form.cleaned_data["image"], epoch=form.cleaned_data["epoch"],
+                               options=options)
         except (services.JobInputError, services.JobStateError) as exc:
             form.add_refusal(exc)
         except ServingUnavailable as exc:  # not the image's fault: said above the form, with its 503/504
@@ -198,7 +205,32 @@ def job_classify_view(request: HttpRequest, pk: int) -> HttpResponse:
     context = {"job": job, "form": form, "result": result, "unavailable": unavailable}
     if job.dataset.task == "segmentation":
         context |= _segment_context(job, result, form.cleaned_data.get("image") if result else None)
+    if detection:
+        context |= _detect_context(job, result, form)
     return render(request, page, context, status=status)
+
+
+def box_colours(dataset: Any) -> list[list[int]]:
+    """Each class's [r, g, b] for its boxes: the dataset's colormap, else the default palette from its
+    second colour on (the first is black, segmentation's background: a detection class is never one)."""
+    from datasets.ingest.segmentation import default_colour
+
+    if dataset.colormap:
+        return dataset.class_colours
+    return [list(default_colour(i + 1)) for i in range(len(dataset.classes))]
+
+
+def _detect_context(job: TrainingJob, result: dict[str, Any] | None, form: DetectImageForm) -> dict[str, Any]:
+    """The classes' colours, and with an answer the upload to draw its boxes over and the slider's start."""
+    colours = ["rgb({}, {}, {})".format(*rgb) for rgb in box_colours(job.dataset)]
+    legend = [{"name": name, "rgb": colours[i]} for i, name in enumerate(job.dataset.classes)]
+    if result is None:
+        return {"legend": legend}
+    threshold = form.cleaned_data.get("score_threshold")
+    return {"legend": legend, "photo": page_photo(image=form.cleaned_data["image"]),
+            "threshold": DEFAULT_SCORE_THRESHOLD if threshold is None else threshold,
+            "drawing": {"width": result["width"], "height": result["height"],
+                        "boxes": [{**found, "colour": colours[found["class_index"]]} for found in result["boxes"]]}}
 
 
 def _segment_context(job: TrainingJob, result: dict[str, Any] | None, image: Any) -> dict[str, Any]:

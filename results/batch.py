@@ -23,7 +23,7 @@ from django.db import transaction
 
 from datasets.ingest import IngestError
 from datasets.ingest.archive import archive_kind, is_image_name, safe_parts
-from jobs.errors import JobInputError
+from jobs.errors import JobInputError, JobStateError
 from jobs.models import Snapshot, TrainingJob
 from results.models import BatchClassification
 from results.work import WorkFailed, claimed, done_snapshot, enqueue
@@ -52,6 +52,8 @@ class Entry:
 def batch_start(*, job: TrainingJob, name: str = "", archive: UploadedFile | None = None,
                 listing: str | None = None, epoch: float | None = None) -> BatchClassification:
     """Check the input and queue the classification; refusals are JobStateError or JobInputError."""
+    if job.dataset.task == "detection":  # its answers are boxes, not the class probabilities this tallies
+        raise JobStateError("Classifying many images is not available for detection jobs; use infer or evaluate.")
     snapshot = done_snapshot(job=job, epoch=epoch, action="classify images with")
     if archive is not None and listing:
         raise JobInputError("Give either an archive of images or a list of paths, not both.", "listing")

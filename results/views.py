@@ -45,6 +45,8 @@ def gallery_context(evaluation: Evaluation) -> dict[str, object]:
         return {}
     if evaluation.result.get("task") == "segmentation":
         return worst_context(evaluation)
+    if evaluation.result.get("task") == "detection":
+        return detection_context(evaluation)
     names = evaluation.result["classes"]
     mistakes = [{**m, "true_name": names[m["true"]], "predicted_name": names[m["predicted"]]}
                 for m in evaluation.result["mistakes"]]
@@ -68,3 +70,28 @@ def worst_context(evaluation: Evaluation) -> dict[str, object]:
         mask_from_png(row["mask"]), colours, dataset.ignore_index)).decode()} for row in evaluation.result["worst"]]
     legend = [{"name": name, "rgb": "rgb({}, {}, {})".format(*colours[i])} for i, name in enumerate(dataset.classes)]
     return {"worst": worst, "legend": legend}
+
+
+TRUE_COLOUR, PREDICTED_COLOUR, DONT_CARE_COLOUR = "#2f9e44", "#e03131", "#868e96"
+
+
+def detection_context(evaluation: Evaluation) -> dict[str, object]:
+    """A detection evaluation's worst images with their boxes ready to draw (true ones in one colour,
+    predicted ones in another with their scores, DontCare regions dashed), and the per-class rows."""
+    names = evaluation.result["classes"]
+    dataset = evaluation.job.dataset
+
+    def name(cls: float) -> str:
+        return "DontCare" if cls == -2 else names[int(cls)]
+
+    worst = []
+    for row in evaluation.result["worst"]:
+        # True boxes wide and underneath, their names below them: a prediction on the spot leaves them seen.
+        true = [{"box": box, "colour": DONT_CARE_COLOUR if cls == -2 else TRUE_COLOUR, "text": name(cls),
+                 "dash": cls == -2, "width": 5, "below": True} for cls, *box in row["true"]]
+        predicted = [{"box": box, "colour": PREDICTED_COLOUR, "text": f"{name(cls)} {score:.2f}"}
+                     for cls, score, *box in row["predicted"]]
+        worst.append({**row, "boxes": true + predicted})
+    return {"worst": worst, "drawing": {"width": dataset.image_width, "height": dataset.image_height,
+                                        "images": {str(w["index"]): w["boxes"] for w in worst}},
+            "colours": {"true": TRUE_COLOUR, "predicted": PREDICTED_COLOUR, "dont_care": DONT_CARE_COLOUR}}

@@ -21,6 +21,7 @@ from datasets.ingest import IngestError
 from datasets.ingest.images import ImageRejected
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"})
+_TEXT_SUFFIXES = frozenset({".txt", ".xml", ".json", ".yaml", ".yml"})
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _CHUNK = 1024 * 1024
 # Ratios are only meaningful once enough bytes are in play; tiny files compress wildly.
@@ -74,9 +75,10 @@ def _is_hidden(parts: tuple[str, ...]) -> bool:
 
 class _Extractor:
     def __init__(self, dest: Path, archive_bytes: int, limits: ExtractLimits,
-                 keep_names: frozenset[str] = frozenset()) -> None:
+                 keep_names: frozenset[str] = frozenset(), keep_suffixes: frozenset[str] = frozenset()) -> None:
         self.dest = dest.resolve()
         self.keep_names = keep_names
+        self.keep_suffixes = keep_suffixes
         self.archive_bytes = max(archive_bytes, 1)
         self.limits = limits
         self.report = ExtractReport()
@@ -91,7 +93,8 @@ class _Extractor:
 
     def wants(self, name: str) -> tuple[str, ...] | None:
         parts = safe_parts(name)
-        kept = bool(parts) and (is_image_name(parts[-1]) or parts[-1].lower() in self.keep_names)
+        kept = bool(parts) and (is_image_name(parts[-1]) or parts[-1].lower() in self.keep_names
+                                or PurePosixPath(parts[-1]).suffix.lower() in self.keep_suffixes)
         if not parts or _is_hidden(parts) or not kept:
             self.report.ignored += bool(parts)
             if parts and not _is_hidden(parts):
@@ -134,15 +137,16 @@ class _Extractor:
 
 def extract_archive(
     path: Path, dest: Path, limits: ExtractLimits, progress: Callable[[float], None] = lambda f: None,
-    keep_names: frozenset[str] = frozenset(),
+    keep_names: frozenset[str] = frozenset(), keep_suffixes: frozenset[str] = frozenset(),
 ) -> ExtractReport:
     """Extract the image files (and files named in `keep_names`, e.g. a segmentation archive's
-    classes.txt) of a zip or tar under `dest`."""
+    classes.txt, or ending in `keep_suffixes`, e.g. a detection archive's label files) of a zip or
+    tar under `dest`."""
     kind = archive_kind(path)
     if kind is None:
         raise IngestError("The file is not a zip or tar archive (tar, tar.gz, tgz, tar.bz2, tar.xz).")
     dest.mkdir(parents=True, exist_ok=True)
-    extractor = _Extractor(dest, path.stat().st_size, limits, keep_names)
+    extractor = _Extractor(dest, path.stat().st_size, limits, keep_names, keep_suffixes)
     if kind == "zip":
         _extract_zip(path, extractor, progress)
     else:
@@ -200,6 +204,10 @@ def _check_zip(path: Path, limits: ExtractLimits) -> tuple[list[str], list[str],
                     _check_ratio(info, limits)
                     checker._account(info.file_size)
                     checker.report.images += 1
+                elif not info.is_dir() and not _is_hidden(parts) and PurePosixPath(parts[-1]).suffix.lower() in _TEXT_SUFFIXES:
+                    # Label and side files are read from the zip too (detection): the same caps hold.
+                    _check_ratio(info, limits)
+                    checker._account(info.file_size)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError) as exc:
         raise IngestError(f"The zip archive could not be read: {exc}") from None
     return names, dirs, checker.report.images

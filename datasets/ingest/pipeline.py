@@ -33,8 +33,9 @@ class IngestOptions:
     seed: int
     min_per_class: int = 1
     max_per_class: int | None = None
-    task: str = "classification"  # training.vision_tasks; segmentation reads datasets.ingest.segmentation
+    task: str = "classification"  # training.vision_tasks; segmentation and detection: datasets.ingest.<task>
     ignore_index: int = 255  # segmentation: the mask value that counts as no class
+    box_format: str = ""  # detection: "" (read from the files), kitti, yolo, voc or coco
 
 
 @dataclass
@@ -45,7 +46,11 @@ class IngestResult:
     skipped: dict[str, object]
     warnings: list[str] = field(default_factory=list)
     class_pixels: dict[str, dict[str, float]] | None = None  # segmentation: {split: {class: fraction}}
-    colormap: dict[str, list[int]] | None = None  # segmentation: {class: [r, g, b]}
+    colormap: dict[str, list[int]] | None = None  # segmentation and detection: {class: [r, g, b]}
+    box_format: str = ""  # detection: the format the labels were read as
+    box_counts: dict[str, dict[str, int]] | None = None  # detection: {split: {class: boxes}}
+    boxes_dropped: int | None = None  # detection: boxes left with no area once resized and clipped
+    images_without_boxes: dict[str, int] | None = None  # detection: {split: images with no box of a class}
 
 
 # --- scanning -------------------------------------------------------------------------------

@@ -8,16 +8,24 @@ A segmentation dataset has masks instead of labels and thumbnails (datasets.inge
 
     <dataset>/train_masks.npy   uint8 (N, H, W), class indices, ignore_index kept
     <dataset>/colormap.json     {class: [r, g, b]}
+
+A detection dataset has boxes instead (datasets.ingest.detection), and thumbnails per class of images
+holding that class:
+
+    <dataset>/train_boxes.npy   float32 (N, K, 6), rows [class, x1, y1, x2, y2, flag] in the stored
+                                image's pixels; padding rows class -1; class -2 a DontCare region;
+                                flag 1 difficult or crowd
 """
 from __future__ import annotations
 
 import base64
 import io
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 STAGING = "staging.npy"
 THUMBS_PER_CLASS = 8
@@ -34,6 +42,10 @@ def labels_path(folder: Path, split: str) -> Path:
 
 def masks_path(folder: Path, split: str) -> Path:
     return folder / f"{split}_masks.npy"
+
+
+def boxes_path(folder: Path, split: str) -> Path:
+    return folder / f"{split}_boxes.npy"
 
 
 def open_split(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -88,6 +100,44 @@ def write_segmentation_outputs(folder: Path, staging_images: Path, staging_masks
     _write_mean(folder, images, splits["train"])
     del images, masks
     return counts, pixels
+
+
+@dataclass(frozen=True)
+class DetectionFigures:
+    box_counts: dict[str, dict[str, int]]  # {split: {class: boxes}}, difficult and crowd boxes included
+    images_with: dict[str, dict[str, int]]  # {split: {class: images holding a box of it}}
+    images_without_boxes: dict[str, int]  # {split: images holding no box of any class}
+
+
+def write_detection_outputs(folder: Path, staging_images: Path, boxes: np.ndarray, splits: dict[str, np.ndarray],
+                            classes: list[str], colormap: dict[str, list[int]]) -> DetectionFigures:
+    """The split arrays (images, boxes (N, K, 6)), mean, classes, colours and per-class thumbnails."""
+    images = np.load(staging_images, mmap_mode="r")
+    counts, holding, empty = {}, {}, {}
+    for split, index in splits.items():
+        _copy_rows(images, index, images_path(folder, split))
+        rows = boxes[index]
+        np.save(boxes_path(folder, split), rows)
+        labels = rows[:, :, 0].astype(np.int64)
+        counts[split] = {name: int((labels == c).sum()) for c, name in enumerate(classes)}
+        holding[split] = {name: int((labels == c).any(axis=1).sum()) for c, name in enumerate(classes)}
+        empty[split] = int((~(labels >= 0).any(axis=1)).sum()) if len(rows) else 0
+    (folder / "classes.json").write_text(json.dumps(classes))
+    (folder / "colormap.json").write_text(json.dumps(colormap))
+    _write_mean(folder, images, splits["train"])
+    _write_box_thumbs(folder, images, boxes, splits, len(classes))
+    del images
+    return DetectionFigures(counts, holding, empty)
+
+
+def _write_box_thumbs(folder: Path, source: np.ndarray, boxes: np.ndarray, splits: dict[str, np.ndarray],
+                      n_classes: int) -> None:
+    (folder / "thumbs").mkdir(exist_ok=True)
+    order = np.concatenate([splits["train"], splits["val"], splits["test"]])
+    for class_index in range(n_classes):
+        picks = order[(boxes[order, :, 0] == class_index).any(axis=1)][:THUMBS_PER_CLASS]
+        for k, row in enumerate(picks):
+            to_pil(np.asarray(source[row])).save(thumb_path(folder, class_index, k))
 
 
 def _mask_figures(masks: np.ndarray, classes: list[str], ignore_index: int) -> tuple[dict[str, int], dict[str, float]]:
@@ -171,3 +221,59 @@ def coloured_mask_png(mask: np.ndarray, colours: list[list[int]], ignore_index: 
     buffer = io.BytesIO()
     Image.fromarray(table[mask], "RGBA").save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def boxes_png(folder: Path, split: str, index: int, classes: list[str], colours: list[list[int]]) -> bytes | None:
+    """One image of a detection split with its boxes drawn and labelled (enlarged so that small images
+    still show the labels), as PNG; None if there is no such image."""
+    images, boxes = images_path(folder, split), boxes_path(folder, split)
+    if not images.exists() or not boxes.exists():
+        return None
+    pixels = np.load(images, mmap_mode="r")
+    if not 0 <= index < len(pixels):
+        return None
+    buffer = io.BytesIO()
+    draw_boxes(np.asarray(pixels[index]), np.load(boxes, mmap_mode="r")[index], classes, colours).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+BOXED_MIN_WIDTH = 256
+
+
+def draw_boxes(chw: np.ndarray, rows: np.ndarray, classes: list[str], colours: list[list[int]]) -> Image.Image:
+    """The image, enlarged by a whole factor to at least BOXED_MIN_WIDTH pixels wide, with each box outlined
+    in its class's colour and named; DontCare regions and difficult/crowd boxes dashed grey."""
+    scale = max(1, -(-BOXED_MIN_WIDTH // chw.shape[2]))
+    image = to_pil(chw).convert("RGB")
+    image = image.resize((image.width * scale, image.height * scale), Image.Resampling.NEAREST)
+    draw, font = ImageDraw.Draw(image), ImageFont.load_default()
+    for cls, x1, y1, x2, y2, flag in np.asarray(rows, dtype=np.float64):
+        if cls == -1:
+            continue
+        box = [x1 * scale, y1 * scale, x2 * scale - 1, y2 * scale - 1]
+        if cls < 0 or flag:
+            _dashed(draw, box, (160, 160, 160))
+            label = "DontCare" if cls < 0 else f"{classes[int(cls)]} (ignored)"
+        else:
+            draw.rectangle(box, outline=tuple(colours[int(cls)]), width=2)
+            label = classes[int(cls)]
+        _label(draw, font, (box[0], box[1]), label, (160, 160, 160) if cls < 0 or flag else tuple(colours[int(cls)]))
+    return image
+
+
+def _dashed(draw: ImageDraw.ImageDraw, box: list[float], colour: tuple[int, int, int]) -> None:
+    x1, y1, x2, y2 = box
+    for start in np.arange(x1, x2, 6):
+        draw.line([(start, y1), (min(start + 3, x2), y1)], fill=colour)
+        draw.line([(start, y2), (min(start + 3, x2), y2)], fill=colour)
+    for start in np.arange(y1, y2, 6):
+        draw.line([(x1, start), (x1, min(start + 3, y2))], fill=colour)
+        draw.line([(x2, start), (x2, min(start + 3, y2))], fill=colour)
+
+
+def _label(draw: ImageDraw.ImageDraw, font: ImageFont.ImageFont | ImageFont.FreeTypeFont, corner: tuple[float, float],
+           text: str, colour: tuple[int, ...]) -> None:
+    left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+    x, y = corner[0], max(0.0, corner[1] - (bottom - top) - 3)
+    draw.rectangle([x, y, x + right - left + 4, y + bottom - top + 3], fill=colour)
+    draw.text((x + 2 - left, y + 1 - top), text, fill=(255, 255, 255), font=font)

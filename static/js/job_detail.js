@@ -13,8 +13,13 @@
   // on the right axis, after the two losses.
   const METRICS = JSON.parse(document.getElementById("job-metrics").textContent);
   const COLOURS = ["#16794c", "#9c36b5", "#0c8599", "#e67700"];
+  const PART_COLOURS = ["#74c0fc", "#4263eb", "#1864ab"];
+  // The parts of the training loss the task reports (detection: heatmap, size, offset), dotted
+  // on the loss axis after the metrics.
+  const LOSS_PARTS = JSON.parse(document.getElementById("job-loss-parts").textContent);
   const TRACES = { "train/loss": 0, "val/loss": 1 };
   METRICS.forEach((m, i) => { TRACES["val/" + m.name] = 2 + i; });
+  LOSS_PARTS.forEach((name, i) => { TRACES["train/" + name] = 2 + METRICS.length + i; });
   const CURVES = Object.keys(TRACES).length;
   const traceIndexes = [...Array(CURVES).keys()];
   const empty = () => ({ x: traceIndexes.map(() => []), y: traceIndexes.map(() => []) });
@@ -28,6 +33,8 @@
     { name: "val loss", x: [], y: [], mode: "lines+markers", line: { color: "#e8590c" } },
     ...METRICS.map((m, i) => ({ name: "val " + m.in_sentence, x: [], y: [], mode: "lines+markers", yaxis: "y2",
       line: { color: COLOURS[i % COLOURS.length] } })),
+    ...LOSS_PARTS.map((name, i) => ({ name: "train " + name.replace(/^loss_/, "") + " loss", x: [], y: [],
+      mode: "lines", line: { color: PART_COLOURS[i % PART_COLOURS.length], dash: "dot", width: 1.5 } })),
   ], layout, config);
   Plotly.newPlot(lrEl, [{ name: "learning rate", x: [], y: [], mode: "lines", line: { color: "#7048e8" } }],
     { margin: { t: 10, r: 60, b: 45, l: 60 }, xaxis: { title: { text: "Epoch" }, rangemode: "tozero" },

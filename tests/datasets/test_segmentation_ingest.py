@@ -316,7 +316,7 @@ def test_a_classification_dataset_answers_no_segmentation_fields(alice_api, alic
     ({"ignore_index": 256}, "ignore_index", "less than or equal to 255"),
     ({"ignore_index": -1}, "ignore_index", "greater than or equal to 0"),
     ({"task": "classification", "ignore_index": 0}, "ignore_index", "for segmentation datasets only"),
-    ({"task": "detection"}, "task", "Detection datasets are not supported yet"),
+    ({"task": "tracking"}, "task", '"tracking" is not a task'),
 ])
 def test_a_bad_segmentation_option_is_a_400_naming_the_field(alice_api, fields, field, words):
     response = post_archive(alice_api, zip_bytes(sample_members(2)), **fields)

@@ -121,12 +121,11 @@ def test_a_dataset_upload_refuses_an_unknown_field_and_keeps_nothing(alice_api):
 
 
 @pytest.mark.parametrize(("field", "value", "words"), [
-    ("task", "detection", "Detection datasets are not supported yet"),
     ("task", "regression", '"regression" is not a task'),
     ("ignore_index", "255", "ignore_index is for segmentation datasets only"),
-    ("box_format", "yolo", "box_format is for detection datasets"),
+    ("box_format", "yolo", "box_format is for detection datasets only"),
 ])
-def test_a_dataset_of_a_task_to_come_is_a_400_naming_the_field(alice_api, field, value, words):
+def test_a_dataset_of_an_unknown_task_or_another_task_s_field_is_a_400_naming_the_field(alice_api, field, value, words):
     response = post_dataset(alice_api, **{field: value})
 
     assert response.status_code == 400

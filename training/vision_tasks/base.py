@@ -29,6 +29,9 @@ class VisionTask(ABC):
     networks: ClassVar[tuple[str, ...]]
     # Live validation metrics besides `loss`; the first one is what a sweep maximises by default.
     metrics: ClassVar[tuple[Metric, ...]]
+    # The parts of the training loss a backend reports as train curves of their own besides `loss`
+    # (detection: "loss_heatmap", "loss_size", "loss_offset"); the job page plots each.
+    loss_parts: ClassVar[tuple[str, ...]] = ()
     # The pages that show its results: template names by role ("dataset", "infer", "evaluation").
     pages: ClassVar[dict[str, str]]
     # What an evaluation scores a split's images against, one row per image ({split}_images.npy).
@@ -61,11 +64,15 @@ class VisionTask(ABC):
     def infer_answer(self, outputs: np.ndarray, classes: list[str]) -> dict[str, Any]:
         """The answer to `infer` for one image, from the backend's outputs for it."""
 
+    # Keyword options `infer_answer` takes besides the outputs (detection: "score_threshold").
+    infer_options: ClassVar[tuple[str, ...]] = ()
+
     def answer_to_image(self, answer: dict[str, Any], width: int, height: int,
-                        scaled: tuple[int, int]) -> dict[str, Any]:
+                        scaled: tuple[int, int], fitted: tuple[int, int] | None = None) -> dict[str, Any]:
         """An `infer_answer` placed on the uploaded image: `width` x `height` is its own size, `scaled`
-        the (width, height) it was scaled to before the centre crop or fill made the network's input.
-        An answer about the whole image (classification) stays as it is."""
+        the (width, height) it was scaled to before the centre crop or fill made the network's input,
+        `fitted` that input's (width, height). An answer about the whole image (classification) stays
+        as it is."""
         return answer
 
     @abstractmethod

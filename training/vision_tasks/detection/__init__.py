@@ -27,9 +27,8 @@ class Detection(VisionTask):
     pages = {"dataset": "datasets/detection_detail.html", "infer": "jobs/detect.html",
              "evaluation": "results/detection_evaluation.html"}
     truth_file = "{split}_boxes.npy"
-    # The train curves besides `loss`: each part of the detector's loss.
     loss_parts = ("loss_heatmap", "loss_size", "loss_offset")
-    infer_options = ("score_threshold",)
+    infer_options = ("score_threshold",)  # what the infer page and API may pass to `infer_answer`
 
     def head(self, classes: list[str]) -> dict[str, Any]:
         # A CenterNet map at stride 4: [0:C] class heatmap logits, [C:C+2] box width and height,

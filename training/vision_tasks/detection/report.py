@@ -15,14 +15,33 @@ def evaluation_report(outputs: np.ndarray, truth: np.ndarray, classes: list[str]
                       score_threshold: float) -> dict[str, Any]:
     """`outputs` (N, D, 6) detections, `truth` (N, K, 6) true boxes, both in the stored images' pixels."""
     evaluation = metrics.coco_evaluation(outputs, truth, len(classes))
-    counts = metrics.threshold_counts(evaluation, len(truth), len(classes), score_threshold)
+    found = metrics.matches(evaluation, len(truth), len(classes))
+    counts = metrics.threshold_counts(found, score_threshold)
     tp, fp, boxes = counts.sum(axis=(0, 1))
     return {"task": "detection", "images": int(len(truth)), "classes": classes,
             **metrics.map_figures(evaluation), "score_threshold": float(score_threshold),
             "precision": _share(tp, tp + fp), "recall": _share(tp, boxes),
             "per_class": per_class(evaluation, counts.sum(axis=0), classes),
             "pr_curves": metrics.pr_curves(evaluation, classes),
+            "thresholds": threshold_table(found, classes),
             "worst": worst_images(outputs, truth, counts.sum(axis=1), score_threshold)}
+
+
+THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(1, 20))  # 0.05, 0.1, ..., 0.95
+
+
+def threshold_table(found: metrics.Matches, classes: list[str]) -> dict[str, Any]:
+    """Precision and recall at IoU 0.5 at each of THRESHOLDS, per class and over all of them, for
+    the page's threshold slider: {"thresholds", "precision": {class: [...], "all": [...]}, "recall": ...}."""
+    names = [*classes, "all"]
+    table: dict[str, Any] = {"thresholds": list(THRESHOLDS), "precision": {n: [] for n in names},
+                             "recall": {n: [] for n in names}}
+    for threshold in THRESHOLDS:
+        counts = metrics.threshold_counts(found, threshold).sum(axis=0)  # (classes, 3)
+        for name, (tp, fp, boxes) in zip(names, [*counts, counts.sum(axis=0)], strict=True):
+            table["precision"][name].append(_share(tp, tp + fp))
+            table["recall"][name].append(_share(tp, boxes))
+    return table
 
 
 def _share(part: int, whole: int) -> float:

@@ -28,7 +28,8 @@ class Segmentation(VisionTask):
         return metrics.infer_answer(outputs, classes)
 
     def answer_to_image(self, answer: dict[str, Any], width: int, height: int,
-                        scaled: tuple[int, int]) -> dict[str, Any]:
+                        scaled: tuple[int, int], fitted: tuple[int, int] | None = None) -> dict[str, Any]:
+        # The mask is the network's input size: `fitted` is its shape.
         return metrics.answer_to_image(answer, width, height, scaled)
 
     def evaluation_report(self, outputs: np.ndarray, labels: np.ndarray, classes: list[str],
