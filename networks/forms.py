@@ -12,7 +12,10 @@ class NetworkForm(forms.Form):
         "invalid": "Use letters, digits, spaces, '.', '-' or '_' (at most 100)."})
     description = forms.CharField(required=False, max_length=500)
     spec = forms.CharField(widget=forms.Textarea(attrs={"rows": 18, "spellcheck": "false", "class": "code"}),
-                           label="Layer spec (JSON)")
+                           label="Layer spec (JSON)",
+                           help_text="A custom network serves classification (it ends in one score per class) or "
+                                     "segmentation (one score per class for each pixel). Detection trains its "
+                                     "built-in network, centernet, only.")
 
     def clean_spec(self) -> dict[str, Any]:
         try:

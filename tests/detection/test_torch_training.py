@@ -178,3 +178,32 @@ def test_a_bf16_detection_job_trains_and_reports_finite_metrics(tmp_path):
     val = val_metrics(recorder)
     assert all(math.isfinite(value) for value in recorder.points.values())
     assert val["map_50"] > 0.4, val  # found the shapes under bf16 autocast (the loss itself runs in float32)
+
+
+def test_boxes_read_from_the_map_on_a_prefetch_thread_train_what_boxes_in_memory_train(shapes, tmp_path):
+    fields = {"epochs": 2, "augmentation": {"flip": "horizontal", "crop_padding": 2}}
+    memory, mapped = Recorder(), Recorder()
+    assert train(det_plan(shapes, tmp_path / "memory", data_placement="memory", **fields), memory) == "done"
+    assert train(det_plan(shapes, tmp_path / "map", data_placement="map", **fields), mapped) == "done"
+
+    assert max_difference(last_weights(tmp_path / "memory"), last_weights(tmp_path / "map")) == 0.0
+    assert memory.points == mapped.points
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+@pytest.mark.parametrize("where,amp", [("device", "off"), ("map", "bf16")])
+def test_it_trains_on_cuda_with_boxes_on_the_device_or_prefetched_pinned(tmp_path, where, amp):
+    dataset = write_detection_dataset(tmp_path / "shapes", train=96, val=24, seed=2)
+    cuda = torch.device("cuda:0")
+    split = Split.open(dataset, "train", cuda, forced=where, labels="boxes")
+    _, boxes = split.batch(torch.arange(8), pin=where != "device")
+    assert boxes.dtype == torch.float32  # a pinned gather keeps the map's own dtype
+    assert torch.equal(boxes.cpu(), Split.open(dataset, "train", forced="map", labels="boxes").batch(torch.arange(8))[1])
+    assert boxes.is_cuda if where == "device" else boxes.is_pinned()
+
+    recorder = Recorder()
+    plan = det_plan(dataset, tmp_path / "job", device="cuda:0", data_placement=where, amp=amp, epochs=30,
+                    val_interval=30, snapshot_interval=30, augmentation={"flip": "horizontal", "scale": [0.9, 1.1]})
+    assert train(plan, recorder) == "done"
+    assert val_metrics(recorder)["map_50"] > 0.5

@@ -432,7 +432,7 @@ def test_it_refuses_an_unknown_builtin() -> None:
     with pytest.raises(UnknownNetwork) as caught:
         builtin_spec("vgg16", MNIST, 10)
     assert isinstance(caught.value, KeyError)
-    assert str(caught.value) == "Unknown built-in network 'vgg16'; choose one of lenet, mlp, alexnet, resnet18, unet, fcn_resnet18."
+    assert str(caught.value) == "Unknown built-in network 'vgg16'; choose one of lenet, mlp, alexnet, resnet18, unet, fcn_resnet18, centernet."
 
 
 def test_the_web_side_modules_do_not_import_torch() -> None:

@@ -95,3 +95,19 @@ def test_custom_and_other_tasks_networks_are_refused_for_detection_naming_the_fi
     assert caught.value.field == "network"
     with pytest.raises(NetworkInputError, match="The network 'centernet' does not fit a segmentation dataset"):
         network_resolve(user=alice, network="centernet", dataset=_dataset(alice, "segmentation"))
+
+
+def test_centernet_halves_its_widths_above_160x160_so_a_large_image_costs_a_quarter_per_pixel() -> None:
+    small = summarize(builtin_spec("centernet", (3, 160, 160), 6), (3, 160, 160), 6, "detection")
+    large = summarize(builtin_spec("centernet", (3, 240, 320), 6), (3, 240, 320), 6, "detection")
+
+    assert [row.output_shape[0] for row in small.rows if row.type == "concat_skip"] == [128, 256, 384]
+    assert [row.output_shape[0] for row in large.rows if row.type == "concat_skip"] == [64, 128, 192]
+    assert large.output_shape == (6, 60, 80) and large.total_params < small.total_params / 3
+
+
+@pytest.mark.django_db
+def test_the_new_network_form_says_detection_takes_its_builtin_only(client, alice) -> None:  # type: ignore[no-untyped-def]
+    client.force_login(alice)
+    page = client.get("/networks/new/").content.decode()
+    assert "Detection trains its built-in network, centernet, only." in page

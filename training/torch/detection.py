@@ -205,8 +205,9 @@ class TorchDetection:
 
     def validate(self, model: nn.Module, split: Split, mean: torch.Tensor, device: torch.device,
                  batch_size: int, plan: TrainingPlan) -> dict[str, float]:
-        """The val loss (mean per image over the split) and COCO mAP@0.5 and mAP@0.5:0.95 of the
-        decoded split, by the kept COCO evaluator (training.vision_tasks.detection.metrics)."""
+        """The val loss (each batch's, as training computes it, weighted by its images) and COCO
+        mAP@0.5 and mAP@0.5:0.95 of the whole decoded split, by the kept COCO evaluator
+        (training.vision_tasks.detection.metrics)."""
         from training.vision_tasks.detection.metrics import coco_evaluation, map_figures
 
         model.eval()
