@@ -8,7 +8,7 @@ from django.views.decorators.http import require_POST
 from datasets import selectors, services
 from datasets.forms import DatasetForm
 from datasets.ingest.store import thumb_path
-from training.vision_tasks import VISION_TASKS, vision_task
+from training.vision_tasks import vision_task
 from workbench.pagination import page_context
 from workbench.uploads import TOO_LARGE_FORM, upload_too_large
 
@@ -55,15 +55,7 @@ def dataset_detail(request: HttpRequest, pk: int) -> HttpResponse:
         context |= {"box_rows": selectors.dataset_box_rows(dataset=dataset),
                     "box_sizes": selectors.dataset_box_sizes(dataset=dataset),
                     "samples": selectors.dataset_samples(dataset=dataset)}
-    return render(request, _dataset_page(dataset.task), context)
-
-
-def _dataset_page(task: str) -> str:
-    # Detection's vision task (training.vision_tasks.detection) names this page too; the datasets app
-    # can show its own datasets before that task is registered.
-    if task == "detection" and task not in VISION_TASKS:
-        return "datasets/detection_detail.html"
-    return vision_task(task).pages["dataset"]
+    return render(request, vision_task(dataset.task).pages["dataset"], context)
 
 
 @require_POST
