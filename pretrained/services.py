@@ -25,6 +25,7 @@ from pretrained import tensors
 from pretrained.models import PretrainedModel
 from pretrained.selectors import data_relative, pretrained_in_use, pretrained_list
 from pretrained.tensors import TensorIndex, WeightsRejected
+from training.vision_tasks import vision_task
 
 
 class IncompatibleWeights(JobInputError):
@@ -92,7 +93,9 @@ def _id(value: object) -> int:
 
 
 def compatibility_report(*, spec: dict[str, Any], dataset: Dataset, source: Source) -> dict[str, Any]:
-    target = tensors.network_tensors(spec, tuple(dataset.image_shape), len(dataset.classes))  # type: ignore[arg-type]
+    # The head as the job will build it: one output per class, or the task's own (a detector's classes + 4).
+    outputs = vision_task(dataset.task).outputs(dataset.classes)
+    target = tensors.network_tensors(spec, tuple(dataset.image_shape), outputs)  # type: ignore[arg-type]
     report = tensors.compatibility(target, source.index)
     return {**report, "source": source.stored["label"]}
 
