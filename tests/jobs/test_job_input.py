@@ -121,4 +121,4 @@ def test_it_lists_builtin_networks(alice_api):
     names = {n["name"]: n["builtin"] for n in alice_api.get("/api/v1/networks/").json()["results"]}
 
     assert names == {"lenet": True, "mlp": True, "alexnet": True, "resnet18": True, "unet": True,
-                     "fcn_resnet18": True}
+                     "fcn_resnet18": True, "centernet": True}

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser.conftest import VIEWPORT, browser  # noqa: F401
+from tests.browser.conftest import VIEWPORT
 from tests.detection.test_task_api import boxes_backend, clean_folders, detection_job, served, upload  # noqa: F401
 
 pytestmark = [pytest.mark.django_db, pytest.mark.browser, pytest.mark.usefixtures("boxes_backend")]
@@ -128,7 +128,7 @@ def test_the_evaluation_page_draws_the_pr_curves_the_worst_boxes_and_moves_the_t
         context.close()
 
 
-def test_the_job_page_plots_map_and_each_loss_part(alice, client, browser):  # noqa: F811
+def test_the_job_page_plots_map_and_each_loss_part(alice, client, browser):
     import time
 
     from jobs.models import MetricPoint
