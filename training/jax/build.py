@@ -25,10 +25,6 @@ from flax import nnx
 from networks.errors import SpecError
 from networks.spec import PlannedLayer, plan_network
 
-# What this builder makes; the web refuses a spec with any other type (JaxBackend.layer_types).
-LAYER_TYPES = ("conv2d", "linear", "relu", "leaky_relu", "gelu", "elu", "sigmoid", "tanh", "maxpool2d",
-               "avgpool2d", "adaptive_avgpool2d", "batchnorm2d", "batchnorm1d", "dropout", "dropout2d",
-               "flatten", "residual")
 BN_EPS, BN_MOMENTUM = 1e-5, 0.1  # PyTorch's
 
 
@@ -223,22 +219,6 @@ def _module(layer: PlannedLayer, rngs: nnx.Rngs, salts: list[int]) -> nnx.Module
 
 def _sequential(plan: Sequence[PlannedLayer], rngs: nnx.Rngs, salts: list[int]) -> Sequential:
     return Sequential([_module(layer, rngs, salts) for layer in plan])
-
-
-def unbuildable_layer(spec: dict[str, Any]) -> tuple[str, str] | None:
-    """The first layer (path, type) of a spec this builder cannot make, or None. Reads the spec alone."""
-    def walk(layers: list[Any], prefix: str) -> tuple[str, str] | None:
-        for index, layer in enumerate(layers):
-            kind = layer.get("type") if isinstance(layer, dict) else None
-            if isinstance(kind, str) and kind not in LAYER_TYPES:
-                return f"{prefix}{index}", kind
-            body = layer.get("layers") if isinstance(layer, dict) else None
-            if isinstance(body, list) and (found := walk(body, f"{prefix}{index}.layers.")):
-                return found
-        return None
-
-    layers = spec.get("layers") if isinstance(spec, dict) else None
-    return walk(layers, "") if isinstance(layers, list) else None
 
 
 def build_model(spec: dict[str, Any], input_shape: tuple[int, int, int], num_classes: int, seed: int = 0,
