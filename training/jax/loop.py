@@ -84,6 +84,7 @@ class Run:
         self.snapshot_every = max(1, round(plan.snapshot_interval * self.steps_per_epoch))
         self.running, self.count = jnp.zeros(()), 0
         self.pending: Any = None  # a group's accumulated gradients, until its last batch steps the optimizer
+        self._unread: tuple[jax.Array, int, float, int] | None = None  # a train report whose loss is not read yet
 
     # --- the run ------------------------------------------------------------------------------
     def train(self) -> str:
@@ -115,25 +116,38 @@ class Run:
                 return False
             step = first + i + 1
             lr = self._lr((step - 1) / self.steps_per_epoch)
-            self.running = self.running + self._step(np.sort(order[i * size:(i + 1) * size]), i, step, lr)
+            self._step(np.sort(order[i * size:(i + 1) * size]), i, step, lr)
             self.count += 1
+            # The previous report is read now, with this step already queued behind it: reading a
+            # loss waits for its step, and the device would otherwise idle while Python reports.
+            self._flush_report()
             if step % self.log_every == 0 or i == self.steps_per_epoch - 1:
-                self._report_train(float(self.running) / self.count, lr, step)
+                self._unread = (self.running, self.count, lr, step)
                 self.running, self.count = jnp.zeros(()), 0
             if step % self.val_every == 0 or step == self.total_steps:
+                self._flush_report()
                 self._validate(step)
             if step % self.snapshot_every == 0 or step == self.total_steps:
+                self._flush_report()
                 self._snapshot(step)
+        self._flush_report()
         return True
 
-    def _step(self, index: np.ndarray, i: int, step: int, lr: float) -> jax.Array:
+    def _flush_report(self) -> None:
+        if self._unread is not None:
+            running, count, lr, step = self._unread
+            self._unread = None
+            self._report_train(float(running) / count, lr, step)
+
+    def _step(self, index: np.ndarray, i: int, step: int, lr: float) -> None:
+        """Queue step `step`; its loss is added to the running sum on the device."""
         images, labels, where = self.train_split.batch(index)
         mult = self._multipliers((step - 1) / self.steps_per_epoch)
         if self.plan.accumulate == 1:
-            self.params, self.stats, self.opt_state, loss = self.train_step(
-                self.params, self.stats, self.opt_state, images, labels, where, self.mean, jnp.float32(lr),
-                jnp.int32(step), mult)
-            return loss
+            self.params, self.stats, self.opt_state, self.running = self.train_step(
+                self.params, self.stats, self.opt_state, images, labels, where, self.mean, np.float32(lr),
+                np.int32(step), mult, self.running)
+            return
         # A group is `accumulate` batches (the epoch's last maybe fewer), each loss / group, as torch's loop.
         group_start = i - i % self.plan.accumulate
         group = min(self.plan.accumulate, self.steps_per_epoch - group_start)
@@ -143,7 +157,7 @@ class Run:
         if i + 1 == group_start + group:
             self.params, self.opt_state = self.apply_step(self.params, self.opt_state, self.pending, jnp.float32(lr), mult)
             self.pending = None
-        return loss
+        self.running = self.running + loss
 
     def _lr(self, epoch: float) -> float:
         p = self.plan

@@ -44,7 +44,8 @@ def make_steps(graphdef: Any, constants: Any, tx: optax.GradientTransformation, 
                seed: int) -> tuple[Callable[..., Any], Callable[..., Any], Callable[..., Any], Callable[..., Any]]:
     """(train_step, grad_step, apply_step, eval_step).
 
-    train_step(params, stats, opt_state, images, labels, index, mean, lr, step, mult) -> (params, stats, opt_state, loss)
+    train_step(params, stats, opt_state, images, labels, index, mean, lr, step, mult, running)
+      -> (params, stats, opt_state, running + this batch's loss)
       one batch and one optimizer step; `mult` (a tree like params, or None) scales each weight's rate
       (pretrained layers' multiplier, 0 while frozen).
     grad_step(params, stats, images, labels, index, mean, step, scale) -> (loss, grads, stats): one
@@ -84,10 +85,11 @@ def make_steps(graphdef: Any, constants: Any, tx: optax.GradientTransformation, 
 
     @jax.jit
     def train_step(params: Any, stats: Any, opt_state: Any, images: jax.Array, labels: jax.Array, index: jax.Array,
-                   mean: jax.Array, lr: jax.Array, step: jax.Array, mult: Any) -> tuple[Any, Any, Any, jax.Array]:
+                   mean: jax.Array, lr: jax.Array, step: jax.Array, mult: Any,
+                   running: jax.Array) -> tuple[Any, Any, Any, jax.Array]:
         loss, grads, stats = gradients(params, stats, images, labels, index, mean, step)
         params, opt_state = apply(params, opt_state, grads, lr, mult)
-        return params, stats, opt_state, loss
+        return params, stats, opt_state, running + loss
 
     @jax.jit
     def eval_step(params: Any, stats: Any, images: jax.Array, labels: jax.Array, index: jax.Array,
