@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +85,9 @@ class Run:
         self.snapshot_every = max(1, round(plan.snapshot_interval * self.steps_per_epoch))
         self.running, self.count = jnp.zeros(()), 0
         self.pending: Any = None  # a group's accumulated gradients, until its last batch steps the optimizer
-        self._unread: tuple[jax.Array, int, float, int] | None = None  # a train report whose loss is not read yet
+        # Train reports whose loss is not read yet: (running sum, steps, rate, step), oldest first.
+        self._unread: deque[tuple[jax.Array, int, float, int]] = deque()
+        self._zero = jnp.zeros(())
 
     # --- the run ------------------------------------------------------------------------------
     def train(self) -> str:
@@ -110,7 +113,7 @@ class Run:
         order = np.random.default_rng(self.plan.seed + epoch).permutation(len(self.train_split))
         first, size = epoch * self.steps_per_epoch, self.plan.batch_size
         if start <= first:
-            self.running, self.count = jnp.zeros(()), 0
+            self.running, self.count = self._zero, 0
         for i in range(max(start - first, 0), self.steps_per_epoch):
             if self.reporter.should_stop():
                 return False
@@ -118,12 +121,12 @@ class Run:
             lr = self._lr((step - 1) / self.steps_per_epoch)
             self._step(np.sort(order[i * size:(i + 1) * size]), i, step, lr)
             self.count += 1
-            # The previous report is read now, with this step already queued behind it: reading a
-            # loss waits for its step, and the device would otherwise idle while Python reports.
-            self._flush_report()
+            # Reports are read once their loss is computed, never waiting for it: the steps queued
+            # behind keep the device busy while Python reports (validation and snapshots read all).
+            self._flush_report(wait=False)
             if step % self.log_every == 0 or i == self.steps_per_epoch - 1:
-                self._unread = (self.running, self.count, lr, step)
-                self.running, self.count = jnp.zeros(()), 0
+                self._unread.append((self.running, self.count, lr, step))
+                self.running, self.count = self._zero, 0
             if step % self.val_every == 0 or step == self.total_steps:
                 self._flush_report()
                 self._validate(step)
@@ -133,10 +136,9 @@ class Run:
         self._flush_report()
         return True
 
-    def _flush_report(self) -> None:
-        if self._unread is not None:
-            running, count, lr, step = self._unread
-            self._unread = None
+    def _flush_report(self, wait: bool = True) -> None:
+        while self._unread and (wait or self._unread[0][0].is_ready()):
+            running, count, lr, step = self._unread.popleft()
             self._report_train(float(running) / count, lr, step)
 
     def _step(self, index: np.ndarray, i: int, step: int, lr: float) -> None:

@@ -11,7 +11,9 @@ on the training thread.
 """
 from __future__ import annotations
 
+import json
 import os
+import struct
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -20,7 +22,6 @@ from typing import Any
 
 import jax
 import numpy as np
-from safetensors.numpy import save_file
 
 from workbench.files import TEMPORARY_MARK, fsync_folder
 
@@ -64,9 +65,33 @@ def write_together(files: dict[Path, Callable[[Path], None]], before_replace: Ca
         fsync_folder(folder)
 
 
+_DTYPES = {"float64": "F64", "float32": "F32", "float16": "F16", "bfloat16": "BF16", "int64": "I64", "int32": "I32",
+           "int16": "I16", "int8": "I8", "uint32": "U32", "uint8": "U8", "bool": "BOOL"}
+
+
 def save_arrays(arrays: dict[str, Any]) -> Callable[[Path], None]:
+    """A writer of `arrays` as a safetensors file (read back with safetensors' own loader).
+
+    Not safetensors' save_file: it copies every array into Python bytes holding the GIL (as
+    training/torch/tensorfile.py found), which stalls the training thread beside it; this writes the
+    same format (8-byte header length, JSON header padded to 8 bytes, raw bytes in header order)
+    from the arrays' own memory, and file writes release the GIL."""
     def write(path: Path) -> None:
-        save_file({name: np.ascontiguousarray(jax.device_get(value)) for name, value in arrays.items()}, str(path))
+        header: dict[str, Any] = {}
+        chunks, offset = [], 0
+        for name, value in arrays.items():
+            data = np.ascontiguousarray(jax.device_get(value))
+            header[name] = {"dtype": _DTYPES[str(data.dtype)], "shape": list(data.shape),
+                            "data_offsets": [offset, offset + data.nbytes]}
+            chunks.append(data.reshape(-1).view(np.uint8))
+            offset += data.nbytes
+        encoded = json.dumps(header, separators=(",", ":")).encode()
+        encoded += b" " * (-len(encoded) % 8)
+        with open(path, "wb") as file:
+            file.write(struct.pack("<Q", len(encoded)))
+            file.write(encoded)
+            for data in chunks:
+                file.write(memoryview(data))
     return write
 
 
