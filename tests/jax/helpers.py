@@ -39,13 +39,14 @@ def plan_on(data: Path, output: Path, network: str = "lenet", **changes: Any) ->
 
 
 class Recorder(SilentReporter):
-    """Keeps what a run reports; stops once `stop_after` steps were reported (abort)."""
+    """Keeps what a run reports; asks to stop (abort) at the check before step `stop_after` + 1."""
 
     def __init__(self, stop_after: int | None = None) -> None:
         self.metrics: list[tuple[str, str, float, float]] = []
         self.snapshots: list[tuple[float, str]] = []
         self.logs: list[str] = []
         self.steps = 0
+        self.checks = 0
         self.stop_after = stop_after
 
     def metric(self, *, split: str, name: str, value: float, epoch: float, step: int) -> None:
@@ -61,7 +62,8 @@ class Recorder(SilentReporter):
         self.logs.append(message)
 
     def should_stop(self) -> bool:
-        return self.stop_after is not None and self.steps >= self.stop_after
+        self.checks += 1
+        return self.stop_after is not None and self.checks > self.stop_after
 
     def values(self, split: str, name: str) -> list[float]:
         return [value for s, n, value, _ in self.metrics if (s, n) == (split, name)]

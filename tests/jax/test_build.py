@@ -11,7 +11,8 @@ from networks.errors import SpecError
 jax = pytest.importorskip("jax")
 torch = pytest.importorskip("torch")
 
-from training.jax.build import build_model, load_weights, named_weights, unbuildable_layer  # noqa: E402
+from training.jax.backend import JaxBackend  # noqa: E402
+from training.jax.build import build_model, load_weights, named_weights  # noqa: E402
 from training.torch.build import build_model as torch_build  # noqa: E402
 
 CUSTOM = {"layers": [
@@ -57,7 +58,7 @@ def test_it_starts_from_weights_its_seed_decides() -> None:
 def test_it_names_the_first_layer_it_cannot_build() -> None:
     spec = {"layers": [{"type": "residual", "layers": [{"type": "upsample", "scale_factor": 1}]},
                        {"type": "flatten"}, {"type": "linear", "out_features": "num_classes"}]}
-    assert unbuildable_layer(spec) == ("0.layers.0", "upsample")
-    assert unbuildable_layer(builtin_spec("resnet18", (3, 32, 32), 10)) is None
+    assert JaxBackend.unbuildable_layer(spec) == ("0.layers.0", "upsample")
+    assert JaxBackend.unbuildable_layer(builtin_spec("resnet18", (3, 32, 32), 10)) is None
     with pytest.raises(SpecError, match="Layer 0.layers.0 \\(upsample\\): the jax backend cannot build"):
         build_model(spec, (3, 8, 8), 2)

@@ -116,6 +116,7 @@ class Run:
             self.running, self.count = self._zero, 0
         for i in range(max(start - first, 0), self.steps_per_epoch):
             if self.reporter.should_stop():
+                self._flush_report()
                 return False
             step = first + i + 1
             lr = self._lr((step - 1) / self.steps_per_epoch)
