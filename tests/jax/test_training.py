@@ -71,3 +71,18 @@ def test_it_resumes_to_the_same_weights_as_an_uninterrupted_run(digits: Path, tm
     assert set(expected) == set(got)
     for name in expected:
         assert np.array_equal(expected[name], got[name]), name
+
+
+def test_it_fine_tunes_from_a_snapshot_with_the_copied_layers_frozen(digits: Path, tmp_path: Path) -> None:
+    train(plan_on(digits, tmp_path / "source", epochs=1))
+    source = tmp_path / "source/snapshots/epoch_1.safetensors"
+    copied = ["0.weight", "0.bias", "2.weight", "2.bias"]  # LeNet's two convolutions
+    plan = plan_on(digits, tmp_path / "tuned", epochs=2, freeze_epochs=1, pretrained_lr_mult=0.1,
+                   pretrained={"weights": str(source), "copy": copied, "label": "job 1"})
+    outcome, seen = train(plan)
+    assert outcome == "done"
+    assert seen.logs[0].startswith("Copied 4 tensors from job 1")
+    before, frozen, tuned = load_file(str(source)), weights(tmp_path / "tuned", 1), weights(tmp_path / "tuned", 2)
+    assert all(np.array_equal(before[name], frozen[name]) for name in copied)  # epoch 1: frozen
+    assert not np.array_equal(before["0.weight"], tuned["0.weight"])  # epoch 2: trained at a tenth of the rate
+    assert not np.array_equal(frozen["5.weight"], before["5.weight"])  # the rest trained from the start
