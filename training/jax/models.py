@@ -55,7 +55,14 @@ class Loaded:
         self._run = lambda pixels: forward(state, self.mean, pixels)
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
-        return np.asarray(self._run(jnp.asarray(np.asarray(images))))
+        # A batch is padded up to a power of two: jit compiles once per shape, and serving batches
+        # come in every size; a few shapes are compiled, not one per size.
+        images = np.asarray(images)
+        count = len(images)
+        size = 1 << max(count - 1, 0).bit_length()
+        if size != count:
+            images = np.concatenate([images, np.zeros((size - count, *images.shape[1:]), images.dtype)])
+        return np.asarray(self._run(jnp.asarray(images)))[:count]
 
 
 class ModelCache:
