@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.conf import settings as django_settings
 from django.contrib.auth.models import AbstractBaseUser
 
 from datasets.models import Dataset
@@ -25,6 +26,7 @@ from jobs.selectors import job_snapshot_epochs
 from networks.selectors import network_list
 from pretrained.models import PretrainedModel
 from pretrained.selectors import pretrained_list
+from training.backends import BackendEntry, backend_list
 from training.vision_tasks.detection import DEFAULT_SCORE_THRESHOLD
 from workers.selectors import device_choices
 
@@ -39,6 +41,17 @@ SOURCE_FIELDS = ("pretrained_source", "pretrained_job", "pretrained_epoch", "pre
 AMP_LABELS = {"off": "Off (float32)", "bf16": "bf16 (GPU, or a CPU with bfloat16 instructions)", "fp16": "fp16 (GPU)"}
 POLICY_LABELS = {"fixed": "Fixed", "step": "Step down every N epochs", "multistep": "Step down at milestones",
                  "exp": "Exponential decay", "cosine": "Cosine annealing"}
+
+
+def backend_label(entry: BackendEntry) -> str:
+    """"jax: JAX 0.10.2 (classification; no mixed precision, no compile, one device)", from its capability flags."""
+    caps = entry.capabilities
+    missing = [text for text, lacks in (("no mixed precision", caps["amp_modes"] == ["off"]),
+                                        ("no compile", not caps["compile"]), ("one device", not caps["distributed"]),
+                                        ("no augmentation", not caps["augmentation"])) if lacks]
+    missing = [", ".join(missing)] if missing else []
+    version = f" {entry.version}" if entry.version else " (not installed here)"
+    return f"{entry.alias}: {entry.framework}{version} ({'; '.join([', '.join(entry.tasks), *missing])})"
 
 
 def setting_field(name: str, *, labels: dict[str, str] | None = None, **extra: Any) -> forms.Field:
@@ -89,6 +102,9 @@ class JobForm(AugmentationForm):
                                  help_text="Training goes on without it, with a log line, if compilation fails.")
     # Not required: a form posted without it (a script, an older page) trains in float32.
     amp = setting_field("amp", labels=AMP_LABELS, required=False, help_text="")
+    # Blank: settings.DEFAULT_TRAINING_BACKEND. Each choice says what its backend leaves out; the
+    # service refuses a setting the chosen backend cannot honour, beside that setting's field.
+    backend = forms.ChoiceField(required=False, label="Backend")
     val_interval = setting_field("val_interval")
     snapshot_interval = setting_field("snapshot_interval")
     group = forms.CharField(max_length=GROUP_MAX_LENGTH, required=False,
@@ -114,6 +130,8 @@ class JobForm(AugmentationForm):
             ("Custom", [(e.name, e.name) for e in networks if not e.builtin]),
         ]
         self.fields["pretrained_model"].queryset = pretrained_list(user=user)
+        self.fields["backend"].choices = [(entry.alias, backend_label(entry)) for entry in backend_list()]
+        self.fields["backend"].initial = django_settings.DEFAULT_TRAINING_BACKEND
         # Blank (or not posted): the network's own default; the page fills them in as the network changes.
         self.network_defaults = network_default_table([e.name for e in networks if e.builtin])
         for name in NETWORK_DEFAULT_FIELDS:

@@ -60,6 +60,7 @@ def job_create(*, owner: AbstractBaseUser, dataset: Dataset, network: str, optio
     options = with_network_defaults(options, network, given)
     _check_backend_trains(options, dataset)
     spec, custom = job_network_check(owner=owner, network=network, dataset=dataset)
+    _check_backend_builds(options, spec)
     job_options_check(options)
     fields = asdict(options)
     fields["augmentation"] = job_augmentation_check(options, dataset)
@@ -115,6 +116,11 @@ def job_augmentation_check(options: JobSettings, dataset: Dataset) -> dict[str, 
     if spec != Augmentation() and not _backend_class(alias).supports_augmentation:
         raise JobInputError(f"The {alias} backend cannot augment training batches nor change the mean it "
                             "subtracts.", "augmentation")
+    applied, given, plain = _backend_class(alias).augmentation_keys, spec.as_dict(), Augmentation().as_dict()
+    for key in raw:
+        if applied is not None and key != "mean" and key not in applied and given[key] != plain[key]:
+            raise JobInputError(f"augmentation.{key}: the {alias} backend does not apply it (it applies "
+                                f"{', '.join(applied)}).", "augmentation")
     return {key: value for key, value in spec.as_dict().items() if key in raw}
 
 
@@ -125,6 +131,17 @@ def _check_backend_trains(options: JobSettings, dataset: Dataset) -> None:
         return  # _check_options names the unknown backend
     if dataset.task not in _backend_class(alias).tasks:
         raise JobInputError(f"The {alias} backend does not train {dataset.task} datasets.", "backend")
+
+
+def _check_backend_builds(options: JobSettings, spec: dict[str, Any]) -> None:
+    """The backend builds every layer of the network (its class's `layer_types`)."""
+    alias = options.backend or settings.DEFAULT_TRAINING_BACKEND
+    if alias not in settings.TRAINING_BACKENDS:
+        return  # job_options_check names the unknown backend
+    if refused := _backend_class(alias).unbuildable_layer(spec):
+        path, kind = refused
+        raise JobInputError(f"The {alias} backend cannot build layer {path} ({kind}); choose another network "
+                            "or backend.", "network")
 
 
 def _check_amp(options: JobSettings) -> None:

@@ -19,7 +19,8 @@ class BackendOutput(serializers.Serializer):
     version = serializers.CharField(help_text="The framework's installed version on the web host.")
     tasks = serializers.ListField(child=serializers.CharField(), help_text="The vision tasks it trains.")
     capabilities = serializers.DictField(help_text="resume, export_formats, inspect, compress_methods, amp_modes, "
-                                                   "augmentation, distributed, compile.")
+                                                   "augmentation, distributed, compile, layer_types, "
+                                                   "augmentation_keys.")
 
 
 class BackendListApi(APIView):

@@ -8,6 +8,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from networks.schema import LAYER_TYPES
+from training.augmentation import Augmentation
+
+AUGMENTATION_KEYS = tuple(name for name in Augmentation.__dataclass_fields__ if name != "mean")
+
 
 class Reporter(Protocol):
     """How a backend tells the world what it is doing. Every call is cheap and never blocks on I/O."""
@@ -118,6 +123,10 @@ class TrainingBackend(ABC):
     supports_augmentation: bool = False  # applies TrainingPlan.augmentation (else only plain training is offered)
     supports_distributed: bool = False  # trains one job on several devices (TrainingPlan.devices)
     supports_compile: bool = False  # honours TrainingPlan.compile
+    # The network layer types it builds (networks.schema.LAYER_TYPES names them all); None: every one.
+    layer_types: tuple[str, ...] | None = None
+    # The augmentation keys it applies (training.augmentation), given supports_augmentation; None: every one.
+    augmentation_keys: tuple[str, ...] | None = None
 
     def __init__(self, alias: str, options: dict[str, Any]) -> None:
         self.alias = alias
@@ -137,7 +146,17 @@ class TrainingBackend(ABC):
         return {"resume": cls.supports_resume, "export_formats": list(cls.export_formats),
                 "inspect": cls.supports_inspect, "compress_methods": list(cls.compress_methods),
                 "amp_modes": list(cls.amp_modes), "augmentation": cls.supports_augmentation,
-                "distributed": cls.supports_distributed, "compile": cls.supports_compile}
+                "distributed": cls.supports_distributed, "compile": cls.supports_compile,
+                "layer_types": list(cls.layer_types if cls.layer_types is not None else LAYER_TYPES),
+                "augmentation_keys": list(cls.augmentation_keys if cls.augmentation_keys is not None
+                                          else AUGMENTATION_KEYS) if cls.supports_augmentation else []}
+
+    @classmethod
+    def unbuildable_layer(cls, spec: object) -> tuple[str, str] | None:
+        """The first layer of `spec` (its path, its type) this backend cannot build, or None."""
+        if cls.layer_types is None:
+            return None
+        return _first_layer_outside(spec, cls.layer_types)
 
     @abstractmethod
     def infer(self, snapshot: Path, images: np.ndarray) -> np.ndarray:
@@ -166,3 +185,15 @@ class TrainingBackend(ABC):
         """Write a compressed copy of the snapshot (one of compress_methods) to `target`; return sizes and
         validation accuracy before and after. `plan` describes the data for fine-tuning or calibration."""
         raise NotImplementedError(f"The {self.alias} backend cannot compress with {method}.")
+
+
+def _first_layer_outside(spec: object, types: tuple[str, ...], prefix: str = "") -> tuple[str, str] | None:
+    """Depth first, in the spec's own paths ("5.layers.2"), as networks.spec names layers."""
+    layers = spec.get("layers") if isinstance(spec, dict) else None
+    for index, layer in enumerate(layers if isinstance(layers, list) else []):
+        kind = layer.get("type") if isinstance(layer, dict) else None
+        if isinstance(kind, str) and kind not in types:
+            return f"{prefix}{index}", kind
+        if found := _first_layer_outside(layer, types, f"{prefix}{index}.layers."):
+            return found
+    return None

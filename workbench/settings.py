@@ -268,6 +268,8 @@ TRAINING_BACKENDS = {
         "BACKEND": "training.torch.backend.TorchBackend",
         "OPTIONS": {"threads": env_int("WORKBENCH_TORCH_THREADS", 0)},
     },
+    # JAX + Flax NNX + Optax (training/jax): classification, on the CPU or a GPU jax finds.
+    "jax": {"BACKEND": "training.jax.backend.JaxBackend", "OPTIONS": {}},
 }
 DEFAULT_TRAINING_BACKEND = "torch"
 # --- recovery (workbench/leases.py, workbench/recovery.py) ---------------------------------------

@@ -1,0 +1,1 @@
+"""The JAX backend (JAX + Flax NNX + Optax): everything that imports jax, flax or optax lives here."""
