@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -26,6 +26,26 @@ def replaced_atomically(path: Path) -> Iterator[Path]:
     finally:
         temporary.unlink(missing_ok=True)
     fsync_folder(path.parent)
+
+
+def write_together(files: dict[Path, Callable[[Path], None]], before_replace: Callable[[], None] = lambda: None) -> None:
+    """Files that are whole or absent together (a snapshot's weights, optimizer and JSON): each
+    written by its callable under a temporary name and fsynced, then `before_replace()`, then all
+    renamed and their folders fsynced once (not once a file). A failure leaves no temporary behind."""
+    temporaries = {path: path.with_name(f"{path.name}{TEMPORARY_MARK}{uuid.uuid4().hex[:8]}") for path in files}
+    try:
+        for path, write in files.items():
+            write(temporaries[path])
+            with open(temporaries[path], "rb+") as handle:
+                os.fsync(handle.fileno())
+        before_replace()
+        for path, temporary in temporaries.items():
+            os.replace(temporary, path)
+    finally:
+        for temporary in temporaries.values():
+            temporary.unlink(missing_ok=True)
+    for folder in {path.parent for path in files}:
+        fsync_folder(folder)
 
 
 def write_bytes_atomically(path: Path, data: bytes) -> None:

@@ -26,12 +26,12 @@ from training.jax.build import _name, build_model, load_weights
 from training.jax.devices import jax_device
 from training.jax.models import mean_to_subtract, model_metadata
 from training.jax.optim import make_transform
-from training.jax.snapshots import SnapshotWriter, flatten_tree, save_arrays, unflatten_tree, write_together
+from training.jax.snapshots import SnapshotWriter, flatten_tree, save_arrays, unflatten_tree
 from training.jax.steps import StepSettings, make_steps, split_model
 from training.schedules import learning_rate
 from training.vision_tasks import vision_task
 from workbench import faults
-from workbench.files import remove_leftovers
+from workbench.files import remove_leftovers, write_together
 
 PRELOAD_BYTES = 2 * 1024**3  # a split up to this is put on the device once; larger ones are gathered per batch
 

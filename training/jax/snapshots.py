@@ -11,10 +11,6 @@ on the training thread.
 """
 from __future__ import annotations
 
-import json
-import os
-import struct
-import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -23,7 +19,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from workbench.files import TEMPORARY_MARK, fsync_folder
+from training.tensorfile import RawTensor, write_raw_safetensors
 
 
 class SnapshotWriter:
@@ -47,51 +43,19 @@ class SnapshotWriter:
         self._pending.append(self._pool.submit(work))
 
 
-def write_together(files: dict[Path, Callable[[Path], None]], before_replace: Callable[[], None] = lambda: None) -> None:
-    """Each file written under a temporary name and fsynced, then all renamed: a kill mid-write leaves no half file."""
-    temporaries = {path: path.with_name(f"{path.name}{TEMPORARY_MARK}{uuid.uuid4().hex[:8]}") for path in files}
-    try:
-        for path, write in files.items():
-            write(temporaries[path])
-            with open(temporaries[path], "rb+") as handle:
-                os.fsync(handle.fileno())
-        before_replace()
-        for path, temporary in temporaries.items():
-            os.replace(temporary, path)
-    finally:
-        for temporary in temporaries.values():
-            temporary.unlink(missing_ok=True)
-    for folder in {path.parent for path in files}:
-        fsync_folder(folder)
-
-
 _DTYPES = {"float64": "F64", "float32": "F32", "float16": "F16", "bfloat16": "BF16", "int64": "I64", "int32": "I32",
            "int16": "I16", "int8": "I8", "uint32": "U32", "uint8": "U8", "bool": "BOOL"}
 
 
 def save_arrays(arrays: dict[str, Any]) -> Callable[[Path], None]:
-    """A writer of `arrays` as a safetensors file (read back with safetensors' own loader).
-
-    Not safetensors' save_file: it copies every array into Python bytes holding the GIL (as
-    training/torch/tensorfile.py found), which stalls the training thread beside it; this writes the
-    same format (8-byte header length, JSON header padded to 8 bytes, raw bytes in header order)
-    from the arrays' own memory, and file writes release the GIL."""
+    """A writer of `arrays` as a safetensors file, from the arrays' own memory (training.tensorfile:
+    safetensors' save_file holds the GIL through its copies and stalls the training thread)."""
     def write(path: Path) -> None:
-        header: dict[str, Any] = {}
-        chunks, offset = [], 0
+        raw = {}
         for name, value in arrays.items():
             data = np.ascontiguousarray(jax.device_get(value))
-            header[name] = {"dtype": _DTYPES[str(data.dtype)], "shape": list(data.shape),
-                            "data_offsets": [offset, offset + data.nbytes]}
-            chunks.append(data.reshape(-1).view(np.uint8))
-            offset += data.nbytes
-        encoded = json.dumps(header, separators=(",", ":")).encode()
-        encoded += b" " * (-len(encoded) % 8)
-        with open(path, "wb") as file:
-            file.write(struct.pack("<Q", len(encoded)))
-            file.write(encoded)
-            for data in chunks:
-                file.write(memoryview(data))
+            raw[name] = RawTensor(_DTYPES[str(data.dtype)], tuple(data.shape), data.reshape(-1).view(np.uint8))
+        write_raw_safetensors(path, raw)
     return write
 
 

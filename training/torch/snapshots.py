@@ -3,9 +3,7 @@ the optimizer's state as tensors plus JSON (never pickle), every random generato
 thread with reused buffers."""
 from __future__ import annotations
 
-import os
 import random
-import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
@@ -13,7 +11,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from workbench.files import TEMPORARY_MARK, fsync_folder
+from workbench.files import write_together
 
 _OPTIMIZER_KEYS = ("param_groups", "scalars")
 
@@ -69,29 +67,11 @@ class SnapshotWriter:
 
     def write_together(self, files: dict[Path, Callable[[Path], None]],
                        before_replace: Callable[[], None] = lambda: None) -> None:
-        """Files that are whole or absent: each written under a temporary name and fsynced, then
-        `before_replace()`, then all renamed and their folder fsynced once (not once a file). One
-        after another on this thread: written at once on threads of their own they took half the
-        wall time alone, but can take both cores of a 2-core machine from training (measured on
-        the shared VM, neither way was clearly faster). A failure leaves no temporary behind."""
-        temporaries = {path: path.with_name(f"{path.name}{TEMPORARY_MARK}{uuid.uuid4().hex[:8]}") for path in files}
-        try:
-            for path, write in files.items():
-                _write_synced(write, temporaries[path])
-            before_replace()
-            for path, temporary in temporaries.items():
-                os.replace(temporary, path)
-        finally:
-            for temporary in temporaries.values():
-                temporary.unlink(missing_ok=True)
-        for folder in {path.parent for path in files}:
-            fsync_folder(folder)
-
-
-def _write_synced(write: Callable[[Path], None], path: Path) -> None:
-    write(path)
-    with open(path, "rb+") as handle:
-        os.fsync(handle.fileno())
+        """Files that are whole or absent (workbench.files.write_together), one after another on
+        this thread: written at once on threads of their own they took half the wall time alone,
+        but can take both cores of a 2-core machine from training (measured on the shared VM,
+        neither way was clearly faster)."""
+        write_together(files, before_replace)
 
 
 def _hold(buffers: dict[str, torch.Tensor], prefix: str, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
