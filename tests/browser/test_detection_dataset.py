@@ -20,7 +20,8 @@ def test_the_detection_example_shows_its_boxes_per_class_sizes_and_drawn_samples
     rows = page.locator("#box-counts tbody tr")
     assert rows.count() == 3 and "0: circle" in rows.nth(0).inner_text()
     total = sum(dataset.box_counts["train"].values())
-    assert page.locator("#box-chart .bars path").count() >= 3  # Plotly drew the bars of each class
+    # Plotly draws the bars of each class once its script has run: waited for, not counted at once.
+    page.wait_for_function("document.querySelectorAll('#box-chart .bars path').length >= 3")
     assert page.evaluate("document.getElementById('box-chart').data.map(t => t.y.reduce((a, b) => a + b, 0))")[0] == total
     sizes = page.evaluate("document.getElementById('size-chart').data.map(t => t.name)")
     assert sizes == ["circle", "square", "triangle"]
