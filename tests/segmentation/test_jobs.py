@@ -15,6 +15,7 @@ from jobs.models import TrainingJob
 from jobs.options import DEFAULTS, NETWORK_DEFAULT_FIELDS, network_default_table
 from jobs.services import training_plan
 from networks.builtin import DEFAULT_SETTINGS
+from tests.conftest import wait_for
 from training.torch.backend import TorchBackend
 from training.vision_tasks import vision_task
 
@@ -208,6 +209,9 @@ def test_a_sweeps_trials_take_the_networks_defaults_for_what_the_base_leaves_out
 
     sweep(alice_api, ready_dataset(alice), base={"epochs": 1, "batch_size": 4})
     sweep_advance(sweep_id=Sweep.objects.get().pk)
+    # The worker may hold the sweep's advance at that moment (its own advance of the new sweep): then
+    # this call returns at once and the trials come from the worker's. Waited for either way.
+    wait_for(lambda: TrainingJob.objects.count() == 2, 60, "the sweep's two trials")
 
     jobs = TrainingJob.objects.order_by("learning_rate")
     assert [(j.optimizer, j.batch_size, j.learning_rate) for j in jobs] == [("adam", 4, 0.001), ("adam", 4, 0.003)]
