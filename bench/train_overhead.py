@@ -44,11 +44,10 @@ django.setup()
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from _digits import ingest_digits  # noqa: E402
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 
-from datasets.example import write_digits  # noqa: E402
-from datasets.ingest.pipeline import IngestOptions, run_ingest  # noqa: E402
 from datasets.ingest.store import open_split  # noqa: E402
 from datasets.models import Dataset  # noqa: E402
 from jobs.models import TrainingJob  # noqa: E402
@@ -61,24 +60,6 @@ from workbench.leases import heartbeat, lease_claim  # noqa: E402
 
 SEED = 0
 LR, MOMENTUM = 0.01, 0.9
-
-
-def ingest_digits(owner, size: int) -> Dataset:  # type: ignore[no-untyped-def]
-    dataset = Dataset.objects.create(
-        owner=owner, name="digits", source=Dataset.Source.EXAMPLE, source_name="digits",
-        image_width=size, image_height=size, channels=1, resize_mode="squash",
-        val_percent=10, test_percent=10, seed=SEED)
-    source = Path(_TMP.name) / "digits-src"
-    write_digits(source)
-    dataset.folder.mkdir(parents=True, exist_ok=True)
-    options = IngestOptions(width=size, height=size, channels=1, resize_mode="squash",
-                            val_percent=10, test_percent=10, seed=SEED)
-    result = run_ingest(source, dataset.folder, options, max_pixels=40_000_000, workers=os.cpu_count() or 1)
-    Dataset.objects.filter(pk=dataset.pk).update(
-        status=Dataset.Status.READY, progress=1.0, classes=result.classes, split_counts=result.split_counts,
-        class_counts=result.class_counts)
-    dataset.refresh_from_db()
-    return dataset
 
 
 # --- the two contenders ---------------------------------------------------------------------
@@ -184,7 +165,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     call_command("migrate", verbosity=0)
     owner = get_user_model().objects.create_user("bench", password="bench-password")
-    dataset = ingest_digits(owner, args.size)
+    dataset = ingest_digits(owner, args.size, Path(_TMP.name), SEED)
     print(f"digits {args.size}x{args.size} grayscale: {dataset.split_counts}; batch {args.batch_size}, "
           f"{args.epochs} epochs, {args.repeat} runs each, torch threads {torch.get_num_threads()}", flush=True)
     results = {name: compare(dataset, owner, name, args) for name in args.networks.split(",")}

@@ -54,12 +54,11 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
+from _digits import ingest_digits  # noqa: E402
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from flax import nnx  # noqa: E402
 
-from datasets.example import write_digits  # noqa: E402
-from datasets.ingest.pipeline import IngestOptions, run_ingest  # noqa: E402
 from datasets.ingest.store import open_split  # noqa: E402
 from datasets.models import Dataset  # noqa: E402
 from jobs.models import TrainingJob  # noqa: E402
@@ -88,24 +87,6 @@ jax.monitoring.register_event_duration_secs_listener(_on_event)
 jax.config.update("jax_compilation_cache_dir", str(Path(_TMP.name) / "jax-cache"))
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
-
-
-def ingest_digits(owner, size: int) -> Dataset:  # type: ignore[no-untyped-def]
-    dataset = Dataset.objects.create(
-        owner=owner, name="digits", source=Dataset.Source.EXAMPLE, source_name="digits",
-        image_width=size, image_height=size, channels=1, resize_mode="squash",
-        val_percent=10, test_percent=10, seed=SEED)
-    source = Path(_TMP.name) / "digits-src"
-    write_digits(source)
-    dataset.folder.mkdir(parents=True, exist_ok=True)
-    options = IngestOptions(width=size, height=size, channels=1, resize_mode="squash",
-                            val_percent=10, test_percent=10, seed=SEED)
-    result = run_ingest(source, dataset.folder, options, max_pixels=40_000_000, workers=os.cpu_count() or 1)
-    Dataset.objects.filter(pk=dataset.pk).update(
-        status=Dataset.Status.READY, progress=1.0, classes=result.classes, split_counts=result.split_counts,
-        class_counts=result.class_counts)
-    dataset.refresh_from_db()
-    return dataset
 
 
 def timed(run) -> tuple[float, float]:  # type: ignore[no-untyped-def]
@@ -239,7 +220,7 @@ def main() -> None:
         args.epochs, args.repeat = 1, 1
     call_command("migrate", verbosity=0)
     owner = get_user_model().objects.create_user("bench", password="bench-password")
-    dataset = ingest_digits(owner, args.size)
+    dataset = ingest_digits(owner, args.size, Path(_TMP.name), SEED)
     print(f"digits {args.size}x{args.size} grayscale: {dataset.split_counts}; batch {args.batch_size}, "
           f"{args.epochs} epochs, {args.repeat} runs each, JAX {jax.__version__} on {jax.devices()[0]}, "
           f"XLA threads {args.threads or 'default'}", flush=True)
