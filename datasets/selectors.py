@@ -1,6 +1,8 @@
 """Reads for datasets. Everything a user sees goes through `dataset_list`, so ownership holds."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import QuerySet
@@ -36,11 +38,21 @@ def dataset_get(*, user: AbstractBaseUser, pk: int) -> Dataset:
     return get_object_or_404(dataset_list(user=user), pk=pk)
 
 
+def dataset_files(dataset: Dataset) -> Path:
+    """The folder of a ready dataset's arrays, thumbnails and mean, on this host: fetched once from the
+    store (WORKBENCH_STORAGE) into the host's cache when it is not here yet; the data folder itself otherwise."""
+    if dataset.status != Dataset.Status.READY:
+        return dataset.folder
+    from workbench.storage import store
+
+    return store().fetch_folder(dataset.folder)
+
+
 def dataset_thumbnails(*, dataset: Dataset) -> dict[str, list[int]]:
     """For each class, the thumbnail numbers on disk (empty until the dataset is ready)."""
     if dataset.status != Dataset.Status.READY:
         return {name: [] for name in dataset.classes}
-    counts = thumb_counts(dataset.folder, len(dataset.classes))
+    counts = thumb_counts(dataset_files(dataset), len(dataset.classes))
     return {name: list(range(n)) for name, n in zip(dataset.classes, counts)}
 
 
@@ -91,7 +103,7 @@ def dataset_box_sizes(*, dataset: Dataset) -> dict[str, dict[str, list[float]]]:
     """Detection: each class's box widths and heights in the stored images' pixels, over every split (at
     most BOX_SIZES_PER_CLASS a class, a seeded sample beyond that), for the size histogram."""
     found = [np.load(path) for split in ("train", "val", "test")
-             if (path := boxes_path(dataset.folder, split)).exists()]
+             if (path := boxes_path(dataset_files(dataset), split)).exists()]
     rows = np.concatenate([f.reshape(-1, 6) for f in found]) if found else np.zeros((0, 6), dtype=np.float32)
     sizes = {}
     for i, name in enumerate(dataset.classes):

@@ -1,9 +1,11 @@
 """Writes for datasets: create, ingest, delete. Views and tasks call these and nothing else."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import timedelta
 from pathlib import Path
@@ -20,10 +22,12 @@ from datasets.ingest.detection import LABEL_SUFFIXES, run_detection_ingest
 from datasets.ingest.pipeline import IngestOptions, IngestResult, ingest_workers, run_ingest
 from datasets.ingest.segmentation import SIDE_FILES, run_segmentation_ingest
 from datasets.models import Dataset
+from workbench import cache
 from workbench.leases import Lease, lease_claim
 from workbench.progress import RowProgress
 from workbench.queue import enqueue
 from workbench.runner import LeasedRun, run_leased
+from workbench.storage import StoreUnavailable, retrying, store
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +59,17 @@ def dataset_create(*, owner: AbstractBaseUser, name: str, options: IngestOptions
     else:
         staged = None
         source, source_name = Dataset.Source.SERVER_PATH, str(resolve_server_path(server_path))
-    try:
-        dataset = _dataset_insert(owner, name, options, source, source_name)
+    def place(folder: Path) -> None:
+        # Into the store before the ingest is queued: a worker on another host fetches it from there.
         if staged is not None:
-            staged.replace(dataset.folder / f"upload{_suffix(source_name)}")
+            upload = folder / f"upload{_suffix(source_name)}"
+            staged.replace(upload)
+            if store().remote:
+                store().publish(upload)
+                upload.unlink()  # this host is the web's; the ingest fetches it where it runs
+
+    try:
+        dataset = _dataset_insert(owner, name, options, source, source_name, place)
     finally:
         if staged is not None:
             staged.unlink(missing_ok=True)
@@ -93,14 +104,20 @@ def dataset_create_example(*, owner: AbstractBaseUser, example: str = "digits") 
 
 
 def _dataset_insert(owner: AbstractBaseUser, name: str, options: IngestOptions, source: str,
-                    source_name: str) -> Dataset:
+                    source_name: str, place: Callable[[Path], None] = lambda folder: None) -> Dataset:
     with transaction.atomic():
         dataset = Dataset.objects.create(owner=owner, name=name, source=source, source_name=source_name,
                                          **_option_fields(options))
         # A rolled-back insert can hand the same id out again: never inherit its leftovers.
         shutil.rmtree(dataset.folder, ignore_errors=True)
         dataset.folder.mkdir(parents=True)
-        transaction.on_commit(lambda: enqueue("datasets.ingest", dataset.pk))
+    try:
+        place(dataset.folder)  # outside the transaction: an upload into the store may take minutes
+    except BaseException:
+        Dataset.objects.filter(pk=dataset.pk).delete()
+        shutil.rmtree(dataset.folder, ignore_errors=True)
+        raise
+    transaction.on_commit(lambda: enqueue("datasets.ingest", dataset.pk))
     return dataset
 
 
@@ -178,7 +195,7 @@ class _IngestRun(LeasedRun):
     """An ingest under workbench.runner: it ends ready with the arrays' facts, or in error, and its
     sources go. A run that lost its lease touches nothing: a newer attempt owns the folder now."""
 
-    worded = (IngestError,)
+    worded = (IngestError, StoreUnavailable)
     logger = log
 
     def __init__(self, dataset_id: int) -> None:
@@ -191,15 +208,20 @@ class _IngestRun(LeasedRun):
         return lease
 
     def body(self, lease: Lease) -> None:
-        self.result = _ingest(self.dataset, RowProgress(lease, updated_at=timezone.now))
+        folder = self.dataset.folder
+        with cache.working(folder):
+            self.result = _ingest(self.dataset, RowProgress(lease, updated_at=timezone.now))
+            # Ready only once every array, thumbnail and the mean are in the store.
+            _clean_sources(folder)
+            retrying(lambda: store().publish_folder(folder), stop=lease.stop.is_set)
 
     def done(self, lease: Lease) -> None:
         _finish_ready(lease, self.result)
-        _clean_sources(self.dataset.folder)
+        _drop_upload(self.dataset)
 
     def failed(self, lease: Lease, message: str) -> None:
         _finish_with_error(lease, self.dataset, message)
-        _clean_sources(self.dataset.folder)
+        _drop_upload(self.dataset)
 
     def unexpected(self, exc: Exception) -> str:
         return f"The ingest failed unexpectedly ({type(exc).__name__}: {exc})."
@@ -246,6 +268,10 @@ def _materialise_source(dataset: Dataset, progress) -> Path | ZipSource:  # type
 
         (write_shapes if dataset.task == "segmentation" else write_digits)(extracted)
         return extracted
+    if dataset.source == Dataset.Source.ARCHIVE and store().remote:
+        upload = dataset.folder / f"upload{_suffix(dataset.source_name)}"
+        with contextlib.suppress(FileNotFoundError):
+            retrying(lambda: store().fetch(upload))
     uploads = list(dataset.folder.glob("upload*"))
     if not uploads:
         raise IngestError("The uploaded archive is missing from the data folder.")
@@ -294,6 +320,16 @@ def _clean_sources(folder: Path) -> None:
         upload.unlink(missing_ok=True)
 
 
+def _drop_upload(dataset: Dataset) -> None:
+    """The ingest has ended: its sources go, here and in the store (a taken-back ingest still needed them)."""
+    _clean_sources(dataset.folder)
+    if dataset.source == Dataset.Source.ARCHIVE and store().remote:
+        try:
+            store().delete(dataset.folder / f"upload{_suffix(dataset.source_name)}")
+        except StoreUnavailable:
+            log.warning("could not delete the upload of dataset %s from the store", dataset.pk, exc_info=True)
+
+
 # --- delete ---------------------------------------------------------------------------------
 
 def dataset_delete(*, dataset: Dataset) -> None:
@@ -308,7 +344,7 @@ def dataset_delete(*, dataset: Dataset) -> None:
     folder = dataset.folder
     with transaction.atomic():
         dataset.delete()
-        transaction.on_commit(lambda: shutil.rmtree(folder, ignore_errors=True))
+        transaction.on_commit(lambda: store().delete_folder(folder))
 
 
 def _jobs_using(dataset: Dataset) -> int:

@@ -72,12 +72,12 @@ def dataset_delete(request: HttpRequest, pk: int) -> HttpResponse:
 
 def dataset_mean_image(request: HttpRequest, pk: int) -> HttpResponse:
     dataset = selectors.dataset_get(user=request.user, pk=pk)
-    return _png(dataset.folder / "mean.png")
+    return _png(selectors.dataset_files(dataset) / "mean.png")
 
 
 def dataset_thumbnail(request: HttpRequest, pk: int, class_index: int, k: int) -> HttpResponse:
     dataset = selectors.dataset_get(user=request.user, pk=pk)
-    return _png(thumb_path(dataset.folder, class_index, k))
+    return _png(thumb_path(selectors.dataset_files(dataset), class_index, k))
 
 
 def _png(path) -> HttpResponse:  # type: ignore[no-untyped-def]
@@ -94,7 +94,7 @@ def dataset_image(request: HttpRequest, pk: int, split: str, index: int) -> Http
     from datasets.ingest.store import image_png
 
     dataset = selectors.dataset_get(user=request.user, pk=pk)
-    png = image_png(dataset.folder, split, index) if split in ("train", "val", "test") else None
+    png = image_png(selectors.dataset_files(dataset), split, index) if split in ("train", "val", "test") else None
     if png is None:
         raise Http404("No such image.")
     response = HttpResponse(png, content_type="image/png")
@@ -109,7 +109,7 @@ def dataset_mask(request: HttpRequest, pk: int, split: str, index: int) -> HttpR
 
     dataset = selectors.dataset_get(user=request.user, pk=pk)
     colours = list((dataset.colormap or {}).values())
-    png = mask_png(dataset.folder, split, index, colours, dataset.ignore_index) if split in ("train", "val", "test") else None
+    png = mask_png(selectors.dataset_files(dataset), split, index, colours, dataset.ignore_index) if split in ("train", "val", "test") else None
     if png is None:
         raise Http404("No such mask.")
     response = HttpResponse(png, content_type="image/png")
@@ -125,7 +125,7 @@ def dataset_boxes(request: HttpRequest, pk: int, split: str, index: int) -> Http
     dataset = selectors.dataset_get(user=request.user, pk=pk)
     png = None
     if dataset.task == "detection" and split in ("train", "val", "test"):
-        png = boxes_png(dataset.folder, split, index, dataset.classes, dataset.class_colours)
+        png = boxes_png(selectors.dataset_files(dataset), split, index, dataset.classes, dataset.class_colours)
     if png is None:
         raise Http404("No such image.")
     response = HttpResponse(png, content_type="image/png")

@@ -17,6 +17,7 @@ from jobs.selectors import job_snapshot
 from serving import client, wire
 from training.vision_tasks import vision_task
 from workbench import faults
+from workbench.storage import data_name
 
 
 def preprocess(*, job: TrainingJob, image: UploadedFile) -> np.ndarray:
@@ -45,7 +46,7 @@ def job_infer(*, job: TrainingJob, image: UploadedFile, epoch: float | None = No
     `infer_options` given (detection's score_threshold); the others' are not asked of it."""
     snapshot = job_snapshot(job=job, epoch=epoch)
     pixels, (width, height), spec = _decoded(job, image)
-    outputs = client.infer("jobs.classify", job.backend, str(job.folder / snapshot.path), pixels[np.newaxis])
+    outputs = client.infer("jobs.classify", job.backend, data_name(job.folder / snapshot.path), pixels[np.newaxis])
     task = vision_task(job.dataset.task)
     given = {name: value for name, value in (options or {}).items() if name in task.infer_options and value is not None}
     answer = task.infer_answer(outputs[0], job.dataset.classes, **given)

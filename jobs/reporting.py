@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from jobs import hooks
 from jobs.models import MetricPoint, Snapshot
+from jobs.uploads import SnapshotUploads
 from live import wakeup
 from training.contract import TrainingFailed
 from training.vision_tasks import VISION_TASKS
@@ -115,6 +116,7 @@ class DatabaseReporter:
         self._healthy = threading.Event()
         self._healthy.set()
         self.failure = ""
+        self.upload_failure = ""  # a snapshot that could not be put into the store (jobs.uploads)
         self.stop_reason = ""  # why a validation callback stopped the run (jobs.hooks); "" for none
         self._thread = threading.Thread(target=self._run, name=f"reporter-{self.job_id}", daemon=True)
         self._log = (folder / "log.txt").open("a", buffering=1)
@@ -124,6 +126,9 @@ class DatabaseReporter:
         self._first: ProgressEvent | None = None
         self._sampler = probe.ProcessSampler()
         self._processes: tuple[int, ...] = ()
+        # Snapshots reach the writer only once they are whole in the store (jobs.uploads).
+        self._uploads = SnapshotUploads(folder, self._queue.put, said=self.log, failed=self._upload_failed,
+                                        lost=lease.lost)
 
     @property
     def latest(self) -> dict[str, Any]:
@@ -141,7 +146,7 @@ class DatabaseReporter:
         self._queue.put(ProgressEvent(float(epoch), int(step), int(total_steps), time.monotonic()))
 
     def snapshot(self, *, epoch: float, path: str, step: int | None = None) -> None:
-        self._queue.put(("snapshot", float(epoch), path, step))
+        self._uploads.put(("snapshot", float(epoch), path, step))
 
     def log(self, message: str) -> None:
         self._log.write(f"{time.strftime('%H:%M:%S')} {message}\n")
@@ -162,13 +167,20 @@ class DatabaseReporter:
 
     # --- lifecycle ------------------------------------------------------------------------------
     def start(self) -> None:
+        self._uploads.start()
         self._thread.start()
 
     def close(self) -> None:
+        self._uploads.close()  # the last snapshots are in the store before the last reports go out
         self._queue.put(_STOP)
         self._closing.set()  # the last points go out now, not after the write interval
         self._thread.join(timeout=self.retry_seconds + 30)
         self._log.close()
+
+    def _upload_failed(self, message: str) -> None:
+        self.log(message)
+        self.upload_failure = message  # the job ends in error even when training ended meanwhile
+        self.failure = message  # the training thread raises it at its next step
 
     # --- the writer thread ----------------------------------------------------------------------
     def _run(self) -> None:

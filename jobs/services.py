@@ -38,9 +38,11 @@ from networks.spec import SpecError, summarize
 from training.augmentation import Augmentation, AugmentationError, augmentation_parse
 from training.contract import RunLost, TrainingFailed
 from training.vision_tasks import vision_task
+from workbench import cache
 from workbench.leases import Lease, LeaseLost, lease_claim
 from workbench.queue import enqueue
 from workbench.runner import LeasedRun, run_leased
+from workbench.storage import retrying, store
 
 log = logging.getLogger(__name__)
 
@@ -280,7 +282,7 @@ def job_delete(*, job: TrainingJob) -> None:
     folder = job.folder
     with transaction.atomic():
         job.delete()
-        transaction.on_commit(lambda: shutil.rmtree(folder, ignore_errors=True))
+        transaction.on_commit(lambda: store().delete_folder(folder))
 
 
 def job_retry_fields(job: TrainingJob) -> dict[str, Any]:
@@ -416,14 +418,19 @@ class _TrainingRun(LeasedRun):
         wakeup.notify(self.pk)
         # A resumed attempt finds its points already rewound: by the take-back or the resume that queued it.
         self.job = TrainingJob.objects.select_related("dataset").get(pk=self.pk)
+        self.job.folder.mkdir(parents=True, exist_ok=True)  # a host that did not create the job has none
         self.reporter = DatabaseReporter(lease, self.job.folder, latest=self.job.latest, best=self.job.best)
         return lease
 
     def body(self, lease: Lease) -> None:
         from training.backends import backends
 
+        if store().remote:  # taken over from another host: its snapshots are in the store, not here
+            retrying(lambda: store().fetch_folder(self.job.folder), said=self.reporter.log, stop=lease.stop.is_set)
         self.reporter.start()
-        self.outcome = backends[self.job.backend].train(training_plan(self.job, self.devices), self.reporter)
+        plan = training_plan(self.job, self.devices)
+        with cache.using(plan.dataset_folder):  # not evicted from this host's cache while it trains on it
+            self.outcome = backends[self.job.backend].train(plan, self.reporter)
 
     def stopped(self, lease: Lease, exc: Exception) -> None:
         if isinstance(exc, RunLost):
@@ -439,6 +446,9 @@ class _TrainingRun(LeasedRun):
         self.reporter.close()
 
     def done(self, lease: Lease) -> None:
+        if self.reporter.upload_failure:  # a snapshot that could not be put into the store as the run ended
+            _finish(lease, TrainingJob.Status.ERROR, self.reporter.upload_failure, self.reporter.stop_reason)
+            return
         _finish(lease, self.outcome, "", self.reporter.stop_reason)
 
     def failed(self, lease: Lease, message: str) -> None:
@@ -488,8 +498,10 @@ def training_plan(job: TrainingJob, devices: tuple[str, ...] = ()):  # type: ign
     from training.contract import TrainingPlan
 
     dataset = job.dataset
+    from datasets.selectors import dataset_files
+
     return TrainingPlan(
-        job_id=job.pk, output_folder=job.folder, dataset_folder=dataset.folder, task=dataset.task,
+        job_id=job.pk, output_folder=job.folder, dataset_folder=dataset_files(dataset), task=dataset.task,
         ignore_index=dataset.ignore_index, input_shape=tuple(dataset.image_shape), classes=list(dataset.classes), network_spec=job.network_spec,
         epochs=job.epochs, batch_size=job.batch_size, optimizer=job.optimizer, learning_rate=job.learning_rate,
         momentum=job.momentum, weight_decay=job.weight_decay, lr_policy=job.lr_policy,
@@ -507,5 +519,6 @@ def _plan_pretrained(job: TrainingJob) -> dict[str, Any]:
     source = job.pretrained or {}
     if not source.get("weights"):
         return {}
-    return {"weights": str(Path(settings.DATA_DIR) / source["weights"]), "copy": source.get("copy", []),
+    weights = store().fetch(Path(settings.DATA_DIR) / source["weights"])  # trained or uploaded on another host
+    return {"weights": str(weights), "copy": source.get("copy", []),
             "label": source.get("label", "")}

@@ -26,6 +26,7 @@ from pretrained.models import PretrainedModel
 from pretrained.selectors import data_relative, pretrained_in_use, pretrained_list
 from pretrained.tensors import TensorIndex, WeightsRejected
 from training.vision_tasks import vision_task
+from workbench.storage import model_files, store
 
 
 class IncompatibleWeights(JobInputError):
@@ -69,7 +70,7 @@ def _job_source(user: AbstractBaseUser, pk: object, epoch: object) -> Source:
     if job is None:
         raise JobInputError(f"No such job: {pk}.", "pretrained")
     snapshot = _snapshot(job, epoch)
-    path = job.folder / snapshot.path
+    path = model_files(job.folder / snapshot.path)
     stored = {"job": job.pk, "epoch": snapshot.epoch, "weights": data_relative(path),
               "label": f"job {job.pk} epoch {snapshot.epoch:g}"}
     return Source(path, tensors.index_of_file(path), stored)
@@ -139,6 +140,7 @@ def pretrained_upload(*, owner: AbstractBaseUser, upload: Upload, weights: IO[by
             owner=owner, name=_name(upload.name), network=builtin, network_spec=spec, classes=classes,
             input_shape=list(shape), preprocessing=_preprocessing(upload.preprocessing), tensors=index)
         _write_renamed(model.weights_path, header, rename, weights)
+        store().publish(model.weights_path)  # in the store before the row is: any host's job may start from it
     return model
 
 
@@ -249,7 +251,7 @@ def pretrained_from_job(*, owner: AbstractBaseUser, job: TrainingJob, name: str,
                         epoch: float | None = None) -> PretrainedModel:
     """A pretrained model from a job's snapshot: its weights, spec, classes, shape and mean."""
     snapshot = _snapshot(job, epoch)
-    source = job.folder / snapshot.path
+    source = model_files(job.folder / snapshot.path)
     dataset = job.dataset
     preprocessing = {"mean": (job.augmentation or {}).get("mean", "image"), "resize_mode": dataset.resize_mode,
                      "mean_file": "mean.safetensors"}
@@ -264,6 +266,7 @@ def pretrained_from_job(*, owner: AbstractBaseUser, job: TrainingJob, name: str,
         shutil.copyfile(source, model.weights_path)
         if (job.folder / "mean.safetensors").exists():
             shutil.copyfile(job.folder / "mean.safetensors", model.folder / "mean.safetensors")
+        store().publish_folder(model.folder)
     return model
 
 
@@ -273,4 +276,4 @@ def pretrained_delete(*, model: PretrainedModel) -> None:
     folder = model.folder
     with transaction.atomic():
         model.delete()
-        transaction.on_commit(lambda: shutil.rmtree(folder, ignore_errors=True))
+        transaction.on_commit(lambda: store().delete_folder(folder))

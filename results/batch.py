@@ -7,6 +7,7 @@ image in the batch folder, with only a summary (and the first rows) in the datab
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import shutil
@@ -27,6 +28,8 @@ from jobs.errors import JobInputError, JobStateError
 from jobs.models import Snapshot, TrainingJob
 from results.models import BatchClassification
 from results.work import WorkFailed, claimed, done_snapshot, enqueue
+from workbench import cache
+from workbench.storage import StoreUnavailable, model_files, retrying, store
 
 BATCH = 128
 TOP_K = 5
@@ -99,6 +102,7 @@ def _insert(job: TrainingJob, snapshot: Snapshot, name: str, source: str, *, has
                                                    has_labels=has_labels)
         batch.folder.mkdir(parents=True, exist_ok=True)
         place(batch.folder)
+        store().publish_folder(batch.folder)  # the worker may run on another host
         enqueue("results.classify_many", batch.pk)
     return batch
 
@@ -234,17 +238,26 @@ def batch_run(*, batch_id: int) -> None:
             return
         batch, progress, result = claim
         try:
-            if batch.source == "archive":
-                entries, ignored = _extracted_entries(batch, lambda f: progress(0.1 * f))
-                start = 0.1
-            else:
-                entries, ignored, start = _listed_entries(batch), 0, 0.0
-            rows, tally = _classify(batch, entries, lambda f: progress(start + (1 - start) * f))
-            _write_rows(batch.folder, rows)
+            with cache.working(batch.folder):
+                if store().remote:
+                    store().fetch(batch.folder / (UPLOAD if batch.source == "archive" else LISTING))
+                if batch.source == "archive":
+                    entries, ignored = _extracted_entries(batch, lambda f: progress(0.1 * f))
+                    start = 0.1
+                else:
+                    entries, ignored, start = _listed_entries(batch), 0, 0.0
+                rows, tally = _classify(batch, entries, lambda f: progress(start + (1 - start) * f))
+                _write_rows(batch.folder, rows)
+                _drop_sources(batch.folder)
+                retrying(lambda: store().publish_folder(batch.folder), stop=progress.lease.stop.is_set)
             result.update(summary(batch, rows, tally, ignored))
         finally:
-            shutil.rmtree(batch.folder / IMAGES, ignore_errors=True)
-            (batch.folder / UPLOAD).unlink(missing_ok=True)
+            _drop_sources(batch.folder)
+
+
+def _drop_sources(folder: Path) -> None:
+    shutil.rmtree(folder / IMAGES, ignore_errors=True)
+    (folder / UPLOAD).unlink(missing_ok=True)
 
 
 def _extracted_entries(batch: BatchClassification, progress: Any) -> tuple[list[Entry], int]:
@@ -278,7 +291,7 @@ def _classify(batch: BatchClassification, entries: list[Entry], progress: Any) -
     from training.backends import backends
 
     job, dataset = batch.job, batch.job.dataset
-    backend, weights = backends[job.backend], job.folder / batch.snapshot.path
+    backend, weights = backends[job.backend], model_files(job.folder / batch.snapshot.path)
     (batch.folder / THUMBS).mkdir(exist_ok=True)
     read = _Reader(dataset, batch.folder, check_roots=batch.source == "list")
     rows: list[dict[str, Any]] = []
@@ -384,4 +397,7 @@ def _accuracy(tally: _Tally, classes: list[str]) -> dict[str, Any]:
 def batch_rows(batch: BatchClassification) -> list[dict[str, Any]]:
     """Every row of a finished batch (the stored preview if the file is gone)."""
     path = batch.folder / ROWS
+    if not path.exists() and batch.status == "done" and store().remote:
+        with contextlib.suppress(FileNotFoundError, StoreUnavailable):
+            store().fetch(path)
     return json.loads(path.read_text()) if path.exists() else list(batch.result.get("rows", []))

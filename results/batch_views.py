@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
@@ -13,6 +13,7 @@ from results.batch import CSV, batch_rows, batch_start, listing_text, thumb_path
 from results.models import BatchClassification
 from results.views import _epoch
 from results.work import work_get
+from workbench.downloads import stored_file_response
 from workbench.uploads import TOO_LARGE_FORM, upload_too_large
 
 ROWS_PER_PAGE = 100
@@ -53,21 +54,17 @@ def _correct(row: dict[str, object]) -> bool | None:
     return top[0][0] == row["true"]  # type: ignore[index]
 
 
-def batch_csv(request: HttpRequest, pk: int, bid: int) -> FileResponse:
+def batch_csv(request: HttpRequest, pk: int, bid: int) -> HttpResponseBase:
     return csv_response(work_get(user=request.user, model=BatchClassification, job_pk=pk, pk=bid))
 
 
-def csv_response(batch: BatchClassification) -> FileResponse:
-    path = batch.folder / CSV
-    if batch.status != "done" or not path.exists():
+def csv_response(batch: BatchClassification) -> HttpResponseBase:
+    if batch.status != "done":
         raise Http404("The results are not ready.")
-    return FileResponse(path.open("rb"), as_attachment=True, filename=f"classify-many-{batch.pk}.csv",
-                        content_type="text/csv")
+    return stored_file_response(batch.folder / CSV, filename=f"classify-many-{batch.pk}.csv", content_type="text/csv",
+                                missing="The results are not ready.")
 
 
-def batch_thumb(request: HttpRequest, pk: int, bid: int, index: int) -> FileResponse:
+def batch_thumb(request: HttpRequest, pk: int, bid: int, index: int) -> HttpResponseBase:
     batch = work_get(user=request.user, model=BatchClassification, job_pk=pk, pk=bid)
-    path = thumb_path(batch.folder, index)
-    if not path.exists():
-        raise Http404("No thumbnail.")
-    return FileResponse(path.open("rb"), content_type="image/png")
+    return stored_file_response(thumb_path(batch.folder, index), content_type="image/png", missing="No thumbnail.")

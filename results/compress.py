@@ -24,6 +24,8 @@ from results.work import claimed, done_snapshot, enqueue, offered_choice
 from serving import client, wire
 from training.contract import SilentReporter
 from training.vision_tasks import vision_task
+from workbench import cache
+from workbench.storage import data_name, model_files, retrying, store
 
 
 @dataclass(frozen=True)
@@ -98,8 +100,10 @@ def compression_run(*, compression_id: int) -> None:
         job = compression.job
         backend = backends[job.backend]  # compression_start offered only the methods it declares
         target = job.folder / "compressed" / str(compression.pk)
-        facts = backend.compress(job.folder / compression.snapshot.path, compression.method, compression.params,
-                                 target, training_plan(job), _ProgressOnly(progress))
+        with cache.working(job.folder):
+            facts = backend.compress(model_files(job.folder / compression.snapshot.path), compression.method,
+                                     compression.params, target, training_plan(job), _ProgressOnly(progress))
+            retrying(lambda: store().publish_folder(target), stop=progress.lease.stop.is_set)
         progress.lease.update(path=str((target / facts["file"]).relative_to(job.folder)))
         result.update(facts, epoch=compression.snapshot.epoch)
 
@@ -122,7 +126,7 @@ def compression_classify(*, compression: Compression, image: UploadedFile) -> di
         raise JobStateError(f"The compression is {compression.status}; classify once it is done.")
     pixels = preprocess(job=compression.job, image=image)
     outputs = client.infer("results.classify_compressed", compression.job.backend,
-                           str(compression.job.folder / compression.path), pixels[np.newaxis])
+                           data_name(compression.job.folder / compression.path), pixels[np.newaxis])
     dataset = compression.job.dataset
     # The job's vision task answers, as for its uncompressed snapshot (jobs.inference.job_infer).
     predictions = vision_task(dataset.task).infer_answer(outputs[0], dataset.classes)["predictions"]

@@ -1,7 +1,7 @@
 """JSON API for inspecting a snapshot on one image and for compressing it (and using the result)."""
 from __future__ import annotations
 
-from django.http import FileResponse, Http404
+from django.http import Http404, HttpResponseBase
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
@@ -18,6 +18,7 @@ from results.inspect import inspect_image
 from results.models import Compression
 from results.work import work_get
 from workbench.api import Pagination, RequestInput, error_response, paginated
+from workbench.downloads import stored_file_response
 from workbench.uploads import TOO_LARGE, upload_too_large
 
 
@@ -116,16 +117,16 @@ class CompressionClassifyApi(APIView):
         return Response(compression_classify(compression=compression, image=given.validated_data["image"]))
 
 
-def compression_response(compression: Compression) -> FileResponse:
+def compression_response(compression: Compression) -> HttpResponseBase:
     """The compressed model's archive as an attachment; 404 until it is done."""
     package = compression_package(compression)
     if package is None:
         raise Http404("This compression has no download yet.")
     path, name = package
-    return FileResponse(path.open("rb"), as_attachment=True, filename=name, content_type="application/zip")
+    return stored_file_response(path, filename=name, content_type="application/zip")
 
 
 class CompressionDownloadApi(APIView):
     @extend_schema(responses={(200, "application/zip"): OpenApiTypes.BINARY})
-    def get(self, request: Request, pk: int, cid: int) -> FileResponse:
+    def get(self, request: Request, pk: int, cid: int) -> HttpResponseBase:
         return compression_response(work_get(user=request.user, model=Compression, job_pk=pk, pk=cid))

@@ -5,11 +5,13 @@ from pathlib import Path
 
 import numpy as np
 
+from datasets.selectors import dataset_files
 from jobs.errors import JobInputError
 from jobs.models import TrainingJob
 from results.models import Evaluation
 from results.work import WorkFailed, claimed, done_snapshot, stored_or_new
 from training.vision_tasks import vision_task
+from workbench.storage import model_files
 
 SPLITS = ("val", "test", "train")
 BATCH = 256
@@ -38,11 +40,11 @@ def evaluation_run(*, evaluation_id: int) -> None:
         evaluation, progress, result = claim
         job = evaluation.job
         task = vision_task(job.dataset.task)
-        images, truth = _split(job.dataset.folder, evaluation.split, task.truth_file)
+        images, truth = _split(dataset_files(job.dataset), evaluation.split, task.truth_file)
         if len(truth) == 0:
             raise WorkFailed(f"The {evaluation.split} split is empty.")
         backend = backends[job.backend]
-        weights = job.folder / evaluation.snapshot.path
+        weights = model_files(job.folder / evaluation.snapshot.path)
         tally = task.evaluation(job.dataset.classes, ignore_index=job.dataset.ignore_index)
         batch = batch_size(images.shape[1:], len(job.dataset.classes), per_pixel=truth.ndim > 1)
         for start in range(0, len(truth), batch):

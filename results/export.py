@@ -12,6 +12,8 @@ from jobs.models import Snapshot, TrainingJob
 from jobs.selectors import job_capabilities, job_snapshot
 from results.models import Export
 from results.work import claimed, done_snapshot, offered_choice, stored_or_new
+from workbench import cache
+from workbench.storage import model_files, retrying, store
 
 # The formats the product knows (file extension, name); a job is offered those its backend declares.
 FORMATS = {"archive": "zip", "torchscript": "pt", "onnx": "onnx"}
@@ -43,8 +45,10 @@ def export_run(*, export_id: int) -> None:
         backend = backends[job.backend]  # export_start offered only the formats it declares
         relative = export_path(export.snapshot, export.format)
         progress(0.1)
-        facts = backend.export(job.folder / export.snapshot.path, export.format, job.folder / relative)
-        size = (job.folder / relative).stat().st_size
+        with cache.working(job.folder):
+            facts = backend.export(model_files(job.folder / export.snapshot.path), export.format, job.folder / relative)
+            size = (job.folder / relative).stat().st_size
+            retrying(lambda: store().publish(job.folder / relative), stop=progress.lease.stop.is_set)
         progress.lease.update(path=str(relative), size_bytes=size)
         result.update(facts, epoch=export.snapshot.epoch, size_bytes=size)
 
@@ -58,8 +62,7 @@ def export_file(export: Export) -> Path | None:
     """The finished export's file, or None while it is not done (or its file is gone)."""
     if export.status != "done" or not export.path:
         return None
-    path = export.job.folder / export.path
-    return path if path.is_file() else None
+    return export.job.folder / export.path
 
 
 def download_name(export: Export) -> str:

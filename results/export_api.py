@@ -1,7 +1,7 @@
 """JSON API for exports: start or reuse one, list them, read one, download its file."""
 from __future__ import annotations
 
-from django.http import FileResponse, Http404
+from django.http import Http404, HttpResponseBase
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
@@ -17,6 +17,7 @@ from results.export import FORMATS, download_name, export_file, export_start, sn
 from results.models import Export
 from results.work import work_get
 from workbench.api import Pagination, RequestInput, paginated
+from workbench.downloads import stored_file_response
 
 
 class ExportOutput(serializers.ModelSerializer):
@@ -73,31 +74,29 @@ class ExportDetailApi(APIView):
 
 class ExportDownloadApi(APIView):
     @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
-    def get(self, request: Request, pk: int, eid: int) -> FileResponse:
+    def get(self, request: Request, pk: int, eid: int) -> HttpResponseBase:
         return export_response(work_get(user=request.user, model=Export, job_pk=pk, pk=eid))
 
 
 class SnapshotDownloadApi(APIView):
     @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
-    def get(self, request: Request, pk: int, epoch: str) -> FileResponse:
+    def get(self, request: Request, pk: int, epoch: str) -> HttpResponseBase:
         return snapshot_response(job_selectors.job_get(user=request.user, pk=pk), epoch)
 
 
-def export_response(export: Export) -> FileResponse:
+def export_response(export: Export) -> HttpResponseBase:
     """The export's file as an attachment; 404 until it is done."""
     path = export_file(export)
     if path is None:
         raise Http404("This export is not ready.")
-    return FileResponse(path.open("rb"), as_attachment=True, filename=download_name(export),
-                        content_type="application/octet-stream")
+    return stored_file_response(path, filename=download_name(export), content_type="application/octet-stream")
 
 
-def snapshot_response(job: TrainingJob, epoch: str) -> FileResponse:
+def snapshot_response(job: TrainingJob, epoch: str) -> HttpResponseBase:
     """One snapshot's raw weights (safetensors) as an attachment; 404 for an epoch it does not have."""
     try:
         path, name = snapshot_file(job=job, epoch=float(epoch))
     except (ValueError, JobStateError, JobInputError):
         raise Http404("No such snapshot.") from None
-    if not path.is_file():
-        raise Http404("The snapshot's file is gone.")
-    return FileResponse(path.open("rb"), as_attachment=True, filename=name, content_type="application/octet-stream")
+    return stored_file_response(path, filename=name, content_type="application/octet-stream",
+                                missing="The snapshot's file is gone.")

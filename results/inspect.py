@@ -16,6 +16,7 @@ from jobs.models import TrainingJob
 from jobs.selectors import job_capabilities
 from results.work import done_snapshot
 from serving import client, wire
+from workbench.storage import data_name
 
 
 def inspect_image(*, job: TrainingJob, image: UploadedFile, epoch: float | None = None) -> dict[str, Any]:
@@ -26,7 +27,7 @@ def inspect_image(*, job: TrainingJob, image: UploadedFile, epoch: float | None 
     if not job_capabilities(job=job).inspect:
         raise JobStateError(f"The {job.backend} backend cannot inspect models.")
     pixels = preprocess(job=job, image=image)
-    result = client.ask("results.inspect", job.backend, str(job.folder / snapshot.path), images=pixels)
+    result = client.ask("results.inspect", job.backend, data_name(job.folder / snapshot.path), images=pixels)
     return {**result, "epoch": snapshot.epoch, "input_png": png_data_url(pixels)}
 
 
@@ -36,4 +37,6 @@ def inspect_on_worker(*, backend: str, weights: str, image: str) -> dict[str, An
     from training.backends import backends
 
     # inspect_image refused a backend that cannot
-    return backends[backend].inspect(Path(weights), wire.unpack(image))
+    from workbench.storage import model_files
+
+    return backends[backend].inspect(model_files(Path(weights)), wire.unpack(image))

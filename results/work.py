@@ -26,6 +26,7 @@ from workbench.leases import Lease, lease_claim
 from workbench.progress import RowProgress
 from workbench.queue import enqueue as send
 from workbench.runner import LeasedRun, leased
+from workbench.storage import StoreUnavailable
 
 log = logging.getLogger(__name__)
 W = TypeVar("W", bound=_Work)
@@ -77,7 +78,7 @@ def claimed(model: type[W], pk: int) -> Iterator[tuple[W, RowProgress, dict[str,
 class _ResultRun(LeasedRun, Generic[W]):
     """A result kind under workbench.runner: done with its result, or error with a message."""
 
-    worded = (WorkFailed, TrainingFailed, JobInputError)
+    worded = (WorkFailed, TrainingFailed, JobInputError, StoreUnavailable)
     logger = log
 
     def __init__(self, model: type[W], pk: int) -> None:

@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 
+from workbench.storage import model_files
+
 _batcher: Any = None
 _lock = threading.Lock()
 
@@ -32,6 +34,7 @@ def infer(backend_alias: str, weights: Path, images: np.ndarray) -> np.ndarray:
     from training.backends import backends
 
     backend = backends[backend_alias]
+    weights = model_files(weights)  # from the store, once per host, when another host trained it
     return batcher().run((backend_alias, str(weights)), images, lambda batch: backend.infer(weights, batch))  # type: ignore[no-any-return]
 
 

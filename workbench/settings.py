@@ -16,6 +16,18 @@ from workbench.env import env_bool, env_choice, env_device, env_float, env_int, 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = env_path("WORKBENCH_DATA_DIR", BASE_DIR / "data")
 
+# Where datasets, snapshots and results live (workbench/storage.py): `local` (the data folder; hosts
+# must share it) or `s3://bucket/prefix` on any S3-compatible store, with the standard AWS_* variables.
+# With a store, each host's data folder is a cache of it, bounded by WORKBENCH_CACHE_BYTES.
+WORKBENCH_STORAGE = env_str("WORKBENCH_STORAGE", "local")
+if not (WORKBENCH_STORAGE.strip() in ("", "local") or (WORKBENCH_STORAGE.startswith("s3://") and WORKBENCH_STORAGE[5:].strip("/"))):
+    raise ImproperlyConfigured(f"WORKBENCH_STORAGE must be `local` or `s3://bucket/prefix`, not {WORKBENCH_STORAGE!r}")
+WORKBENCH_CACHE_BYTES = env_int("WORKBENCH_CACHE_BYTES", 20 * 1024**3, minimum=0)
+# Downloads redirect to a presigned URL of the store (the browser must reach it) instead of streaming through the web.
+WORKBENCH_STORAGE_PRESIGNED = env_bool("WORKBENCH_STORAGE_PRESIGNED", False)
+# A snapshot that cannot be uploaded (the store is unreachable) is retried this long before the job fails.
+WORKBENCH_STORE_RETRY_SECONDS = env_int("WORKBENCH_STORE_RETRY_SECONDS", 600, minimum=1)
+
 DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = env_str("SECRET_KEY", "")
 if not SECRET_KEY:

@@ -45,6 +45,8 @@ RESULT_LINES = {
                         r"^last: val pixel accuracy [\d.]+  val mean IoU [\d.]+$"],
     "detection.py": [r"^16 generated 48x48 digit scenes \(\+8 val\), 3 classes", r"^network centernet \(adamw lr 0\.002, batch 8, cosine\), 1 epochs, ",
                      r"^last: val mAP@0\.5 [\d.]+  val mAP@0\.5:0\.95 [\d.]+$", r"^per class AP@0\.5 \(last\): digit_0 [\d.]+"],
+    "storage.py": [r"^  run 1: local +\d+ samples/s +s3 +\d+ samples/s", r"^training lenet 1 epochs: .* s3/local medians \d\.\d{3}",
+                   r"^first fetch of a [\d.]+ MB dataset \(48 objects\): store [\d.]+ MB/s +boto3 [\d.]+ MB/s +store/boto3"],
     "recovery.py": [r"^kill  1: job \d+ worker pid \d+", r"^  jobs finished by themselves \(done\) +\d/1",
                     r"^  kill -> training again \(s\)"],
 }

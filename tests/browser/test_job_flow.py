@@ -20,6 +20,7 @@ def test_it_trains_lenet_on_the_digits_with_live_curves_and_classifies(
         page, celery_worker, alice, screenshot, tmp_path):  # type: ignore[no-untyped-def]
     log_in(page, "alice", "alice-password")
     page.click("text=Create the example digits dataset")
+    page.wait_for_url("**/datasets/*/")  # the form's redirect lands before the next goto (it raced one in CI)
     dataset = wait_dataset(Dataset.objects.get(owner=alice).pk)
     assert dataset.status == "ready"
 

@@ -100,7 +100,7 @@ def test_a_lenet_job_on_the_digits_trains_classifies_evaluates_and_exports(celer
     assert exported.status_code == 201, exported.json()
     export = wait_for(lambda: (e := Export.objects.get(pk=exported.json()["id"])).is_finished and e, 120, "export")
     assert export.status == "done", export.error
-    payload = b"".join(alice_api.get(f"/api/v1/jobs/{job.pk}/exports/{export.pk}/download/").streaming_content)
+    payload = b"".join(alice_api.get(f"/api/v1/jobs/{job.pk}/exports/{export.pk}/download/"))
     zipfile.ZipFile(io.BytesIO(payload)).extractall(tmp_path)
     (tmp_path / "white.png").write_bytes(make_image((255, 255, 255), size=(8, 8)))
     # predict.py runs where torch cannot be imported: it needs only jax, safetensors, Pillow and numpy.

@@ -41,7 +41,7 @@ def wait_batch(pk: int) -> BatchClassification:
 
 
 def csv_rows(response) -> list[dict[str, str]]:  # type: ignore[no-untyped-def]
-    text = b"".join(response.streaming_content).decode()
+    text = b"".join(response).decode()
     reader = csv.DictReader(io.StringIO(text))
     assert reader.fieldnames == CSV_HEADER
     return list(reader)
@@ -84,7 +84,7 @@ def test_it_classifies_a_zip_labelled_by_its_folders(celery_worker, alice_api, b
     page = client.get(f"/jobs/{job.pk}/classify-many/{batch.pk}/").content.decode()
     assert "top-1 accuracy" in page and "Confusion matrix" in page and "2</span><span class=\"muted\">non-image" in page
     thumb = client.get(f"/jobs/{job.pk}/classify-many/{batch.pk}/thumbs/0.png")
-    assert thumb.status_code == 200 and b"".join(thumb.streaming_content).startswith(b"\x89PNG")
+    assert thumb.status_code == 200 and b"".join(thumb).startswith(b"\x89PNG")
     assert alice_api.get(f"/api/v1/jobs/{job.pk}/classify-many/{batch.pk}/results.csv").status_code == 200
     assert bob_api.get(f"/api/v1/jobs/{job.pk}/classify-many/{batch.pk}/").status_code == 404
     assert bob_api.get(f"/api/v1/jobs/{job.pk}/classify-many/{batch.pk}/results.csv").status_code == 404

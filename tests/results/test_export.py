@@ -52,8 +52,8 @@ def test_it_exports_an_archive_that_predicts_in_a_fresh_process_like_the_api(cel
     client.force_login(alice)
     download = client.get(f"/jobs/{job.pk}/exports/{done.pk}/download/")
     assert download.status_code == 200 and "attachment" in download["Content-Disposition"]
-    payload = b"".join(download.streaming_content)
-    assert payload == b"".join(alice_api.get(again.json()["download_url"]).streaming_content)
+    payload = b"".join(download)
+    assert payload == b"".join(alice_api.get(again.json()["download_url"]))
     with zipfile.ZipFile(io.BytesIO(payload)) as archive:
         assert set(archive.namelist()) == {"weights.safetensors", "model.json", "mean.safetensors", "README.md",
                                            "predict.py"}
@@ -82,7 +82,7 @@ def test_it_exports_an_archive_that_predicts_in_a_fresh_process_like_the_api(cel
     assert bob_api.get(f"/api/v1/jobs/{job.pk}/exports/{done.pk}/").status_code == 404
     assert bob_api.get(f"/api/v1/jobs/{job.pk}/exports/{done.pk}/download/").status_code == 404
     weights = client.get(f"/jobs/{job.pk}/snapshots/2.0/download/")
-    assert b"".join(weights.streaming_content) == (tmp_path / "weights.safetensors").read_bytes()
+    assert b"".join(weights) == (tmp_path / "weights.safetensors").read_bytes()
 
 
 @pytest.mark.django_db(transaction=True)

@@ -89,7 +89,7 @@ def assert_download_predicts_like_the_api(api, compression: Compression, folder)
     assert download.status_code == 200, detail
     assert download["Content-Disposition"].endswith(f'-{compression.method.replace("_", "-")}.zip"')
     weights = "weights.safetensors" if compression.method == "prune" else "model.pt"
-    with zipfile.ZipFile(io.BytesIO(b"".join(download.streaming_content))) as archive:
+    with zipfile.ZipFile(io.BytesIO(b"".join(download))) as archive:
         assert set(archive.namelist()) == {weights, "model.json", "mean.safetensors", "README.md", "predict.py"}
         archive.extractall(folder)
     meta = json.loads((folder / "model.json").read_text())

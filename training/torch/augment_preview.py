@@ -12,6 +12,7 @@ import torch
 
 from datasets.ingest.store import open_split, png_data_url
 from datasets.models import Dataset
+from datasets.selectors import dataset_files
 from training.augmentation import augmentation_parse
 from training.torch.augment import Augmenter, mean_to_subtract
 
@@ -21,11 +22,12 @@ CPU = torch.device("cpu")
 def preview_on_worker(*, dataset_id: int, augmentation: dict[str, Any], seed: int, count: int) -> dict[str, Any]:
     dataset = Dataset.objects.get(pk=dataset_id)
     spec = augmentation_parse(augmentation, channels=dataset.channels)
-    images, labels = open_split(dataset.folder, "train")
+    folder = dataset_files(dataset)
+    images, labels = open_split(folder, "train")
     index = sample_index(len(images), count, seed)
     originals = torch.from_numpy(np.asarray(images[index]))
     augmented = Augmenter(spec, seed, CPU)(originals.clone())
-    mean = mean_to_subtract(spec.mean, torch.from_numpy(np.load(dataset.folder / "mean.npy")))
+    mean = mean_to_subtract(spec.mean, torch.from_numpy(np.load(folder / "mean.npy")))
     return {"seed": seed, "images": [
         {"label": dataset.classes[int(labels[i])], "original": png_data_url(originals[k].numpy()),
          "augmented": png_data_url(to_uint8(augmented[k])), "network": png_data_url(network_view(augmented[k], mean))}
