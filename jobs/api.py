@@ -28,8 +28,8 @@ class JobOutput(serializers.ModelSerializer):
     params = serializers.SerializerMethodField(help_text="The settings its sweep chose, or null.")
     task = serializers.CharField(source="dataset.task", read_only=True, help_text="Its dataset's vision task.")
     worker = serializers.CharField(read_only=True, help_text=(
-        "The Celery worker (its node name, `<WORKER_NAME>@<host>`) of the run that holds it, or held it last; "
-        "\"\" when it never ran. The name part of `held_by`."))
+        "The Celery worker (its node name, `<WORKER_NAME>@<host>`) of the run that holds it, or held it "
+        "last; \"\" when it never ran. The name part of `held_by`."))
 
     class Meta:
         model = TrainingJob

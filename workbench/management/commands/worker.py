@@ -58,12 +58,16 @@ class Command(BaseCommand):
             raise CommandError(f"WORKER_NAME must be one word (it names the worker's rows), got {name!r}")
         if concurrency < 1:
             raise CommandError(f"WORKER_CONCURRENCY must be at least 1, got {concurrency}")
-        child = Child("worker", worker_command(queues=worker_queues(queues), name=name, concurrency=concurrency),
-                      env=worker_env(gpus))
+        consumed, env = worker_queues(queues), worker_env(gpus)
+        child = Child("worker", worker_command(queues=consumed, name=name, concurrency=concurrency), env=env)
         store_checked()
-        supervise([child], say=self._say, started=lambda: self.stdout.write(self.style.SUCCESS(
-            f"Worker {name} consuming {worker_queues(queues)}{f' on GPUs {gpus}' if gpus.strip() else ''} "
-            f"(pid {child.proc.pid}; Ctrl-C stops it)")))  # type: ignore[union-attr]
+        on_gpus = f" on GPUs {env['CUDA_VISIBLE_DEVICES']}" if gpus.strip() else ""
+
+        def started() -> None:
+            pid = child.proc.pid  # type: ignore[union-attr]
+            self.stdout.write(self.style.SUCCESS(f"Worker {name} consuming {consumed}{on_gpus} (pid {pid}; Ctrl-C stops it)"))
+
+        supervise([child], say=self._say, started=started)
         self.stdout.write("Worker stopped.")
 
     def _say(self, line: str) -> None:
