@@ -65,7 +65,8 @@ class Command(BaseCommand):
 
         def started() -> None:
             pid = child.proc.pid  # type: ignore[union-attr]
-            self.stdout.write(self.style.SUCCESS(f"Worker {name} consuming {consumed}{on_gpus} (pid {pid}; Ctrl-C stops it)"))
+            line = f"Worker {name} consuming {consumed}{on_gpus} (pid {pid}; Ctrl-C stops it)"
+            self.stdout.write(self.style.SUCCESS(line))
 
         supervise([child], say=self._say, started=started)
         self.stdout.write("Worker stopped.")
