@@ -71,6 +71,14 @@ def test_a_name_with_a_host_is_the_whole_node_name(started, monkeypatch):
     assert option(started[0].args, "--hostname") == "gpu-b@rack-3"
 
 
+def test_an_empty_gpu_list_leaves_it_every_gpu_it_finds(started, monkeypatch):
+    monkeypatch.setenv("WORKER_GPUS", " , ")
+
+    call_command("worker", stdout=io.StringIO())
+
+    assert "CUDA_VISIBLE_DEVICES" not in started[0].env
+
+
 def test_it_takes_gpu_ids_as_cuda_names_them(started, monkeypatch):
     monkeypatch.setenv("WORKER_GPUS", "GPU-5c6b2e1a-0f1d-4f0e-9d5e-1b7a2c3d4e5f")
 

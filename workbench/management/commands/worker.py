@@ -26,16 +26,18 @@ def worker_queues(raw: str) -> str:
     return ",".join(dict.fromkeys(queues))
 
 
-def worker_env(gpus: str) -> dict[str, str]:
-    """This process's environment, with the worker's GPUs as CUDA_VISIBLE_DEVICES (empty: all it finds)."""
-    env = dict(os.environ)
-    picked = [g.strip() for g in gpus.split(",") if g.strip()]
+def worker_gpus(raw: str) -> list[str]:
+    """The GPUs a worker may use, as CUDA_VISIBLE_DEVICES names them; none: all it finds."""
+    picked = [g.strip() for g in raw.split(",") if g.strip()]
     if bad := [g for g in picked if not GPU.fullmatch(g)]:
-        raise CommandError(f"WORKER_GPUS must be GPU indices such as 0,1 (or GPU-/MIG- ids), got {gpus!r}: "
+        raise CommandError(f"WORKER_GPUS must be GPU indices such as 0,1 (or GPU-/MIG- ids), got {raw!r}: "
                            f"{', '.join(bad)}")
-    if picked:
-        env["CUDA_VISIBLE_DEVICES"] = ",".join(picked)
-    return env
+    return picked
+
+
+def worker_env(gpus: list[str]) -> dict[str, str]:
+    """This process's environment, with the worker's GPUs (if it names some) as CUDA_VISIBLE_DEVICES."""
+    return {**os.environ, "CUDA_VISIBLE_DEVICES": ",".join(gpus)} if gpus else dict(os.environ)
 
 
 class Command(BaseCommand):
@@ -58,10 +60,11 @@ class Command(BaseCommand):
             raise CommandError(f"WORKER_NAME must be one word (it names the worker's rows), got {name!r}")
         if concurrency < 1:
             raise CommandError(f"WORKER_CONCURRENCY must be at least 1, got {concurrency}")
-        consumed, env = worker_queues(queues), worker_env(gpus)
-        child = Child("worker", worker_command(queues=consumed, name=name, concurrency=concurrency), env=env)
+        consumed, picked = worker_queues(queues), worker_gpus(gpus)
+        child = Child("worker", worker_command(queues=consumed, name=name, concurrency=concurrency),
+                      env=worker_env(picked))
         store_checked()
-        on_gpus = f" on GPUs {env['CUDA_VISIBLE_DEVICES']}" if gpus.strip() else ""
+        on_gpus = f" on GPUs {','.join(picked)}" if picked else ""
 
         def started() -> None:
             pid = child.proc.pid  # type: ignore[union-attr]
