@@ -39,8 +39,8 @@ class JobOutput(serializers.ModelSerializer):
                   "lr_milestones", "seed", "device", "device_used", "val_interval", "snapshot_interval",
                   "augmentation", "accumulate", "grad_clip", "label_smoothing", "amp", "devices", "compile",
                   "pretrained", "freeze_epochs", "pretrained_lr_mult",
-                  "resume_from_epoch", "attempt", "retries", "held_by", "worker", "heartbeat_at", "created_at", "started_at",
-                  "finished_at", "url"]
+                  "resume_from_epoch", "attempt", "retries", "held_by", "worker", "heartbeat_at", "created_at",
+                  "started_at", "finished_at", "url"]
         fields += ["group", "notes", "stop_reason", "sweep", "params", "task"]
 
     def get_sweep(self, job: TrainingJob) -> int | None:
