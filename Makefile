@@ -1,10 +1,13 @@
 # Two commands do everything on a fresh machine: `make run` and `make test`.
+# Another host adds capacity with `make worker` (one Celery worker, no web server), pointed at the
+# web host's PostgreSQL, Redis and store (DATABASE_URL, CELERY_BROKER_URL, WORKBENCH_STORAGE, AWS_*;
+# README "Running on several hosts"). It never migrates: the web host's `make run` does.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: run test lint install install-test system-tools chromium migrate bench gpu-check clean
+.PHONY: run worker test lint install install-test system-tools chromium migrate bench gpu-check clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +31,11 @@ migrate: install
 run: migrate
 	$(PY) manage.py ensure_admin
 	$(PY) manage.py serve
+
+# WORKER_NAME (default worker-<host>), WORKER_QUEUES (default train,background,infer), WORKER_GPUS
+# (e.g. 0,1; default every GPU it finds), WORKER_CONCURRENCY (default 2).
+worker: install
+	$(PY) manage.py worker
 
 # Test-only system tools from Debian: chromium for the browser tests, docker-compose to validate
 # docker-compose.yml. Installed here when we may (root with apt-get); their tests skip with a reason when not.

@@ -27,6 +27,9 @@ class JobOutput(serializers.ModelSerializer):
     sweep = serializers.SerializerMethodField(help_text="The sweep this job is a trial of (id), or null.")
     params = serializers.SerializerMethodField(help_text="The settings its sweep chose, or null.")
     task = serializers.CharField(source="dataset.task", read_only=True, help_text="Its dataset's vision task.")
+    worker = serializers.CharField(read_only=True, help_text=(
+        "The Celery worker (its node name, `<WORKER_NAME>@<host>`) of the run that holds it, or held it "
+        "last; \"\" when it never ran. The name part of `held_by`."))
 
     class Meta:
         model = TrainingJob
@@ -36,8 +39,8 @@ class JobOutput(serializers.ModelSerializer):
                   "lr_milestones", "seed", "device", "device_used", "val_interval", "snapshot_interval",
                   "augmentation", "accumulate", "grad_clip", "label_smoothing", "amp", "devices", "compile",
                   "pretrained", "freeze_epochs", "pretrained_lr_mult",
-                  "resume_from_epoch", "attempt", "retries", "held_by", "heartbeat_at", "created_at", "started_at",
-                  "finished_at", "url"]
+                  "resume_from_epoch", "attempt", "retries", "held_by", "worker", "heartbeat_at", "created_at",
+                  "started_at", "finished_at", "url"]
         fields += ["group", "notes", "stop_reason", "sweep", "params", "task"]
 
     def get_sweep(self, job: TrainingJob) -> int | None:

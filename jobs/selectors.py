@@ -333,7 +333,8 @@ def job_status_dict(*, job: TrainingJob) -> dict[str, Any]:
     """What the live page needs on every status event."""
     return {"status": job.status, "attempt": job.attempt, "progress": job.progress, "epoch": job.epoch, "eta_seconds": job.eta_seconds,
             "elapsed_seconds": job_elapsed_seconds(job=job), "error": job.error, "latest": job.latest,
-            "best": job.best, "snapshots": job_snapshot_epochs(job=job), "stale": job.stale}
+            "best": job.best, "snapshots": job_snapshot_epochs(job=job), "stale": job.stale,
+            "worker": job.worker}
 
 
 

@@ -46,6 +46,11 @@ class Leased(models.Model):
         abstract = True
 
     @property
+    def worker(self) -> str:
+        """The Celery worker (node name) of the latest run; "" when it never ran."""
+        return owner_worker(self.held_by)
+
+    @property
     def stale(self) -> bool:
         """Running, but its heartbeat has been silent for HEARTBEAT_TIMEOUT: a worker's reaper takes
         it back at its next round (workbench.recovery). Pages show it as it is, saying so."""
@@ -77,6 +82,11 @@ def _task_hostname() -> str:
     from celery import current_task
 
     return getattr(getattr(current_task, "request", None), "hostname", None) or ""
+
+
+def owner_worker(owner: str) -> str:
+    """The worker named in an owner string ("<worker name> pid <pid>")."""
+    return owner.rsplit(_OWNER_PID, 1)[0]
 
 
 def owner_prefix(worker: str) -> str:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+STORE_REFUSED = 2  # the exit status of a start refused for a store it cannot use
 
 
 def web_command(host: str, port: int) -> list[str]:
@@ -19,9 +20,25 @@ def web_command(host: str, port: int) -> list[str]:
 
 
 def worker_command(*, queues: str, name: str, concurrency: int = 2) -> list[str]:
+    """A Celery worker; `name` is its node name, "<name>@<this host>" unless it names a host itself."""
+    node = name if "@" in name else f"{name}@%h"
     return [sys.executable, "-m", "celery", "-A", "workbench", "worker", "--queues", queues, "--pool", "threads",
             "--concurrency", str(concurrency), "--loglevel", "INFO", "--without-gossip", "--without-mingle",
-            "--hostname", f"{name}@%h"]
+            "--hostname", node]
+
+
+def store_checked() -> None:
+    """Before a web server or a worker starts: a store this host cannot use (unreachable, no bucket,
+    wrong credentials) stops the start with its message, not the first job that writes there."""
+    from django.core.exceptions import ImproperlyConfigured
+    from django.core.management.base import CommandError
+
+    from workbench import storage
+
+    try:
+        storage.check_store()
+    except ImproperlyConfigured as exc:
+        raise CommandError(str(exc), returncode=STORE_REFUSED) from exc
 
 
 def worker_ready(log: Path) -> Callable[[], bool]:

@@ -150,7 +150,7 @@ def _running_jobs_by_worker_device() -> dict[str, dict[str, list[TrainingJob]]]:
     running = TrainingJob.objects.filter(status=TrainingJob.Status.RUNNING).only(
         "id", "name", "owner_id", "held_by", "device_used", "device")
     for job in running:
-        worker = job.held_by.rsplit(" pid ", 1)[0]
+        worker = job.worker
         for device in (job.device_used or job.device).split(", "):  # several for a job on several devices
             by_worker[worker][device].append(job)
     return by_worker

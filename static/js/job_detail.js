@@ -112,6 +112,9 @@
     const attemptEl = document.getElementById("attempt");
     attemptEl.hidden = !(s.attempt > 1);
     attemptEl.textContent = "attempt " + s.attempt;
+    const workerEl = document.getElementById("job-worker");
+    workerEl.hidden = !s.worker;
+    workerEl.textContent = "worker " + (s.worker || "");
     document.getElementById("taken-back").hidden = !s.stale;
     text("epoch", s.epoch.toFixed(2) + " / " + epochs);
     text("elapsed", fmt(s.elapsed_seconds));

@@ -1,6 +1,8 @@
 """The issue's own story in Chromium: train LeNet on the example digits, watch, classify."""
 from __future__ import annotations
 
+import socket
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -36,6 +38,8 @@ def test_it_trains_lenet_on_the_digits_with_live_curves_and_classifies(
     first = points_on_chart(page)
     wait_for(lambda: points_on_chart(page) > first + 20, 120, "the chart to gain points")
     assert page.evaluate("() => window.__sameDocument === true"), "the page reloaded while running"
+    page.wait_for_selector("#job-worker:visible")  # named live: the job was queued when the page loaded
+    assert page.text_content("#job-worker") == f"worker {celery_worker.name}@{socket.gethostname()}"
     screenshot(page, "10-job-running")
 
     page.wait_for_selector("#status-badge:text('done')", timeout=OUTCOME_MS)

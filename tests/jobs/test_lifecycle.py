@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 from pathlib import Path
 
 import pytest
@@ -84,6 +85,7 @@ def doomed_job(client, owner, epochs: int) -> TrainingJob:  # type: ignore[no-un
 def test_a_job_whose_worker_dies_for_good_is_taken_back_by_another_after_the_heartbeat_timeout(
         celery_worker, doomed_worker, alice_api, alice):
     job = doomed_job(alice_api, alice, epochs=60)
+    held = alice_api.get(f"/api/v1/jobs/{job.pk}/").json()["worker"]
 
     doomed_worker.send_signal(signal.SIGKILL)
     doomed_worker.wait()
@@ -93,6 +95,8 @@ def test_a_job_whose_worker_dies_for_good_is_taken_back_by_another_after_the_hea
     assert finished.attempt == 2
     body = alice_api.get(f"/api/v1/jobs/{job.pk}/").json()
     assert body["attempt"] == 2
+    assert (held, body["worker"]) == (f"doomed-{os.getpid()}@{socket.gethostname()}",
+                                      f"{celery_worker.name}@{socket.gethostname()}"), "the worker that took it over"
     log = (finished.folder / "log.txt").read_text()
     assert f"no heartbeat from doomed-{os.getpid()}" in log and "Queued again by itself to resume from" in log
 

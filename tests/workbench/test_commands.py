@@ -150,7 +150,7 @@ def test_serve_starts_a_killed_serving_worker_again_while_the_web_goes_on_answer
 
 
 def test_serve_waits_longer_each_time_for_a_child_that_dies_at_every_start():
-    from workbench.management.commands.serve import Child
+    from workbench.supervisor import Child
 
     said: list[str] = []
     child = Child("crasher", [sys.executable, "-c", "raise SystemExit(3)"])
