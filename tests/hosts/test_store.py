@@ -233,3 +233,16 @@ def test_a_malformed_storage_setting_stops_the_settings_from_loading(value):
                           text=True, timeout=120)
     assert done.returncode != 0
     assert "WORKBENCH_STORAGE must be `local` or `s3://bucket/prefix`" in done.stderr
+
+
+def test_check_store_says_whether_the_store_answers(s3_server, bucket, settings, capsys):
+    from django.core.management import CommandError, call_command
+
+    settings.WORKBENCH_STORAGE = f"s3://{bucket}/data"
+    call_command("check_store")
+    assert f"store: s3://{bucket}/data answers" in capsys.readouterr().out
+
+    settings.WORKBENCH_STORAGE = "s3://bucket-nobody-made/data"
+    with pytest.raises(CommandError, match="the bucket 'bucket-nobody-made' does not exist") as refused:
+        call_command("check_store")
+    assert refused.value.returncode == 2

@@ -80,6 +80,7 @@ def test_it_describes_the_production_stack(compose):
     assert all("healthcheck" in services[name] for name in ("postgres", "redis", "minio", "web"))
     assert "8000:8000" in services["web"]["ports"]
     assert "migrate" in " ".join(services["web"]["command"]) and "uvicorn" in " ".join(services["web"]["command"])
+    assert " ".join(services["web"]["command"]).index("check_store") < " ".join(services["web"]["command"]).index("migrate")
 
 
 def test_it_configures_web_and_workers_for_production(compose):
