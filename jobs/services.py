@@ -30,6 +30,7 @@ from jobs.options import (
     with_network_defaults,
 )
 from jobs.selectors import job_capabilities, job_log_tail
+from jobs.uploads import SNAPSHOT_SUFFIXES
 from live import wakeup
 from networks.errors import NetworkInputError
 from networks.models import Network
@@ -425,8 +426,11 @@ class _TrainingRun(LeasedRun):
     def body(self, lease: Lease) -> None:
         from training.backends import backends
 
-        if store().remote:  # taken over from another host: its snapshots are in the store, not here
-            retrying(lambda: store().fetch_folder(self.job.folder), said=self.reporter.log, stop=lease.stop.is_set)
+        resume = self.job.snapshots.filter(epoch=self.job.resume_from_epoch).first()
+        if resume is not None and store().remote:  # perhaps written on another host: it is in the store
+            files = [Path(str(self.job.folder / resume.path).removesuffix(".safetensors") + suffix)
+                     for suffix in SNAPSHOT_SUFFIXES]
+            retrying(lambda: [store().fetch(path) for path in files], said=self.reporter.log, stop=lease.stop.is_set)
         self.reporter.start()
         plan = training_plan(self.job, self.devices)
         with cache.using(plan.dataset_folder):  # not evicted from this host's cache while it trains on it
