@@ -246,3 +246,24 @@ def test_check_store_says_whether_the_store_answers(s3_server, bucket, settings,
     with pytest.raises(CommandError, match="the bucket 'bucket-nobody-made' does not exist") as refused:
         call_command("check_store")
     assert refused.value.returncode == 2
+
+
+@pytest.mark.django_db
+def test_push_to_store_puts_a_one_host_data_folder_into_the_store_once(s3_store, bucket, s3_server, alice, capsys):
+    from django.core.management import call_command
+
+    from datasets.models import Dataset
+
+    dataset = Dataset.objects.create(owner=alice, name="old", source="example", source_name="x", image_width=8,
+                                     image_height=8, channels=3, resize_mode="squash", val_percent=10,
+                                     test_percent=0, seed=0, status="ready", classes=["a", "b"])
+    write(dataset.folder / "train_images.npy", b"x" * 5000)
+    write(dataset.folder / "thumbs" / "0_0.png", b"png")
+    write(dataset.folder / "upload.zip", b"an ingest's source")
+    write(dataset.folder / "mean.npy.tmp-1234abcd", b"half a file")
+    call_command("push_to_store")
+    assert "pushed 2 files" in capsys.readouterr().out
+    assert objects(bucket, s3_server) == {f"workbench/datasets/{dataset.pk}/train_images.npy": 5000,
+                                          f"workbench/datasets/{dataset.pk}/thumbs/0_0.png": 3}
+    call_command("push_to_store")  # again: nothing to send
+    assert "pushed 0 files (0.0 MB) of 1 folders" in capsys.readouterr().out
