@@ -1,9 +1,9 @@
 """The reporter a backend trains with: metric points, progress, log lines, heartbeat and the abort flag.
 
 The training loop only puts events on a queue; one writer thread does all database work, so a
-slow database never slows training. The job's log is rows in the database (jobs.models.LogLine),
-not a file in its folder: a web on another host reads it. The heartbeat has a thread of its own (workbench.leases), so it
-goes on while a long step runs and while the writer retries.
+slow database never slows training. The heartbeat has a thread of its own (workbench.leases), so it
+goes on while a long step runs and while the writer retries. The job's log is rows in the database
+too (jobs.models.LogLine), not a file in its folder: a web on another host reads it.
 """
 from __future__ import annotations
 
@@ -338,11 +338,14 @@ class DatabaseReporter:
         is logged and the lines wait for the next call; points after the end are dropped, as ever."""
         with self._lines_lock:
             self._lines += [e for e in self._drain_now() if isinstance(e, LogEvent)]
+            stored = self._lines_stored
             try:
                 self._write_lines()
             except Exception:
                 log.exception("could not store the last log lines of job %s", self.job_id)
                 _close_connection()
+            if self._lines_stored > stored:
+                wakeup.notify(self.job_id)
 
     def _write_points(self, points: list[MetricEvent]) -> None:
         """One fenced INSERT per thousand points (Lease.insert). Not bulk_create: building model
