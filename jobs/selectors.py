@@ -326,11 +326,8 @@ def job_log_text(job: TrainingJob) -> str:
 def job_log_lines(*, job_id: int, last: int, after: int = 0) -> list[tuple[int, str]]:
     """(id, line) of the last `last` lines after the cursor `after`, oldest first, in one query.
     By key: callers have checked access (job_get)."""
-    rows = LogLine.objects.filter(job_id=job_id)
-    if after:  # as for the points: `id > 0` would only cost the planner a thought
-        rows = rows.filter(pk__gt=after)
-    newest = rows.order_by("-pk").values_list("pk", "at", "text")[:last]
-    return [(pk, LogLine.render(at, text)) for pk, at, text in reversed(newest)]
+    newest = LogLine.objects.filter(job_id=job_id, pk__gt=after).order_by("-pk").values_list("pk", "at", "text")[:last]
+    return [(pk, LogLine.render(at, text)) for pk, at, text in reversed(list(newest))]
 
 
 def job_elapsed_seconds(*, job: TrainingJob) -> float | None:

@@ -2,6 +2,7 @@
 the live stream reads it with an id cursor; it goes with the job."""
 from __future__ import annotations
 
+import importlib
 import re
 import shutil
 
@@ -68,3 +69,17 @@ def test_deleting_a_job_deletes_its_log(alice, alice_api):  # type: ignore[no-un
 
     assert alice_api.delete(f"/api/v1/jobs/{job.pk}/").status_code == 204
     assert not LogLine.objects.filter(job_id=job.pk).exists()
+
+
+def test_the_upgrade_copies_a_job_s_log_file_into_rows_once(alice):  # type: ignore[no-untyped-def]
+    from django.apps import apps
+
+    upgrade = importlib.import_module("jobs.migrations.0012_log_files_into_rows")
+    job = _finished_job(alice)
+    job.folder.mkdir(parents=True, exist_ok=True)
+    (job.folder / "log.txt").write_text("12:00:00 Started.\nthe rest of a message\n12:00:05 Done.\n")
+
+    upgrade.copy_files(apps, None)
+    upgrade.copy_files(apps, None)  # a second run (a migration run again by hand) adds nothing
+
+    assert job_log_text(job) == "12:00:00 Started.\n12:00:00 the rest of a message\n12:00:05 Done.\n"
