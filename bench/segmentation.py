@@ -290,7 +290,7 @@ def train_job(owner, dataset: Dataset, network: str, epochs: int) -> TrainingJob
     lease = lease_claim(TrainingJob, job.pk, stop_field="abort_requested")
     if lease is None:
         raise RuntimeError("the bench job could not be claimed")
-    reporter = DatabaseReporter(lease, job.folder)
+    reporter = DatabaseReporter(lease)
     with heartbeat(lease):
         reporter.start()
         try:

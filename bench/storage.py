@@ -91,7 +91,7 @@ def run_job(dataset: Dataset, owner, epochs: int) -> float:  # type: ignore[no-u
     lease = lease_claim(TrainingJob, job.pk, stop_field="abort_requested")
     assert lease is not None
     started = time.perf_counter()
-    reporter = DatabaseReporter(lease, job.folder)
+    reporter = DatabaseReporter(lease)
     with heartbeat(lease):
         reporter.start()
         try:

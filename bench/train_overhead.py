@@ -117,7 +117,7 @@ def run_backend(dataset: Dataset, owner, network: str, epochs: int, batch_size: 
     lease = lease_claim(TrainingJob, job.pk, stop_field="abort_requested")
     if lease is None:
         raise RuntimeError("the bench job could not be claimed")
-    reporter = DatabaseReporter(lease, job.folder)
+    reporter = DatabaseReporter(lease)
     with heartbeat(lease):
         reporter.start()
         try:

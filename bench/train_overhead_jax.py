@@ -160,7 +160,7 @@ def run_job(job: TrainingJob, backend) -> DatabaseReporter:  # type: ignore[no-u
     lease = lease_claim(TrainingJob, job.pk, stop_field="abort_requested")
     if lease is None:
         raise RuntimeError("the bench job could not be claimed")
-    reporter = DatabaseReporter(lease, job.folder)
+    reporter = DatabaseReporter(lease)
     with heartbeat(lease):
         reporter.start()
         try:

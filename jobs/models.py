@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 from workbench.leases import Leased
 
@@ -125,3 +127,25 @@ class Snapshot(models.Model):
     class Meta:
         ordering = ["epoch"]
         constraints = [models.UniqueConstraint(fields=["job", "epoch"], name="snapshot_unique_epoch")]
+
+
+class LogLine(models.Model):
+    """One line of a job's log. The log lives here, not in the job's folder, so a web on another host
+    reads it; the id orders the lines and is a live reader's cursor."""
+
+    job = models.ForeignKey(TrainingJob, on_delete=models.CASCADE, related_name="log_lines")
+    at = models.DateTimeField(help_text="When it was logged (the worker's clock).")
+    text = models.TextField()
+
+    class Meta:
+        ordering = ["id"]
+        # The tail and the stream's read, `WHERE job_id = ? [AND id > ?] ORDER BY id [DESC]`.
+        indexes = [models.Index(fields=["job", "id"], name="log_line_job_cursor")]
+
+    def __str__(self) -> str:
+        return self.render(self.at, self.text)
+
+    @staticmethod
+    def render(at: datetime, text: str) -> str:
+        """The line as readers show it: "HH:MM:SS message", in TIME_ZONE."""
+        return f"{timezone.localtime(at):%H:%M:%S} {text}"

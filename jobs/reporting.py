@@ -1,8 +1,9 @@
-"""The reporter a backend trains with: metric points, progress, heartbeat and the abort flag.
+"""The reporter a backend trains with: metric points, progress, log lines, heartbeat and the abort flag.
 
 The training loop only puts events on a queue; one writer thread does all database work, so a
 slow database never slows training. The heartbeat has a thread of its own (workbench.leases), so it
-goes on while a long step runs and while the writer retries.
+goes on while a long step runs and while the writer retries. The job's log is rows in the database
+too (jobs.models.LogLine), not a file in its folder: a web on another host reads it.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
+from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
@@ -22,7 +23,7 @@ from django.db import connection
 from django.utils import timezone
 
 from jobs import hooks
-from jobs.models import MetricPoint, Snapshot
+from jobs.models import LogLine, MetricPoint, Snapshot, TrainingJob
 from jobs.uploads import SnapshotUploads
 from live import wakeup
 from training.contract import TrainingFailed
@@ -57,7 +58,15 @@ class ProgressEvent:
     time: float
 
 
+@dataclass(frozen=True)
+class LogEvent:
+    text: str
+    time: float
+    fenced: bool = True  # False: a run's word on losing its job, written though the run holds it no more
+
+
 _POINT_FIELDS = ("job", "split", "name", "epoch", "step", "value", "time")
+_LINE_FIELDS = ("job", "at", "text")
 _SNAPSHOT_FIELDS = ("job", "epoch", "step", "path", "created_at")
 _INSERT_ROWS = 1000  # 7 parameters a row: well under SQLite's and PostgreSQL's limits
 
@@ -104,9 +113,14 @@ class DatabaseReporter:
     A database that refuses the writes does not lose them: the writer keeps them and retries with
     backoff, and the training thread waits at its next step (the heartbeat thread goes on beating
     and watching the abort flag). After WORKBENCH_REPORT_RETRY_SECONDS the run fails, saying why.
+
+    Log lines take the same path, in the order they were logged, before the points of the same
+    write (a line saying the points cannot be stored goes out while they cannot). A line logged
+    before `start` waits for the writer; one logged once the writer has ended (after `close`, or
+    after the run lost its job or gave up) is written at once by the caller.
     """
 
-    def __init__(self, lease: Lease, folder: Path, *, latest: dict[str, Any] | None = None,
+    def __init__(self, lease: Lease, *, latest: dict[str, Any] | None = None,
                  best: dict[str, Any] | None = None, retry_seconds: float | None = None) -> None:
         self.lease = lease
         self.job_id = lease.pk
@@ -119,7 +133,10 @@ class DatabaseReporter:
         self.upload_failure = ""  # a snapshot that could not be put into the store (jobs.uploads)
         self.stop_reason = ""  # why a validation callback stopped the run (jobs.hooks); "" for none
         self._thread = threading.Thread(target=self._run, name=f"reporter-{self.job_id}", daemon=True)
-        self._log = (folder / "log.txt").open("a", buffering=1)
+        self._lines: list[LogEvent] = []  # taken off the queue, not stored yet
+        self._lines_lock = threading.Lock()  # the writer's last flush and a late log() may overlap
+        self._ended = threading.Event()  # the writer is gone: log() writes its line itself
+        self._lines_stored = 0
         self.summary = Summary(latest, best)
         self._progress: ProgressEvent | None = None
         self._device: str | None = None
@@ -127,7 +144,7 @@ class DatabaseReporter:
         self._sampler = probe.ProcessSampler()
         self._processes: tuple[int, ...] = ()
         # Snapshots reach the writer only once they are whole in the store (jobs.uploads).
-        self._uploads = SnapshotUploads(folder, self._queue.put, said=self.log, failed=self._upload_failed,
+        self._uploads = SnapshotUploads(TrainingJob(pk=lease.pk).folder, self._queue.put, said=self.log, failed=self._upload_failed,
                                         lost=lease.lost)
 
     @property
@@ -148,8 +165,11 @@ class DatabaseReporter:
     def snapshot(self, *, epoch: float, path: str, step: int | None = None) -> None:
         self._uploads.put(("snapshot", float(epoch), path, step))
 
-    def log(self, message: str) -> None:
-        self._log.write(f"{time.strftime('%H:%M:%S')} {message}\n")
+    def log(self, message: str, *, fenced: bool = True) -> None:
+        """`fenced=False` only for the run's word on losing its job: the one line a lost run writes."""
+        self._queue.put(LogEvent(message, time.time(), fenced))
+        if self._ended.is_set():
+            self._write_late()
 
     def using_device(self, name: str, processes: tuple[int, ...] = ()) -> None:
         self._device = name  # written with the next row update, by the writer thread
@@ -174,8 +194,11 @@ class DatabaseReporter:
         self._uploads.close()  # the last snapshots are in the store before the last reports go out
         self._queue.put(_STOP)
         self._closing.set()  # the last points go out now, not after the write interval
+        if self._thread.ident is None:  # never started: nothing was trained, but what it logged is written
+            self._ended.set()
+            self._write_late()
+            return
         self._thread.join(timeout=self.retry_seconds + 30)
-        self._log.close()
 
     def _upload_failed(self, message: str) -> None:
         self.log(message)
@@ -195,6 +218,7 @@ class DatabaseReporter:
                 done = done or _STOP in events
                 points += [e for e in events if isinstance(e, MetricEvent)]
                 snapshots += [e for e in events if isinstance(e, tuple)]
+                self._lines += [e for e in events if isinstance(e, LogEvent)]
                 for event in events:
                     if isinstance(event, ProgressEvent):
                         self._first = self._first or event
@@ -202,17 +226,21 @@ class DatabaseReporter:
                 points += self._system_points(last=done)
                 now = time.monotonic()
                 row_due = done or now - last_row >= _ROW_EVERY or bool(snapshots)
-                if not self._write_or_retry(points, snapshots, row_due):
-                    continue
-                if points or snapshots or row_due:
+                stored = self._lines_stored
+                written = self._write_or_retry(points, snapshots, row_due)
+                if self._lines_stored > stored or (written and (points or snapshots or row_due)):
                     wakeup.notify(self.job_id)
                     last_write = now
+                if not written:
+                    continue
                 last_row = now if row_due else last_row
                 points, snapshots = [], []
                 if done:
                     return
         finally:
             self._healthy.set()  # never leave the training thread waiting
+            self._ended.set()
+            self._write_late()  # lines logged meanwhile: the last ones, or a lost run's word on its loss
             connection.close()
 
     def _system_points(self, last: bool = False) -> list[MetricEvent]:
@@ -255,6 +283,7 @@ class DatabaseReporter:
         return True
 
     def _write(self, points: list[MetricEvent], snapshots: list[tuple[Any, ...]], row: bool) -> None:
+        self._write_lines()
         self._write_points(points)
         recorded = self._write_snapshots(snapshots)
         if row:
@@ -285,11 +314,50 @@ class DatabaseReporter:
             events = [self._queue.get(timeout=0.1)]
         except queue.Empty:
             return []
+        return events + self._drain_now()
+
+    def _drain_now(self) -> list[object]:
+        events: list[object] = []
         while True:
             try:
                 events.append(self._queue.get_nowait())
             except queue.Empty:
                 return events
+
+    def _write_lines(self) -> None:
+        """The pending lines in order, fenced like the points (Lease.insert), a thousand a statement;
+        each is taken off the list once stored, so a retry stores none twice. A run that lost its job
+        stores only its unfenced lines, and no line of a job that was deleted."""
+        while self._lines:
+            chunk = self._lines[:_INSERT_ROWS]
+            if self.lease.lost.is_set() or not self.lease.insert(LogLine, _LINE_FIELDS, self._line_rows(chunk)):
+                unfenced = [line for line in self._lines if not line.fenced]
+                if unfenced and self.lease.model.objects.filter(pk=self.job_id).exists():
+                    LogLine.objects.bulk_create([LogLine(job_id=self.job_id, at=_at(line.time), text=line.text)
+                                                 for line in unfenced])
+                    self._lines_stored += len(unfenced)
+                self._lines = []
+                return
+            del self._lines[:len(chunk)]
+            self._lines_stored += len(chunk)
+
+    def _line_rows(self, lines: list[LogEvent]) -> list[tuple[Any, ...]]:
+        adapt = connection.ops.adapt_datetimefield_value  # a raw statement: as the ORM stores it
+        return [(self.job_id, adapt(_at(line.time)), line.text) for line in lines]
+
+    def _write_late(self) -> None:
+        """Store the lines queued now, on the caller's thread: the writer has ended. A database error
+        is logged and the lines wait for the next call; points after the end are dropped, as ever."""
+        with self._lines_lock:
+            self._lines += [e for e in self._drain_now() if isinstance(e, LogEvent)]
+            stored = self._lines_stored
+            try:
+                self._write_lines()
+            except Exception:
+                log.exception("could not store the last log lines of job %s", self.job_id)
+                _close_connection()
+            if self._lines_stored > stored:
+                wakeup.notify(self.job_id)
 
     def _write_points(self, points: list[MetricEvent]) -> None:
         """One fenced INSERT per thousand points (Lease.insert). Not bulk_create: building model
@@ -346,6 +414,10 @@ class DatabaseReporter:
             return None
         rate = (p.time - first.time) / (p.step - first.step)
         return max(rate * (p.total_steps - p.step), 0.0)
+
+
+def _at(stamp: float) -> datetime:
+    return datetime.fromtimestamp(stamp, tz=UTC)
 
 
 def _close_connection() -> None:

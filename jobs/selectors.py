@@ -35,9 +35,8 @@ from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
 from jobs.downsample import bucket_count, bucket_index
-from jobs.models import MetricPoint, Snapshot, TrainingJob
+from jobs.models import LogLine, MetricPoint, Snapshot, TrainingJob
 
-LOG_TAIL_BYTES = 16 * 1024
 DEFAULT_SUMMARY_INPUT = ((1, 28, 28), 10)
 
 
@@ -314,12 +313,21 @@ def job_snapshot_epochs(*, job: TrainingJob) -> list[float]:
 
 
 def job_log_tail(*, job: TrainingJob, lines: int = 40) -> list[str]:
-    path = job.folder / "log.txt"
-    if not path.exists():
-        return []
-    with path.open("rb") as handle:
-        handle.seek(max(path.stat().st_size - LOG_TAIL_BYTES, 0))
-        return handle.read().decode(errors="replace").splitlines()[-lines:]
+    """The log's last lines, oldest first, in one query."""
+    return [line for _, line in job_log_lines(job_id=job.pk, last=lines)]
+
+
+def job_log_text(job: TrainingJob) -> str:
+    """The whole log as text, a line each ("HH:MM:SS message")."""
+    rows = LogLine.objects.filter(job_id=job.pk).order_by("pk").values_list("at", "text")
+    return "".join(f"{LogLine.render(at, text)}\n" for at, text in rows.iterator())
+
+
+def job_log_lines(*, job_id: int, last: int, after: int = 0) -> list[tuple[int, str]]:
+    """(id, line) of the last `last` lines after the cursor `after`, oldest first, in one query.
+    By key: callers have checked access (job_get)."""
+    newest = LogLine.objects.filter(job_id=job_id, pk__gt=after).order_by("-pk").values_list("pk", "at", "text")[:last]
+    return [(pk, LogLine.render(at, text)) for pk, at, text in reversed(list(newest))]
 
 
 def job_elapsed_seconds(*, job: TrainingJob) -> float | None:

@@ -19,7 +19,7 @@ from django.utils import timezone
 from datasets.models import Dataset
 from jobs import hooks
 from jobs.errors import JobInputError, JobStateError
-from jobs.models import MetricPoint, TrainingJob
+from jobs.models import LogLine, MetricPoint, TrainingJob
 from jobs.options import (
     GROUP_MAX_LENGTH,
     MAX_DEVICES,
@@ -310,9 +310,9 @@ def job_taken_back(job: TrainingJob, reason: str, queued: bool) -> None:
 
 
 def append_log(job: TrainingJob, line: str) -> None:
-    job.folder.mkdir(parents=True, exist_ok=True)
-    with (job.folder / "log.txt").open("a") as handle:
-        handle.write(f"{timezone.now():%H:%M:%S} {line}\n")
+    """One line at the end of the job's log, stamped now. Not fenced: its callers (a take-back, a wait for
+    devices) hold no run of the job."""
+    LogLine.objects.create(job_id=job.pk, at=timezone.now(), text=line)
 
 
 # --- training (runs on the worker) ------------------------------------------------------------
@@ -420,7 +420,7 @@ class _TrainingRun(LeasedRun):
         # A resumed attempt finds its points already rewound: by the take-back or the resume that queued it.
         self.job = TrainingJob.objects.select_related("dataset").get(pk=self.pk)
         self.job.folder.mkdir(parents=True, exist_ok=True)  # a host that did not create the job has none
-        self.reporter = DatabaseReporter(lease, self.job.folder, latest=self.job.latest, best=self.job.best)
+        self.reporter = DatabaseReporter(lease, latest=self.job.latest, best=self.job.best)
         return lease
 
     def body(self, lease: Lease) -> None:
@@ -437,11 +437,13 @@ class _TrainingRun(LeasedRun):
             self.outcome = backends[self.job.backend].train(plan, self.reporter)
 
     def stopped(self, lease: Lease, exc: Exception) -> None:
+        # The run's word on its end is the one line it writes without holding the job (unfenced):
+        # whoever looks at the log sees why this attempt went quiet.
         if isinstance(exc, RunLost):
             self.run_lost = (lease.attempt, str(exc))
-            self.reporter.log(f"Attempt {lease.attempt} ended on every device: {exc}.")
+            self.reporter.log(f"Attempt {lease.attempt} ended on every device: {exc}.", fenced=False)
         else:
-            self.reporter.log(f"Attempt {lease.attempt} stopped writing: {exc}")
+            self.reporter.log(f"Attempt {lease.attempt} stopped writing: {exc}", fenced=False)
 
     def failing(self, lease: Lease, message: str) -> None:
         self.reporter.log(f"Error: {message}")

@@ -120,9 +120,9 @@ def read_start(job_id: int, log: LogReader) -> tuple[dict[str, Any], int, list[s
     try:
         status = _status(job_id)
         top = MetricPoint.objects.filter(job_id=job_id).aggregate(top=Max("pk"))["top"] or 0
+        return status, top, log.tail()
     finally:
         close_old_connections()
-    return status, top, log.tail()
 
 
 def _points(job_id: int, after: int, upto: int | None = None) -> list[dict[str, Any]]:
@@ -138,9 +138,9 @@ def read(job_id: int, after: int, log: LogReader) -> tuple[dict[str, Any], list[
     try:
         status = _status(job_id)
         points = _points(job_id, after)
+        return status, points, log.appended()
     finally:
         close_old_connections()
-    return status, points, log.appended()
 
 
 def read_backlog(job_id: int, after: int, upto: int) -> list[dict[str, Any]]:
@@ -169,7 +169,7 @@ class JobWatcher:
         self.queues: set[asyncio.Queue[Update]] = set()
         self.lagging: set[asyncio.Queue[Update]] = set()  # missed an update: must start again
         self.users = 0
-        self.log = LogReader(TrainingJob(pk=self.job_id).folder / "log.txt")
+        self.log = LogReader(self.job_id)
         self.tail: deque[str] = deque(maxlen=TAIL_LINES)
         # The updates with points since the watcher started (the last RECENT_UPDATES of them): the
         # browsers that come back after a restart join over a second or two while points arrive, and

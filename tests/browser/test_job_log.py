@@ -2,13 +2,13 @@
 request for the job per status event."""
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.utils import timezone
 
 from datasets.models import Dataset
-from jobs.models import TrainingJob
+from jobs.models import LogLine, TrainingJob
 from live import wakeup
 from tests.browser.conftest import log_in
 from tests.conftest import wait_for
@@ -24,14 +24,16 @@ def running_job(owner) -> TrainingJob:  # type: ignore[no-untyped-def]
     job = TrainingJob.objects.create(owner=owner, dataset=dataset, name="live log", network="lenet", network_spec={},
                                      status=TrainingJob.Status.RUNNING, started_at=timezone.now(),
                                      heartbeat_at=timezone.now() + timedelta(hours=1))
-    job.folder.mkdir(parents=True, exist_ok=True)
-    (job.folder / "log.txt").write_text("12:00:00 Started.\n")
+    LogLine.objects.create(job=job, at=at(0), text="Started.")
     return job
 
 
+def at(second: int) -> datetime:
+    return datetime(2026, 1, 1, 12, 0, second, tzinfo=UTC)
+
+
 def report(job: TrainingJob, *, progress: float, line: str) -> None:
-    with (job.folder / "log.txt").open("a") as handle:
-        handle.write(f"12:00:01 {line}\n")
+    LogLine.objects.create(job=job, at=at(1), text=line)
     TrainingJob.objects.filter(pk=job.pk).update(progress=progress)
     wakeup.notify(job.pk)
 

@@ -9,6 +9,7 @@ import signal
 import pytest
 
 from jobs.models import MetricPoint, TrainingJob
+from jobs.selectors import job_log_text
 from tests.conftest import wait_for
 from tests.jobs.test_lifecycle import doomed_worker  # noqa: F401 (a fixture)
 from tests.jobs.test_training_flow import ready_colours, start, wait_job
@@ -22,8 +23,7 @@ def curve(job: TrainingJob, split: str, name: str) -> list[tuple[int, float]]:
 
 
 def log_text(job: TrainingJob) -> str:
-    path = job.folder / "log.txt"
-    return path.read_text() if path.exists() else ""
+    return job_log_text(job)
 
 
 def rank_pids(job: TrainingJob) -> list[int]:
@@ -49,7 +49,7 @@ def test_two_processes_train_the_same_model_as_one_with_the_same_global_batch(ce
 
     assert (one.status, two.status) == ("done", "done"), two.error
     assert two.device_used == "cpu, cpu"
-    assert "Started 2 processes (gloo)" in (two.folder / "log.txt").read_text()
+    assert "Started 2 processes (gloo)" in job_log_text(two)
     # Each rank computes half of each batch of 9 (5 and 4 images); the averaged gradient is the whole
     # batch's: the curves are those of one process, up to the order of floating-point sums.
     losses_one, losses_two = curve(one, "train", "loss"), curve(two, "train", "loss")
@@ -75,7 +75,7 @@ def test_abort_stops_every_rank(celery_worker, alice_api):
     aborted = wait_job(job.pk, timeout=60)
     assert aborted.status == "aborted" and aborted.stop_reason == "user"
     assert all(gone(pid) for pid in pids), "a rank outlived its aborted job"
-    assert "Aborted." in (job.folder / "log.txt").read_text()
+    assert "Aborted." in job_log_text(job)
 
 
 def test_a_killed_rank_ends_the_run_on_every_device_and_the_job_resumes_from_its_snapshot(celery_worker, alice_api):
@@ -87,7 +87,7 @@ def test_a_killed_rank_ends_the_run_on_every_device_and_the_job_resumes_from_its
     os.kill(pids[1], signal.SIGKILL)
 
     finished = wait_job(job.pk, timeout=300)
-    log = (job.folder / "log.txt").read_text()
+    log = job_log_text(job)
     assert finished.status == "done", finished.error
     assert finished.attempt == 2 and finished.epoch == 150
     assert f"Attempt 1 ended on every device: rank 1 (cpu, pid {pids[1]}) was killed by SIGKILL" in log

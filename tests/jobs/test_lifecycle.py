@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from jobs.models import MetricPoint, TrainingJob
+from jobs.models import LogLine, MetricPoint, TrainingJob
+from jobs.selectors import job_log_text
 from jobs.tasks import train_job
 from tests.conftest import start_process, wait_for
 from tests.jobs.test_training_flow import ready_colours, start, wait_job
@@ -97,7 +98,7 @@ def test_a_job_whose_worker_dies_for_good_is_taken_back_by_another_after_the_hea
     assert body["attempt"] == 2
     assert (held, body["worker"]) == (f"doomed-{os.getpid()}@{socket.gethostname()}",
                                       f"{celery_worker.name}@{socket.gethostname()}"), "the worker that took it over"
-    log = (finished.folder / "log.txt").read_text()
+    log = job_log_text(finished)
     assert f"no heartbeat from doomed-{os.getpid()}" in log and "Queued again by itself to resume from" in log
 
 
@@ -111,12 +112,11 @@ def test_a_stalled_run_that_comes_back_after_it_was_taken_back_writes_nothing_mo
                  settings.HEARTBEAT_TIMEOUT + 60, "another worker to take the job over")
     finally:
         doomed_worker.send_signal(signal.SIGCONT)
-    log = job.folder / "log.txt"
     try:
-        wait_for(lambda: "Attempt 1 stopped writing" in log.read_text(), 90, "the stale run to notice")
+        wait_for(lambda: "Attempt 1 stopped writing" in job_log_text(job), 90, "the stale run to notice")
     except AssertionError as exc:  # say what the stalled worker was doing
         worker_log = Path(settings.DATA_DIR) / "doomed-worker.log"
-        raise AssertionError(f"{exc}\njob log:\n{log.read_text()[-2000:]}\ndoomed worker:\n"
+        raise AssertionError(f"{exc}\njob log:\n{job_log_text(job)[-2000:]}\ndoomed worker:\n"
                              f"{worker_log.read_text(errors='replace')[-4000:]}") from None
     finished = wait_job(job.pk, timeout=120)
 
@@ -154,11 +154,13 @@ def test_it_refuses_to_delete_a_running_job_and_deletes_a_finished_one(celery_wo
     alice_api.post(f"/api/v1/jobs/{pk}/abort/")
     job = wait_job(pk)
     folder = job.folder
+    assert "Aborted." in job_log_text(job)
 
     assert alice_api.delete(f"/api/v1/jobs/{pk}/").status_code == 204
     assert not TrainingJob.objects.filter(pk=pk).exists()
     assert not folder.exists()
     assert not MetricPoint.objects.filter(job_id=pk).exists()
+    assert not LogLine.objects.filter(job_id=pk).exists()
 
 
 def test_it_clones_a_job_into_a_new_queued_job(celery_worker, alice_api):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from jobs.selectors import job_log_text
 from tests.conftest import wait_dataset
 from tests.jobs.test_training_extras import CPU, Recorder, make_plan, write_dataset
 from tests.jobs.test_training_flow import wait_job
@@ -71,7 +72,7 @@ def test_a_bf16_job_trains_the_digits_to_the_usual_accuracy(celery_worker, alice
     assert job.best["val_accuracy"] >= 0.9  # float32 reaches about 0.95 with these settings
     assert alice_api.get(f"/api/v1/jobs/{job.pk}/").json()["amp"] == "bf16"
     # Said in the log exactly where bf16 is emulated (this CPU has no bfloat16 instructions).
-    warned = "bf16 is emulated here" in (job.folder / "log.txt").read_text()
+    warned = "bf16 is emulated here" in job_log_text(job)
     assert warned == (not cpu_has_bf16())
 
 

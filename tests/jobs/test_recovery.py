@@ -8,6 +8,7 @@ import torch
 from safetensors.torch import load_file
 
 from jobs.models import MetricPoint, TrainingJob
+from jobs.selectors import job_log_text
 from tests.conftest import Worker, wait_dataset, wait_for, wait_in_log
 from tests.jobs.test_training_flow import start, wait_job
 
@@ -37,7 +38,7 @@ def curve(pk: int) -> dict[tuple[str, str, int], float]:
 
 
 def log_text(job: TrainingJob) -> str:
-    return (job.folder / "log.txt").read_text()
+    return job_log_text(job)
 
 
 def test_it_resumes_a_job_killed_at_a_random_step_by_itself_as_if_never_killed(restartable_worker: Worker,

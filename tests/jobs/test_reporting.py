@@ -2,11 +2,14 @@
 when the database refuses them for a while."""
 from __future__ import annotations
 
+import time
+
 import pytest
 from django.db import connection
 
-from jobs.models import MetricPoint, TrainingJob
+from jobs.models import LogLine, MetricPoint, TrainingJob
 from jobs.reporting import DatabaseReporter
+from jobs.selectors import job_log_text
 from tests.conftest import Worker, wait_for
 from tests.jobs.test_training_flow import ready_colours, start, wait_job
 from tests.results.test_export import _finished_job
@@ -15,8 +18,8 @@ from workbench.leases import Lease
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def report(job, tmp_path, values: dict[int, float]) -> DatabaseReporter:  # type: ignore[no-untyped-def]
-    reporter = DatabaseReporter(Lease(TrainingJob, job.pk, job.attempt, "test"), tmp_path)
+def report(job, values: dict[int, float]) -> DatabaseReporter:  # type: ignore[no-untyped-def]
+    reporter = DatabaseReporter(Lease(TrainingJob, job.pk, job.attempt, "test"))
     reporter.start()
     for step, value in values.items():
         reporter.metric(split="train", name="loss", value=value, epoch=step / 10, step=step)
@@ -26,11 +29,11 @@ def report(job, tmp_path, values: dict[int, float]) -> DatabaseReporter:  # type
     return reporter
 
 
-def test_it_stores_every_point_once_and_keeps_the_first_of_a_repeat(alice, tmp_path):
+def test_it_stores_every_point_once_and_keeps_the_first_of_a_repeat(alice):
     job = _finished_job(alice, status="running")
 
-    report(job, tmp_path, {step: float(step) for step in range(1, 1501)})  # more than one INSERT's rows
-    second = report(job, tmp_path, {1500: -1.0, 1501: 1501.0})  # a re-delivered task reports again
+    report(job, {step: float(step) for step in range(1, 1501)})  # more than one INSERT's rows
+    second = report(job, {1500: -1.0, 1501: 1501.0})  # a re-delivered task reports again
 
     stored = MetricPoint.objects.filter(job=job)
     assert stored.count() == 2 * 1501
@@ -44,23 +47,34 @@ def test_it_stores_every_point_once_and_keeps_the_first_of_a_repeat(alice, tmp_p
 
 # --- a database that refuses the points --------------------------------------------------------
 
-_TRIGGERS = {
-    "sqlite": ["CREATE TRIGGER refuse_points BEFORE INSERT ON jobs_metricpoint "
-               "BEGIN SELECT RAISE(ABORT, 'the disk is full (test trigger)'); END"],
-    "postgresql": ["CREATE OR REPLACE FUNCTION refuse_points() RETURNS trigger AS $$ BEGIN "
-                   "RAISE EXCEPTION 'the disk is full (test trigger)'; END $$ LANGUAGE plpgsql",
-                   "CREATE TRIGGER refuse_points BEFORE INSERT ON jobs_metricpoint "
-                   "FOR EACH ROW EXECUTE FUNCTION refuse_points()"],
-}
 RETRY_SECONDS = "8"
 
 
-def allow_points() -> None:
+def refuse_inserts(table: str) -> None:
+    """The database refuses every new row of `table` (a real error from a trigger) until allow_inserts()."""
+    statements = {
+        "sqlite": [f"CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table} "
+                   "BEGIN SELECT RAISE(ABORT, 'the disk is full (test trigger)'); END"],
+        "postgresql": ["CREATE OR REPLACE FUNCTION refuse_inserts() RETURNS trigger AS $$ BEGIN "
+                       "RAISE EXCEPTION 'the disk is full (test trigger)'; END $$ LANGUAGE plpgsql",
+                       f"CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table} "
+                       "FOR EACH ROW EXECUTE FUNCTION refuse_inserts()"],
+    }
+    with connection.cursor() as cursor:
+        for statement in statements[connection.vendor]:
+            cursor.execute(statement)
+
+
+def allow_inserts(table: str) -> None:
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            cursor.execute("DROP TRIGGER IF EXISTS refuse_points ON jobs_metricpoint")
+            cursor.execute(f"DROP TRIGGER IF EXISTS refuse_{table} ON {table}")
         else:
-            cursor.execute("DROP TRIGGER IF EXISTS refuse_points")
+            cursor.execute(f"DROP TRIGGER IF EXISTS refuse_{table}")
+
+
+def allow_points() -> None:
+    allow_inserts("jobs_metricpoint")
 
 
 @pytest.fixture
@@ -68,16 +82,13 @@ def points_refused(restartable_worker: Worker):  # type: ignore[no-untyped-def]
     """The database refuses every metric point (a real error from a trigger) until allow_points()."""
     restartable_worker.kill()
     restartable_worker.start(WORKBENCH_REPORT_RETRY_SECONDS=RETRY_SECONDS)
-    with connection.cursor() as cursor:
-        for statement in _TRIGGERS[connection.vendor]:
-            cursor.execute(statement)
+    refuse_inserts("jobs_metricpoint")
     yield restartable_worker
     allow_points()
 
 
 def wait_refused(pk: int) -> TrainingJob:
-    log = TrainingJob.objects.get(pk=pk).folder / "log.txt"
-    wait_for(lambda: log.exists() and "Cannot store reports" in log.read_text(), 60, "the reporter to fail")
+    wait_for(lambda: "Cannot store reports" in job_log_text(TrainingJob(pk=pk)), 60, "the reporter to fail")
     return TrainingJob.objects.get(pk=pk)
 
 
@@ -112,6 +123,57 @@ def test_a_job_goes_on_once_its_points_can_be_stored_again_and_loses_none(points
     job = wait_job(pk)
 
     assert job.status == "done", job.error
-    assert "Reports are stored again; training goes on." in (job.folder / "log.txt").read_text()
+    assert "Reports are stored again; training goes on." in job_log_text(job)
     steps = sorted(MetricPoint.objects.filter(job_id=pk, split="train", name="loss").values_list("step", flat=True))
     assert steps == list(range(1, steps[-1] + 1)) and steps[-1] == job.epochs * 7  # 54 images, batches of 8
+
+
+# --- a database that refuses the log lines -----------------------------------------------------
+
+@pytest.fixture
+def lines_refused():  # type: ignore[no-untyped-def]
+    refuse_inserts("jobs_logline")
+    yield
+    allow_inserts("jobs_logline")
+
+
+def test_lines_logged_while_the_database_refuses_them_are_stored_once_it_takes_them_in_order(
+        alice, lines_refused, caplog):  # type: ignore[no-untyped-def]
+    job = _finished_job(alice, status="running")
+    reporter = DatabaseReporter(Lease(TrainingJob, job.pk, job.attempt, "test"), retry_seconds=60)
+    reporter.log("Logged before the start.")  # waits for the writer
+    reporter.log("Logged before the start, too.")
+    reporter.start()
+    wait_for(lambda: "cannot write" in caplog.text, 30, "the reporter to find its lines refused")
+    time.sleep(0.3)  # the reporter logs why it pauses, then retries: still refused
+    reporter.log("Logged while the lines are refused.")
+    time.sleep(0.3)
+    assert not LogLine.objects.filter(job=job).exists()
+
+    allow_inserts("jobs_logline")
+    reporter.close()
+
+    lines = [line.split(" ", 1)[1] for line in job_log_text(job).splitlines()]
+    assert lines[:2] == ["Logged before the start.", "Logged before the start, too."]
+    assert lines[2].startswith("Cannot store reports (") and "the disk is full (test trigger)" in lines[2]
+    assert lines[3:] == ["Logged while the lines are refused.", "Reports are stored again; training goes on."]
+
+
+def test_a_run_that_lost_its_job_stores_only_its_word_on_the_loss(alice):  # type: ignore[no-untyped-def]
+    job = _finished_job(alice, status="running")
+    reporter = DatabaseReporter(Lease(TrainingJob, job.pk, job.attempt, "test"))
+    reporter.start()
+    reporter.log("Stored while the run holds its job.")
+    wait_for(lambda: LogLine.objects.filter(job=job).exists(), 30, "the first line")
+    TrainingJob.objects.filter(pk=job.pk).update(attempt=job.attempt + 1)  # taken back, run again
+    reporter.metric(split="train", name="loss", value=1.0, epoch=0.1, step=1)
+    reporter.log("Logged after the job was taken back.")
+    wait_for(lambda: reporter.lease.lost.is_set(), 30, "the run to find its job taken")
+    reporter.log("Attempt 1 stopped writing: a newer attempt holds it.", fenced=False)
+    reporter.close()
+    reporter.log("Logged after the close.", fenced=False)
+
+    lines = [line.split(" ", 1)[1] for line in job_log_text(job).splitlines()]
+    assert lines == ["Stored while the run holds its job.", "Attempt 1 stopped writing: a newer attempt holds it.",
+                     "Logged after the close."]
+    assert not MetricPoint.objects.filter(job=job).exists()

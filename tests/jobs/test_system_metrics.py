@@ -71,7 +71,7 @@ def test_the_sampler_counts_the_processes_a_run_trains_through():
     assert sampler.sample("cpu", processes=(rank.pid,))["memory_mb"] < both["memory_mb"] - 190  # ended: dropped
 
 
-def test_a_run_shorter_than_the_interval_has_a_sample_at_its_start_and_at_its_end(alice, tmp_path, settings):
+def test_a_run_shorter_than_the_interval_has_a_sample_at_its_start_and_at_its_end(alice, settings):
     from jobs.models import TrainingJob
     from jobs.reporting import DatabaseReporter
     from tests.results.test_export import _finished_job
@@ -79,7 +79,7 @@ def test_a_run_shorter_than_the_interval_has_a_sample_at_its_start_and_at_its_en
 
     settings.WORKBENCH_SYSTEM_METRICS_SECONDS = 3600
     job = _finished_job(alice, status="running")
-    reporter = DatabaseReporter(Lease(TrainingJob, job.pk, job.attempt, "test"), tmp_path)
+    reporter = DatabaseReporter(Lease(TrainingJob, job.pk, job.attempt, "test"))
     reporter.start()
     reporter.progress(epoch=0.1, step=1, total_steps=100)
     wait_for(lambda: MetricPoint.objects.filter(job=job, split="system").exists(), 30, "the first sample")

@@ -13,6 +13,7 @@ from celery.backends.filesystem import FilesystemBackend
 from safetensors import safe_open
 
 from jobs.models import MetricPoint, TrainingJob
+from jobs.selectors import job_log_text
 from tests.conftest import OUTCOME_SECONDS, class_images, make_image, wait_dataset, wait_for, wait_in_log, zip_bytes
 from workbench.celery import app as celery_app
 from workbench.celery import drop_expired_results
@@ -153,7 +154,7 @@ def test_a_job_on_a_gpu_the_worker_lacks_ends_in_error_saying_so(celery_worker, 
     assert job.status == "error"
     assert job.error == (f"Device cuda:{missing} was asked for, but this worker has {missing} CUDA device(s). "
                          "Choose auto, cpu, or a GPU it has.")
-    assert f"Error: Device cuda:{missing} was asked for" in (job.folder / "log.txt").read_text()
+    assert f"Error: Device cuda:{missing} was asked for" in job_log_text(job)
 
 
 def test_a_classify_the_worker_cannot_do_is_a_json_503_with_the_reason(celery_worker, alice_api):

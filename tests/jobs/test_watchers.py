@@ -5,6 +5,7 @@ import asyncio
 import concurrent.futures
 import json
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -14,7 +15,7 @@ from django.utils import timezone
 
 from datasets.models import Dataset
 from jobs import selectors
-from jobs.models import MetricPoint, TrainingJob
+from jobs.models import LogLine, MetricPoint, TrainingJob
 from live import events, watchers
 from live.wakeup import Waiter
 
@@ -281,30 +282,37 @@ def test_a_watched_job_whose_worker_went_silent_is_only_read(job, monkeypatch, s
     assert [json.loads(e["data"])["status"] for e in received if e["event"] == "status"][0] == "running"
 
 
-def write_log(job_id: int, text: str) -> None:
-    folder = TrainingJob(pk=job_id).folder
-    folder.mkdir(parents=True, exist_ok=True)
-    with (folder / "log.txt").open("a") as handle:
-        handle.write(text)
+NOON = datetime(2026, 1, 1, 12, tzinfo=UTC)
+
+
+def write_log(job_id: int, lines: list[str]) -> None:
+    """Lines as the worker stores them, each stamped 12:00:00."""
+    LogLine.objects.bulk_create([LogLine(job_id=job_id, at=NOON, text=line) for line in lines])
+    close_old_connections()
 
 
 def log_events(received: list[dict[str, str]]) -> list[dict[str, Any]]:
-    return [json.loads(e["data"]) for e in received if e["event"] == "log"]
+    """The streams' log events, each line without its stamp (write_log's 12:00:00)."""
+    events = [json.loads(e["data"]) for e in received if e["event"] == "log"]
+    for event in events:
+        assert all(line.startswith("12:00:00 ") for line in event["lines"]), event
+        event["lines"] = [line.removeprefix("12:00:00 ") for line in event["lines"]]
+    return events
 
 
 def test_a_stream_gets_the_log_tail_then_each_appended_line_once(job, monkeypatch):  # type: ignore[no-untyped-def]
-    write_log(job.pk, "".join(f"old {i}\n" for i in range(50)))
+    write_log(job.pk, [f"old {i}" for i in range(50)])
     reads = counted(monkeypatch, watchers, "read")
 
     async def scenario() -> tuple[list[dict[str, str]], ...]:
         clock = Clock()
         monkeypatch.setattr(Waiter, "wait", clock.wait)
         streams = [asyncio.create_task(consume(job.pk)) for _ in range(3)]
-        for text in ("new 0\nnew 1\n", "", "new 2\nhalf", " a line\n", "new 3\n"):
+        for lines in (["new 0", "new 1"], [], ["new 2"], ["new 3"], ["new 4"]):
             await clock.tick()
             while reads[0] < clock.ticks:
                 await asyncio.sleep(0.005)
-            await sync_to_async(write_log)(job.pk, text)
+            await sync_to_async(write_log)(job.pk, lines)
         await sync_to_async(finish)(job.pk)
         while not all(stream.done() for stream in streams):
             if clock.waiting:
@@ -318,13 +326,12 @@ def test_a_stream_gets_the_log_tail_then_each_appended_line_once(job, monkeypatc
         first, *later = log_events(stream)
         assert first == {"lines": [f"old {i}" for i in range(10, 50)], "tail": True}
         assert not any("tail" in event for event in later)
-        assert [line for event in later for line in event["lines"]] == ["new 0", "new 1", "new 2", "half a line",
-                                                                          "new 3"]
+        assert [line for event in later for line in event["lines"]] == ["new 0", "new 1", "new 2", "new 3", "new 4"]
         assert stream[-1]["event"] == "end"
     monkeypatch.undo()  # the clock belonged to the finished loop
     again = run(asyncio.wait_for(consume(job.pk), timeout=30))  # a reconnect: the tail again, now
     assert log_events(again) == [{"lines": [f"old {i}" for i in range(15, 50)]
-                                  + ["new 0", "new 1", "new 2", "half a line", "new 3"], "tail": True}]
+                                  + ["new 0", "new 1", "new 2", "new 3", "new 4"], "tail": True}]
 
 
 def test_streams_that_come_back_over_a_while_share_one_backlog_read(job, monkeypatch):  # type: ignore[no-untyped-def]

@@ -7,6 +7,7 @@ import pytest
 from safetensors.torch import load_file
 
 from jobs.models import Snapshot, TrainingJob
+from jobs.selectors import job_log_text
 from tests.pretrained.digits import big_digits, five_digits, small_digits, train, wait_job
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -29,7 +30,7 @@ def test_it_fine_tunes_from_a_previous_job_far_better_than_from_scratch(celery_w
     body = alice_api.get(f"/api/v1/jobs/{tuned.pk}/").json()
     assert body["pretrained"]["job"] == source.pk and body["pretrained"]["epoch"] == 3.0
     assert body["pretrained_report"]["counts"]["copied"] == len(body["pretrained_report"]["rows"])
-    log = (tuned.folder / "log.txt").read_text()
+    log = job_log_text(tuned)
     assert f"Copied 8 tensors from job {source.pk} epoch 3; re-made 0; 0 left new." in log
 
 
@@ -63,7 +64,7 @@ def test_it_remakes_the_classifier_and_keeps_a_frozen_backbone_unchanged(celery_
         assert after[name].equal(before[name]), name
     assert after["7.weight"].shape == (10, 500) and before["7.weight"].shape == (5, 500)
     assert tuned.best["val_accuracy"] > 0.3
-    assert "re-made 2 (7.weight, 7.bias)" in (tuned.folder / "log.txt").read_text()
+    assert "re-made 2 (7.weight, 7.bias)" in job_log_text(tuned)
 
 
 def test_it_unfreezes_after_freeze_epochs_and_a_resume_loads_its_own_snapshot(celery_worker, alice_api):
@@ -84,7 +85,7 @@ def test_it_unfreezes_after_freeze_epochs_and_a_resume_loads_its_own_snapshot(ce
     TrainingJob.objects.filter(pk=tuned.pk).update(status="aborted")
     assert alice_api.post(f"/api/v1/jobs/{tuned.pk}/resume/").status_code == 200
     resumed = wait_job(tuned.pk)
-    log = (resumed.folder / "log.txt").read_text()
+    log = job_log_text(resumed)
     assert log.count("Copied 8 tensors") == 1 and "Resumed from the snapshot at epoch 1" in log
     again = load_file(tuned.folder / "snapshots" / "epoch_2.safetensors")
     assert all(again[name].equal(second[name]) for name in second)

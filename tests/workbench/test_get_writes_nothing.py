@@ -7,6 +7,7 @@ import pytest
 from django.utils import timezone
 
 from jobs.models import TrainingJob
+from jobs.selectors import job_log_text
 from tests.conftest import wait_for
 from tests.results.test_export import _finished_job
 from workbench import recovery
@@ -120,4 +121,4 @@ def test_the_workers_reaper_takes_the_lost_job_back(lost_job, sent):
 
     assert row(lost_job)[:3] == ("queued", 1, 1)
     assert ("jobs.train", [lost_job.pk]) in wait_for(lambda: sent, 5, "the job to be queued again")
-    assert "no heartbeat from gone@host pid 1" in (lost_job.folder / "log.txt").read_text()
+    assert "no heartbeat from gone@host pid 1" in job_log_text(lost_job)

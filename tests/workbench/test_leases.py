@@ -9,6 +9,7 @@ from django.utils import timezone
 from jobs import services
 from jobs.models import MetricPoint, TrainingJob
 from jobs.reporting import DatabaseReporter
+from jobs.selectors import job_log_text
 from tests.results.test_export import _finished_job
 from workbench import leases, recovery
 
@@ -34,14 +35,15 @@ def silence(job: TrainingJob) -> None:
     TrainingJob.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
 
 
-def report_point(lease: leases.Lease, folder, step: int) -> None:  # type: ignore[no-untyped-def]
-    reporter = DatabaseReporter(lease, folder)
+def report_point(lease: leases.Lease, step: int) -> None:
+    reporter = DatabaseReporter(lease)
     reporter.start()
     reporter.metric(split="train", name="loss", value=float(step), epoch=step / 10, step=step)
+    reporter.log(f"Reached step {step}.")
     reporter.close()
 
 
-def test_a_stale_attempt_cannot_overwrite_the_newer_one(alice, tmp_path, sent):
+def test_a_stale_attempt_cannot_overwrite_the_newer_one(alice, sent):
     job = queued_job(alice)
     stale = leases.lease_claim(TrainingJob, job.pk, stop_field="abort_requested")
     silence(job)
@@ -51,12 +53,13 @@ def test_a_stale_attempt_cannot_overwrite_the_newer_one(alice, tmp_path, sent):
     assert (stale.attempt, newer.attempt) == (1, 2)
 
     services._finish(stale, "error", "the stale run's verdict")
-    report_point(stale, tmp_path, step=7)
-    report_point(newer, tmp_path, step=8)
+    report_point(stale, step=7)
+    report_point(newer, step=8)
 
     job.refresh_from_db()
     assert (job.status, job.attempt, job.error) == ("running", 2, "")
     assert list(MetricPoint.objects.filter(job=job).values_list("step", flat=True)) == [8]
+    assert "Reached step 8." in job_log_text(job) and "Reached step 7." not in job_log_text(job)
     assert stale.lost.is_set() and not newer.lost.is_set()
     with pytest.raises(leases.LeaseLost):
         stale.check()
@@ -77,7 +80,7 @@ def test_a_starting_worker_takes_back_what_its_earlier_process_held_at_once(alic
     other.refresh_from_db()
     assert (mine.status, mine.retries) == ("queued", 1)
     assert other.status == "running", "another worker's fresh work is left alone"
-    assert "its worker restarted (w1@host pid 999999 is gone)" in (mine.folder / "log.txt").read_text()
+    assert "its worker restarted (w1@host pid 999999 is gone)" in job_log_text(mine)
 
 
 def test_work_lost_too_often_in_a_row_ends_in_error_saying_why(alice, settings):

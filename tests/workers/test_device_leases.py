@@ -9,6 +9,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from jobs.models import TrainingJob
+from jobs.selectors import job_log_text
 from jobs.tasks import train_job
 from tests.conftest import _subprocess_env, wait_for
 from tests.jobs.test_training_flow import ready_colours, wait_job
@@ -134,5 +135,5 @@ def test_two_jobs_asking_for_the_same_device_never_run_on_it_at_once(celery_work
 
     assert (first.status, second.status) == ("done", "done"), (first.error, second.error)
     assert first.finished_at <= second.started_at, "the second started before the first gave the CPU slot back"
-    assert f"Waiting for a CPU slot: held now: cpu#0 by job {first.pk}." in (second.folder / "log.txt").read_text()
+    assert f"Waiting for a CPU slot: held now: cpu#0 by job {first.pk}." in job_log_text(second)
     wait_for(lambda: not DeviceLease.objects.exists(), 10, "the leases to be given back")
