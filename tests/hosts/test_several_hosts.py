@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 import torch
 from django.conf import settings
-from django.db import connection
 from safetensors.torch import load
 
 from datasets.models import Dataset
@@ -24,7 +23,13 @@ from tests.conftest import Worker, make_image, wait_dataset, wait_for
 from tests.hosts.conftest import objects, s3_env
 from tests.jobs.test_training_flow import start, wait_job
 
-pytestmark = pytest.mark.django_db(transaction=True)
+SHARED_SERVERS = (settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
+                  and settings.CELERY_BROKER_URL.startswith("redis"))
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(not SHARED_SERVERS, reason="several hosts share PostgreSQL and Redis (never a disk): this runs on "
+                       "that stack, as in CI's second run (DATABASE_URL=postgres://..., CELERY_BROKER_URL=redis://...)"),
+]
 
 SETTINGS = {"network": "lenet", "epochs": 3, "batch_size": 8, "learning_rate": 0.02, "seed": 11,
             "optimizer": "adam"}
@@ -34,9 +39,6 @@ QUEUES = "train,background,infer"
 @pytest.fixture
 def hosts(celery_worker: Worker, s3_store, bucket, s3_server, tmp_path) -> Iterator:  # type: ignore[no-untyped-def]
     """hosts(name, **env) starts a worker as a host of its own: its own data folder, the shared store."""
-    if connection.vendor != "postgresql" or not settings.CELERY_BROKER_URL.startswith("redis"):
-        pytest.skip("several hosts share PostgreSQL and Redis (never a disk): this runs on that stack, as in CI's "
-                    "second run (DATABASE_URL=postgres://..., CELERY_BROKER_URL=redis://...)")
     celery_worker.serving.stop()
     celery_worker.stop()
     started: list[Worker] = []
