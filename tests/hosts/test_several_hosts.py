@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 from django.conf import settings
+from django.test import override_settings
 from safetensors.torch import load
 
 from datasets.models import Dataset
@@ -23,6 +24,7 @@ from tests.conftest import Worker, make_image, wait_dataset, wait_for
 from tests.hosts.conftest import objects, s3_env
 from tests.jobs.test_training_flow import start, wait_job
 
+SESSION_DATA_DIR = settings.DATA_DIR  # as the test run set it, before any test's override
 SHARED_SERVERS = (settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
                   and settings.CELERY_BROKER_URL.startswith("redis"))
 pytestmark = [
@@ -56,8 +58,11 @@ def hosts(celery_worker: Worker, s3_store, bucket, s3_server, tmp_path) -> Itera
     for worker in started:
         if worker.proc is not None and worker.proc.poll() is None:
             worker.stop()
-    celery_worker.start()
-    celery_worker.serving.start()
+    # The session's workers come back on the session's data folder, not this test's web host's
+    # (s3_store's settings are still in place while this fixture ends).
+    with override_settings(DATA_DIR=SESSION_DATA_DIR):
+        celery_worker.start()
+        celery_worker.serving.start()
 
 
 def held_by(row) -> str:  # type: ignore[no-untyped-def]
