@@ -11,12 +11,16 @@ from networks.builtin import builtin_spec
 from training.contract import SilentReporter, TrainingPlan
 
 
-def digits_folder(folder: Path, count: int = 600) -> Path:
-    """scikit-learn's 8x8 digits, uint8 (N, 1, 8, 8): 3/4 train, 1/4 val, and their mean image."""
+def digits_folder(folder: Path, count: int = 600, channels: int = 1) -> Path:
+    """scikit-learn's 8x8 digits, uint8 (N, channels, 8, 8): 3/4 train, 1/4 val, and their mean image.
+    With 3 channels each digit is tinted its own colour, so colour shifts have colours to move."""
     from sklearn.datasets import load_digits
 
     digits = load_digits()
     images = np.round(digits.images[:count] * 255 / 16).astype(np.uint8)[:, None]
+    if channels == 3:
+        tint = np.random.default_rng(0).uniform(0.3, 1.0, (len(images), 3, 1, 1))
+        images = np.round(images * tint).astype(np.uint8)
     labels = digits.target[:count].astype(np.int64)
     cut = count * 3 // 4
     folder.mkdir(parents=True, exist_ok=True)
@@ -28,8 +32,8 @@ def digits_folder(folder: Path, count: int = 600) -> Path:
     return folder
 
 
-def plan_on(data: Path, output: Path, network: str = "lenet", **changes: Any) -> TrainingPlan:
-    shape = (1, 8, 8)
+def plan_on(data: Path, output: Path, network: str = "lenet", channels: int = 1, **changes: Any) -> TrainingPlan:
+    shape = (channels, 8, 8)
     plan = TrainingPlan(
         job_id=1, output_folder=output, dataset_folder=data, input_shape=shape, classes=[str(i) for i in range(10)],
         network_spec=builtin_spec(network, shape, 10), epochs=2, batch_size=16, optimizer="adam", learning_rate=0.002,

@@ -38,7 +38,8 @@ def test_it_lists_the_jax_backend_with_its_version_tasks_and_capabilities(alice_
     assert capabilities["resume"] and capabilities["export_formats"] == ["archive"]
     assert not capabilities["inspect"] and capabilities["compress_methods"] == [] and capabilities["amp_modes"] == ["off"]
     assert not capabilities["distributed"] and not capabilities["compile"]
-    assert capabilities["augmentation_keys"] == ["flip", "rot90", "noise_std"]
+    assert capabilities["augmentation_keys"] == ["flip", "rot90", "rotate_degrees", "translate", "scale",
+                                                 "crop_padding", "noise_std", "hsv"]
     assert "upsample" not in capabilities["layer_types"] and "residual" in capabilities["layer_types"]
     assert "upsample" in listed["torch"]["capabilities"]["layer_types"]
 
@@ -47,8 +48,6 @@ def test_it_lists_the_jax_backend_with_its_version_tasks_and_capabilities(alice_
     ({"amp": "bf16"}, "amp", "The jax backend offers mixed precision off."),
     ({"devices": ["cpu", "cpu"]}, "devices", "The jax backend trains a job on one device."),
     ({"compile": True}, "compile", "The jax backend cannot compile networks."),
-    ({"augmentation": {"flip": "horizontal", "rotate_degrees": 10}}, "augmentation",
-     "augmentation.rotate_degrees: the jax backend does not apply it"),
 ])
 def test_it_refuses_what_the_jax_backend_does_not_do_naming_the_field(celery_worker, alice_api, fields, field, says):
     dataset = ready_digits(alice_api)

@@ -16,9 +16,18 @@ from training.jax.backend import JaxBackend
 pytest.importorskip("jax")
 
 
+EVERY_AUGMENTATION = {"flip": "horizontal", "rot90": True, "rotate_degrees": 15, "translate": 0.1, "scale": [0.9, 1.1],
+                      "crop_padding": 1, "noise_std": 0.02, "hsv": {"hue": 0.05, "saturation": 0.1, "value": 0.1}}
+
+
 @pytest.fixture(scope="module")
 def digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return digits_folder(tmp_path_factory.mktemp("digits"))
+
+
+@pytest.fixture(scope="module")
+def colour_digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return digits_folder(tmp_path_factory.mktemp("colour-digits"), channels=3)
 
 
 def train(plan, reporter=None):  # type: ignore[no-untyped-def]
@@ -56,10 +65,11 @@ def test_it_fails_a_diverged_run_with_the_torch_message(digits: Path, tmp_path: 
 
 @pytest.mark.parametrize("changes", [{}, {"network": "mlp", "optimizer": "adamw", "accumulate": 2, "grad_clip": 1.0,
                                           "label_smoothing": 0.1, "augmentation": {"flip": "both", "rot90": True,
-                                                                                   "noise_std": 0.05}}])
-def test_it_resumes_to_the_same_weights_as_an_uninterrupted_run(digits: Path, tmp_path: Path,
+                                                                                   "noise_std": 0.05}},
+                                     {"channels": 3, "augmentation": EVERY_AUGMENTATION}])
+def test_it_resumes_to_the_same_weights_as_an_uninterrupted_run(digits: Path, colour_digits: Path, tmp_path: Path,
                                                                   changes: dict) -> None:  # type: ignore[type-arg]
-    straight = plan_on(digits, tmp_path / "straight", **changes)
+    straight = plan_on(colour_digits if changes.get("channels") == 3 else digits, tmp_path / "straight", **changes)
     train(straight)
     interrupted = replace(straight, output_folder=tmp_path / "resumed")
     # A first attempt killed after its epoch-1 snapshot, then a second one from it.
@@ -71,6 +81,14 @@ def test_it_resumes_to_the_same_weights_as_an_uninterrupted_run(digits: Path, tm
     assert set(expected) == set(got)
     for name in expected:
         assert np.array_equal(expected[name], got[name]), name
+
+
+def test_a_lenet_run_with_every_augmentation_trains_to_done(colour_digits: Path, tmp_path: Path) -> None:
+    outcome, seen = train(plan_on(colour_digits, tmp_path, channels=3, augmentation=EVERY_AUGMENTATION))
+    assert outcome == "done" and [epoch for epoch, _ in seen.snapshots] == [1, 2]
+    # Flips and quarter turns make some digits others (6 and 9) on 8x8 images: torch's run with these
+    # settings is as slow to learn, so only a sane run is asked for here, not an accuracy.
+    assert all(np.isfinite(seen.values("train", "loss"))) and len(seen.values("val", "accuracy")) == 2
 
 
 def test_it_fine_tunes_from_a_snapshot_with_the_copied_layers_frozen(digits: Path, tmp_path: Path) -> None:

@@ -157,3 +157,24 @@ def test_a_backend_that_cannot_augment_is_refused_an_augmented_job(alice, alice_
     for refused in (flipped, no_mean):
         assert refused.status_code == 400 and "The plain backend cannot augment" in refused.json()["error"]
     assert plain.status_code == 201
+
+
+class FlipOnlyBackend(TorchBackend):
+    augmentation_keys = ("flip",)
+
+
+@pytest.mark.django_db
+def test_a_backend_that_applies_some_keys_is_refused_the_others_naming_the_key(alice, alice_api, settings):
+    settings.TRAINING_BACKENDS = {**settings.TRAINING_BACKENDS,
+                                  "fliponly": {"BACKEND": "tests.jobs.test_augmentation_api.FlipOnlyBackend"}}
+    dataset = a_dataset(alice, channels=1)
+    body = {"dataset": dataset.pk, "network": "lenet", "backend": "fliponly"}
+
+    rotated = alice_api.post("/api/v1/jobs/", {**body, "augmentation": {"flip": "both", "rotate_degrees": 10}},
+                             format="json")
+    flipped = alice_api.post("/api/v1/jobs/", {**body, "augmentation": {"flip": "both", "rotate_degrees": 0,
+                                                                        "mean": "none"}}, format="json")
+
+    assert rotated.status_code == 400 and list(rotated.json()["detail"]) == ["augmentation"]
+    assert "augmentation.rotate_degrees: the fliponly backend does not apply it (it applies flip)" in rotated.json()["error"]
+    assert flipped.status_code == 201, flipped.json()

@@ -22,9 +22,9 @@ class JaxBackend(TrainingBackend):
     supports_resume = True
     export_formats = ("archive",)  # safetensors weights and a predict.py that needs jax and flax, no torch
     supports_augmentation = True
-    # Batched on the device (training.jax.augment); the resampling ones (rotate, translate, scale,
-    # crop) and hsv are not built, so a job asking for them is refused when it is created.
-    augmentation_keys = ("flip", "rot90", "noise_std")
+    # Every key, batched on the device inside the jitted step (training.jax.augment). Named rather
+    # than None ("every one") so a key added to training.augmentation is refused until jax builds it.
+    augmentation_keys = ("flip", "rot90", "rotate_degrees", "translate", "scale", "crop_padding", "noise_std", "hsv")
     # Classification networks (training.jax.build); conv_transpose2d, upsample and concat_skip are
     # segmentation's, and so is no task this backend trains.
     layer_types = ("conv2d", "linear", "relu", "leaky_relu", "gelu", "elu", "sigmoid", "tanh", "maxpool2d",
