@@ -1,7 +1,9 @@
 """A stored file handed to a browser or a script: streamed from wherever the store keeps it.
 
-From the data folder or the S3 store alike, in chunks read off the event loop (an async iterator:
-Django's ASGI handler would gather a sync iterator, the whole file, in memory first); or, when
+From the data folder or the S3 store alike, in chunks; under the ASGI server each chunk is read off
+the event loop and sent before the next is read (Django's own StreamingHttpResponse gathers a sync
+iterator, the whole file, in memory first; an async one could not be read by a sync caller such as
+WSGI or the test client while a loop runs in its thread). Or, when
 WORKBENCH_STORAGE_PRESIGNED is set, a redirect to a presigned URL of the store, so the bytes never
 pass through the web process.
 """
@@ -31,14 +33,18 @@ def stored_file_response(path: Path, *, content_type: str, filename: str | None 
         raise Http404(missing) from None
     except Exception as exc:  # the store's "no such key" on size() reads differently per server
         raise Http404(missing) from exc
-    response = StreamingHttpResponse(_off_the_loop(chunks), content_type=content_type)
+    response = ChunkedResponse(chunks, content_type=content_type)
     response["Content-Length"] = str(size)
     if filename is not None:
         response["Content-Disposition"] = content_disposition_header(True, filename)
     return response
 
 
-async def _off_the_loop(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
-    read = sync_to_async(next, thread_sensitive=False)
-    while (block := await read(chunks, None)) is not None:
-        yield block
+class ChunkedResponse(StreamingHttpResponse):
+    """A sync iterator of chunks that the ASGI handler reads one chunk at a time, in a thread."""
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        chunks: Iterator[bytes] = iter(self.streaming_content)
+        read = sync_to_async(next, thread_sensitive=False)
+        while (block := await read(chunks, None)) is not None:
+            yield block
