@@ -6,12 +6,26 @@ import socket
 import numpy as np
 import pytest
 from PIL import Image
+from playwright.sync_api import Error as PlaywrightError
 
 from datasets.models import Dataset
 from tests.browser.conftest import OUTCOME_MS, log_in
 from tests.conftest import wait_dataset, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def goto_settled(page, url: str) -> None:  # type: ignore[no-untyped-def]
+    """Go to `url`; a reload the page started by itself (the job page reloads once its job ends) may
+    abort the first try under load, and is waited out."""
+    for attempt in range(3):
+        try:
+            page.goto(url)
+            return
+        except PlaywrightError as exc:
+            if "ERR_ABORTED" not in str(exc) or attempt == 2:
+                raise
+            page.wait_for_load_state("load")
 
 
 def points_on_chart(page) -> int:  # type: ignore[no-untyped-def]
@@ -54,7 +68,7 @@ def test_it_trains_lenet_on_the_digits_with_live_curves_and_classifies(
     image = tmp_path / "seven.png"
     index = int(np.flatnonzero(digits.target == 7)[3])
     Image.fromarray(np.round(digits.images[index] * 255 / 16).astype(np.uint8)).resize((64, 64)).save(image)
-    page.goto(job_url)
+    goto_settled(page, job_url)
     page.set_input_files("input[name=image]", str(image))
     page.click("form[action$='/classify/'] button[type=submit]")
     page.wait_for_selector("#classify-result")

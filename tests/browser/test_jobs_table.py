@@ -16,6 +16,7 @@ def row(page, name: str):  # type: ignore[no-untyped-def]
 
 
 def row_names(page) -> list[str]:  # type: ignore[no-untyped-def]
+    page.wait_for_load_state("load")  # a header or filter navigates: read the new page's rows, whole
     return page.eval_on_selector_all("#jobs-table tbody tr[data-job]:not([hidden]) td.name",
                                      "cells => cells.map((c) => c.textContent.trim())")
 
