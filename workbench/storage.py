@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 CHUNK = 1024 * 1024  # bytes a streamed download hands out at a time
+SMALL_FILE = 16 * 1024**2  # uploaded in one PUT below this (the multipart threshold of _transfer_config)
 
 
 class StoreUnavailable(Exception):
@@ -120,7 +121,12 @@ class S3Store(Store):
     def publish(self, *paths: Path) -> None:
         for path in paths:
             with _transfer("upload", path):
-                self.object(path).upload_file(str(path), Config=_transfer_config())
+                obj = self.object(path)
+                if path.stat().st_size < SMALL_FILE:  # one PUT: no transfer manager, no threads to start
+                    with path.open("rb") as body:
+                        obj.put(Body=body)
+                else:  # multipart, parts in parallel, streamed from the disk
+                    obj.upload_file(str(path), Config=_transfer_config())
 
     def publish_folder(self, folder: Path) -> None:
         from workbench import cache
@@ -151,25 +157,35 @@ class S3Store(Store):
             prefix = self.storage._normalize_name(self.key(folder)) + "/"
             with _transfer("list", folder):
                 objects = list(self.storage.bucket.objects.filter(Prefix=prefix))
+            fetched = set()
             for summary in objects:
                 path = folder / summary.key[len(prefix):]
                 if not (path.exists() and path.stat().st_size == summary.size):
-                    self._download(path, summary.Object())
+                    self._download(path, summary.Object(), summary.size, sync=False)
+                    fetched.add(path.parent)
+            for parent in fetched:  # the renames made durable once a folder, not once a file
+                fsync_folder(parent)
             cache.mark_whole(folder)
         cache.used(folder)
         return folder
 
-    def _download(self, path: Path, obj: Any) -> None:
-        """Into a temporary name, then renamed: a reader never sees half a file."""
+    def _download(self, path: Path, obj: Any, size: int | None = None, *, sync: bool = True) -> None:
+        """Into a temporary name, then renamed: a reader never sees half a file. A small one (its size
+        known from a listing) in one GET; others through boto3's transfer manager, in parallel parts."""
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_name(f"{path.name}{TEMPORARY_MARK}{uuid.uuid4().hex[:8]}")
         try:
             with _transfer("download", path):
-                obj.download_file(str(temporary), Config=_transfer_config())
+                if size is not None and size < SMALL_FILE:
+                    with temporary.open("wb") as out:
+                        shutil.copyfileobj(obj.get()["Body"], out, CHUNK)
+                else:
+                    obj.download_file(str(temporary), Config=_transfer_config())
             os.replace(temporary, path)
         finally:
             temporary.unlink(missing_ok=True)
-        fsync_folder(path.parent)
+        if sync:
+            fsync_folder(path.parent)
 
     def exists(self, path: Path) -> bool:
         return Path(path).exists() or self.storage.exists(self.key(path))
