@@ -102,8 +102,8 @@ BOX_SIZES_PER_CLASS = 5000
 def dataset_box_sizes(*, dataset: Dataset) -> dict[str, dict[str, list[float]]]:
     """Detection: each class's box widths and heights in the stored images' pixels, over every split (at
     most BOX_SIZES_PER_CLASS a class, a seeded sample beyond that), for the size histogram."""
-    found = [np.load(path) for split in ("train", "val", "test")
-             if (path := boxes_path(dataset_files(dataset), split)).exists()]
+    folder = dataset_files(dataset)
+    found = [np.load(path) for split in ("train", "val", "test") if (path := boxes_path(folder, split)).exists()]
     rows = np.concatenate([f.reshape(-1, 6) for f in found]) if found else np.zeros((0, 6), dtype=np.float32)
     sizes = {}
     for i, name in enumerate(dataset.classes):

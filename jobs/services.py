@@ -30,7 +30,7 @@ from jobs.options import (
     with_network_defaults,
 )
 from jobs.selectors import job_capabilities, job_log_tail
-from jobs.uploads import SNAPSHOT_SUFFIXES
+from jobs.uploads import snapshot_paths
 from live import wakeup
 from networks.errors import NetworkInputError
 from networks.models import Network
@@ -428,8 +428,7 @@ class _TrainingRun(LeasedRun):
 
         resume = self.job.snapshots.filter(epoch=self.job.resume_from_epoch).first()
         if resume is not None and store().remote:  # perhaps written on another host: it is in the store
-            files = [Path(str(self.job.folder / resume.path).removesuffix(".safetensors") + suffix)
-                     for suffix in SNAPSHOT_SUFFIXES]
+            files = snapshot_paths(self.job.folder, resume.path)
             retrying(lambda: [store().fetch(path) for path in files], said=self.reporter.log, stop=lease.stop.is_set)
         self.reporter.start()
         plan = training_plan(self.job, self.devices)

@@ -22,10 +22,15 @@ _DONE = object()
 SNAPSHOT_SUFFIXES = (".optim.safetensors", ".json", ".safetensors")  # the weights last: the others are there when it is
 
 
-def snapshot_files(folder: Path, path: str) -> list[Path]:
+def snapshot_paths(folder: Path, path: str) -> list[Path]:
     """The files of the snapshot whose weights are `path` (relative to the job's folder)."""
     stem = str(folder / path).removesuffix(".safetensors")
-    return [Path(stem + suffix) for suffix in SNAPSHOT_SUFFIXES if Path(stem + suffix).exists()]
+    return [Path(stem + suffix) for suffix in SNAPSHOT_SUFFIXES]
+
+
+def snapshot_files(folder: Path, path: str) -> list[Path]:
+    """Those of them this host has."""
+    return [p for p in snapshot_paths(folder, path) if p.exists()]
 
 
 class SnapshotUploads:

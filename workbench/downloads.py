@@ -26,13 +26,10 @@ def stored_file_response(path: Path, *, content_type: str, filename: str | None 
     if filename is not None and not Path(path).is_file() and (url := current.download_url(path, filename)):
         return HttpResponseRedirect(url)
     try:
-        local = Path(path).is_file()
-        size = Path(path).stat().st_size if local else current.size(path)
-        chunks = Store.stream(current, path) if local else current.stream(path)  # a local copy is read here
+        # A copy this host has is read here; otherwise one GET gives the size and the bytes.
+        size, chunks = Store.opened(current, path) if Path(path).is_file() else current.opened(path)
     except (FileNotFoundError, StoreUnavailable):
         raise Http404(missing) from None
-    except Exception as exc:  # the store's "no such key" on size() reads differently per server
-        raise Http404(missing) from exc
     response = ChunkedResponse(chunks, content_type=content_type)
     response["Content-Length"] = str(size)
     if filename is not None:

@@ -53,7 +53,7 @@ class Store:
 
     def key(self, path: Path) -> str:
         """The file's name in the store: its path relative to the data folder."""
-        return PurePosixPath(Path(path).resolve().relative_to(data_dir())).as_posix()
+        return data_name(path)
 
     def publish(self, *paths: Path) -> None:
         """Put whole local files into the store under their names."""
@@ -72,11 +72,12 @@ class Store:
     def exists(self, path: Path) -> bool:
         return Path(path).exists()
 
-    def size(self, path: Path) -> int:
-        return Path(path).stat().st_size
-
     def stream(self, path: Path) -> Iterator[bytes]:
         """The file's bytes in chunks, for a download; FileNotFoundError when it is in no store."""
+        return self.opened(path)[1]
+
+    def opened(self, path: Path) -> tuple[int, Iterator[bytes]]:
+        """The file's size and its bytes in chunks, from one open (one request to a remote store)."""
         handle = Path(path).open("rb")  # raises here, not at the first chunk
 
         def chunks() -> Iterator[bytes]:
@@ -84,7 +85,7 @@ class Store:
                 while block := handle.read(CHUNK):
                     yield block
 
-        return chunks()
+        return os.fstat(handle.fileno()).st_size, chunks()
 
     def download_url(self, path: Path, filename: str) -> str | None:
         """A URL the client may fetch the file from directly (a presigned one); None: stream it."""
@@ -154,12 +155,9 @@ class S3Store(Store):
             cache.used(folder)
             return folder
         with cache.filling(folder):
-            prefix = self.storage._normalize_name(self.key(folder)) + "/"
-            with _transfer("list", folder):
-                objects = list(self.storage.bucket.objects.filter(Prefix=prefix))
             fetched = set()
-            for summary in objects:
-                path = folder / summary.key[len(prefix):]
+            for relative, summary in self.listing(folder).items():
+                path = folder / relative
                 if not (path.exists() and path.stat().st_size == summary.size):
                     self._download(path, summary.Object(), summary.size, sync=False)
                     fetched.add(path.parent)
@@ -168,6 +166,15 @@ class S3Store(Store):
             cache.mark_whole(folder)
         cache.used(folder)
         return folder
+
+    def listing(self, folder: Path) -> dict[str, Any]:
+        """Every object the store holds under `folder`: its path relative to the folder → its summary (.size)."""
+        prefix = self._prefix(folder)
+        with _transfer("list", folder):
+            return {summary.key[len(prefix):]: summary for summary in self.storage.bucket.objects.filter(Prefix=prefix)}
+
+    def _prefix(self, folder: Path) -> str:
+        return self.storage._normalize_name(self.key(folder)) + "/"
 
     def _download(self, path: Path, obj: Any, size: int | None = None, *, sync: bool = True) -> None:
         """Into a temporary name, then renamed: a reader never sees half a file. A small one (its size
@@ -190,19 +197,10 @@ class S3Store(Store):
     def exists(self, path: Path) -> bool:
         return Path(path).exists() or self.storage.exists(self.key(path))
 
-    def size(self, path: Path) -> int:
-        return self.storage.size(self.key(path))
-
-    def stream(self, path: Path) -> Iterator[bytes]:
-        from botocore.exceptions import ClientError
-
-        try:
-            body = self.object(path).get()["Body"]
-        except ClientError as exc:
-            if _code(exc) in ("NoSuchKey", "404"):
-                raise FileNotFoundError(self.key(path)) from exc
-            raise
-        return body.iter_chunks(CHUNK)
+    def opened(self, path: Path) -> tuple[int, Iterator[bytes]]:
+        with _transfer("download", path):  # no such key: FileNotFoundError; any other failure: StoreUnavailable
+            answer = self.object(path).get()
+        return answer["ContentLength"], answer["Body"].iter_chunks(CHUNK)
 
     def download_url(self, path: Path, filename: str) -> str | None:
         if not self.presigned:
@@ -218,7 +216,7 @@ class S3Store(Store):
 
     def delete_folder(self, folder: Path) -> None:
         shutil.rmtree(folder, ignore_errors=True)
-        prefix = self.storage._normalize_name(self.key(folder)) + "/"
+        prefix = self._prefix(folder)
         try:
             self.storage.bucket.objects.filter(Prefix=prefix).delete()
         except Exception:  # the row is gone already: what is left in the store is garbage, not a failure
@@ -291,10 +289,10 @@ class _transfer:
         from botocore.exceptions import BotoCoreError, ClientError
 
         if isinstance(exc, ClientError) and _code(exc) in ("NoSuchKey", "404"):
-            raise FileNotFoundError(f"{self.path} is in no store ({store().description})") from exc
+            raise FileNotFoundError(f"{self.path} is in no store ({settings.WORKBENCH_STORAGE})") from exc
         if isinstance(exc, (BotoCoreError, ClientError, Boto3Error)):
             raise StoreUnavailable(f"could not {self.action} {Path(self.path).name} "
-                                   f"({store().description}: {exc})") from exc
+                                   f"({settings.WORKBENCH_STORAGE}: {exc})") from exc
         return False
 
 
@@ -351,7 +349,7 @@ def parse(value: str, *, presigned: bool = False) -> Store:
 def data_name(path: Path) -> str:
     """The name of a file under the data folder that every host reads the same: relative to its data folder.
     What one process tells another on another host (a serving request names the snapshot so)."""
-    return Store().key(path)
+    return PurePosixPath(Path(path).resolve().relative_to(data_dir())).as_posix()
 
 
 def data_dir() -> Path:

@@ -37,9 +37,9 @@ class Command(BaseCommand):
         for folder in folders:
             if not folder.is_dir():
                 continue
-            held = _held(current, folder)
+            held = {name: summary.size for name, summary in current.listing(folder).items()}
             for path in sorted(p for p in folder.rglob("*") if _ours(p, folder)):
-                if held.get(current.key(path)) == path.stat().st_size:
+                if held.get(path.relative_to(folder).as_posix()) == path.stat().st_size:
                     skipped += 1
                     continue
                 current.publish(path)
@@ -51,13 +51,3 @@ class Command(BaseCommand):
 def _ours(path: Path, folder: Path) -> bool:
     parts = path.relative_to(folder).parts
     return path.is_file() and TEMPORARY_MARK not in path.name and not parts[0].startswith(SKIPPED)
-
-
-def _held(current: S3Store, folder: Path) -> dict[str, int]:
-    """What the store holds under `folder`: name (relative to the data folder) → size."""
-    prefix = current.storage._normalize_name(current.key(folder)) + "/"
-    cut = len(current.storage._normalize_name(""))
-    held = {}
-    for summary in current.storage.bucket.objects.filter(Prefix=prefix):
-        held[summary.key[cut:].lstrip("/")] = summary.size
-    return held
